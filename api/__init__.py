@@ -1,0 +1,1 @@
+"""FastAPI adapter over the Rayplane core. No business logic lives here."""

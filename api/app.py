@@ -1,0 +1,116 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` builds everything from settings when the app starts. Tests pass
+a ready ``AppState`` instead (for example one whose session factory is bound to a
+connection inside a transaction that is rolled back after the test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
+
+from api import problems
+from api.middleware import RequestContextMiddleware
+from api.routers import api_keys, audit, health, members, tenant
+from api.state import AppState
+from rayplane import __version__
+from rayplane.db.engine import async_session_factory, make_async_engine
+from rayplane.identity.entra import EntraValidator
+from rayplane.logs import get_logger
+from rayplane.settings import Settings, get_settings
+
+log = get_logger("rayplane.api")
+
+DESCRIPTION = """\
+Rayplane is the control plane of a managed-Ray service on Azure.
+
+Every error is RFC 9457 `application/problem+json`. Every response carries `X-Request-ID`.
+Authenticate with `Authorization: Bearer <API key>` or an Entra ID access token.
+"""
+
+
+def redis_client(url: str) -> Redis:
+    if url.startswith("redis+socket://"):
+        return Redis(unix_socket_path=url[len("redis+socket://") :], socket_timeout=5)
+    return Redis.from_url(url, socket_timeout=5)
+
+
+def build_state(settings: Settings) -> AppState:
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError(
+            "RAYPLANE_DATABASE_URL and RAYPLANE_REDIS_URL must be set for the API; "
+            "`rayplane dev` sets them for the embedded servers"
+        )
+    engine = make_async_engine(
+        settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessions=async_session_factory(engine),
+        redis=redis_client(settings.redis_url),
+        entra=EntraValidator(
+            authority=settings.entra_authority,
+            audiences=settings.entra_audience,
+            ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None,
+            cache_seconds=settings.jwks_cache_seconds,
+        ),
+        hashing_key=settings.hashing_key(),
+    )
+
+
+def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:
+    settings = settings or (state.settings if state else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = getattr(app.state, "rayplane", None) is None
+        if owned:
+            app.state.rayplane = build_state(settings)
+        log.info("api_started", version=__version__, env=settings.env)
+        try:
+            yield
+        finally:
+            if owned:
+                current: AppState = app.state.rayplane
+                await current.entra.aclose()
+                await current.redis.aclose()
+                await current.engine.dispose()
+
+    app = FastAPI(
+        title="Rayplane",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    if state is not None:
+        app.state.rayplane = state
+    problems.install(app)
+    for module in (health, tenant, members, api_keys, audit):
+        app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "Operation-Location", "X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory api.app:app_from_env``."""
+    from rayplane.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,102 @@
+"""Shapes and helpers shared by the routers: pages, ETags, error docs, idempotent creates."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from fastapi import Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import app_state
+from rayplane.common import idempotency
+from rayplane.common.paging import DEFAULT_LIMIT, MAX_LIMIT
+from rayplane.identity.principal import Principal
+
+T = TypeVar("T")
+
+
+class ListPage(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as ?cursor= to get the next page; null on the last page")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = Field(examples=["https://rayplane.dev/problems/invalid-input"])
+    title: str = Field(examples=["Invalid input"])
+    status: int = Field(examples=[422])
+    detail: str = Field(examples=["body.role: Input should be 'owner', 'admin', 'member' or 'viewer'"])
+    instance: str | None = Field(default=None, examples=["/v1/api-keys"])
+    errors: list[dict[str, str]] | None = Field(
+        default=None,
+        examples=[[{"field": "body.role", "message": "Input should be 'owner', 'admin', 'member' or 'viewer'"}]],
+    )
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI response entries for the given error statuses (plus the ones every route has)."""
+    described = {
+        400: "Bad request",
+        401: "Missing or invalid credentials",
+        403: "The caller's role does not allow this",
+        404: "No such resource in the caller's tenant",
+        409: "Conflicts with the current state",
+        412: "If-Match does not name the current ETag",
+        415: "The body is not JSON",
+        422: "Invalid input; errors[] names each field",
+        429: "Too many requests; see Retry-After",
+        500: "Internal error (no details leak)",
+    }
+    wanted = sorted({401, 429, 500, *codes})
+    return {
+        code: {"model": Problem, "description": described[code], "content": {"application/problem+json": {}}}
+        for code in wanted
+    }
+
+
+Limit = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Page size")
+Cursor = Query(None, description="next_cursor from the previous page")
+
+
+def with_etag(response: Response, etag: str) -> None:
+    response.headers["ETag"] = etag
+
+
+async def idempotent_create(
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    key: str | None,
+    body: BaseModel,
+    create: Callable[[], Awaitable[tuple[int, Any, dict[str, str]]]],
+) -> JSONResponse:
+    """Run ``create`` once per ``Idempotency-Key``; replay its stored answer afterwards.
+
+    ``create`` returns ``(status, json-able body, headers)``. Without a key it simply runs.
+    """
+    fingerprint = idempotency.request_fingerprint(request.method, request.url.path, body.model_dump(mode="json"))
+    if key is not None:
+        stored = await idempotency.begin(session, principal.tenant_id, key, fingerprint)
+        if stored is not None:
+            request.state.audit_detail = {"idempotent_replay": True}
+            headers = {**stored.headers, "Idempotent-Replayed": "true"}
+            return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
+    status, payload, headers = await create()
+    encoded = jsonable_encoder(payload)
+    if key is not None:
+        ttl = timedelta(hours=app_state(request).settings.idempotency_ttl_hours)
+        await idempotency.remember(
+            session,
+            principal.tenant_id,
+            key,
+            fingerprint,
+            idempotency.StoredResponse(status, encoded, headers),
+            ttl,
+        )
+    return JSONResponse(encoded, status_code=status, headers=headers)

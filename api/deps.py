@@ -1,0 +1,99 @@
+"""Request-scoped dependencies: the unit of work, the caller, and request metadata.
+
+Unit of work: ``get_session`` opens one session per request and, because it is declared
+with ``scope="function"``, commits *before* the response is sent, so a client that got a
+2xx can immediately read what it wrote. On any exception it rolls back. Services only
+flush. For a mutating request that succeeds, the audit entry is written inside the same
+transaction, so the change and its audit row commit or vanish together; failures are
+audited by the middleware in a transaction of their own after the rollback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api import ratelimit
+from api.state import AppState
+from rayplane.audit.service import AuditEvent, record
+from rayplane.identity.auth import authenticate
+from rayplane.identity.principal import Principal
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.rayplane
+    return state
+
+
+def action_name(request: Request) -> str:
+    route = request.scope.get("route")
+    name = getattr(route, "name", None)
+    return str(name) if name else f"{request.method.lower()} {request.url.path}"
+
+
+def set_audit_target(request: Request, target_type: str, target_id: str, **detail: Any) -> None:
+    """Routes call this so the audit entry names what the request acted on."""
+    request.state.audit_target = (target_type, target_id)
+    if detail:
+        request.state.audit_detail = detail
+
+
+def audit_event(request: Request, status_code: int) -> AuditEvent:
+    target = getattr(request.state, "audit_target", None)
+    client = request.client.host if request.client else None
+    return AuditEvent(
+        action=action_name(request),
+        status_code=status_code,
+        target_type=target[0] if target else None,
+        target_id=target[1] if target else None,
+        request_id=getattr(request.state, "request_id", None),
+        client_address=client,
+        detail=getattr(request.state, "audit_detail", None),
+    )
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    state = app_state(request)
+    async with state.sessions() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is not None and request.method in MUTATING:
+            route = request.scope.get("route")
+            status = getattr(route, "status_code", None) or 200
+            await record(session, principal, audit_event(request, status))
+            request.state.audited = True
+        await session.commit()
+
+
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_principal(
+    request: Request,
+    session: Session,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    state = app_state(request)
+    principal = await authenticate(session, authorization, hashing_key=state.hashing_key, validator=state.entra)
+    request.state.principal = principal
+    structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
+    await ratelimit.hit(state.redis, principal.tenant_id, state.settings.rate_limit_per_minute)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(get_principal, scope="function")]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag from a previous read; 412 if stale")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="Replays the first answer for the same key and body"),
+]

@@ -1,0 +1,147 @@
+"""One pure-ASGI middleware for what every request needs.
+
+In order: a request id (``X-Request-ID``, accepted from the client when well-formed,
+else generated) on every response and log line; ``415`` for a body that is not JSON;
+Prometheus counters and latency by route template; one access-log line; an audit entry
+for a mutating request that failed after authentication (successes are audited inside
+their own transaction by ``api.deps.get_session``); and a problem+json 500 for anything
+unhandled, so even that answer carries the request id and no stack trace.
+
+A pure ASGI middleware rather than ``BaseHTTPMiddleware``: it adds no task or stream
+per request, which matters on the hot read path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Histogram
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.deps import MUTATING, audit_event
+from api.problems import PROBLEM, problem_body
+from api.state import AppState
+from rayplane.audit.service import record
+from rayplane.logs import get_logger
+
+log = get_logger("rayplane.api.access")
+
+REQUESTS = Counter(
+    "rayplane_http_requests_total", "HTTP requests by route template and status", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "rayplane_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _has_body(scope: Scope) -> bool:
+    length = _header(scope, b"content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return _header(scope, b"transfer-encoding") is not None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status_holder = {"status": 500, "started": False}
+        rid_header = (b"x-request-id", request_id.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        method = scope["method"]
+        try:
+            content_type = _header(scope, b"content-type")
+            if method in MUTATING and _has_body(scope) and not (content_type and _JSON_TYPE.match(content_type)):
+                await self._send_problem(
+                    send_wrapper,
+                    415,
+                    f"send the body as application/json, not {content_type or 'no content type'}",
+                    scope,
+                )
+            else:
+                await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
+            if not status_holder["started"]:
+                await self._send_problem(
+                    send_wrapper, 500, f"an internal error occurred; quote request id {request_id} to support", scope
+                )
+        finally:
+            status = int(status_holder["status"])
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(method, template, str(status)).inc()
+            LATENCY.labels(method, template).observe(elapsed)
+            state = scope.get("state", {})
+            principal = state.get("principal")
+            if method in MUTATING and status >= 400 and principal is not None and not state.get("audited"):
+                await self._audit_failure(scope, status)
+            log.info(
+                "request",
+                method=method,
+                path=scope.get("path"),
+                route=template,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                tenant_id=getattr(principal, "tenant_id", None),
+            )
+
+    async def _send_problem(self, send: Send, status: int, detail: str, scope: Scope) -> None:
+        body = json.dumps(problem_body(status, detail, instance=scope.get("path"))).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _audit_failure(self, scope: Scope, status: int) -> None:
+        app_state: Any = scope.get("app")
+        state: AppState | None = getattr(getattr(app_state, "state", None), "rayplane", None)
+        if state is None:
+            return
+        request = Request(scope)
+        try:
+            async with state.sessions() as session, session.begin():
+                await record(session, scope["state"]["principal"], audit_event(request, status))
+        except Exception as exc:
+            log.error("audit_write_failed", exc_info=exc)

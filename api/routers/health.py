@@ -1,0 +1,57 @@
+"""Liveness, readiness and Prometheus metrics (unauthenticated, for the platform)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from api.deps import app_state
+from api.problems import problem
+from rayplane.logs import get_logger
+
+router = APIRouter(tags=["health"])
+log = get_logger("rayplane.api.health")
+
+CHECK_TIMEOUT = 2.0
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz", summary="Readiness: the database and the broker answer", responses={503: {"description": "not ready"}}
+)
+async def readyz(request: Request) -> Response:
+    state = app_state(request)
+
+    async def database() -> None:
+        async with state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def broker() -> None:
+        await state.redis.ping()  # type: ignore[misc]  # redis-py types ping() for both clients
+
+    checks: dict[str, str] = {}
+    for name, check in (("database", database), ("broker", broker)):
+        try:
+            await asyncio.wait_for(check(), CHECK_TIMEOUT)
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with its type
+            checks[name] = f"unavailable ({type(exc).__name__})"
+            log.warning("readiness_check_failed", check=name, error=type(exc).__name__)
+    if all(v == "ok" for v in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    failing = ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
+    resp = problem(503, f"not ready: {failing}", instance="/readyz")
+    return resp
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python benchmarks/api_read.py`` (see RESULTS.md)."""

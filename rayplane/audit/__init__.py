@@ -1,0 +1,1 @@
+"""Audit log: who did what, when, from where, with what result."""

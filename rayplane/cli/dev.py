@@ -1,0 +1,209 @@
+"""``rayplane dev``: the whole control plane under one supervisor.
+
+Order on start: embedded Postgres and Redis (unless URLs are configured), migrations, the
+dev tenant and key, then the API, one Celery worker and Celery beat, each in a process
+group of its own and bound to die with the supervisor (PR_SET_PDEATHSIG).
+On SIGINT/SIGTERM: beat, worker, then API get SIGTERM to their group, a deadline, then
+SIGKILL; then Redis and Postgres stop. No child outlives the supervisor.
+A child that crashes is restarted with backoff; five crashes in a minute stop everything,
+because a loop of restarts hides the error a developer needs to see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import httpx
+
+from rayplane.db.engine import async_session_factory, make_async_engine
+from rayplane.db.migrate import upgrade
+from rayplane.embedded import EmbeddedServices
+from rayplane.logs import get_logger
+from rayplane.procs import die_with_parent, stop_process_group
+from rayplane.settings import Settings
+from rayplane.tenants.bootstrap import BootstrapResult, ensure_dev_tenant
+
+log = get_logger("rayplane.dev")
+
+STOP_ORDER = ("beat", "worker", "api")
+
+
+def process_argv(kind: str, settings: Settings) -> list[str]:
+    """The command line of one control-plane process (shared with ``rayplane api|worker|beat``)."""
+    py = sys.executable
+    if kind == "api":
+        return [
+            py,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:app_from_env",
+            "--host",
+            settings.api_host,
+            "--port",
+            str(settings.api_port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "10",
+        ]
+    if kind == "worker":
+        return [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "-n",
+            "rayplane@%h",
+        ]
+    if kind == "beat":
+        schedule = settings.data_dir.resolve() / "celerybeat-schedule"
+        return [py, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "INFO", "-s", str(schedule)]
+    raise ValueError(kind)
+
+
+@dataclass
+class Child:
+    kind: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    crashes: deque[float] = field(default_factory=lambda: deque(maxlen=5))
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.stopping = threading.Event()
+        self.embedded = EmbeddedServices(self.data_dir)
+        self.children: dict[str, Child] = {}
+        self.env: dict[str, str] = {}
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        self.stopping.set()
+
+    def _bootstrap(self, database_url: str) -> BootstrapResult:
+        async def run() -> BootstrapResult:
+            engine = make_async_engine(database_url, pool_size=1, max_overflow=0)
+            try:
+                async with async_session_factory(engine)() as session, session.begin():
+                    return await ensure_dev_tenant(
+                        session, self.settings.hashing_key(), self.data_dir / "dev.env", self.api_url
+                    )
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(run())
+
+    def _spawn(self, child: Child) -> None:
+        env = {**os.environ, **self.env}
+        child.proc = subprocess.Popen(child.argv, env=env, start_new_session=True, preexec_fn=die_with_parent)
+        log.info("started", process=child.kind, pid=child.proc.pid)
+
+    def _wait_ready(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            try:
+                if httpx.get(self.api_url + "/readyz", timeout=2).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            api = self.children["api"].proc
+            if api is not None and api.poll() is not None:
+                return False
+            self.stopping.wait(0.2)
+        return False
+
+    def _watch(self) -> int:
+        while not self.stopping.wait(0.5):
+            for child in self.children.values():
+                if child.proc is None or child.proc.poll() is None:
+                    continue
+                now = time.monotonic()
+                child.crashes.append(now)
+                log.error("process_exited", process=child.kind, status=child.proc.returncode)
+                if len(child.crashes) == child.crashes.maxlen and now - child.crashes[0] < 60:
+                    log.error("giving_up", process=child.kind, reason="5 crashes within a minute")
+                    return 1
+                self.stopping.wait(min(2 ** (len(child.crashes) - 1), 10))
+                if not self.stopping.is_set():
+                    self._spawn(child)
+        return 0
+
+    def _print_banner(self, boot: BootstrapResult, embedded_db: bool, embedded_redis: bool) -> None:
+        lines = [
+            "",
+            "Rayplane control plane is running (dev mode)",
+            f"  API       {self.api_url}    docs: {self.api_url}/docs",
+            f"  Postgres  {'embedded, data in ' + str(self.data_dir / 'postgres') if embedded_db else 'external'}",
+            f"  Redis     {'embedded (unix socket)' if embedded_redis else 'external'}",
+            "  Tenant    dev",
+        ]
+        if boot.new_key:
+            lines.append(f"  API key   {boot.new_key}")
+            lines.append("            shown once; it is also in " + str(self.data_dir / "dev.env"))
+        else:
+            lines.append(f"  API key   in {self.data_dir / 'dev.env'}")
+        lines += ["Press Ctrl-C to stop.", ""]
+        print("\n".join(lines), flush=True)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        status = 1
+        try:
+            database_url = self.settings.database_url or self.embedded.start_postgres()
+            redis_url = self.settings.redis_url or self.embedded.start_redis()
+            self.env = {
+                "RAYPLANE_DATABASE_URL": database_url,
+                "RAYPLANE_REDIS_URL": redis_url,
+                "RAYPLANE_DATA_DIR": str(self.data_dir),
+            }
+            upgrade(database_url)
+            boot = self._bootstrap(database_url)
+            for kind in ("api", "worker", "beat"):
+                self.children[kind] = Child(kind, process_argv(kind, self.settings))
+                self._spawn(self.children[kind])
+            if self._wait_ready():
+                self._print_banner(boot, not self.settings.database_url, not self.settings.redis_url)
+                status = self._watch()
+            elif not self.stopping.is_set():
+                log.error("api_not_ready", url=self.api_url + "/readyz")
+            else:
+                status = 0
+        finally:
+            # A second Ctrl-C while we clean up must not leave orphans behind.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for kind in STOP_ORDER:
+                child = self.children.get(kind)
+                if child is not None and child.proc is not None:
+                    stop_process_group(child.proc, timeout=15)
+                    log.info("stopped", process=kind)
+            self.embedded.stop()
+            log.info("all_stopped")
+        return status
+
+
+def run_dev(settings: Settings) -> int:
+    if not settings.is_dev:
+        raise SystemExit("`rayplane dev` is for dev mode (RAYPLANE_ENV=dev)")
+    return Supervisor(settings).run()

@@ -1,0 +1,141 @@
+"""The ``rayplane`` command: operator verbs now; cluster and job verbs build on this app.
+
+Exit codes: 0 success; 1 failure reported by the program; 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from rayplane import __version__
+from rayplane.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="rayplane",
+    help="Rayplane: managed Ray clusters on Azure, or on this machine in dev mode.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+OPENAPI_PATH = Path("openapi") / "openapi.json"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(f"rayplane: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _configure_logging(settings: Settings, fmt: str | None = None) -> None:
+    from rayplane.logs import configure_logging
+
+    configure_logging(settings.log_level, fmt or settings.log_format)
+
+
+@app.command()
+def version() -> None:
+    """Print the version.
+
+    Example: [bold]rayplane version[/bold]
+    """
+    typer.echo(__version__)
+
+
+@app.command()
+def dev() -> None:
+    """Run the whole control plane here: API, worker and beat, on embedded Postgres and Redis.
+
+    Example: [bold]rayplane dev[/bold] (what `make run` does). Ctrl-C stops everything.
+    """
+    from rayplane.cli.dev import run_dev
+
+    settings = _settings()
+    _configure_logging(settings, "console" if sys.stderr.isatty() else None)
+    raise typer.Exit(run_dev(settings))
+
+
+@app.command()
+def migrate(revision: str = typer.Argument("head", help="Target revision")) -> None:
+    """Apply database migrations (needs RAYPLANE_DATABASE_URL).
+
+    Example: [bold]RAYPLANE_DATABASE_URL=postgresql://… rayplane migrate[/bold]
+    """
+    from rayplane.db.migrate import upgrade
+
+    settings = _settings()
+    _configure_logging(settings)
+    if not settings.database_url:
+        typer.echo("rayplane: RAYPLANE_DATABASE_URL is not set", err=True)
+        raise typer.Exit(2)
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+def _exec(kind: str) -> None:
+    from rayplane.cli.dev import process_argv
+
+    settings = _settings()
+    argv = process_argv(kind, settings)
+    os.execv(argv[0], argv)  # noqa: S606 - replace this process: signals go straight to the server
+
+
+@app.command()
+def api() -> None:
+    """Run the API server (uvicorn) in the foreground.
+
+    Example: [bold]RAYPLANE_ENV=production … rayplane api[/bold]
+    """
+    _exec("api")
+
+
+@app.command()
+def worker() -> None:
+    """Run one Celery worker in the foreground.
+
+    Example: [bold]rayplane worker[/bold]
+    """
+    _exec("worker")
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat (the periodic sweeps) in the foreground. Run exactly one.
+
+    Example: [bold]rayplane beat[/bold]
+    """
+    _exec("beat")
+
+
+@app.command()
+def openapi(
+    output: Path = typer.Option(OPENAPI_PATH, "--output", "-o", help="Where to write the document"),
+    check: bool = typer.Option(False, "--check", help="Exit 1 if the file differs instead of writing it"),
+) -> None:
+    """Write the OpenAPI document of the API to openapi/openapi.json.
+
+    Example: [bold]rayplane openapi[/bold], or [bold]rayplane openapi --check[/bold] in CI.
+    """
+    from api.openapi import render
+
+    text = render()
+    if check:
+        current = output.read_text() if output.exists() else ""
+        if current != text:
+            typer.echo(f"{output} is out of date; run `rayplane openapi`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{output} is up to date")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    typer.echo(f"wrote {output} ({len(json.loads(text)['paths'])} paths)")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,62 @@
+"""Domain errors. Adapters map each class to a protocol answer (HTTP status, task retry).
+
+Every error carries a human ``detail``; ``InvalidInput`` also carries the fields at fault,
+as ``FieldError(field, message)`` with a dotted path such as ``body.worker_groups.0.name``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class DomainError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    title = "Error"
+
+    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors: list[FieldError] = errors or []
+
+
+class Unauthenticated(DomainError):
+    title = "Unauthenticated"
+
+
+class Forbidden(DomainError):
+    title = "Forbidden"
+
+
+class NotFound(DomainError):
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    title = "Conflict"
+
+
+class PreconditionFailed(DomainError):
+    title = "Precondition failed"
+
+
+class InvalidInput(DomainError):
+    title = "Invalid input"
+
+    @classmethod
+    def on(cls, field_path: str, message: str) -> InvalidInput:
+        return cls(f"{field_path}: {message}", errors=[FieldError(field_path, message)])
+
+
+class RateLimited(DomainError):
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

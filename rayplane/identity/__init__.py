@@ -1,0 +1,1 @@
+"""Identity: members, roles, API keys and the authenticated principal."""

@@ -1,0 +1,134 @@
+"""Process configuration: one pydantic-settings class, every variable prefixed ``RAYPLANE_``.
+
+Contract:
+- ``load_settings()`` validates the environment once; a bad value raises
+  ``SettingsError`` whose message names the variable (``RAYPLANE_...``) at fault, so
+  start-up stops with something a human can act on.
+- In ``dev`` mode (the default for ``make run``) secrets may be generated and kept under
+  ``data_dir``; in any other mode every secret must be given explicitly.
+- ``database_url`` / ``redis_url`` left empty mean "use the embedded servers" (dev only).
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "RAYPLANE_"
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment does not describe a valid configuration."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the control plane. Field ``foo`` is read from ``RAYPLANE_FOO``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    env: Literal["dev", "test", "production"] = "dev"
+    data_dir: Path = Path(".rayplane")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str | None = None
+
+    # Keyed hash of API keys. Rotating it invalidates every key, so it is a real secret.
+    secret_key: SecretStr | None = None
+
+    entra_authority: str = "https://login.microsoftonline.com"
+    entra_audience: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ca_bundle: Path | None = None
+    jwks_cache_seconds: int = Field(default=3600, ge=0)
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit_per_minute: int = Field(default=1200, ge=0)
+    idempotency_ttl_hours: int = Field(default=24, ge=1)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("entra_audience", "cors_origins", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must be a postgresql:// or postgresql+psycopg:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "redis+socket://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or redis+socket:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _secrets_outside_dev(self) -> Settings:
+        if self.env == "production":
+            missing = [
+                name
+                for name, value in (
+                    ("secret_key", self.secret_key),
+                    ("database_url", self.database_url),
+                    ("redis_url", self.redis_url),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError("required outside dev mode: " + ", ".join(ENV_PREFIX + m.upper() for m in missing))
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env != "production"
+
+    def hashing_key(self) -> bytes:
+        """The HMAC key for API keys; in dev it is generated once and kept in ``data_dir``."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip().encode()
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = [str(p) for p in item.get("loc", ())]
+        name = ENV_PREFIX + loc[0].upper() if loc else "configuration"
+        lines.append(f"{name}: {item.get('msg', 'invalid value')}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment; raise ``SettingsError`` naming the bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (validated once)."""
+    return load_settings()

@@ -1,0 +1,74 @@
+"""Every mutating request leaves one audit entry: actor, action, target, result, request id, address."""
+
+from __future__ import annotations
+
+import httpx
+
+from rayplane.identity.principal import Role
+from tests.support.factories import Factory
+
+
+async def entries(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, object]]:
+    r = await client.get("/v1/audit-log", headers=headers, params={"limit": 200})
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+async def test_success_is_audited_with_request_metadata(client: httpx.AsyncClient, factory: Factory) -> None:
+    owner = await factory.actor()
+    r = await client.post(
+        "/v1/api-keys", headers={**owner.headers, "X-Request-ID": "req-audit-1"}, json={"name": "ci", "role": "member"}
+    )
+    assert r.status_code == 201
+    [entry] = await entries(client, owner.headers)
+    assert entry["action"] == "api_keys.create"
+    assert entry["actor_type"] == "api_key"
+    assert entry["actor_id"] == owner.key.id
+    assert entry["target_type"] == "api_key"
+    assert entry["target_id"] == r.json()["id"]
+    assert entry["result"] == "success"
+    assert entry["status_code"] == 201
+    assert entry["request_id"] == "req-audit-1"
+    assert entry["client_address"] == "127.0.0.1"
+
+
+async def test_failures_are_audited_and_reads_are_not(client: httpx.AsyncClient, factory: Factory) -> None:
+    owner = await factory.actor()
+    viewer = await factory.actor(Role.VIEWER, tenant=owner.tenant)
+    await client.get("/v1/tenant", headers=viewer.headers)
+    denied = await client.patch("/v1/tenant", headers=viewer.headers, json={"display_name": "nope"})
+    assert denied.status_code == 403
+    invalid = await client.post("/v1/api-keys", headers=owner.headers, json={"name": ""})
+    assert invalid.status_code == 422
+    missing = await client.delete("/v1/members/mem_00000000000000000000000000", headers=owner.headers)
+    assert missing.status_code == 404
+    got = await entries(client, owner.headers)
+    summary = [(e["action"], e["actor_id"], e["result"], e["status_code"]) for e in reversed(got)]
+    assert summary == [
+        ("tenant.update", viewer.key.id, "failure", 403),
+        ("api_keys.create", owner.key.id, "failure", 422),
+        ("members.delete", owner.key.id, "failure", 404),
+    ]
+
+
+async def test_unauthenticated_requests_do_not_write_into_any_tenant_log(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    owner = await factory.actor()
+    await client.post("/v1/api-keys", headers={"Authorization": "Bearer nope"}, json={"name": "x"})
+    assert await entries(client, owner.headers) == []
+
+
+async def test_audit_log_pages_newest_first(client: httpx.AsyncClient, factory: Factory) -> None:
+    owner = await factory.actor()
+    for i in range(5):
+        await client.patch("/v1/tenant", headers=owner.headers, json={"display_name": f"n{i}"})
+    page1 = (await client.get("/v1/audit-log", headers=owner.headers, params={"limit": 2})).json()
+    page2 = (
+        await client.get("/v1/audit-log", headers=owner.headers, params={"limit": 2, "cursor": page1["next_cursor"]})
+    ).json()
+    ids = [e["id"] for e in page1["items"] + page2["items"]]
+    assert ids == sorted(ids, reverse=True)
+    assert len(set(ids)) == 4
+    filtered = (await client.get("/v1/audit-log", headers=owner.headers, params={"action": "tenant.update"})).json()
+    assert len(filtered["items"]) == 5

@@ -1,0 +1,68 @@
+"""Structured logs carry request and tenant ids and never a credential."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from emulators.azure.server import EmulatorProcess
+from rayplane.identity.principal import Role
+from rayplane.logs import configure_logging, get_logger, mask
+from tests.conftest import AUDIENCE
+from tests.support.entra import mint
+from tests.support.factories import Factory
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    configure_logging("DEBUG", "json", stream=stream)
+    yield stream
+    logging.getLogger().handlers[:] = []
+
+
+async def test_logs_have_ids_and_no_secrets(
+    client: httpx.AsyncClient, factory: Factory, emulator: EmulatorProcess, json_logs: io.StringIO
+) -> None:
+    import uuid
+
+    tid = str(uuid.uuid4())
+    tenant = await factory.tenant(tid=tid)
+    member = await factory.member(tenant, role=Role.VIEWER)
+    actor = await factory.actor(Role.OWNER, tenant=tenant)
+    token = mint(emulator, tid, {"tid": tid, "oid": member.oid, "aud": AUDIENCE})
+
+    assert (await client.get("/v1/tenant", headers=actor.headers)).status_code == 200
+    assert (await client.get("/v1/tenant", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    created = await client.post("/v1/api-keys", headers=actor.headers, json={"name": "x"})
+    new_key = created.json()["key"]
+    # credentials that fail are not logged either
+    await client.get("/v1/tenant", headers={"Authorization": f"Bearer {actor.raw_key[:-1]}z"})
+    # even when code logs them by mistake, the redactor masks them
+    get_logger("test").warning("oops", authorization=f"Bearer {actor.raw_key}", note=f"token {token}")
+
+    text = json_logs.getvalue()
+    assert actor.raw_key not in text
+    assert actor.raw_key[:-1] not in text
+    assert new_key not in text
+    assert token not in text
+    assert token.split(".")[1] not in text
+
+    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    requests = [r for r in records if r.get("event") == "request"]
+    assert len(requests) >= 3
+    for r in requests:
+        assert r["request_id"]
+        assert r["level"] == "info"
+    assert any(r.get("tenant_id") == tenant.id for r in requests)
+
+
+def test_mask_handles_keys_and_jwts() -> None:
+    key = "rpk_" + "a" * 12 + "_" + "b" * 40
+    jwt_like = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    assert mask(f"x {key} y {jwt_like} z") == "x [redacted] y [redacted] z"

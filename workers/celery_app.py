@@ -1,0 +1,56 @@
+"""The Celery application and beat schedule.
+
+Messages are nudges only: Postgres holds every desired state, so a lost message delays
+work and loses none. Hence ``acks_late`` with ``reject_on_worker_lost`` (a task killed
+mid-way is redelivered) and idempotent tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging
+
+from rayplane.logs import configure_logging
+from rayplane.settings import get_settings
+
+
+@setup_logging.connect
+def _json_logs(**_: Any) -> None:
+    """Connected, so Celery leaves logging to us: the same JSON lines as the API."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def broker_url(url: str) -> str:
+    # kombu spells a unix-socket Redis as redis+socket:///path; accept both spellings.
+    if url.startswith("unix://"):
+        return "redis+socket://" + url[len("unix://") :]
+    return url
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    if not settings.redis_url:
+        raise RuntimeError("RAYPLANE_REDIS_URL must be set for workers; `rayplane dev` sets it")
+    app = Celery("rayplane", broker=broker_url(settings.redis_url), include=["workers.tasks.maintenance"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        beat_schedule={
+            "purge-idempotency-records": {
+                "task": "rayplane.maintenance.purge_idempotency_records",
+                "schedule": 600.0,
+            },
+        },
+    )
+    return app
+
+
+app = make_celery()

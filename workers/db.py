@@ -1,0 +1,26 @@
+"""The worker side's unit of work: one sync session per task, committed at the end."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from rayplane.db.engine import make_sync_engine, sync_session_factory
+from rayplane.settings import get_settings
+
+
+@functools.lru_cache(maxsize=1)
+def _sessions() -> sessionmaker[Session]:
+    settings = get_settings()
+    if not settings.database_url:
+        raise RuntimeError("RAYPLANE_DATABASE_URL must be set for workers")
+    return sync_session_factory(make_sync_engine(settings.database_url))
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    with _sessions()() as session, session.begin():
+        yield session
