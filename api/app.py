@@ -14,9 +14,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
+import rayplane.db.models  # noqa: F401 - every mapper must be known before the first flush
 from api import problems
 from api.middleware import RequestContextMiddleware
-from api.routers import api_keys, audit, health, members, tenant
+from api.nudges import Nudger
+from api.routers import api_keys, audit, clouds, clusters, health, jobs, members, tenant
 from api.state import AppState
 from rayplane import __version__
 from rayplane.db.engine import async_session_factory, make_async_engine
@@ -61,6 +63,7 @@ def build_state(settings: Settings) -> AppState:
             cache_seconds=settings.jwks_cache_seconds,
         ),
         hashing_key=settings.hashing_key(),
+        nudger=Nudger(settings.redis_url, settings.task_queue),
     )
 
 
@@ -92,7 +95,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
     if state is not None:
         app.state.rayplane = state
     problems.install(app)
-    for module in (health, tenant, members, api_keys, audit):
+    for module in (health, tenant, members, api_keys, audit, clouds, clusters, jobs):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

@@ -10,7 +10,7 @@ audited by the middleware in a transaction of their own after the rollback.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import structlog
@@ -73,6 +73,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await record(session, principal, audit_event(request, status))
             request.state.audited = True
         await session.commit()
+    for hook in getattr(request.state, "after_commit", []):
+        await hook()
+
+
+def after_commit(request: Request, hook: Callable[[], Awaitable[None]]) -> None:
+    """Run ``hook`` once the request's transaction has committed (never if it rolls back)."""
+    hooks: list[Callable[[], Awaitable[None]]] = getattr(request.state, "after_commit", [])
+    hooks.append(hook)
+    request.state.after_commit = hooks
 
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]

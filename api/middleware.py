@@ -44,6 +44,9 @@ LATENCY = Histogram(
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
+# The one upload route takes a zip archive instead of JSON.
+_ZIP_ROUTE = re.compile(r"^/v1/clusters/[^/]+/packages$")
+_ZIP_TYPE = re.compile(r"^application/(zip|x-zip-compressed|octet-stream)\s*(;.*)?$", re.IGNORECASE)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -58,6 +61,10 @@ def _has_body(scope: Scope) -> bool:
     if length is not None:
         return length.strip() not in ("", "0")
     return _header(scope, b"transfer-encoding") is not None
+
+
+def _wanted(accepted: re.Pattern[str]) -> str:
+    return "application/zip" if accepted is _ZIP_TYPE else "application/json"
 
 
 class RequestContextMiddleware:
@@ -87,11 +94,12 @@ class RequestContextMiddleware:
         method = scope["method"]
         try:
             content_type = _header(scope, b"content-type")
-            if method in MUTATING and _has_body(scope) and not (content_type and _JSON_TYPE.match(content_type)):
+            accepted = _ZIP_TYPE if _ZIP_ROUTE.match(scope.get("path", "")) else _JSON_TYPE
+            if method in MUTATING and _has_body(scope) and not (content_type and accepted.match(content_type)):
                 await self._send_problem(
                     send_wrapper,
                     415,
-                    f"send the body as application/json, not {content_type or 'no content type'}",
+                    f"send the body as {_wanted(accepted)}, not {content_type or 'no content type'}",
                     scope,
                 )
             else:

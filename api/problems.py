@@ -32,6 +32,7 @@ STATUS = {
     errors.PreconditionFailed: 412,
     errors.InvalidInput: 422,
     errors.RateLimited: 429,
+    errors.Unavailable: 503,
 }
 TITLES = {
     400: "Bad request",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.nudges import Nudger
 from rayplane.identity.entra import EntraValidator
 from rayplane.settings import Settings
 
@@ -19,3 +20,4 @@ class AppState:
     redis: Redis
     entra: EntraValidator
     hashing_key: bytes
+    nudger: Nudger

@@ -12,7 +12,9 @@ Contract:
 from __future__ import annotations
 
 import functools
+import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -54,6 +56,24 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+
+    # Clusters and the local provider.
+    local_clouds: bool | None = Field(default=None, description="default: on in dev mode")
+    local_cpus: int | None = Field(default=None, ge=1)
+    local_memory_gib: float | None = Field(default=None, gt=0)
+    local_max_nodes: int = Field(default=16, ge=1)
+    local_ray_root: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "rayplane")
+    default_quota_vcpus: int = Field(default=2000, ge=0)
+    default_quota_clusters: int = Field(default=50, ge=0)
+    task_queue: str = "rayplane"
+    sweep_interval_seconds: float = Field(default=2.0, gt=0)
+    reconcile_busy_seconds: float = Field(default=1.0, gt=0)
+    reconcile_steady_seconds: float = Field(default=5.0, gt=0)
+    sweep_hold_seconds: int = Field(default=15, ge=1)
+    provisioning_timeout_seconds: int = Field(default=600, ge=10)
+    lease_seconds: int = Field(default=120, ge=5)
+    max_attempts: int = Field(default=8, ge=1)
+    scale_down_idle_seconds: int = Field(default=60, ge=1)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -98,6 +118,19 @@ class Settings(BaseSettings):
     @property
     def is_dev(self) -> bool:
         return self.env != "production"
+
+    @property
+    def local_clouds_enabled(self) -> bool:
+        return self.is_dev if self.local_clouds is None else self.local_clouds
+
+    def local_capacity(self) -> dict[str, float | int]:
+        """This machine's capacity unless configured: what a tenant's ``local`` cloud may use."""
+        cpus = self.local_cpus or os.cpu_count() or 1
+        if self.local_memory_gib is not None:
+            memory = self.local_memory_gib
+        else:
+            memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+        return {"cpus": cpus, "memory_gib": memory, "gpus": 0, "max_nodes": self.local_max_nodes}
 
     def hashing_key(self) -> bytes:
         """The HMAC key for API keys; in dev it is generated once and kept in ``data_dir``."""

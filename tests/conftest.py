@@ -10,22 +10,26 @@ is clean afterwards.
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import create_app, redis_client
+from api.nudges import Nudger
 from api.state import AppState
 from emulators.azure.server import EmulatorProcess
-from rayplane.db.engine import make_async_engine
+from rayplane.db.engine import async_session_factory, make_async_engine
 from rayplane.db.migrate import upgrade
 from rayplane.identity.entra import EntraValidator
 from rayplane.settings import Settings
-from tests.support.factories import Factory
+from rayplane.tenants.models import Tenant
+from tests.support.factories import Actor, Factory
 from tests.support.services import scratch_database, servers
 
 AUDIENCE = "api://rayplane-test"
@@ -131,6 +135,16 @@ async def entra(settings: Settings) -> AsyncIterator[EntraValidator]:
     await validator.aclose()
 
 
+@pytest.fixture(scope="session")
+def nudger(settings: Settings) -> Iterator[Nudger]:
+    """A real Celery producer on a queue of its own that no worker in these tests consumes."""
+    assert settings.redis_url
+    n = Nudger(settings.redis_url, f"test-nudges-{uuid.uuid4().hex[:8]}")
+    yield n
+    with n.app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(n.queue)  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def state(
     settings: Settings,
@@ -138,9 +152,16 @@ def state(
     sessions: async_sessionmaker[AsyncSession],
     redis: Redis,
     entra: EntraValidator,
+    nudger: Nudger,
 ) -> AppState:
     return AppState(
-        settings=settings, engine=engine, sessions=sessions, redis=redis, entra=entra, hashing_key=HASHING_KEY
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        redis=redis,
+        entra=entra,
+        hashing_key=HASHING_KEY,
+        nudger=nudger,
     )
 
 
@@ -155,3 +176,26 @@ async def client(state: AppState) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def factory(session: AsyncSession) -> Factory:
     return Factory(session, HASHING_KEY)
+
+
+@pytest.fixture
+async def committed(
+    settings: Settings, engine: AsyncEngine, redis: Redis, entra: EntraValidator, nudger: Nudger
+) -> AsyncIterator[tuple[httpx.AsyncClient, Actor]]:
+    sessions = async_session_factory(engine)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        redis=redis,
+        entra=entra,
+        hashing_key=HASHING_KEY,
+        nudger=nudger,
+    )
+    async with sessions() as s:
+        actor = await Factory(s, HASHING_KEY).actor()
+    app = create_app(settings, state=state)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        yield client, actor
+    async with sessions() as s, s.begin():
+        await s.execute(delete(Tenant).where(Tenant.id == actor.tenant.id))

@@ -34,7 +34,11 @@ def make_celery() -> Celery:
     settings = get_settings()
     if not settings.redis_url:
         raise RuntimeError("RAYPLANE_REDIS_URL must be set for workers; `rayplane dev` sets it")
-    app = Celery("rayplane", broker=broker_url(settings.redis_url), include=["workers.tasks.maintenance"])
+    app = Celery(
+        "rayplane",
+        broker=broker_url(settings.redis_url),
+        include=["workers.tasks.maintenance", "workers.tasks.clusters"],
+    )
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -43,10 +47,17 @@ def make_celery() -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         timezone="UTC",
+        task_default_queue=settings.task_queue,
         beat_schedule={
+            "sweep-due-clusters": {
+                "task": "rayplane.clusters.sweep",
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"expires": settings.sweep_interval_seconds * 2},
+            },
             "purge-idempotency-records": {
                 "task": "rayplane.maintenance.purge_idempotency_records",
                 "schedule": 600.0,
+                "options": {"queue": settings.task_queue},
             },
         },
     )

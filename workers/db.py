@@ -8,12 +8,13 @@ from contextlib import contextmanager
 
 from sqlalchemy.orm import Session, sessionmaker
 
+import rayplane.db.models  # noqa: F401 - every mapper must be known before the first flush
 from rayplane.db.engine import make_sync_engine, sync_session_factory
 from rayplane.settings import get_settings
 
 
 @functools.lru_cache(maxsize=1)
-def _sessions() -> sessionmaker[Session]:
+def sessions() -> sessionmaker[Session]:
     settings = get_settings()
     if not settings.database_url:
         raise RuntimeError("RAYPLANE_DATABASE_URL must be set for workers")
@@ -22,5 +23,5 @@ def _sessions() -> sessionmaker[Session]:
 
 @contextmanager
 def unit_of_work() -> Iterator[Session]:
-    with _sessions()() as session, session.begin():
+    with sessions()() as session, session.begin():
         yield session

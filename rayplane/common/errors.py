@@ -60,3 +60,9 @@ class RateLimited(DomainError):
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    """A dependency the request needs (a cluster's Ray head, a cloud API) did not answer."""
+
+    title = "Service unavailable"

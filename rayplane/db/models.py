@@ -1,9 +1,26 @@
 """Imports every model so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from rayplane.audit.models import AuditEntry
+from rayplane.billing.models import UsageInterval
+from rayplane.clouds.models import Cloud
+from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.common.models import IdempotencyRecord
 from rayplane.db.base import Base
 from rayplane.identity.models import ApiKey, Member
+from rayplane.jobs.models import Job
 from rayplane.tenants.models import Tenant
 
-__all__ = ["ApiKey", "AuditEntry", "Base", "IdempotencyRecord", "Member", "Tenant"]
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Cloud",
+    "Cluster",
+    "ClusterEvent",
+    "IdempotencyRecord",
+    "Job",
+    "Member",
+    "Operation",
+    "Tenant",
+    "UsageInterval",
+]

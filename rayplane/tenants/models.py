@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rayplane.db.base import Base, ResourceMixin
@@ -17,3 +17,6 @@ class Tenant(ResourceMixin, Base):
     display_name: Mapped[str] = mapped_column(String(200))
     entra_tenant_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # Limits from the tenant's plan; NULL means the server-wide default applies.
+    quota_vcpus: Mapped[int | None] = mapped_column(Integer)
+    quota_clusters: Mapped[int | None] = mapped_column(Integer)

@@ -43,10 +43,10 @@ def test_modules_stay_small() -> None:
 
 def test_no_sql_outside_repositories_and_db() -> None:
     """Query construction lives in repository modules (and db/, migrations, maintenance)."""
-    allowed = {"repository.py", "idempotency.py", "maintenance.py"}
+    allowed = {"repository.py", "models.py", "idempotency.py", "maintenance.py"}
     offenders = []
     for path in (ROOT / "rayplane").rglob("*.py"):
-        if path.name in allowed or "db" in path.parts:
+        if path.name in allowed or path.name.endswith("store.py") or "db" in path.parts:
             continue
         names = set()
         for node in ast.walk(ast.parse(path.read_text())):
@@ -54,4 +54,31 @@ def test_no_sql_outside_repositories_and_db() -> None:
                 names |= {a.name for a in node.names}
         if names & {"select", "update", "delete", "insert", "text"}:
             offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_only_the_state_machine_writes_cluster_state() -> None:
+    """``transition`` in rayplane/clusters/states.py is the one writer of ``Cluster.state``."""
+    offenders = []
+    for package in ("rayplane", "api", "workers"):
+        for path in (ROOT / package).rglob("*.py"):
+            if path == ROOT / "rayplane" / "clusters" / "states.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                targets = (
+                    node.targets
+                    if isinstance(node, ast.Assign)
+                    else [node.target]
+                    if isinstance(node, (ast.AugAssign, ast.AnnAssign))
+                    else []
+                )
+                for t in targets:
+                    elts = t.elts if isinstance(t, ast.Tuple) else [t]
+                    for e in elts:
+                        if (
+                            isinstance(e, ast.Attribute)
+                            and e.attr == "state"
+                            and not (isinstance(e.value, ast.Name) and e.value.id in ("request", "app"))
+                        ):
+                            offenders.append(f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}")
     assert offenders == []

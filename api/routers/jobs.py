@@ -1,0 +1,101 @@
+"""``/v1/clusters/{id}/jobs``: Ray jobs, their logs, and working-dir packages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from api.common import Cursor, Limit, ListPage, idempotent_create, problems
+from api.deps import Caller, IdempotencyKey, Session, set_audit_target
+from rayplane.clusters.service import get_cluster
+from rayplane.jobs import service
+from rayplane.jobs.schemas import JobCreate, JobOut, PackageOut
+
+router = APIRouter(prefix="/v1/clusters/{cluster_id}", tags=["jobs"])
+ZIP_SCHEMA = {"type": "string", "format": "binary"}
+
+
+@router.post(
+    "/jobs", name="jobs.submit", status_code=201, response_model=JobOut, responses=problems(403, 404, 409, 415, 422)
+)
+async def submit_job(
+    cluster_id: str,
+    body: JobCreate,
+    request: Request,
+    session: Session,
+    caller: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Submit through Ray's Jobs API. Upload a working dir first with ``POST …/packages``."""
+
+    async def create() -> tuple[int, object, dict[str, str]]:
+        job = await service.submit_job(session, caller, cluster_id, body)
+        set_audit_target(request, "job", job.id)
+        return 201, JobOut.model_validate(job), {"Location": f"/v1/clusters/{cluster_id}/jobs/{job.id}"}
+
+    return await idempotent_create(request, session, caller, idempotency_key, body, create)
+
+
+@router.get("/jobs", name="jobs.list", response_model=ListPage[JobOut], responses=problems(404, 422))
+async def list_jobs(
+    cluster_id: str, session: Session, caller: Caller, limit: int = Limit, cursor: str | None = Cursor
+) -> ListPage[JobOut]:
+    page = await service.list_jobs(session, caller, cluster_id, cursor=cursor, limit=limit)
+    return ListPage[JobOut](items=[JobOut.model_validate(j) for j in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/jobs/{job_id}", name="jobs.get", response_model=JobOut, responses=problems(404))
+async def get_job(cluster_id: str, job_id: str, session: Session, caller: Caller) -> JobOut:
+    return JobOut.model_validate(await service.get_job(session, caller, cluster_id, job_id))
+
+
+@router.get(
+    "/jobs/{job_id}/logs",
+    name="jobs.logs",
+    response_class=PlainTextResponse,
+    responses={**problems(404), 200: {"content": {"text/plain": {}}, "description": "The job's output"}},
+)
+async def job_logs(
+    cluster_id: str,
+    job_id: str,
+    session: Session,
+    caller: Caller,
+    follow: bool = Query(False, description="Stream new output until the job ends"),
+) -> Response:
+    """The whole log, or (``follow=true``) a stream that ends when the job does."""
+    job = await service.get_job(session, caller, cluster_id, job_id)
+    if not follow or job.terminal:
+        return PlainTextResponse(await service.current_logs(session, caller, cluster_id, job_id))
+    cluster = await get_cluster(session, caller, cluster_id)
+    if not cluster.dashboard_url:
+        return PlainTextResponse(job.logs or "")
+    return StreamingResponse(service.follow_logs(cluster.dashboard_url, job.submission_id), media_type="text/plain")
+
+
+@router.post(
+    "/jobs/{job_id}:stop", name="jobs.stop", status_code=202, response_model=JobOut, responses=problems(404, 409)
+)
+async def stop_job(cluster_id: str, job_id: str, request: Request, session: Session, caller: Caller) -> JobOut:
+    set_audit_target(request, "job", job_id)
+    return JobOut.model_validate(await service.stop_job(session, caller, cluster_id, job_id))
+
+
+@router.post(
+    "/packages",
+    name="jobs.upload_package",
+    status_code=201,
+    response_model=PackageOut,
+    responses=problems(404, 409, 415, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload_package(cluster_id: str, request: Request, session: Session, caller: Caller) -> PackageOut:
+    """Upload a zipped working directory (``Content-Type: application/zip``) for ``runtime_env.working_dir``."""
+    data = await request.body()
+    uri, size = await service.upload_package(session, caller, cluster_id, data)
+    set_audit_target(request, "package", uri)
+    return PackageOut(uri=uri, size_bytes=size)

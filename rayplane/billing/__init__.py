@@ -1,0 +1,1 @@
+"""Billing: usage intervals observed on clusters (the ground truth), and metering."""

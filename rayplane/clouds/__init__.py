@@ -1,0 +1,1 @@
+"""Clouds: where clusters run (this machine, or an Azure subscription)."""

@@ -1,0 +1,130 @@
+"""Cloud use cases.
+
+In dev mode every tenant gets a ``local`` cloud (this machine, capacity from settings) the
+first time it lists clouds or creates a cluster; it becomes the default when the tenant has
+none. Azure clouds are created by the Azure provider's own flow.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rayplane.clouds.models import Cloud
+from rayplane.clouds.repository import CloudRepository
+from rayplane.clouds.schemas import CloudCreate
+from rayplane.common.errors import Conflict, InvalidInput, NotFound
+from rayplane.common.etags import check_if_match
+from rayplane.common.paging import Page, decode_cursor, page_of
+from rayplane.db.ids import has_prefix, new_id
+from rayplane.identity.principal import Principal, Role
+from rayplane.tenants.service import validate_name
+
+LOCAL = "local"
+
+
+def installed_ray_versions() -> list[str]:
+    """The Ray this machine can run (read from package metadata; ``ray`` is not imported)."""
+    try:
+        return [importlib.metadata.version("ray")]
+    except importlib.metadata.PackageNotFoundError:
+        return []
+
+
+async def ensure_local_cloud(session: AsyncSession, tenant_id: str, capacity: dict[str, Any]) -> Cloud:
+    repo = CloudRepository(session)
+    cloud = await repo.get_by_name(tenant_id, LOCAL)
+    versions = installed_ray_versions()
+    if cloud is None:
+        make_default = await repo.get_default(tenant_id) is None
+        cloud = Cloud(
+            id=new_id("cld"),
+            tenant_id=tenant_id,
+            name=LOCAL,
+            provider="local",
+            status="READY",
+            is_default=make_default,
+            config={"capacity": capacity},
+            ray_versions=versions,
+        )
+        await repo.add(cloud)
+    elif cloud.provider == "local" and cloud.ray_versions != versions:
+        cloud.ray_versions = versions  # the local extra was installed or upgraded
+        await session.flush()
+    return cloud
+
+
+async def create_cloud(
+    session: AsyncSession,
+    principal: Principal,
+    body: CloudCreate,
+    *,
+    local_enabled: bool,
+    local_capacity: dict[str, Any],
+) -> Cloud:
+    principal.require(Role.ADMIN)
+    validate_name(body.name)
+    repo = CloudRepository(session)
+    if body.provider == "azure":
+        raise InvalidInput.on(
+            "body.provider", "Azure clouds are created with the Azure fields (see the Azure provider)"
+        )
+    if not local_enabled:
+        raise InvalidInput.on("body.provider", "local clouds are available in dev mode only")
+    if await repo.get_by_name(principal.tenant_id, body.name) is not None:
+        raise Conflict(f"a cloud named {body.name!r} already exists")
+    capacity = body.capacity.model_dump() if body.capacity else dict(local_capacity)
+    if body.default:
+        await repo.clear_default(principal.tenant_id)
+    cloud = Cloud(
+        id=new_id("cld"),
+        tenant_id=principal.tenant_id,
+        name=body.name,
+        provider="local",
+        status="READY",
+        is_default=body.default or await repo.get_default(principal.tenant_id) is None,
+        config={"capacity": capacity},
+        ray_versions=installed_ray_versions(),
+    )
+    return await repo.add(cloud)
+
+
+async def list_clouds(session: AsyncSession, principal: Principal, *, cursor: str | None, limit: int) -> Page[Cloud]:
+    rows = await CloudRepository(session).list(principal.tenant_id, after=decode_cursor(cursor), limit=limit)
+    return page_of(rows, limit)
+
+
+async def get_cloud(session: AsyncSession, principal: Principal, cloud_id: str) -> Cloud:
+    cloud = await CloudRepository(session).get(principal.tenant_id, cloud_id)
+    if cloud is None:
+        raise NotFound(f"cloud {cloud_id} not found")
+    return cloud
+
+
+async def resolve_cloud(session: AsyncSession, tenant_id: str, ref: str | None, field: str = "body.cloud") -> Cloud:
+    """A cloud by id or name, or the tenant's default; ``InvalidInput`` on ``field`` otherwise."""
+    repo = CloudRepository(session)
+    if ref is None:
+        cloud = await repo.get_default(tenant_id)
+        if cloud is None:
+            raise InvalidInput.on(field, "the tenant has no default cloud; name one, or create a cloud first")
+        return cloud
+    cloud = await repo.get(tenant_id, ref) if has_prefix(ref, "cld") else await repo.get_by_name(tenant_id, ref)
+    if cloud is None:
+        raise InvalidInput.on(field, f"no cloud {ref!r} in this tenant")
+    if cloud.status != "READY":
+        raise InvalidInput.on(field, f"cloud {cloud.name!r} is {cloud.status}, not READY")
+    return cloud
+
+
+async def delete_cloud(session: AsyncSession, principal: Principal, cloud_id: str, *, if_match: str | None) -> None:
+    principal.require(Role.ADMIN)
+    repo = CloudRepository(session)
+    cloud = await get_cloud(session, principal, cloud_id)
+    check_if_match(if_match, cloud.etag)
+    in_use = await repo.live_cluster_count(cloud.id)
+    if in_use:
+        raise Conflict(f"cloud {cloud.name!r} still has {in_use} cluster(s); delete them first")
+    await repo.delete(cloud)

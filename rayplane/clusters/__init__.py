@@ -1,0 +1,1 @@
+"""Clusters: spec, desired and observed state, the state machine, operations and events."""

@@ -1,0 +1,93 @@
+"""Clusters, their append-only event history, and long-running operations.
+
+Two version counters on a cluster, on purpose:
+- ``generation`` changes only when a user changes what they want (spec or desired state).
+  It is the ETag, so a worker observing the cluster never makes a user's If-Match stale.
+- ``version`` (SQLAlchemy's version_id_col, from ResourceMixin) changes on every write; it
+  makes concurrent writers (the API and a worker) fail loudly instead of losing an update.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from rayplane.db.base import Base, ResourceMixin, utcnow
+
+
+class Cluster(ResourceMixin, Base):
+    __tablename__ = "clusters"
+    __table_args__ = (
+        # Names are unique among live clusters; a deleted one frees its name.
+        Index("uq_clusters_live_name", "tenant_id", "name", unique=True, postgresql_where=text("deleted_at IS NULL")),
+        # The sweep reads only due rows: its cost follows them, not the table.
+        Index("ix_clusters_due", "next_reconcile_at", postgresql_where=text("next_reconcile_at IS NOT NULL")),
+        Index("ix_clusters_tenant_id_id", "tenant_id", "id"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    # NULL only for history: a deleted cluster whose cloud was removed afterwards.
+    cloud_id: Mapped[str | None] = mapped_column(ForeignKey("clouds.id", ondelete="SET NULL"), index=True)
+    name: Mapped[str] = mapped_column(String(40))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    desired_state: Mapped[str] = mapped_column(String(10), default="running")
+    state: Mapped[str] = mapped_column(String(20), default="PENDING")
+    state_reason: Mapped[str | None] = mapped_column(String(1000))
+    state_code: Mapped[str | None] = mapped_column(String(80))
+    observed: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    observed_generation: Mapped[int] = mapped_column(Integer, default=0)
+    provider_state: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    dashboard_url: Mapped[str | None] = mapped_column(String(500))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retry_requested: Mapped[bool] = mapped_column(default=False)
+    next_reconcile_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None]
+    last_activity_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.generation}"'
+
+
+class ClusterEvent(Base):
+    """One thing that happened to a cluster. Rows are only ever inserted."""
+
+    __tablename__ = "cluster_events"
+    __table_args__ = (Index("ix_cluster_events_cluster_id_id", "cluster_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    code: Mapped[str | None] = mapped_column(String(80))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class Operation(ResourceMixin, Base):
+    """A long-running request (create, update, stop, start, retry, delete) and its outcome."""
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        Index("ix_operations_cluster_running", "cluster_id", postgresql_where=text("status = 'Running'")),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="Running")
+    target_generation: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(80))
+    error_message: Mapped[str | None] = mapped_column(String(1000))
+    completed_at: Mapped[datetime | None]

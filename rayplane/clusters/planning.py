@@ -1,0 +1,112 @@
+"""Pure decisions of the reconciler: node shapes, group targets, autoscaling, health.
+
+No I/O here: everything takes plain data and returns plain data, so every rule is unit
+tested without a database or a cloud.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from rayplane import catalog
+from rayplane.providers.base import ClusterTarget, GroupTarget, NodeShape, Observation
+
+
+def shape(vm_size: str, *, spot: bool = False) -> NodeShape:
+    size = catalog.get(vm_size)
+    if size is None:  # validated at the API; a catalog change must not crash the worker
+        return NodeShape(vm_size=vm_size, vcpus=1, memory_gib=1.0, gpus=0, spot=spot)
+    return NodeShape(vm_size=size.name, vcpus=size.vcpus, memory_gib=size.memory_gib, gpus=size.gpus, spot=spot)
+
+
+def clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+def group_targets(spec: dict[str, Any], previous: dict[str, int]) -> dict[str, int]:
+    """Each group's node count: the previous target kept within the spec's [min, max]."""
+    return {
+        g["name"]: clamp(previous.get(g["name"], g["min_nodes"]), g["min_nodes"], g["max_nodes"])
+        for g in spec.get("worker_groups", [])
+    }
+
+
+def autoscale(
+    spec: dict[str, Any], targets: dict[str, int], observation: Observation
+) -> tuple[dict[str, int], list[str]]:
+    """Grow groups that have pending demand, shrink groups with idle nodes; with reasons.
+
+    Growth is bounded by max and by the demand Ray reports; shrinking only removes idle
+    nodes and never goes below min. A group never grows and shrinks in the same pass.
+    """
+    new = dict(targets)
+    reasons: list[str] = []
+    for group in spec.get("worker_groups", []):
+        name = group["name"]
+        current = new.get(name, group["min_nodes"])
+        wanted = observation.pending_demand.get(name, 0)
+        idle = observation.idle_nodes.get(name, 0)
+        if wanted > 0 and current < group["max_nodes"]:
+            new[name] = clamp(current + wanted, group["min_nodes"], group["max_nodes"])
+            reasons.append(f"group {name}: {current} -> {new[name]} nodes, for pending demand")
+        elif idle > 0 and current > group["min_nodes"] and wanted == 0:
+            new[name] = clamp(current - idle, group["min_nodes"], group["max_nodes"])
+            if new[name] != current:
+                reasons.append(f"group {name}: {current} -> {new[name]} nodes, idle ones removed")
+    return new, reasons
+
+
+def cluster_target(
+    cluster_id: str, name: str, spec: dict[str, Any], targets: dict[str, int], cloud_config: dict[str, Any]
+) -> ClusterTarget:
+    groups = tuple(
+        GroupTarget(
+            name=g["name"],
+            shape=shape(g["vm_size"], spot=bool(g.get("spot"))),
+            count=targets.get(g["name"], g["min_nodes"]),
+            min_nodes=g["min_nodes"],
+            max_nodes=g["max_nodes"],
+            fallback_to_on_demand=bool(g.get("fallback_to_on_demand")),
+        )
+        for g in spec.get("worker_groups", [])
+    )
+    return ClusterTarget(
+        cluster_id=cluster_id,
+        name=name,
+        ray_version=str(spec.get("ray_version", "")),
+        image=spec.get("image"),
+        head=shape(spec["head"]["vm_size"]),
+        groups=groups,
+        cloud_config=cloud_config,
+    )
+
+
+def shortfalls(targets: dict[str, int], observation: Observation) -> list[str]:
+    """Human reasons why the observed cluster is below its targets (empty when healthy)."""
+    if not observation.head_alive:
+        return ["the head node is down"]
+    return [
+        f"group {name}: {observation.nodes.get(name, 0)} of {want} nodes running"
+        for name, want in sorted(targets.items())
+        if observation.nodes.get(name, 0) < want
+    ]
+
+
+def backoff(attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: uniform in [base, min(cap, base * 2**attempt)]."""
+    r = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+    high = min(cap, base * (2 ** max(attempt, 0)))
+    return r.uniform(base, max(base, high))
+
+
+def observed_summary(targets: dict[str, int], observation: Observation, observed_at: str) -> dict[str, Any]:
+    return {
+        "head": {"alive": observation.head_alive},
+        "groups": {
+            name: {"ready": observation.nodes.get(name, 0), "wanted": want} for name, want in sorted(targets.items())
+        },
+        "targets": targets,
+        "observed_at": observed_at,
+        "messages": list(observation.messages),
+    }

@@ -1,0 +1,306 @@
+"""The reconciler: compares what a user wants with what runs, and takes the next step.
+
+One pass over one cluster, in three phases so no database transaction spans cloud work:
+1. take the lease (a conditional UPDATE; skip the pass when another worker holds it);
+2. read a snapshot of the cluster, then do the provider work with no transaction open;
+3. lock the row (``SELECT … FOR UPDATE``), apply what happened (provider state, observed
+   nodes, state transitions with their events, usage intervals, jobs, operations), choose
+   when to look again, release the lease and commit.
+Every step is idempotent: a pass cut short anywhere is repeated by the next one, and the
+provider's own records keep it from creating anything twice. Errors back off with jitter;
+too many attempts, or a terminal error, end in FAILED with the reason and the cloud's code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from rayplane.billing import usage_store as usage
+from rayplane.clusters import planning, store
+from rayplane.clusters.finish import finish_jobs, settle_operations, sync_jobs
+from rayplane.clusters.models import Cluster
+from rayplane.clusters.states import State, can_move, record_event, transition
+from rayplane.db.base import utcnow
+from rayplane.jobs.ray_api import RayJobInfo
+from rayplane.logs import get_logger
+from rayplane.providers.base import Observation, Provider, TerminalError
+from rayplane.settings import Settings
+
+log = get_logger("rayplane.reconcile")
+
+BUSY = frozenset(
+    {State.PENDING, State.PROVISIONING, State.STARTING, State.UPDATING, State.DEGRADED, State.STOPPING, State.DELETING}
+)
+
+
+@dataclass
+class Snapshot:
+    cluster_id: str
+    name: str
+    state: State
+    desired: str
+    spec: dict[str, Any]
+    generation: int
+    observed_generation: int
+    provider_state: dict[str, Any]
+    targets: dict[str, int]
+    retry_requested: bool
+    cloud_provider: str
+    cloud_config: dict[str, Any]
+    jobs: dict[str, str]  # job id -> submission id of unfinished jobs
+    dashboard_url: str | None
+
+
+@dataclass
+class Outcome:
+    action: str
+    provider_state: dict[str, Any]
+    targets: dict[str, int]
+    observation: Observation | None = None
+    error: Exception | None = None
+    scale_reasons: list[str] = field(default_factory=list)
+    jobs: dict[str, tuple[RayJobInfo | None, str | None]] = field(default_factory=dict)
+
+
+def choose_action(state: State, desired: str, retry_requested: bool) -> str:
+    """What this pass does: ``ensure``, ``stop``, ``teardown`` or ``none``."""
+    if state == State.DELETED:
+        return "none"
+    if desired == "deleted":
+        return "teardown"
+    if state == State.FAILED and not retry_requested:
+        return "none"
+    if desired == "stopped" and state in (State.RUNNING, State.STOPPING):
+        return "stop"
+    if desired == "stopped" and state == State.STOPPED:
+        return "none"
+    if desired == "running" and state == State.STOPPING:
+        return "stop"  # finish the stop first; STOPPED -> STARTING comes next
+    return "ensure"
+
+
+def choose_action_for(c: Cluster) -> str:
+    return choose_action(State(c.state), c.desired_state, c.retry_requested)
+
+
+class Reconciler:
+    def __init__(
+        self, sessions: sessionmaker[Session], providers: dict[str, Provider], settings: Settings, owner: str
+    ) -> None:
+        self.sessions = sessions
+        self.providers = providers
+        self.settings = settings
+        self.owner = owner
+
+    # ---- phase 1 and 2 --------------------------------------------------------------
+    def _begin(self, cluster_id: str) -> Snapshot | None:
+        """Take the lease, announce the work about to start (PROVISIONING, STOPPING, ...) and
+        read a snapshot; ``None`` when another worker holds the lease or the row is gone."""
+        with self.sessions() as session, session.begin():
+            if not store.acquire_lease(session, cluster_id, self.owner, self.settings.lease_seconds):
+                return None
+        with self.sessions() as session, session.begin():
+            c = store.load(session, cluster_id, lock=True)
+            if c is None:
+                return None
+            action = choose_action_for(c)
+            if action == "ensure":
+                self._entered(session, c)
+            elif action == "stop" and can_move(c.state, State.STOPPING):
+                transition(session, c, State.STOPPING, reason="stopping on request")
+            elif action == "teardown" and can_move(c.state, State.DELETING):
+                transition(session, c, State.DELETING, reason="deleting on request")
+            cloud = store.load_cloud(session, c.cloud_id)
+            jobs = {j.id: j.submission_id for j in store.active_jobs(session, c.id)}
+            return Snapshot(
+                cluster_id=c.id,
+                name=c.name,
+                state=State(c.state),
+                desired=c.desired_state,
+                spec=dict(c.spec),
+                generation=c.generation,
+                observed_generation=c.observed_generation,
+                provider_state=dict(c.provider_state or {}),
+                targets=planning.group_targets(c.spec, dict((c.observed or {}).get("targets", {}))),
+                retry_requested=c.retry_requested,
+                cloud_provider=cloud.provider if cloud else "local",
+                cloud_config=dict(cloud.config) if cloud else {},
+                jobs=jobs,
+                dashboard_url=c.dashboard_url,
+            )
+
+    def _work(self, snap: Snapshot, provider: Provider) -> Outcome:
+        action = choose_action(snap.state, snap.desired, snap.retry_requested)
+        out = Outcome(action=action, provider_state=snap.provider_state, targets=snap.targets)
+        target = planning.cluster_target(snap.cluster_id, snap.name, snap.spec, snap.targets, snap.cloud_config)
+        try:
+            if action in ("teardown", "stop"):
+                url = provider.jobs_endpoint(snap.provider_state)
+                out.jobs = sync_jobs(url, snap.jobs, final=True) if url else {}
+                fn = provider.teardown if action == "teardown" else provider.stop
+                out.provider_state = fn(target, snap.provider_state)
+            elif action == "ensure":
+                if snap.provider_state and snap.state not in (State.STOPPED, State.PENDING):
+                    out.observation = provider.observe(target, snap.provider_state)
+                    out.targets, out.scale_reasons = planning.autoscale(snap.spec, snap.targets, out.observation)
+                    target = planning.cluster_target(
+                        snap.cluster_id, snap.name, snap.spec, out.targets, snap.cloud_config
+                    )
+                    if out.observation.head_alive and out.observation.dashboard_url:
+                        out.jobs = sync_jobs(out.observation.dashboard_url, snap.jobs, final=False)
+                out.provider_state = provider.ensure(target, snap.provider_state)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded and backed off
+            out.error = exc
+        return out
+
+    # ---- phase 3 ----------------------------------------------------------------------
+    def reconcile(self, cluster_id: str) -> str:
+        """One pass; returns what happened ("busy", "gone", or the action taken)."""
+        snap = self._begin(cluster_id)
+        if snap is None:
+            return "busy"
+        provider = self.providers.get(snap.cloud_provider)
+        try:
+            if provider is None:
+                out = Outcome(
+                    "none",
+                    snap.provider_state,
+                    snap.targets,
+                    error=TerminalError(f"no provider for {snap.cloud_provider!r} clouds"),
+                )
+            else:
+                out = self._work(snap, provider)
+            with self.sessions() as session, session.begin():
+                cluster = store.load(session, cluster_id, lock=True)
+                if cluster is None:
+                    return "gone"
+                self._apply(session, cluster, snap, out, provider)
+                store.release_lease(session, cluster_id, self.owner)
+            return out.action
+        except BaseException:
+            with self.sessions() as session, session.begin():
+                store.release_lease(session, cluster_id, self.owner)
+            raise
+
+    def _apply(self, session: Session, c: Cluster, snap: Snapshot, out: Outcome, provider: Provider | None) -> None:
+        now = utcnow()
+        c.provider_state = out.provider_state
+        if out.jobs:
+            finish_jobs(session, c, out.jobs, now)
+        if out.error is not None:
+            self._failed_pass(session, c, out.error, now)
+        elif out.action == "teardown":
+            for to in (State.DELETING, State.DELETED):
+                transition(session, c, to, reason="deleted on request")
+            usage.close_all(session, c.id, now)
+            finish_jobs(session, c, {}, now, cluster_gone="the cluster was deleted")
+            c.deleted_at, c.next_reconcile_at, c.observed = now, None, {}
+            c.dashboard_url = None
+        elif out.action == "stop":
+            for to in (State.STOPPING, State.STOPPED):
+                if can_move(c.state, to):
+                    transition(session, c, to, reason="stopped on request")
+            usage.close_all(session, c.id, now)
+            finish_jobs(session, c, {}, now, cluster_gone="the cluster was stopped")
+            c.observed, c.dashboard_url = {}, None
+        elif out.action == "ensure":
+            self._ensured(session, c, snap, out, provider, now)
+        if out.error is None:
+            c.attempts = 0
+        settle_operations(session, c, now)
+        c.next_reconcile_at = self._next(c, now) if out.error is None else c.next_reconcile_at
+
+    def _entered(self, session: Session, c: Cluster) -> None:
+        """Cloud work was attempted: leave the resting states whatever its outcome."""
+        state = State(c.state)
+        if state == State.PENDING:
+            transition(session, c, State.PROVISIONING, reason="creating the head and worker nodes")
+        elif state == State.STOPPED:
+            transition(session, c, State.STARTING, reason="starting on request")
+        elif state == State.FAILED and c.retry_requested:
+            transition(session, c, State.PROVISIONING, reason="retrying on request")
+            c.retry_requested = False
+
+    def _ensured(
+        self, session: Session, c: Cluster, snap: Snapshot, out: Outcome, provider: Provider | None, now: datetime
+    ) -> None:
+        obs = out.observation
+        for reason in out.scale_reasons:
+            record_event(session, c, "scaled", reason)
+        c.observed = (
+            planning.observed_summary(out.targets, obs, now.isoformat())
+            if obs
+            else {**(c.observed or {}), "targets": out.targets}
+        )
+        if provider is not None:
+            c.dashboard_url = (obs.dashboard_url if obs else None) or provider.jobs_endpoint(out.provider_state)
+        if obs is None:
+            return
+        groups = [usage.GroupUsage("head", c.spec["head"]["vm_size"], False, 1 if obs.head_alive else 0)]
+        groups += [
+            usage.GroupUsage(g["name"], g["vm_size"], bool(g.get("spot")), obs.nodes.get(g["name"], 0))
+            for g in c.spec.get("worker_groups", [])
+        ]
+        usage.record_observation(session, tenant_id=c.tenant_id, cluster_id=c.id, groups=groups, at=now)
+        missing = planning.shortfalls(snap.targets, obs)
+        state = State(c.state)
+        if state == State.RUNNING and c.generation > c.observed_generation:
+            transition(session, c, State.UPDATING, reason="applying a spec change")
+        elif state == State.RUNNING and missing:
+            transition(session, c, State.DEGRADED, reason="; ".join(missing), code="NodeLost")
+            record_event(session, c, "node_lost", "; ".join(missing))
+        elif state in (State.PROVISIONING, State.STARTING, State.UPDATING, State.DEGRADED) and not missing:
+            reason = "recovered" if state == State.DEGRADED else "head and worker groups are up"
+            transition(session, c, State.RUNNING, reason=reason)
+            c.observed_generation = c.generation
+        elif state in (State.PROVISIONING, State.STARTING) and self._stuck(c, now):
+            transition(session, c, State.FAILED, reason="timed out: " + "; ".join(missing), code="ProvisioningTimeout")
+        self._idle_check(session, c, obs, now)
+
+    def _stuck(self, c: Cluster, now: datetime) -> bool:
+        return now - c.updated_at > timedelta(seconds=self.settings.provisioning_timeout_seconds)
+
+    def _idle_check(self, session: Session, c: Cluster, obs: Observation, now: datetime) -> None:
+        busy = bool(store.active_jobs(session, c.id)) or (
+            obs.cluster_idle_seconds is not None and obs.cluster_idle_seconds < 30
+        )
+        if busy or c.last_activity_at is None:
+            c.last_activity_at = now
+            return
+        minutes = c.spec.get("idle_timeout_minutes")
+        if minutes and c.state == State.RUNNING and now - c.last_activity_at >= timedelta(minutes=minutes):
+            c.desired_state = "stopped"
+            c.generation += 1
+            record_event(session, c, "idle_stop", f"no job or activity for {minutes} minutes; stopping automatically")
+
+    def _failed_pass(self, session: Session, c: Cluster, error: Exception, now: datetime) -> None:
+        c.attempts += 1
+        code = getattr(error, "code", None)
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        terminal = isinstance(error, TerminalError) or c.attempts >= self.settings.max_attempts
+        record_event(session, c, "error", message[:1000], code=code, detail={"attempt": c.attempts})
+        log.warning("reconcile_failed", cluster_id=c.id, attempt=c.attempts, code=code, error=message[:300])
+        if terminal and c.desired_state != "deleted":
+            why = message if isinstance(error, TerminalError) else f"gave up after {c.attempts} attempts: {message}"
+            if State(c.state) == State.RUNNING:
+                transition(session, c, State.DEGRADED, reason=message[:1000], code=code)
+            if can_move(c.state, State.FAILED):
+                transition(session, c, State.FAILED, reason=why[:1000], code=code or type(error).__name__)
+                c.next_reconcile_at = None
+                return
+        delay = planning.backoff(c.attempts, base=self.settings.reconcile_busy_seconds)
+        c.next_reconcile_at = now + timedelta(seconds=delay)
+
+    def _next(self, c: Cluster, now: datetime) -> datetime | None:
+        state = State(c.state)
+        if state in (State.DELETED, State.STOPPED) and c.desired_state != "running":
+            return None
+        if state == State.FAILED and not c.retry_requested:
+            return None
+        if state in BUSY or c.desired_state != "running" or state == State.STOPPED:
+            return now + timedelta(seconds=self.settings.reconcile_busy_seconds)
+        return now + timedelta(seconds=self.settings.reconcile_steady_seconds)

@@ -1,0 +1,103 @@
+"""Wire shapes of clusters, operations and events.
+
+Pydantic checks shapes (types, lengths, patterns); rules that need data (the catalog, the
+cloud, quotas) are checked by ``rayplane.clusters.validation`` with the same field paths.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+GROUP_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+LABEL_KEY = r"^[a-zA-Z0-9]([-a-zA-Z0-9_./]{0,61}[a-zA-Z0-9])?$"
+
+
+class HeadSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vm_size: str = Field(default="Standard_D4s_v5", min_length=1, max_length=64, examples=["Standard_D4s_v5"])
+
+
+class WorkerGroupSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=30, pattern=GROUP_NAME, examples=["cpu"])
+    vm_size: str = Field(min_length=1, max_length=64, examples=["Standard_D8s_v5"])
+    min_nodes: int = Field(default=0, ge=0, le=1000)
+    max_nodes: int = Field(default=1, ge=0, le=1000)
+    spot: bool = False
+    fallback_to_on_demand: bool = Field(default=False, description="Use regular VMs when spot capacity is short")
+
+
+class ClusterCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=40, pattern=DNS_1035, examples=["demo"])
+    cloud: str | None = Field(default=None, description="Cloud id or name; default: the tenant's default cloud")
+    ray_version: str | None = Field(default=None, description="Default: the newest the cloud runs", examples=["2.60.0"])
+    image: str | None = Field(default=None, max_length=300)
+    head: HeadSpec = Field(default_factory=HeadSpec)
+    worker_groups: list[WorkerGroupSpec] = Field(default_factory=list, max_length=16)
+    idle_timeout_minutes: int | None = Field(default=None, ge=1, le=10080, description="Stop when idle this long")
+    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+
+class ClusterPatch(BaseModel):
+    """Fields left out stay as they are; ``worker_groups`` replaces the whole list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    worker_groups: list[WorkerGroupSpec] | None = Field(default=None, max_length=16)
+    idle_timeout_minutes: int | None = Field(default=None, ge=1, le=10080)
+    labels: dict[str, str] | None = Field(default=None, max_length=32)
+
+
+class ClusterOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str = Field(examples=["cls_01jd3w5z8k2m4n6p8r0t2v4x6y"])
+    name: str
+    cloud_id: str | None
+    state: str = Field(examples=["RUNNING"])
+    state_reason: str | None = None
+    state_code: str | None = None
+    desired_state: str = Field(examples=["running"])
+    spec: dict[str, Any]
+    labels: dict[str, str]
+    observed: dict[str, Any]
+    dashboard_url: str | None = None
+    generation: int
+    observed_generation: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class OperationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str = Field(examples=["op_01jd3w5z8k2m4n6p8r0t2v4x6y"])
+    kind: str = Field(examples=["create"])
+    status: str = Field(examples=["Running"], description="Running, Succeeded, Failed or Canceled")
+    cluster_id: str
+    target_generation: int
+    error_code: str | None = None
+    error_message: str | None = None
+    created_at: datetime
+    completed_at: datetime | None = None
+
+
+class ClusterEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    at: datetime
+    kind: str
+    from_state: str | None = None
+    to_state: str | None = None
+    reason: str | None = None
+    code: str | None = None
+    detail: dict[str, Any] | None = None

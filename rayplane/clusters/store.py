@@ -1,0 +1,99 @@
+"""SQL for the worker side (sync sessions): leases, the due sweep, and locked reloads.
+
+Lease: a conditional UPDATE that succeeds only when nobody holds an unexpired lease, so one
+worker at a time reconciles a cluster; a dead worker's lease simply expires.
+Sweep: one UPDATE … RETURNING over the partial index on ``next_reconcile_at`` that claims up
+to ``limit`` due rows (``FOR UPDATE SKIP LOCKED`` so two beats never claim the same row) and
+pushes each claimed row ``hold`` seconds into the future, so a queued nudge is not queued
+again; if that nudge is lost the row falls due again after ``hold`` and is re-sent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from rayplane.clouds.models import Cloud
+from rayplane.clusters.models import Cluster, Operation
+from rayplane.db.base import utcnow
+from rayplane.jobs.models import Job
+
+
+def acquire_lease(session: Session, cluster_id: str, owner: str, seconds: int) -> bool:
+    stmt = (
+        update(Cluster)
+        .where(
+            Cluster.id == cluster_id,
+            or_(Cluster.lease_owner.is_(None), Cluster.lease_expires_at < func.now(), Cluster.lease_owner == owner),
+        )
+        .values(lease_owner=owner, lease_expires_at=func.now() + timedelta(seconds=seconds))
+        .returning(Cluster.id)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def release_lease(session: Session, cluster_id: str, owner: str) -> None:
+    session.execute(
+        update(Cluster)
+        .where(Cluster.id == cluster_id, Cluster.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def claim_due(session: Session, *, limit: int, hold_seconds: int) -> list[str]:
+    due = (
+        select(Cluster.id)
+        .where(Cluster.next_reconcile_at.is_not(None), Cluster.next_reconcile_at <= func.now())
+        .order_by(Cluster.next_reconcile_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(Cluster)
+        .where(Cluster.id.in_(due))
+        .values(next_reconcile_at=func.now() + timedelta(seconds=hold_seconds))
+        .returning(Cluster.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def load(session: Session, cluster_id: str, *, lock: bool = False) -> Cluster | None:
+    stmt = select(Cluster).where(Cluster.id == cluster_id).execution_options(populate_existing=True)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def load_cloud(session: Session, cloud_id: str | None) -> Cloud | None:
+    return session.get(Cloud, cloud_id) if cloud_id else None
+
+
+def running_operations(session: Session, cluster_id: str) -> list[Operation]:
+    stmt = select(Operation).where(Operation.cluster_id == cluster_id, Operation.status == "Running")
+    return list(session.execute(stmt).scalars())
+
+
+def active_jobs(session: Session, cluster_id: str) -> list[Job]:
+    stmt = select(Job).where(Job.cluster_id == cluster_id, Job.status.in_(("PENDING", "RUNNING")))
+    return list(session.execute(stmt).scalars())
+
+
+def jobs_by_ids(session: Session, ids: list[str]) -> list[Job]:
+    if not ids:
+        return []
+    return list(session.execute(select(Job).where(Job.id.in_(ids))).scalars())
+
+
+def count_due(session: Session) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Cluster)
+        .where(and_(Cluster.next_reconcile_at.is_not(None), Cluster.next_reconcile_at <= utcnow()))
+    )
+    return int(session.execute(stmt).scalar_one())

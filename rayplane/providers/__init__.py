@@ -1,0 +1,1 @@
+"""Providers: where Ray clusters run. One typed interface, one implementation per cloud kind."""

@@ -1,0 +1,321 @@
+"""``LocalProvider``: each Ray cluster is a set of ``ray start --block`` processes here.
+
+Layout: ``<root>/<last 10 characters of the cluster id>/`` holds ``nodes.json`` (the
+records of the nodes that exist), a lock file, and one directory per node (``head``,
+``<group>-<n>``) that is that node's ``--temp-dir`` and holds ``start.log`` (the output of
+``ray start``) next to Ray's session directories.
+
+Nodes are started detached (their own session, re-parented away from the caller), so a
+caller killed with SIGKILL leaves them running and the next call, from any process, adopts
+them through ``nodes.json``. Only pids whose creation time matches a record are ever
+signalled; ``ray stop`` is never run (it would stop every Ray process on the machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rayplane.providers.base import ClusterTarget, Observation, Provider, RetriableError, TerminalError
+from rayplane.providers.local import commands, processes, store
+from rayplane.providers.local.observe import observe_cluster, parse_nodes
+from rayplane.providers.local.processes import NodeRecord
+from rayplane.providers.local.shapes import HEAD_GROUP, NodeResources, node_resources
+from rayplane.providers.local.store import ClusterFile
+
+
+class LocalProvider(Provider):
+    kind = "local"
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        head_timeout: float = 60.0,
+        stop_timeout: float = 10.0,
+        http_timeout: float = 3.0,
+        idle_node_seconds: float = 300.0,
+        lock_timeout: float = 180.0,
+    ) -> None:
+        self.root = Path(root)
+        self.head_timeout = head_timeout
+        self.stop_timeout = stop_timeout
+        self.http_timeout = http_timeout
+        self.idle_node_seconds = idle_node_seconds
+        self.lock_timeout = lock_timeout
+
+    # -- the Provider interface -------------------------------------------------------
+
+    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+        cdir = self._cluster_dir(target.cluster_id)
+        ray = processes.ray_binary()
+        shapes = node_resources(target)
+        with store.locked(cdir, self.lock_timeout):
+            cf = store.merge(store.read(cdir, target.cluster_id), state)
+            self._drop_dead(cdir, cf)
+            self._kill_orphans(cdir, cf)
+            head = cf.head()
+            if head is None:
+                # No head: workers of an old head (if any survived) cannot be kept.
+                self._stop_records(cdir, cf, cf.workers(), remove_dirs=True)
+                head = self._start_head(ray, cdir, cf, shapes[HEAD_GROUP])
+            self._wait_for_dashboard(cdir, cf, head)
+            stale = [w for w in cf.workers() if (w.head_pid, w.head_create_time) != (head.pid, head.create_time)]
+            surplus = stale + self._surplus(target, [w for w in cf.workers() if w not in stale])
+            self._stop_records(cdir, cf, surplus, remove_dirs=True)
+            for group in target.groups:
+                have = sum(1 for w in cf.workers() if w.group == group.name)
+                for _ in range(max(0, group.count - have)):
+                    self._start_worker(ray, cdir, cf, head, group.name, shapes[group.name])
+            return self._state(cdir, cf)
+
+    def observe(self, target: ClusterTarget, state: dict[str, Any]) -> Observation:
+        cdir = self._cluster_dir(target.cluster_id)
+        cf = store.merge(store.read(cdir, target.cluster_id), state)
+        head = cf.head()
+        url = _dashboard_url(head) if head is not None and processes.is_alive(head) else None
+        seen = observe_cluster(
+            target,
+            url,
+            node_resources(target),
+            idle_node_seconds=self.idle_node_seconds,
+            timeout=self.http_timeout,
+        )
+        # Ray marks a killed node DEAD only after its health checks time out (tens of seconds);
+        # our own process records know at once. A node counts when both agree it is alive.
+        running: dict[str, int] = {}
+        for worker in cf.workers():
+            joined = head is not None and (worker.head_pid, worker.head_create_time) == (head.pid, head.create_time)
+            if joined and processes.is_alive(worker):
+                running[worker.group] = running.get(worker.group, 0) + 1
+        nodes = {group: min(count, running.get(group, 0)) for group, count in seen.nodes.items()}
+        return dataclasses.replace(seen, nodes=nodes)
+
+    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+        cdir = self._cluster_dir(target.cluster_id)
+        if not cdir.exists() and not state.get("nodes"):
+            return self._state(cdir, ClusterFile(cluster_id=target.cluster_id))
+        with store.locked(cdir, self.lock_timeout):
+            cf = store.merge(store.read(cdir, target.cluster_id), state)
+            self._stop_records(cdir, cf, cf.workers(), remove_dirs=False)
+            head = cf.head()
+            if head is not None:
+                self._stop_records(cdir, cf, [head], remove_dirs=False)
+            leftovers = processes.processes_under(cdir)
+            if leftovers:
+                processes.kill_processes(leftovers)
+                leftovers = processes.processes_under(cdir)
+            if leftovers:
+                pids = ", ".join(str(p.pid) for p in leftovers)
+                raise RetriableError(f"processes of the cluster still run after SIGKILL: {pids}", code="StopIncomplete")
+            return self._state(cdir, cf)
+
+    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+        self.stop(target, state)
+        cdir = self._cluster_dir(target.cluster_id)
+        shutil.rmtree(cdir, ignore_errors=True)
+        if cdir.exists():
+            raise RetriableError(f"could not remove {cdir}", code="TeardownIncomplete")
+        return {}
+
+    def jobs_endpoint(self, state: dict[str, Any]) -> str | None:
+        cluster_id = str(state.get("cluster_id") or "")
+        cf = ClusterFile.from_dict(state, cluster_id)
+        if state.get("cluster_dir"):
+            cf = store.merge(store.read(Path(str(state["cluster_dir"])), cluster_id), state)
+        head = cf.head()
+        if head is None or not processes.is_alive(head):
+            return None
+        return _dashboard_url(head)
+
+    def ray_versions(self, cloud_config: dict[str, Any]) -> list[str]:
+        try:
+            return [importlib.metadata.version("ray")]
+        except importlib.metadata.PackageNotFoundError:
+            return []
+
+    # -- nodes ----------------------------------------------------------------------
+
+    def _cluster_dir(self, cluster_id: str) -> Path:
+        cdir = store.cluster_dir(self.root, cluster_id)
+        longest = len(str(cdir / "xxxxxxxx-99999")) + store.RAY_SOCKET_SUFFIX_LEN
+        if longest > store.MAX_SOCKET_PATH:
+            raise TerminalError(
+                f"local Ray root {self.root} is too long for Ray's unix sockets; use a shorter one",
+                code="InvalidConfiguration",
+            )
+        return cdir
+
+    def _drop_dead(self, cdir: Path, cf: ClusterFile) -> None:
+        """Forget nodes whose leader is gone, after killing what is left of their groups."""
+        dead = [rec for rec in cf.nodes.values() if not processes.is_alive(rec)]
+        if dead:
+            processes.stop_nodes(dead, timeout=0)
+            for rec in dead:
+                cf.nodes.pop(rec.name, None)
+            store.write(cdir, cf)
+
+    def _kill_orphans(self, cdir: Path, cf: ClusterFile) -> None:
+        """Kill nodes under our directory that no record names (their starter died before it
+        could write the record): they cannot be adopted safely."""
+        known = {rec.pid for rec in cf.nodes.values()}
+        orphans = [p for p in processes.node_leaders_under(cdir) if p.pid not in known]
+        if orphans:
+            processes.kill_processes(orphans)
+
+    def _surplus(self, target: ClusterTarget, workers: list[NodeRecord]) -> list[NodeRecord]:
+        """Workers beyond each group's count (newest first), and all of groups not targeted."""
+        wanted = {g.name: g.count for g in target.groups}
+        surplus: list[NodeRecord] = []
+        for name in {w.group for w in workers}:
+            mine = sorted((w for w in workers if w.group == name), key=lambda w: w.index)
+            surplus.extend(mine[wanted.get(name, 0) :])
+        return surplus
+
+    def _stop_records(self, cdir: Path, cf: ClusterFile, records: list[NodeRecord], *, remove_dirs: bool) -> None:
+        if not records:
+            return
+        stuck = processes.stop_nodes(records, timeout=self.stop_timeout)
+        for rec in records:
+            if rec.name in stuck:
+                continue
+            cf.nodes.pop(rec.name, None)
+            if remove_dirs and rec.group != HEAD_GROUP:
+                shutil.rmtree(rec.temp_dir, ignore_errors=True)
+        store.write(cdir, cf)
+        if stuck:
+            raise RetriableError(f"nodes still running after SIGKILL: {', '.join(stuck)}", code="StopIncomplete")
+
+    def _spawn(
+        self,
+        cdir: Path,
+        cf: ClusterFile,
+        *,
+        name: str,
+        group: str,
+        index: int,
+        argv: list[str],
+        env: dict[str, str],
+        ports: dict[str, int],
+        res: NodeResources,
+        head: NodeRecord | None,
+    ) -> NodeRecord:
+        temp_dir = cdir / name
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        log_path = temp_dir / "start.log"
+        try:
+            pid, create_time = processes.spawn_detached(argv, env=env, log_path=log_path, cwd=temp_dir)
+        except (OSError, RuntimeError) as exc:
+            raise RetriableError(f"could not start Ray node {name}: {exc}", code="NodeStartFailed") from exc
+        rec = NodeRecord(
+            name=name,
+            group=group,
+            index=index,
+            pid=pid,
+            create_time=create_time,
+            temp_dir=str(temp_dir),
+            log_path=str(log_path),
+            ports=ports,
+            resources=res.to_dict(),
+            started_at=time.time(),
+            head_pid=head.pid if head is not None else None,
+            head_create_time=head.create_time if head is not None else None,
+        )
+        cf.nodes[name] = rec
+        store.write(cdir, cf)  # at once: a caller killed from here on leaves a record
+        return rec
+
+    def _start_head(self, ray: Path, cdir: Path, cf: ClusterFile, res: NodeResources) -> NodeRecord:
+        preferred = [cf.head_ports[p] for p in commands.HEAD_PORTS if p in cf.head_ports]
+        try:
+            picked = processes.pick_ports(len(commands.HEAD_PORTS), preferred=preferred)
+        except RuntimeError as exc:
+            raise RetriableError(str(exc), code="NoFreePorts") from exc
+        ports = dict(zip(commands.HEAD_PORTS, picked, strict=True))
+        cf.head_ports = dict(ports)
+        temp_dir = cdir / HEAD_GROUP
+        argv = commands.head_command(ray, temp_dir, ports, res)
+        env = processes.node_env(commands.head_env(ports))
+        return self._spawn(
+            cdir, cf, name=HEAD_GROUP, group=HEAD_GROUP, index=0, argv=argv, env=env, ports=ports, res=res, head=None
+        )
+
+    def _start_worker(
+        self, ray: Path, cdir: Path, cf: ClusterFile, head: NodeRecord, group: str, res: NodeResources
+    ) -> NodeRecord:
+        index = cf.next_index
+        cf.next_index += 1
+        store.write(cdir, cf)  # the index is taken before the node exists: no dir is reused
+        name = f"{_short(group)}-{index}"
+        used = [port for rec in cf.nodes.values() for port in rec.ports.values()]
+        try:
+            picked = processes.pick_ports(len(commands.WORKER_PORTS), avoid=used)
+        except RuntimeError as exc:
+            raise RetriableError(str(exc), code="NoFreePorts") from exc
+        ports = dict(zip(commands.WORKER_PORTS, picked, strict=True))
+        argv = commands.worker_command(ray, cdir / name, head.ports["gcs"], ports, res, group)
+        return self._spawn(
+            cdir,
+            cf,
+            name=name,
+            group=group,
+            index=index,
+            argv=argv,
+            env=processes.node_env(),
+            ports=ports,
+            res=res,
+            head=head,
+        )
+
+    def _wait_for_dashboard(self, cdir: Path, cf: ClusterFile, head: NodeRecord) -> None:
+        """Poll the head's dashboard until it lists the head alive; on timeout or an early death, kill
+        the head and raise RetriableError with the end of its log."""
+        url = _dashboard_url(head)
+        deadline = time.monotonic() + self.head_timeout
+        with httpx.Client(timeout=min(2.0, self.http_timeout), trust_env=False) as client:
+            while True:
+                alive = processes.is_alive(head)
+                if alive and _head_registered(client, url):
+                    return
+                if not alive or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        why = "exited" if not processes.is_alive(head) else f"did not answer within {self.head_timeout:g} s"
+        tail = processes.log_tail(Path(head.log_path))
+        self._stop_records(cdir, cf, [head], remove_dirs=False)
+        raise RetriableError(f"Ray head {why} (dashboard {url}); log {head.log_path}:\n{tail}", code="HeadNotReady")
+
+    def _state(self, cdir: Path, cf: ClusterFile) -> dict[str, Any]:
+        out = cf.to_dict()
+        out["cluster_dir"] = str(cdir)
+        head = cf.head()
+        if head is not None:
+            out["dashboard_url"] = _dashboard_url(head)
+            out["gcs_address"] = f"127.0.0.1:{head.ports['gcs']}"
+            out["client_address"] = f"ray://127.0.0.1:{head.ports['client']}"
+        return out
+
+
+def _dashboard_url(head: NodeRecord) -> str:
+    return f"http://{commands.DASHBOARD_HOST}:{head.ports['dashboard']}"
+
+
+def _head_registered(client: httpx.Client, url: str) -> bool:
+    """The dashboard answers and lists the head node ALIVE (its raylet registers a few
+    seconds after the dashboard is up)."""
+    try:
+        resp = client.get(url + "/api/v0/nodes", params={"detail": "1"})
+        return resp.status_code == 200 and any(n.is_head and n.alive for n in parse_nodes(resp.json()))
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def _short(group: str) -> str:
+    """A group name cut to 8 safe characters, for node directory names."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in group)[:8] or "w"

@@ -1,0 +1,15 @@
+"""Which provider serves which kind of cloud, built from settings."""
+
+from __future__ import annotations
+
+from rayplane.providers.base import Provider
+from rayplane.settings import Settings
+
+
+def build_providers(settings: Settings) -> dict[str, Provider]:
+    providers: dict[str, Provider] = {}
+    if settings.local_clouds_enabled:
+        from rayplane.providers.local import LocalProvider
+
+        providers["local"] = LocalProvider(settings.local_ray_root, idle_node_seconds=settings.scale_down_idle_seconds)
+    return providers

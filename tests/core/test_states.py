@@ -1,0 +1,66 @@
+"""The state machine over every (from, to) pair."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from rayplane.clusters.models import Cluster, ClusterEvent
+from rayplane.clusters.states import ALLOWED, InvalidTransition, State, can_move, transition
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.added: list[object] = []
+
+    def add(self, instance: object) -> None:
+        self.added.append(instance)
+
+
+def cluster_in(state: State) -> Cluster:
+    return Cluster(id="cls_test", tenant_id="ten_test", name="c", state=state.value, spec={})
+
+
+DESIGN_TABLE = {
+    "PENDING": {"PROVISIONING", "DELETING"},
+    "PROVISIONING": {"RUNNING", "FAILED", "DELETING"},
+    "RUNNING": {"UPDATING", "DEGRADED", "STOPPING", "DELETING"},
+    "UPDATING": {"RUNNING", "DEGRADED", "FAILED", "DELETING"},
+    "DEGRADED": {"RUNNING", "FAILED", "DELETING"},
+    "STOPPING": {"STOPPED", "DELETING"},
+    "STOPPED": {"STARTING", "DELETING"},
+    "STARTING": {"RUNNING", "FAILED", "DELETING"},
+    "FAILED": {"PROVISIONING", "DELETING"},
+    "DELETING": {"DELETED"},
+    "DELETED": set(),
+}
+
+
+def test_table_is_the_designed_one() -> None:
+    assert {k.value: {v.value for v in vs} for k, vs in ALLOWED.items()} == DESIGN_TABLE
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(State, State)))
+def test_every_pair(source: State, target: State) -> None:
+    cluster = cluster_in(source)
+    session = Recorder()
+    if source == target:
+        assert transition(session, cluster, target, reason="same") is None
+        assert session.added == []
+        return
+    if target in ALLOWED[source]:
+        event = transition(session, cluster, target, reason="why", code="Code")
+        assert cluster.state == target.value
+        assert cluster.state_reason == "why"
+        assert cluster.state_code == "Code"
+        assert isinstance(event, ClusterEvent)
+        assert session.added == [event]
+        assert (event.from_state, event.to_state, event.kind) == (source.value, target.value, "state_changed")
+        assert can_move(source, target)
+    else:
+        with pytest.raises(InvalidTransition):
+            transition(session, cluster, target, reason="nope")
+        assert cluster.state == source.value
+        assert session.added == []
+        assert not can_move(source, target)

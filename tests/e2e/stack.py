@@ -1,0 +1,162 @@
+"""The whole control plane as separate processes, for end-to-end tests.
+
+``Stack`` runs ``rayplane dev`` (API, one Celery worker, beat) against the test session's
+Postgres (a scratch database) and Redis (a database index of its own), with local Ray
+clusters under a short temporary directory. Tests drive it over HTTP like any client.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from rayplane.procs import stop_process_group
+from rayplane.tenants.bootstrap import read_env_file
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Stack:
+    def __init__(self, workdir: Path, database_url: str, redis_url: str, ray_root: Path) -> None:
+        self.workdir = workdir
+        self.ray_root = ray_root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "stack.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("RAYPLANE_")},
+            "RAYPLANE_ENV": "dev",
+            "RAYPLANE_DATABASE_URL": database_url,
+            "RAYPLANE_REDIS_URL": redis_url,
+            "RAYPLANE_DATA_DIR": str(workdir / "data"),
+            "RAYPLANE_API_PORT": str(self.port),
+            "RAYPLANE_LOCAL_RAY_ROOT": str(ray_root),
+            "RAYPLANE_LOCAL_CPUS": "2",
+            "RAYPLANE_LOCAL_MEMORY_GIB": "8",
+            "RAYPLANE_SWEEP_INTERVAL_SECONDS": "1",
+            "RAYPLANE_RECONCILE_STEADY_SECONDS": "2",
+            "RAYPLANE_SWEEP_HOLD_SECONDS": "10",
+            "RAYPLANE_TASK_QUEUE": f"e2e-{os.getpid()}",
+            "RAYPLANE_LOG_LEVEL": "INFO",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.headers: dict[str, str] = {}
+
+    def start(self) -> Stack:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rayplane", "dev"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self._ready, 120, "the API's /readyz")
+        key = read_env_file(self.workdir / "data" / "dev.env")["RAYPLANE_API_KEY"]
+        self.headers = {"Authorization": f"Bearer {key}"}
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"rayplane dev exited:\n{self.log.read_text()[-3000:]}")
+        try:
+            return httpx.get(self.url + "/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc, timeout=60, sig=signal.SIGINT)
+
+    # ---- HTTP helpers ------------------------------------------------------------------
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return httpx.request(
+            method, self.url + path, headers={**self.headers, **kw.pop("headers", {})}, timeout=30, **kw
+        )
+
+    def cluster(self, cid: str) -> dict[str, Any]:
+        r = self.request("GET", f"/v1/clusters/{cid}")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def wait_state(self, cid: str, state: str, timeout: float = 180) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            c = self.cluster(cid)
+            if c["state"] == "FAILED" and state != "FAILED":
+                raise AssertionError(f"cluster FAILED: {c['state_reason']}\n{self.log.read_text()[-3000:]}")
+            return c if c["state"] == state else None
+
+        return dict(wait_for(reached, timeout, f"{cid} to be {state}"))
+
+    def events(self, cid: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/v1/clusters/{cid}/events", params={"limit": 200}).json()["items"])
+
+    # ---- processes ---------------------------------------------------------------------
+    def worker_process(self) -> psutil.Process | None:
+        """The Celery worker the supervisor runs now (None between a crash and its restart)."""
+        assert self.proc is not None
+        for p in psutil.Process(self.proc.pid).children(recursive=False):
+            try:
+                cmd = p.cmdline()
+            except psutil.Error:
+                continue
+            if "worker" in cmd and any("celery" in part for part in cmd):
+                return p
+        return None
+
+    def delete_all(self, timeout: float = 180) -> None:
+        """Delete every live cluster and wait until they are gone (test cleanup)."""
+        live = [c["id"] for c in self.request("GET", "/v1/clusters", params={"limit": 200}).json()["items"]]
+        for cid in live:
+            self.request("DELETE", f"/v1/clusters/{cid}")
+        for cid in live:
+            self.wait_state(cid, "DELETED", timeout=timeout)
+
+    def ray_node_processes(self, cid: str) -> list[psutil.Process]:
+        """The ``ray start --block`` processes of one cluster (found by its directory)."""
+        marker = cid[-10:]
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "ray" in cmd and " start" in cmd and "--block" in cmd and str(self.ray_root) in cmd and marker in cmd:
+                found.append(p)
+        return found
+
+    def cluster_processes(self, cid: str) -> list[psutil.Process]:
+        """Every process whose command line names the cluster's directory."""
+        marker = str(self.ray_root)
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                cmd = " ".join(p.info["cmdline"] or [])
+            except psutil.Error:
+                continue
+            if marker in cmd and cid[-10:] in cmd:
+                found.append(p)
+        return found

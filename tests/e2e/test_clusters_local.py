@@ -1,0 +1,224 @@
+"""Ray clusters end to end on the local provider: real API, real Celery worker and beat,
+real Postgres and Redis, real Ray processes. Small shapes: 1-CPU head and 1-CPU workers
+(2-vCPU sizes scaled down onto a 2-CPU local cloud).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import signal
+import tempfile
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+import redis as redis_lib
+
+from tests.e2e.stack import Stack, wait_for
+from tests.support.services import scratch_database
+
+pytestmark = pytest.mark.slow
+
+E2E_REDIS_DB = 7
+COUNT_SCRIPT = "import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(1)\n"
+
+
+def spec(name: str, workers: int = 1, max_workers: int = 2) -> dict[str, Any]:
+    return {
+        "name": name,
+        "head": {"vm_size": "Standard_D2s_v5"},
+        "worker_groups": [
+            {"name": "cpu", "vm_size": "Standard_D2s_v5", "min_nodes": workers, "max_nodes": max_workers}
+        ],
+    }
+
+
+def redis_url_for(base: str) -> str:
+    if base.startswith("redis://"):
+        return base.rsplit("/", 1)[0] + f"/{E2E_REDIS_DB}"
+    return base
+
+
+@pytest.fixture(scope="module")
+def stack(admin_db_url: str, redis_url: str) -> Iterator[Stack]:
+    url = redis_url_for(redis_url)
+    with scratch_database(admin_db_url) as db, tempfile.TemporaryDirectory(prefix="rpe-") as tmp:
+        ray_root = Path(tempfile.mkdtemp(prefix="rp", dir="/tmp"))
+        s = Stack(Path(tmp), db, url, ray_root)
+        try:
+            yield s.start()
+        finally:
+            try:
+                s.delete_all()
+            finally:
+                s.stop()
+            leftovers = [
+                p
+                for p in psutil.process_iter(["cmdline", "status"])
+                if str(ray_root) in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
+            ]
+            for p in leftovers:
+                p.kill()
+            assert leftovers == [], "Ray processes outlived the test stack"
+
+
+def delete(stack: Stack, cid: str) -> None:
+    assert stack.request("DELETE", f"/v1/clusters/{cid}").status_code == 202
+    stack.wait_state(cid, "DELETED", timeout=120)
+
+
+def resized(stack: Stack, cid: str, size: int) -> bool:
+    c = stack.cluster(cid)
+    return bool(
+        c["state"] == "RUNNING"
+        and c["observed"]["groups"]["cpu"]["ready"] == size
+        and c["observed_generation"] == c["generation"]
+    )
+
+
+def node_count_is(stack: Stack, cid: str, count: int) -> bool:
+    return len(stack.ray_node_processes(cid)) == count
+
+
+def test_lifecycle_job_resize_stop_start_delete(stack: Stack) -> None:
+    r = stack.request("POST", "/v1/clusters", json=spec("life"))
+    assert r.status_code == 202, r.text
+    cid = r.json()["id"]
+    running = stack.wait_state(cid, "RUNNING")
+    assert running["dashboard_url"].startswith("http://127.0.0.1:")
+    assert running["observed"]["groups"]["cpu"] == {"ready": 1, "wanted": 1}
+    assert len(stack.ray_node_processes(cid)) == 2  # head + one worker
+
+    job = stack.request(
+        "POST",
+        f"/v1/clusters/{cid}/jobs",
+        json={
+            "entrypoint": "python -c \"import ray, os; ray.init(); print('hello from', os.environ['GREETING'])\"",
+            "runtime_env": {"env_vars": {"GREETING": "rayplane"}},
+        },
+    )
+    assert job.status_code == 201, job.text
+    jid = job.json()["id"]
+    done = wait_for(
+        lambda: (
+            (j := stack.request("GET", f"/v1/clusters/{cid}/jobs/{jid}").json())["status"]
+            in ("SUCCEEDED", "FAILED", "STOPPED")
+            and j
+        ),
+        120,
+        "the job to finish",
+    )
+    logs = stack.request("GET", f"/v1/clusters/{cid}/jobs/{jid}/logs").text
+    assert done["status"] == "SUCCEEDED", logs
+    assert "hello from rayplane" in logs
+    assert done["ended_at"] is not None
+
+    # a working dir uploaded as a package, and logs followed as a stream until the job ends
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(
+            "count.py", "import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(1)\n"
+        )
+    up = stack.request(
+        "POST", f"/v1/clusters/{cid}/packages", content=archive.getvalue(), headers={"Content-Type": "application/zip"}
+    )
+    assert up.status_code == 201, up.text
+    job2 = stack.request(
+        "POST",
+        f"/v1/clusters/{cid}/jobs",
+        json={"entrypoint": "python count.py", "runtime_env": {"working_dir": up.json()["uri"]}},
+    ).json()
+    with httpx.stream(
+        "GET",
+        f"{stack.url}/v1/clusters/{cid}/jobs/{job2['id']}/logs",
+        params={"follow": "true"},
+        headers=stack.headers,
+        timeout=120,
+    ) as streamed:
+        text = "".join(streamed.iter_text())
+    assert [line for line in text.splitlines() if line.startswith("tick")] == ["tick 0", "tick 1", "tick 2"]
+
+    for size in (2, 1):
+        etag = stack.request("GET", f"/v1/clusters/{cid}").headers["etag"]
+        r = stack.request(
+            "PATCH",
+            f"/v1/clusters/{cid}",
+            headers={"If-Match": etag},
+            json={"worker_groups": spec("x", workers=size, max_workers=size)["worker_groups"]},
+        )
+        assert r.status_code == 202, r.text
+        wait_for(functools.partial(resized, stack, cid, size), 120, f"{size} worker(s)")
+        wait_for(functools.partial(node_count_is, stack, cid, size + 1), 60, f"{size + 1} Ray nodes")
+
+    pids = [p.pid for p in stack.cluster_processes(cid)]
+    assert pids
+    assert stack.request("POST", f"/v1/clusters/{cid}:stop").status_code == 202
+    stack.wait_state(cid, "STOPPED")
+    assert [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE] == []
+    assert stack.cluster_processes(cid) == []
+
+    assert stack.request("POST", f"/v1/clusters/{cid}:start").status_code == 202
+    stack.wait_state(cid, "RUNNING")
+    delete(stack, cid)
+    assert stack.cluster_processes(cid) == []
+    assert not list(stack.ray_root.glob(f"*{cid[-10:]}*"))
+    # the job outlives the cluster, with its logs
+    kept = stack.request("GET", f"/v1/clusters/{cid}/jobs/{jid}")
+    assert kept.json()["status"] == "SUCCEEDED"
+    assert "hello from rayplane" in stack.request("GET", f"/v1/clusters/{cid}/jobs/{jid}/logs").text
+
+
+def test_killed_worker_node_degrades_then_recovers(stack: Stack) -> None:
+    cid = stack.request("POST", "/v1/clusters", json=spec("heal")).json()["id"]
+    stack.wait_state(cid, "RUNNING")
+    workers = [p for p in stack.ray_node_processes(cid) if "--head" not in p.cmdline()]
+    assert len(workers) == 1
+    os.killpg(os.getpgid(workers[0].pid), signal.SIGKILL)
+    stack.wait_state(cid, "DEGRADED", timeout=90)
+    stack.wait_state(cid, "RUNNING", timeout=120)
+    kinds = [(e["kind"], e["to_state"]) for e in stack.events(cid)]
+    assert ("node_lost", "DEGRADED") in kinds
+    assert kinds.index(("state_changed", "DEGRADED")) < len(kinds) - 1
+    assert len(stack.ray_node_processes(cid)) == 2
+    delete(stack, cid)
+
+
+def test_killed_celery_worker_during_provisioning(stack: Stack) -> None:
+    cid = stack.request("POST", "/v1/clusters", json=spec("crash")).json()["id"]
+    stack.wait_state(cid, "PROVISIONING", timeout=60)
+    worker = stack.worker_process()
+    assert worker is not None
+    os.killpg(os.getpgid(worker.pid), signal.SIGKILL)
+    wait_for(lambda: (w := stack.worker_process()) is not None and w.pid != worker.pid, 60, "a new worker")
+    stack.wait_state(cid, "RUNNING", timeout=240)
+    nodes = stack.ray_node_processes(cid)
+    heads = [p for p in nodes if "--head" in p.cmdline()]
+    assert len(heads) == 1, [p.cmdline() for p in nodes]
+    assert len(nodes) == 2, [p.cmdline() for p in nodes]
+    delete(stack, cid)
+
+
+def test_redis_flushall_during_provisioning_loses_no_work(stack: Stack) -> None:
+    cid = stack.request("POST", "/v1/clusters", json=spec("flush")).json()["id"]
+    client = redis_lib.Redis.from_url(stack.env["RAYPLANE_REDIS_URL"])
+    stack.wait_state(cid, "PROVISIONING", timeout=60)
+    client.flushall()
+    stack.wait_state(cid, "RUNNING", timeout=180)
+    delete(stack, cid)
+
+
+def test_bad_spec_creates_nothing(stack: Stack) -> None:
+    before = [c["id"] for c in stack.request("GET", "/v1/clusters").json()["items"]]
+    bad = spec(f"bad-{uuid.uuid4().hex[:6]}")
+    bad["worker_groups"][0]["vm_size"] = "Standard_Nope_v9"
+    r = stack.request("POST", "/v1/clusters", json=bad)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "body.worker_groups.0.vm_size"
+    assert [c["id"] for c in stack.request("GET", "/v1/clusters").json()["items"]] == before

@@ -1,0 +1,86 @@
+"""nodes.json, its merge with the caller's state, and the cluster lock."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from rayplane.providers.base import RetriableError, TerminalError
+from rayplane.providers.local import store
+from rayplane.providers.local.processes import NodeRecord
+
+
+def record(name: str, pid: int = 123, group: str = "cpu") -> NodeRecord:
+    return NodeRecord(
+        name=name,
+        group=group,
+        index=1,
+        pid=pid,
+        create_time=1000.5,
+        temp_dir=f"/x/{name}",
+        log_path=f"/x/{name}/start.log",
+        ports={"agent": 20001},
+        resources={"num_cpus": 1},
+        started_at=1000.0,
+    )
+
+
+def test_cluster_dir_uses_the_last_ten_characters(tmp_path: Path) -> None:
+    assert store.cluster_dir(tmp_path, "cl_0123456789abcdef") == tmp_path / "6789abcdef"
+
+
+def test_write_then_read_round_trips(tmp_path: Path) -> None:
+    content = store.ClusterFile(cluster_id="c", nodes={"cpu-1": record("cpu-1")}, next_index=2, head_ports={"gcs": 1})
+    store.write(tmp_path, content)
+    assert store.read(tmp_path, "c") == content
+    assert [p.name for p in tmp_path.iterdir()] == ["nodes.json"]  # no temp file left behind
+    assert json.loads((tmp_path / "nodes.json").read_text())["nodes"]["cpu-1"]["pid"] == 123
+
+
+def test_missing_or_broken_file_reads_empty(tmp_path: Path) -> None:
+    assert store.read(tmp_path, "c").nodes == {}
+    (tmp_path / "nodes.json").write_text("{not json")
+    assert store.read(tmp_path, "c").nodes == {}
+
+
+def test_the_file_wins_and_state_adds_what_the_file_lost() -> None:
+    file = store.ClusterFile(cluster_id="c", nodes={"cpu-1": record("cpu-1", pid=1)}, next_index=2)
+    state = store.ClusterFile(
+        cluster_id="c", nodes={"cpu-1": record("cpu-1", pid=9), "cpu-7": record("cpu-7", pid=7)}, next_index=8
+    ).to_dict()
+    merged = store.merge(file, state)
+    assert merged.nodes["cpu-1"].pid == 1
+    assert merged.nodes["cpu-7"].pid == 7
+    assert merged.next_index == 8
+
+
+def _hold(path: str, seconds: float) -> None:
+    with store.locked(Path(path)):
+        time.sleep(seconds)
+
+
+def test_the_lock_excludes_other_processes(tmp_path: Path) -> None:
+    holder = multiprocessing.get_context("spawn").Process(target=_hold, args=(str(tmp_path), 30))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / ".lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        with pytest.raises(RetriableError), store.locked(tmp_path, timeout=0.5):
+            pass
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops its lock
+        holder.join()
+    with store.locked(tmp_path, timeout=5):
+        pass
+
+
+def test_a_directory_of_another_cluster_is_refused(tmp_path: Path) -> None:
+    store.write(tmp_path, store.ClusterFile(cluster_id="cl_other_0123456789"))
+    with pytest.raises(TerminalError):
+        store.read(tmp_path, "cl_mine_0123456789")
