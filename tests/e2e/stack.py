@@ -61,6 +61,7 @@ class Stack:
             "RAYPLANE_SWEEP_INTERVAL_SECONDS": "1",
             "RAYPLANE_RECONCILE_STEADY_SECONDS": "2",
             "RAYPLANE_SWEEP_HOLD_SECONDS": "10",
+            "RAYPLANE_SCALE_DOWN_IDLE_SECONDS": "20",
             "RAYPLANE_TASK_QUEUE": f"e2e-{os.getpid()}",
             "RAYPLANE_LOG_LEVEL": "INFO",
         }

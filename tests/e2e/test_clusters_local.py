@@ -222,3 +222,37 @@ def test_bad_spec_creates_nothing(stack: Stack) -> None:
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "body.worker_groups.0.vm_size"
     assert [c["id"] for c in stack.request("GET", "/v1/clusters").json()["items"]] == before
+
+
+AUTOSCALE_JOB = (
+    'python -c "import ray; ray.init(); '
+    "f = ray.remote(lambda: 'scaled up')"
+    ".options(num_cpus=1, resources={'rayplane_group_cpu': 1}); "
+    'print(ray.get(f.remote()))"'
+)
+
+
+def test_autoscaling_follows_pending_demand_and_idle_nodes(stack: Stack) -> None:
+    """A task needing the group's resource makes the group grow from 0; idle, it shrinks back."""
+    cid = stack.request("POST", "/v1/clusters", json=spec("auto", workers=0, max_workers=1)).json()["id"]
+    stack.wait_state(cid, "RUNNING")
+    assert len(stack.ray_node_processes(cid)) == 1
+    job = stack.request("POST", f"/v1/clusters/{cid}/jobs", json={"entrypoint": AUTOSCALE_JOB}).json()
+    wait_for(lambda: stack.cluster(cid)["observed"]["groups"]["cpu"]["ready"] == 1, 180, "a worker for the demand")
+    done = wait_for(
+        lambda: (
+            (j := stack.request("GET", f"/v1/clusters/{cid}/jobs/{job['id']}").json())["status"]
+            in ("SUCCEEDED", "FAILED")
+            and j
+        ),
+        180,
+        "the job",
+    )
+    assert done["status"] == "SUCCEEDED"
+    assert "scaled up" in stack.request("GET", f"/v1/clusters/{cid}/jobs/{job['id']}/logs").text
+    wait_for(lambda: stack.cluster(cid)["observed"]["groups"]["cpu"]["wanted"] == 0, 240, "the idle worker removed")
+    wait_for(functools.partial(node_count_is, stack, cid, 1), 90, "only the head left")
+    reasons = [e["reason"] for e in stack.events(cid) if e["kind"] == "scaled"]
+    assert any("pending demand" in r for r in reasons), reasons
+    assert any("idle" in r for r in reasons), reasons
+    delete(stack, cid)
