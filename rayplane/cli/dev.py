@@ -165,6 +165,23 @@ class Supervisor:
         lines += ["Press Ctrl-C to stop.", ""]
         print("\n".join(lines), flush=True)
 
+    def _stop_local_clusters(self) -> None:
+        """Local Ray nodes outlive a crashed worker on purpose; they do not outlive `rayplane dev`.
+
+        Their records stay, so the next start finds the clusters down and brings them back.
+        """
+        if not self.settings.local_clouds_enabled:
+            return
+        try:
+            from rayplane.providers.local import LocalProvider
+
+            stopped = LocalProvider(self.settings.local_ray_root).stop_all()
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on; the error is reported
+            log.error("local_clusters_not_stopped", error=str(exc))
+            return
+        if stopped:
+            log.info("local_clusters_stopped", clusters=stopped)
+
     def run(self) -> int:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -198,6 +215,7 @@ class Supervisor:
                 if child is not None and child.proc is not None:
                     stop_process_group(child.proc, timeout=15)
                     log.info("stopped", process=kind)
+            self._stop_local_clusters()
             self.embedded.stop()
             log.info("all_stopped")
         return status

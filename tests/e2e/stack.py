@@ -106,7 +106,7 @@ class Stack:
         assert r.status_code == 200, r.text
         return dict(r.json())
 
-    def wait_state(self, cid: str, state: str, timeout: float = 180) -> dict[str, Any]:
+    def wait_state(self, cid: str, state: str, timeout: float = 360) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:
             c = self.cluster(cid)
             if c["state"] == "FAILED" and state != "FAILED":

@@ -22,7 +22,8 @@ import pytest
 from rayplane.tenants.bootstrap import read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+# Whole-system tests: minutes each on a 2-core machine, more when it is busy.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def fresh_copy(dest: Path) -> None:

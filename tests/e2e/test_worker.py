@@ -17,7 +17,8 @@ from sqlalchemy import create_engine, text
 from rayplane.db.engine import normalize_url
 from rayplane.procs import stop_process_group
 
-pytestmark = pytest.mark.slow
+# Whole-system tests: minutes each on a 2-core machine, more when it is busy.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -188,7 +188,9 @@ def test_wrong_secret_is_refused(emulator: EmulatorProcess) -> None:
 
 def _assertion(iss: str, sub: str, aud: str) -> str:
     now = int(time.time())
-    claims = {"iss": iss, "sub": sub, "aud": aud, "exp": now + 600, "nbf": now, "jti": str(uuid.uuid4())}
+    # Built when the parameters are collected, which may be long before the test runs (a whole
+    # suite can run first): a day of validity keeps the case about the issuer, not the clock.
+    claims = {"iss": iss, "sub": sub, "aud": aud, "exp": now + 86400, "nbf": now - 60, "jti": str(uuid.uuid4())}
     return jwt.encode(claims, rsa.generate_private_key(public_exponent=65537, key_size=2048), algorithm="RS256")
 
 

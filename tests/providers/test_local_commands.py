@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rayplane.providers.local import commands
+from rayplane.providers.local.provider import _last_error, _slug
 from rayplane.providers.local.shapes import NodeResources
 
 RES = NodeResources(num_cpus=1, memory_bytes=2863311530, num_gpus=0, object_store_bytes=858993459)
@@ -13,7 +14,7 @@ RAY = Path("/venv/bin/ray")
 
 def test_head_command() -> None:
     ports = dict(zip(commands.HEAD_PORTS, range(20001, 20010), strict=True))
-    assert commands.head_command(RAY, Path("/tmp/rayplane/0000000001/head"), ports, RES) == [
+    assert commands.head_command(RAY, Path("/tmp/rayplane/0000000001/head"), ports, RES, "head") == [
         "/venv/bin/ray",
         "start",
         "--head",
@@ -30,6 +31,7 @@ def test_head_command() -> None:
         "--min-worker-port=0",
         "--max-worker-port=0",
         "--temp-dir=/tmp/rayplane/0000000001/head",
+        "--labels=rayplane.io/node=head",
         "--num-cpus=1",
         "--num-gpus=0",
         "--memory=2863311530",
@@ -42,7 +44,7 @@ def test_head_command() -> None:
 
 def test_worker_command() -> None:
     ports = dict(zip(commands.WORKER_PORTS, range(20010, 20014), strict=True))
-    argv = commands.worker_command(RAY, Path("/tmp/rayplane/0000000001/cpu-3"), 20001, ports, RES, "cpu")
+    argv = commands.worker_command(RAY, Path("/tmp/rayplane/0000000001/cpu-3"), 20001, ports, RES, "cpu", "cpu-3")
     assert argv == [
         "/venv/bin/ray",
         "start",
@@ -55,6 +57,7 @@ def test_worker_command() -> None:
         "--min-worker-port=0",
         "--max-worker-port=0",
         "--temp-dir=/tmp/rayplane/0000000001/cpu-3",
+        "--labels=rayplane.io/node=cpu-3",
         "--num-cpus=1",
         "--num-gpus=0",
         "--memory=2863311530",
@@ -62,3 +65,20 @@ def test_worker_command() -> None:
         '--resources={"rayplane_group_cpu":1}',
         "--disable-usage-stats",
     ]
+
+
+def test_node_names_are_valid_directory_names_and_ray_label_values() -> None:
+    assert _slug("cpu") == "cpu"
+    assert _slug("GPU_workers.big") == "gpu-work"
+    assert _slug("--x") == "x"
+    assert _slug("__") == "w"
+    assert _slug("ünï") == "n"
+
+
+def test_last_error_picks_the_telling_line(tmp_path: Path) -> None:
+    log = tmp_path / "start.log"
+    log.write_text("INFO starting\nTraceback ...\nException: The current node timed out during startup.\n")
+    assert _last_error(log) == "Exception: The current node timed out during startup."
+    log.write_text("INFO a\nINFO b\n")
+    assert _last_error(log) == "INFO b"
+    assert _last_error(tmp_path / "missing") == "no output"

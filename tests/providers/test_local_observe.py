@@ -30,7 +30,7 @@ WORKER_ID = "f0b220ea9a1e307f0a8013f6ee97b3b9c0dbc80111a9c52ae699e9cb"
 DEAD_ID = "aa" * 28
 
 
-def node(node_id: str, *, head: bool, state: str, group: str) -> dict[str, Any]:
+def node(node_id: str, *, head: bool, state: str, group: str, name: str | None = None) -> dict[str, Any]:
     return {
         "node_id": node_id,
         "node_ip": "192.0.2.2",
@@ -46,7 +46,7 @@ def node(node_id: str, *, head: bool, state: str, group: str) -> dict[str, Any]:
             f"rayplane_group_{group}": 1.0,
             **({"node:__internal_head__": 1.0} if head else {}),
         },
-        "labels": {"ray.io/node-id": node_id},
+        "labels": {"ray.io/node-id": node_id, **({"rayplane.io/node": name} if name else {})},
         "start_time_ms": 1795683068096,
         "end_time_ms": 0,
     }
@@ -61,9 +61,9 @@ NODES = {
             "num_after_truncation": 3,
             "num_filtered": 3,
             "result": [
-                node(HEAD_ID, head=True, state="ALIVE", group="head"),
-                node(WORKER_ID, head=False, state="ALIVE", group="cpu"),
-                node(DEAD_ID, head=False, state="DEAD", group="cpu"),
+                node(HEAD_ID, head=True, state="ALIVE", group="head", name="head"),
+                node(WORKER_ID, head=False, state="ALIVE", group="cpu", name="cpu-1"),
+                node(DEAD_ID, head=False, state="DEAD", group="cpu", name="cpu-0"),
             ],
             "partial_failure_warning": "",
             "warnings": None,
@@ -213,6 +213,17 @@ def test_observe_cluster_from_the_dashboard(dashboard: str) -> None:
     assert obs.idle_nodes == {"cpu": 1}  # the whole cluster has been idle 15 s > 10 s
     # 1 pinned + 2 plain CPU bundles, a 3-bundle strict spread, 3 requested less 1 alive.
     assert obs.pending_demand == {"cpu": 8}
+
+
+def test_a_node_ray_still_lists_counts_only_while_its_process_runs(dashboard: str) -> None:
+    groups = {"head": ONE_CPU, "cpu": ONE_CPU, "gpu": GPU}
+    both = observe_cluster(_target(), dashboard, groups, idle_node_seconds=10, running={"head", "cpu-1"})
+    assert both.head_alive
+    assert both.nodes == {"cpu": 1, "gpu": 0}
+    killed = observe_cluster(_target(), dashboard, groups, idle_node_seconds=10, running={"head", "cpu-2"})
+    assert killed.nodes == {"cpu": 0, "gpu": 0}  # Ray has not noticed yet; the process is gone
+    headless = observe_cluster(_target(), dashboard, groups, idle_node_seconds=10, running={"cpu-1"})
+    assert not headless.head_alive
 
 
 def test_a_dashboard_that_does_not_answer_means_the_head_is_down() -> None:

@@ -4,6 +4,11 @@ The tests of this module run in order and share cluster A (a 1-CPU head and 1-CP
 workers of group ``cpu``), so Ray starts as few times as possible. Every cluster a test
 creates is torn down by the module fixture, failures included. Needs no repo fixtures:
 ``pytest --noconftest tests/providers`` works.
+
+On a machine short of CPU, Ray 2.60's raylet gives up when its dashboard agent takes more
+than 15 s to start (ray-project/ray#65983) and the node exits. The reconciler handles that
+by calling ``ensure`` again; ``converge`` below does the same, so these tests check that
+the provider recovers rather than that Ray never fails to start.
 """
 
 from __future__ import annotations
@@ -24,17 +29,13 @@ import httpx
 import psutil
 import pytest
 
-from rayplane.providers.base import ClusterTarget, GroupTarget, NodeShape, Observation
+from rayplane.providers.base import ClusterTarget, GroupTarget, NodeShape, Observation, RetriableError
 from rayplane.providers.local import LocalProvider, processes, store
 
 T = TypeVar("T")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (Path(sys.executable).parent / "ray").exists(), reason="the ray CLI (rayplane[local]) is not installed"
-    ),
-]
+# Real Ray (the `local` extra, which `make test` installs): minutes on a 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 D2 = NodeShape("Standard_D2s_v5", vcpus=2, memory_gib=8.0)
 CAPACITY = {"capacity": {"cpus": 2, "memory_gib": 8, "gpus": 0}}
@@ -77,13 +78,35 @@ def diagnose(state: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def observe_until(
-    provider: LocalProvider, target: ClusterTarget, state: dict[str, Any], ok: Callable[[Observation], bool]
-) -> Observation:
-    try:
-        return wait_for(lambda: provider.observe(target, state), ok, timeout=120)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{diagnose(state)}") from None
+def ensure(provider: LocalProvider, tgt: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    """``ensure``, tried again on RetriableError as the reconciler does."""
+    for attempt in range(3):
+        try:
+            return provider.ensure(tgt, state)
+        except RetriableError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def dead_nodes(state: dict[str, Any]) -> list[str]:
+    return [n for n, r in state["nodes"].items() if not processes.is_alive(processes.NodeRecord.from_dict(r))]
+
+
+def converge(
+    provider: LocalProvider, tgt: ClusterTarget, state: dict[str, Any], ok: Callable[[Observation], bool]
+) -> tuple[Observation, dict[str, Any]]:
+    """Observe until ``ok``; call ``ensure`` again when a node we started has died."""
+    deadline = time.monotonic() + 150
+    while True:
+        obs = provider.observe(tgt, state)
+        if ok(obs):
+            return obs, state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last observation: {obs!r}\n{diagnose(state)}")
+        if dead_nodes(state):
+            state = ensure(provider, tgt, state)
+        time.sleep(1)
 
 
 def killpg_and_wait(state: dict[str, Any], name: str) -> int:
@@ -105,6 +128,10 @@ def pids(state: dict[str, Any], group: str | None = None) -> dict[str, int]:
 
 def ready(obs: Observation, workers: int) -> bool:
     return obs.head_alive and obs.nodes.get("cpu") == workers
+
+
+def gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 @pytest.fixture(scope="module")
@@ -129,19 +156,21 @@ def cluster_a(provider: LocalProvider) -> dict[str, Any]:
 
 
 def test_ensure_starts_a_head_and_a_worker(provider: LocalProvider, cluster_a: dict[str, Any]) -> None:
-    state = provider.ensure(target(A, 1), {})
-    cluster_a["state"] = state
+    state = ensure(provider, target(A, 1), {})
     assert set(pids(state)) == {"head", "cpu-1"}
-    obs = observe_until(provider, target(A, 1), state, lambda o: ready(o, 1))
+    obs, state = converge(provider, target(A, 1), state, lambda o: ready(o, 1))
+    cluster_a["state"] = state
     assert obs.dashboard_url == state["dashboard_url"] == provider.jobs_endpoint(state)
     assert {n.group for n in obs.node_details} == {"head", "cpu"}
     nodes = httpx.get(f"{obs.dashboard_url}/api/v0/nodes", params={"detail": "1"}, timeout=10).json()
     alive = [n for n in nodes["data"]["result"]["result"] if n["state"] == "ALIVE"]
-    by_kind = {n["is_head_node"]: n["resources_total"] for n in alive}
-    assert by_kind[True]["rayplane_group_head"] == 1.0
-    assert by_kind[True]["CPU"] == 1.0
-    assert by_kind[False]["rayplane_group_cpu"] == 1.0
-    assert by_kind[False]["CPU"] == 1.0
+    by_kind = {n["is_head_node"]: n for n in alive}
+    assert by_kind[True]["resources_total"]["rayplane_group_head"] == 1.0
+    assert by_kind[True]["resources_total"]["CPU"] == 1.0
+    assert by_kind[True]["labels"]["rayplane.io/node"] == "head"
+    assert by_kind[False]["resources_total"]["rayplane_group_cpu"] == 1.0
+    assert by_kind[False]["resources_total"]["CPU"] == 1.0
+    assert by_kind[False]["labels"]["rayplane.io/node"] in pids(state, "cpu")
     assert provider.ray_versions({}) == ["2.60.0"]
 
 
@@ -154,28 +183,37 @@ def test_ensure_again_starts_nothing(provider: LocalProvider, cluster_a: dict[st
 
 
 def test_resize_one_two_one(provider: LocalProvider, cluster_a: dict[str, Any]) -> None:
-    state = provider.ensure(target(A, 2), cluster_a["state"])
-    assert set(pids(state, "cpu")) == {"cpu-1", "cpu-2"}
-    observe_until(provider, target(A, 2), state, lambda o: ready(o, 2))
-    newest = pids(state)["cpu-2"]
-    state = provider.ensure(target(A, 1), state)
+    state = ensure(provider, target(A, 2), cluster_a["state"])
+    assert len(pids(state, "cpu")) == 2
+    _, state = converge(provider, target(A, 2), state, lambda o: ready(o, 2))
+    workers = sorted(pids(state, "cpu"), key=lambda n: int(n.rsplit("-", 1)[1]))
+    oldest, newest = workers[0], workers[-1]
+    newest_pid = pids(state)[newest]
+    state = ensure(provider, target(A, 1), state)
     cluster_a["state"] = state
-    assert set(pids(state, "cpu")) == {"cpu-1"}  # newest first
-    assert not psutil.pid_exists(newest) or psutil.Process(newest).status() == psutil.STATUS_ZOMBIE
-    assert not Path(store.cluster_dir(provider.root, A) / "cpu-2").exists()
-    observe_until(provider, target(A, 1), state, lambda o: ready(o, 1))
+    assert set(pids(state, "cpu")) == {oldest}  # the newest goes first
+    assert gone(newest_pid)
+    assert not (store.cluster_dir(provider.root, A) / newest).exists()
+    _, state = converge(provider, target(A, 1), state, lambda o: ready(o, 1))
+    cluster_a["state"] = state
     assert len(leaders(provider, A)) == 2
 
 
 def test_a_killed_worker_is_replaced(provider: LocalProvider, cluster_a: dict[str, Any]) -> None:
     state = cluster_a["state"]
-    victim = killpg_and_wait(state, "cpu-1")
-    observe_until(provider, target(A, 1), state, lambda o: o.head_alive and o.nodes["cpu"] == 0)
-    state = provider.ensure(target(A, 1), state)
+    (victim_name,) = pids(state, "cpu")
+    victim = killpg_and_wait(state, victim_name)
+    # The process is gone at once; Ray notices later (health checks) but observe agrees now.
+    obs = provider.observe(target(A, 1), state)
+    assert obs.head_alive
+    assert obs.nodes["cpu"] == 0
+    state = ensure(provider, target(A, 1), state)
     cluster_a["state"] = state
-    assert set(pids(state, "cpu")) == {"cpu-3"}
+    (replacement,) = pids(state, "cpu")
+    assert replacement != victim_name
     assert processes.session_members(victim) == []  # task workers in groups of their own too
-    observe_until(provider, target(A, 1), state, lambda o: ready(o, 1))
+    assert any(victim_name in m for m in provider.observe(target(A, 1), state).messages)
+    _, cluster_a["state"] = converge(provider, target(A, 1), state, lambda o: ready(o, 1))
 
 
 def test_a_killed_head_brings_back_head_and_workers(provider: LocalProvider, cluster_a: dict[str, Any]) -> None:
@@ -184,13 +222,15 @@ def test_a_killed_head_brings_back_head_and_workers(provider: LocalProvider, clu
     killpg_and_wait(state, "head")
     assert not provider.observe(target(A, 1), state).head_alive
     assert provider.jobs_endpoint(state) is None
-    state = provider.ensure(target(A, 1), state)
+    state = ensure(provider, target(A, 1), state)
     cluster_a["state"] = state
     new = pids(state)
     assert new["head"] != old["head"]
-    assert set(pids(state, "cpu")) == {"cpu-4"}
-    assert not any(p.pid in old.values() for p in leaders(provider, A))
-    observe_until(provider, target(A, 1), state, lambda o: ready(o, 1))
+    assert len(pids(state, "cpu")) == 1
+    assert not set(pids(state, "cpu")) & set(old)
+    assert all(gone(pid) for pid in old.values())
+    _, state = converge(provider, target(A, 1), state, lambda o: ready(o, 1))
+    cluster_a["state"] = state
     assert len(leaders(provider, A)) == 2
 
 
@@ -247,9 +287,10 @@ def test_a_caller_killed_midway_is_adopted_not_duplicated(
     assert pids(state)["head"] == head.pid
     assert len(leaders(provider, B)) == 2  # the same head, one worker
     # Two clusters side by side, both ready.
-    observe_until(provider, target(B, 1), state, lambda o: ready(o, 1))
-    assert ready(provider.observe(target(A, 1), cluster_a["state"]), 1)
-    assert provider.observe(target(B, 1), state).dashboard_url != cluster_a["state"]["dashboard_url"]
+    obs_b, state = converge(provider, target(B, 1), state, lambda o: ready(o, 1))
+    assert pids(state)["head"] == head.pid
+    obs_a, cluster_a["state"] = converge(provider, target(A, 1), cluster_a["state"], lambda o: ready(o, 1))
+    assert obs_b.dashboard_url != obs_a.dashboard_url
 
 
 def test_stop_leaves_nothing_running_and_teardown_removes_the_dir(
@@ -271,6 +312,12 @@ def test_stop_leaves_nothing_running_and_teardown_removes_the_dir(
     assert provider.teardown(target(A, 1), stopped) == {}
     assert not cdir.exists()
     b_dir = store.cluster_dir(provider.root, B)
+    b_was_running = processes.processes_under(b_dir) != []
+    touched = provider.stop_all()  # what `rayplane dev` does on Ctrl-C
+    assert (B in touched) == b_was_running
+    assert A not in touched
+    assert processes.processes_under(b_dir) == []
+    assert b_dir.is_dir()
     provider.teardown(target(B, 1), {})
     assert not b_dir.exists()
     assert processes.processes_under(provider.root) == []

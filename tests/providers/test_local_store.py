@@ -84,3 +84,16 @@ def test_a_directory_of_another_cluster_is_refused(tmp_path: Path) -> None:
     store.write(tmp_path, store.ClusterFile(cluster_id="cl_other_0123456789"))
     with pytest.raises(TerminalError):
         store.read(tmp_path, "cl_mine_0123456789")
+
+
+def test_recent_events_are_kept_bounded_and_expire() -> None:
+    content = store.ClusterFile(cluster_id="c")
+    for i in range(store.MAX_EVENTS + 5):
+        content.add_event(f"event {i}", now=1000.0 + i)
+    assert len(content.events) == store.MAX_EVENTS
+    assert content.recent_events(2, now=1000.0 + store.MAX_EVENTS + 4) == [
+        f"event {store.MAX_EVENTS + 2}",
+        f"event {store.MAX_EVENTS + 3}",
+        f"event {store.MAX_EVENTS + 4}",
+    ]
+    assert store.ClusterFile.from_dict(content.to_dict(), "c").events == content.events

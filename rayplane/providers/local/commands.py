@@ -33,6 +33,9 @@ NODE_PORTS = ("agent", "agent_grpc", "runtime_env_agent", "metrics_export")
 HEAD_PORTS = ("gcs", "dashboard", "client", *NODE_PORTS, "autoscaler_metrics", "dashboard_metrics")
 WORKER_PORTS = NODE_PORTS
 DASHBOARD_HOST = "127.0.0.1"
+# A label naming the node in Rayplane's records (``head``, ``<group>-<n>``): the dashboard
+# lists it under ``labels``, so what Ray reports is matched to the processes we started.
+NODE_LABEL = "rayplane.io/node"
 
 
 def _port_args(ports: dict[str, int]) -> list[str]:
@@ -46,8 +49,9 @@ def _port_args(ports: dict[str, int]) -> list[str]:
     ]
 
 
-def _resource_args(res: NodeResources, group: str) -> list[str]:
+def _resource_args(res: NodeResources, group: str, name: str) -> list[str]:
     return [
+        f"--labels={NODE_LABEL}={name}",
         f"--num-cpus={res.num_cpus}",
         f"--num-gpus={res.num_gpus}",  # explicit 0: no node claims the machine's GPUs
         f"--memory={res.memory_bytes}",
@@ -56,7 +60,7 @@ def _resource_args(res: NodeResources, group: str) -> list[str]:
     ]
 
 
-def head_command(ray: Path, temp_dir: Path, ports: dict[str, int], res: NodeResources) -> list[str]:
+def head_command(ray: Path, temp_dir: Path, ports: dict[str, int], res: NodeResources, name: str = "head") -> list[str]:
     return [
         str(ray),
         "start",
@@ -69,7 +73,7 @@ def head_command(ray: Path, temp_dir: Path, ports: dict[str, int], res: NodeReso
         f"--ray-client-server-port={ports['client']}",
         *_port_args(ports),
         f"--temp-dir={temp_dir}",
-        *_resource_args(res, "head"),
+        *_resource_args(res, "head", name),
         "--disable-usage-stats",
     ]
 
@@ -82,7 +86,7 @@ def head_env(ports: dict[str, int]) -> dict[str, str]:
 
 
 def worker_command(
-    ray: Path, temp_dir: Path, gcs_port: int, ports: dict[str, int], res: NodeResources, group: str
+    ray: Path, temp_dir: Path, gcs_port: int, ports: dict[str, int], res: NodeResources, group: str, name: str
 ) -> list[str]:
     # A worker node has a temp dir of its own (Ray allows one per node): its session dir,
     # sockets and logs stay under the worker's directory.
@@ -93,6 +97,6 @@ def worker_command(
         f"--address=127.0.0.1:{gcs_port}",
         *_port_args(ports),
         f"--temp-dir={temp_dir}",
-        *_resource_args(res, group),
+        *_resource_args(res, group, name),
         "--disable-usage-stats",
     ]

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from rayplane.providers.base import ClusterTarget, NodeInfo, Observation
+from rayplane.providers.local.commands import NODE_LABEL
 from rayplane.providers.local.shapes import GROUP_RESOURCE_PREFIX, HEAD_GROUP, NodeResources
 
 Bundle = dict[str, float]
@@ -38,6 +39,7 @@ class RayNode:
     alive: bool
     group: str | None
     resources_total: dict[str, float]
+    name: str | None = None  # the rayplane.io/node label: the node's name in our records
 
 
 @dataclass
@@ -70,6 +72,7 @@ def parse_nodes(payload: Mapping[str, Any]) -> list[RayNode]:
         if not isinstance(row, dict):
             continue
         resources = {str(k): float(v) for k, v in (row.get("resources_total") or {}).items()}
+        name = (row.get("labels") or {}).get(NODE_LABEL)
         nodes.append(
             RayNode(
                 node_id=str(row.get("node_id", "")),
@@ -77,6 +80,7 @@ def parse_nodes(payload: Mapping[str, Any]) -> list[RayNode]:
                 alive=row.get("state") == "ALIVE",
                 group=group_of(resources),
                 resources_total=resources,
+                name=str(name) if name else None,
             )
         )
     return nodes
@@ -226,8 +230,14 @@ def observe_cluster(
     *,
     idle_node_seconds: float,
     timeout: float = 5.0,
+    running: set[str] | None = None,
 ) -> Observation:
-    """Ask the dashboard; a dashboard that does not answer means the head is down."""
+    """Ask the dashboard; a dashboard that does not answer means the head is down.
+
+    ``running`` names the nodes whose processes are alive: Ray marks a killed node DEAD
+    only once its health checks time out (15 s or more), so a node Ray still lists ALIVE
+    counts only if its ``rayplane.io/node`` label names a running node (nodes without the
+    label are counted as Ray reports them)."""
     zero = {g.name: 0 for g in target.groups}
     if dashboard_url is None:
         return Observation(head_alive=False, dashboard_url=None, nodes=zero)
@@ -246,7 +256,7 @@ def observe_cluster(
             status = resp.json().get("data") or {}
         except (httpx.HTTPError, ValueError, AttributeError):
             messages.append("the cluster status (demand, idle time) is not available yet")
-    alive = [n for n in nodes if n.alive]
+    alive = [n for n in nodes if n.alive and (running is None or n.name is None or n.name in running)]
     head_alive = any(n.is_head for n in alive)
     counts = dict(zero)
     for node in alive:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 import shutil
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ from rayplane.providers.local.observe import observe_cluster, parse_nodes
 from rayplane.providers.local.processes import NodeRecord
 from rayplane.providers.local.shapes import HEAD_GROUP, NodeResources, node_resources
 from rayplane.providers.local.store import ClusterFile
+
+# How long a node that died stays in ``Observation.messages``.
+EVENT_SECONDS = 600.0
 
 
 class LocalProvider(Provider):
@@ -80,22 +84,21 @@ class LocalProvider(Provider):
         cf = store.merge(store.read(cdir, target.cluster_id), state)
         head = cf.head()
         url = _dashboard_url(head) if head is not None and processes.is_alive(head) else None
-        seen = observe_cluster(
+        running = {HEAD_GROUP} if head is not None and processes.is_alive(head) else set()
+        for worker in cf.workers():
+            joined = head is not None and (worker.head_pid, worker.head_create_time) == (head.pid, head.create_time)
+            if joined and processes.is_alive(worker):
+                running.add(worker.name)
+        obs = observe_cluster(
             target,
             url,
             node_resources(target),
             idle_node_seconds=self.idle_node_seconds,
             timeout=self.http_timeout,
+            running=running,
         )
-        # Ray marks a killed node DEAD only after its health checks time out (tens of seconds);
-        # our own process records know at once. A node counts when both agree it is alive.
-        running: dict[str, int] = {}
-        for worker in cf.workers():
-            joined = head is not None and (worker.head_pid, worker.head_create_time) == (head.pid, head.create_time)
-            if joined and processes.is_alive(worker):
-                running[worker.group] = running.get(worker.group, 0) + 1
-        nodes = {group: min(count, running.get(group, 0)) for group, count in seen.nodes.items()}
-        return dataclasses.replace(seen, nodes=nodes)
+        recent = cf.recent_events(EVENT_SECONDS)
+        return dataclasses.replace(obs, messages=(*obs.messages, *recent)) if recent else obs
 
     def stop(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
         cdir = self._cluster_dir(target.cluster_id)
@@ -123,6 +126,34 @@ class LocalProvider(Provider):
         if cdir.exists():
             raise RetriableError(f"could not remove {cdir}", code="TeardownIncomplete")
         return {}
+
+    def stop_all(self) -> list[str]:
+        """Stop the nodes of every cluster under ``root``; returns the cluster ids touched.
+
+        For the dev supervisor's shutdown: Ray nodes are detached on purpose (they outlive a
+        crashed worker), so when the whole control plane stops on this machine it stops them
+        too. Directories stay, so the reconciler restarts these clusters on the next start.
+        """
+        touched: list[str] = []
+        if not self.root.is_dir():
+            return touched
+        for cdir in sorted(p for p in self.root.iterdir() if (p / store.STATE_FILE).is_file()):
+            try:
+                owner = str(json.loads((cdir / store.STATE_FILE).read_text()).get("cluster_id") or "")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if not owner:
+                continue
+            with store.locked(cdir, self.lock_timeout):
+                cf = store.read(cdir, owner)
+                if not cf.nodes:
+                    continue
+                self._stop_records(cdir, cf, cf.workers(), remove_dirs=False)
+                head = cf.head()
+                if head is not None:
+                    self._stop_records(cdir, cf, [head], remove_dirs=False)
+                touched.append(owner)
+        return touched
 
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:
         cluster_id = str(state.get("cluster_id") or "")
@@ -159,6 +190,7 @@ class LocalProvider(Provider):
             processes.stop_nodes(dead, timeout=0)
             for rec in dead:
                 cf.nodes.pop(rec.name, None)
+                cf.add_event(f"Ray node {rec.name} exited: {_last_error(Path(rec.log_path))}")
             store.write(cdir, cf)
 
     def _kill_orphans(self, cdir: Path, cf: ClusterFile) -> None:
@@ -240,7 +272,7 @@ class LocalProvider(Provider):
         ports = dict(zip(commands.HEAD_PORTS, picked, strict=True))
         cf.head_ports = dict(ports)
         temp_dir = cdir / HEAD_GROUP
-        argv = commands.head_command(ray, temp_dir, ports, res)
+        argv = commands.head_command(ray, temp_dir, ports, res, HEAD_GROUP)
         env = processes.node_env(commands.head_env(ports))
         return self._spawn(
             cdir, cf, name=HEAD_GROUP, group=HEAD_GROUP, index=0, argv=argv, env=env, ports=ports, res=res, head=None
@@ -252,14 +284,14 @@ class LocalProvider(Provider):
         index = cf.next_index
         cf.next_index += 1
         store.write(cdir, cf)  # the index is taken before the node exists: no dir is reused
-        name = f"{_short(group)}-{index}"
+        name = f"{_slug(group)}-{index}"
         used = [port for rec in cf.nodes.values() for port in rec.ports.values()]
         try:
             picked = processes.pick_ports(len(commands.WORKER_PORTS), avoid=used)
         except RuntimeError as exc:
             raise RetriableError(str(exc), code="NoFreePorts") from exc
         ports = dict(zip(commands.WORKER_PORTS, picked, strict=True))
-        argv = commands.worker_command(ray, cdir / name, head.ports["gcs"], ports, res, group)
+        argv = commands.worker_command(ray, cdir / name, head.ports["gcs"], ports, res, group, name)
         return self._spawn(
             cdir,
             cf,
@@ -316,6 +348,17 @@ def _head_registered(client: httpx.Client, url: str) -> bool:
         return False
 
 
-def _short(group: str) -> str:
-    """A group name cut to 8 safe characters, for node directory names."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in group)[:8] or "w"
+def _last_error(log_path: Path) -> str:
+    """The most telling line at the end of a node's ``ray start`` output."""
+    lines = [line.strip() for line in processes.log_tail(log_path, 4000).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line or "failed" in line.lower():
+            return line[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def _slug(group: str) -> str:
+    """A group name cut to 8 characters usable in a directory name and a Ray label value
+    (letters, digits and dashes, starting with a letter or digit)."""
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in group.lower())[:8].strip("-")
+    return cleaned or "w"

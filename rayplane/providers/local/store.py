@@ -28,6 +28,7 @@ LOCK_FILE = ".lock"
 # Linux caps a socket path at 107 bytes. This is the part below a node's temp dir.
 RAY_SOCKET_SUFFIX_LEN = len("/session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_store")
 MAX_SOCKET_PATH = 107
+MAX_EVENTS = 20
 
 
 def cluster_dir(root: Path, cluster_id: str) -> Path:
@@ -45,12 +46,22 @@ class ClusterFile:
     next_index: int = 1
     # The last head's ports, tried first when a head starts again (same dashboard URL).
     head_ports: dict[str, int] = field(default_factory=dict)
+    # Recent facts worth showing users (a node that died, and why): {"at": epoch s, "message"}.
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_event(self, message: str, *, now: float | None = None) -> None:
+        self.events = [*self.events, {"at": time.time() if now is None else now, "message": message}][-MAX_EVENTS:]
+
+    def recent_events(self, seconds: float, *, now: float | None = None) -> list[str]:
+        since = (time.time() if now is None else now) - seconds
+        return [str(e.get("message")) for e in self.events if float(e.get("at") or 0) >= since]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "cluster_id": self.cluster_id,
             "next_index": self.next_index,
             "head_ports": dict(self.head_ports),
+            "events": list(self.events),
             "nodes": {name: rec.to_dict() for name, rec in sorted(self.nodes.items())},
         }
 
@@ -66,6 +77,7 @@ class ClusterFile:
             nodes=nodes,
             next_index=int(raw.get("next_index") or 1),
             head_ports={str(k): int(v) for k, v in ports.items()} if isinstance(ports, dict) else {},
+            events=[e for e in raw.get("events") or [] if isinstance(e, dict)],
         )
 
     def head(self) -> NodeRecord | None:
@@ -115,6 +127,7 @@ def merge(file: ClusterFile, state: dict[str, Any]) -> ClusterFile:
         nodes=nodes,
         next_index=max(file.next_index, from_state.next_index),
         head_ports=file.head_ports or from_state.head_ports,
+        events=file.events or from_state.events,
     )
 
 
