@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import re
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -196,6 +197,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     requests: int
+    cpu_ms_per_request: float | None = None  # the server's own CPU time, from the kernel
 
 
 def parse_wrk(output: str) -> WrkResult:
@@ -215,13 +217,24 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def wrk_argv(url: str, *, threads: int, connections: int, duration: int, header: str | None) -> list[str]:
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    # A generous timeout: a slow answer is still measured; only one that never comes is an error.
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "--latency"]
     if header:
         argv += ["-H", header]
     return [*argv, url]
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time used so far by every thread of ``pid`` (Linux schedstat, nanosecond resolution)."""
+    try:
+        tasks = Path(f"/proc/{pid}/task")
+        return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks.iterdir()) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_wrk(argv: list[str], server: Server, duration: int) -> WrkResult:
+    before = cpu_seconds(server.proc.pid)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -230,7 +243,11 @@ def run_wrk(argv: list[str], server: Server, duration: int) -> WrkResult:
         raise BenchmarkError(f"wrk exited with {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
     if server.proc.poll() is not None:
         raise BenchmarkError(f"{server.label} server died during the run:\n{server.log_tail()}")
-    return parse_wrk(done.stdout)
+    after = cpu_seconds(server.proc.pid)
+    result = parse_wrk(done.stdout)
+    if before is None or after is None:
+        return result
+    return dataclasses.replace(result, cpu_ms_per_request=(after - before) * 1000 / result.requests)
 
 
 # ---- report ---------------------------------------------------------------------------
@@ -298,7 +315,7 @@ def machine_facts(admin_url: str) -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "postgres": _postgres_version(admin_url),
-        "wrk": _version(["wrk", "-v"]),
+        "wrk": _version(["wrk", "-v"]).split(" Copyright")[0],
         "packages": ", ".join(versions),
         "load_before": _loadavg(),
     }
@@ -308,30 +325,40 @@ def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _cpu(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _median_cpu(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 def figures_table(rounds: Sequence[Round]) -> list[str]:
+    """Markdown rows: per round, then the median of each column (ratio = ratio of the medians)."""
     lines = [
-        _row(["round", "order", "real req/s", "real p50 ms", "real p99 ms",
-              "bare req/s", "bare p50 ms", "bare p99 ms", "real/bare"]),
-        _row(["---:", ":---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]),
+        _row(["round", "order", "real req/s", "real p50 ms", "real p99 ms", "real CPU ms/req",
+              "bare req/s", "bare p50 ms", "bare p99 ms", "bare CPU ms/req", "real/bare req/s"]),
+        _row(["---:", ":---:", *["---:"] * 9]),
     ]  # fmt: skip
     for r in rounds:
         lines.append(
             _row([
                 str(r.number), r.order,
-                f"{r.real.rps:.0f}", f"{r.real.p50_ms:.2f}", f"{r.real.p99_ms:.2f}",
-                f"{r.bare.rps:.0f}", f"{r.bare.p50_ms:.2f}", f"{r.bare.p99_ms:.2f}",
+                f"{r.real.rps:.0f}", f"{r.real.p50_ms:.2f}", f"{r.real.p99_ms:.2f}", _cpu(r.real.cpu_ms_per_request),
+                f"{r.bare.rps:.0f}", f"{r.bare.p50_ms:.2f}", f"{r.bare.p99_ms:.2f}", _cpu(r.bare.cpu_ms_per_request),
                 f"{r.ratio:.2f}",
             ])
         )  # fmt: skip
     med = statistics.median
     real_rps, bare_rps = med(r.real.rps for r in rounds), med(r.bare.rps for r in rounds)
-    real_p50, real_p99 = med(r.real.p50_ms for r in rounds), med(r.real.p99_ms for r in rounds)
-    bare_p50, bare_p99 = med(r.bare.p50_ms for r in rounds), med(r.bare.p99_ms for r in rounds)
     lines.append(
         _row([
             "**median**", "",
-            f"**{real_rps:.0f}**", f"{real_p50:.2f}", f"{real_p99:.2f}",
-            f"**{bare_rps:.0f}**", f"{bare_p50:.2f}", f"{bare_p99:.2f}",
+            f"**{real_rps:.0f}**", f"{med(r.real.p50_ms for r in rounds):.2f}",
+            f"{med(r.real.p99_ms for r in rounds):.2f}", _cpu(_median_cpu(r.real.cpu_ms_per_request for r in rounds)),
+            f"**{bare_rps:.0f}**", f"{med(r.bare.p50_ms for r in rounds):.2f}",
+            f"{med(r.bare.p99_ms for r in rounds):.2f}", _cpu(_median_cpu(r.bare.cpu_ms_per_request for r in rounds)),
             f"**{real_rps / bare_rps:.2f}**",
         ])
     )  # fmt: skip
@@ -342,12 +369,25 @@ def median_ratio(rounds: Sequence[Round]) -> float:
     return statistics.median(r.real.rps for r in rounds) / statistics.median(r.bare.rps for r in rounds)
 
 
+def cpu_note(rounds: Sequence[Round]) -> str:
+    real = _median_cpu(r.real.cpu_ms_per_request for r in rounds)
+    bare = _median_cpu(r.bare.cpu_ms_per_request for r in rounds)
+    if real is None or bare is None:
+        return ""
+    return (
+        f"Server CPU per request (median): real {real:.2f} ms, bare {bare:.2f} ms, so bare/real = {bare / real:.2f}, "
+        "the req/s ratio a CPU-bound server would reach; it is less disturbed by other load on the machine. "
+    )
+
+
 def figures_block(
     rounds: Sequence[Round], facts: dict[str, str], command: str, settings: dict[str, str], wrk_commands: Sequence[str]
 ) -> str:
     ratio = median_ratio(rounds)
     verdict = "met" if ratio >= TARGET_RATIO else "**not met**"
-    shown = {k: v for k, v in settings.items() if k not in ("RAYPLANE_DATABASE_URL", "RAYPLANE_REDIS_URL")}
+    hidden = {"RAYPLANE_DATABASE_URL": "<scratch db>", "RAYPLANE_REDIS_URL": "<redis>",
+              "RAYPLANE_SECRET_KEY": "<random per run>", "RAYPLANE_DATA_DIR": "<tmp>"}  # fmt: skip
+    shown = {k: hidden.get(k, v) for k, v in settings.items()}
     lines = [
         BLOCK_START,
         f"### Latest run: {facts['date']}",
@@ -358,7 +398,9 @@ def figures_block(
         f"{facts['load_before']}, after {facts['load_after']} (1/5/15 min; other work on the machine shows here)",
         f"- Python {facts['python']}, PostgreSQL {facts['postgres']}, {facts['wrk']}",
         f"- Packages: {facts['packages']}",
-        "- Both servers: `" + shlex.join(uvicorn_argv("<factory>", 0)[1:]).replace(" --port 0", " --port <free>") + "`",
+        "- Both servers: `python "
+        + shlex.join(uvicorn_argv("<factory>", 0)[1:]).replace(" --port 0", " --port <free>")
+        + "` (factories `api.app:app_from_env` and `benchmarks.bare_app:app_from_env`)",
         "- Shared server environment: " + ", ".join(f"`{k}={v}`" for k, v in sorted(shown.items())),
         "- Load: " + "; ".join(f"`{c}`" for c in wrk_commands) + " (order alternates per round: ABBA…)",
         "- Real: authenticated with an owner API key, reads another key of the same tenant. "
@@ -367,6 +409,7 @@ def figures_block(
         *figures_table(rounds),
         "",
         f"Ratio real/bare of the median req/s: **{ratio:.2f}** (target ≥ {TARGET_RATIO:.2f}: {verdict}). "
+        f"{cpu_note(rounds)}"
         f"Every response of every run was 2xx with no socket error "
         f"({sum(r.real.requests for r in rounds)} real and {sum(r.bare.requests for r in rounds)} bare requests).",
         BLOCK_END,
@@ -389,7 +432,8 @@ def write_results(path: Path, block: str) -> None:
     text = path.read_text() if path.exists() else RESULTS_HEADER
     start, end = text.find(BLOCK_START), text.find(BLOCK_END)
     if start != -1 and end > start:
-        text = text[:start] + block + text[end + len(BLOCK_END) :].lstrip("\n")
+        rest = text[end + len(BLOCK_END) :].lstrip("\n")
+        text = text[:start] + block + ("\n" + rest if rest else "")
     else:
         text = text.rstrip("\n") + "\n\n" + block
     tmp = path.with_suffix(".tmp")
@@ -523,6 +567,8 @@ def benchmark(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # Interruptible even when started with SIGINT ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return benchmark(args)
     except BenchmarkError as exc:
@@ -531,6 +577,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; servers stopped and scratch database dropped", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code != 0:
+            print(f"stopped ({exc.code}); servers stopped and scratch database dropped", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""The ``rayplane`` command: operator verbs now; cluster and job verbs build on this app.
+"""The ``rayplane`` command: operator verbs (dev, migrate, api, worker, beat, openapi) and the
+user verbs (clusters, jobs, account) registered from their modules.
 
-Exit codes: 0 success; 1 failure reported by the program; 2 bad usage or configuration.
+Exit codes are in docs/cli.md and every ``--help`` epilog: 0 ok, 1 API or job failure, 2 usage
+or configuration, 3 not found, 4 conflict, 5 timed out waiting, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 import typer
 
 from rayplane import __version__
+from rayplane.cli import account, clusters, jobs, login
+from rayplane.cli.context import ROOT_EPILOG, global_options
 from rayplane.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -23,6 +27,17 @@ app = typer.Typer(
 )
 
 OPENAPI_PATH = Path("openapi") / "openapi.json"
+
+# The user-facing commands (see docs/cli.md) and the options every command accepts.
+app.callback(epilog=ROOT_EPILOG)(global_options)
+app.add_typer(clusters.app, rich_help_panel="Clusters and jobs")
+app.add_typer(jobs.app, rich_help_panel="Clusters and jobs")
+app.add_typer(login.app)
+app.add_typer(login.config_app, rich_help_panel="Account")
+app.add_typer(account.tenant_app, rich_help_panel="Account")
+app.add_typer(account.keys_app, rich_help_panel="Account")
+app.add_typer(account.members_app, rich_help_panel="Account")
+app.add_typer(account.clouds_app, rich_help_panel="Account")
 
 
 def _settings() -> Settings:

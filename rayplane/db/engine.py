@@ -21,13 +21,16 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_async_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def make_async_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = True, recycle_seconds: int = 1800
+) -> AsyncEngine:
+    """``pre_ping`` costs one round trip per checkout; the API turns it off (see docs/architecture.md)."""
     return create_async_engine(
         normalize_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
-        pool_recycle=1800,
+        pool_pre_ping=pre_ping,
+        pool_recycle=recycle_seconds,
     )
 
 

@@ -38,7 +38,7 @@ async def authenticate_api_key(session: AsyncSession, raw: str, hashing_key: byt
     if prefix is None:
         raise Unauthenticated("malformed API key")
     repo = ApiKeyRepository(session)
-    key = await repo.get_by_prefix(prefix)
+    key = await repo.credential(prefix)
     if key is None or not keys.matches(hashing_key, raw, key.secret_hash):
         raise Unauthenticated("unknown API key")
     now = datetime.now(UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.identity.models import ApiKey, Member
@@ -48,6 +48,19 @@ class MemberRepository:
         await self.session.flush()
 
 
+# Authentication reads only these columns, with a statement built once: ORM loading of a
+# whole ApiKey was the largest CPU item of an authenticated read (benchmarks/RESULTS.md).
+_CREDENTIAL = select(
+    ApiKey.id,
+    ApiKey.tenant_id,
+    ApiKey.secret_hash,
+    ApiKey.role,
+    ApiKey.revoked_at,
+    ApiKey.expires_at,
+    ApiKey.last_used_at,
+).where(ApiKey.prefix == bindparam("prefix"))
+
+
 class ApiKeyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -55,6 +68,12 @@ class ApiKeyRepository:
     async def get(self, tenant_id: str, key_id: str) -> ApiKey | None:
         stmt = select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id)
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def credential(
+        self, prefix: str
+    ) -> Row[str, str, str, str, datetime | None, datetime | None, datetime | None] | None:
+        """The columns authentication needs, for the key with this public prefix."""
+        return (await self.session.execute(_CREDENTIAL, {"prefix": prefix})).first()
 
     async def get_by_prefix(self, prefix: str) -> ApiKey | None:
         stmt = select(ApiKey).where(ApiKey.prefix == prefix)

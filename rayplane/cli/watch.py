@@ -1,0 +1,169 @@
+"""Watching a cluster: new events as they are recorded, and waiting for an operation to end.
+
+The events endpoint pages oldest first and its last page has no ``next_cursor``, so a
+watcher keeps the cursor that fetched the last page, reads that page again on each poll,
+and prints only the events whose ids it has not printed yet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rich.console import Group
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.text import Text
+
+from rayplane.cli.client import Accepted, ApiError, ApiUnreachable, Cluster, ClusterEvent, Operation, RayplaneClient
+from rayplane.cli.context import EXIT_CONFLICT, EXIT_FAILURE, EXIT_TIMEOUT, CliError
+from rayplane.cli.output import duration, err, notice, styled_state
+from rayplane.cli.views import event_text
+
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class EventFeed:
+    """New events of one cluster, each returned once."""
+
+    api: RayplaneClient
+    cluster_id: str
+    cursor: str | None = None
+    seen: set[str] = field(default_factory=set)
+
+    def poll(self) -> list[ClusterEvent]:
+        new: list[ClusterEvent] = []
+        while True:
+            page = self.api.list_events(self.cluster_id, cursor=self.cursor)
+            for event in page["items"]:
+                if event["id"] not in self.seen:
+                    self.seen.add(event["id"])
+                    new.append(event)
+            if not page["next_cursor"]:
+                return new
+            self.cursor = page["next_cursor"]
+
+    def skip_existing(self) -> None:
+        """Mark what is there now as seen, so only later events are reported."""
+        self.poll()
+
+
+@dataclass
+class Waiter:
+    """Polls until the operation (or, without one, the cluster state) settles.
+
+    ``done`` says when the cluster is where the caller wants it (used without an
+    operation); a FAILED cluster ends the wait unless FAILED is what is awaited.
+    """
+
+    api: RayplaneClient
+    cluster: Cluster
+    operation_id: str | None
+    done: Callable[[Cluster], bool]
+    goal: str
+    timeout: float
+    feed: EventFeed | None = None
+    started: float = field(default_factory=time.monotonic)
+    hiccup: bool = False
+
+    def _status(self) -> Spinner:
+        c = self.cluster
+        label = Text.assemble(
+            (c["name"], "bold"),
+            "  ",
+            (c["state"], styled_state(c["state"]) or ""),
+            f"  waiting for {self.goal}  {duration(time.monotonic() - self.started)}",
+        )
+        return Spinner("dots", text=label)
+
+    def _check(self, op: Operation | None) -> bool:
+        c = self.cluster
+        if op is not None:
+            if op["status"] == "Succeeded":
+                return True
+            if op["status"] == "Failed":
+                why = op.get("error_message") or c.get("state_reason") or "no reason given"
+                code = f" [{op['error_code']}]" if op.get("error_code") else ""
+                raise CliError(f"cluster {c['name']} {op['kind']} failed: {why}{code}", EXIT_FAILURE)
+            if op["status"] == "Canceled":
+                why = op.get("error_message") or "a later request replaced it"
+                raise CliError(f"the {op['kind']} of {c['name']} was canceled: {why}", EXIT_CONFLICT)
+            return False
+        if self.done(c):
+            return True
+        if c["state"] == "FAILED":
+            code = f" [{c['state_code']}]" if c.get("state_code") else ""
+            raise CliError(f"cluster {c['name']} FAILED: {c.get('state_reason') or 'no reason given'}{code}")
+        return False
+
+    def _step(self, show: Callable[[Text], None]) -> bool:
+        """One poll; a hiccup of the API (no answer, 429, 5xx) is shown once and retried."""
+        try:
+            finished = self._poll(show)
+        except (ApiUnreachable, ApiError) as exc:
+            if isinstance(exc, ApiError) and exc.status < 500 and exc.status != 429:
+                raise
+            if not self.hiccup:
+                show(Text(f"the API did not answer ({exc}); still trying", style="yellow"))
+            self.hiccup = True
+            return False
+        self.hiccup = False
+        return finished
+
+    def _poll(self, show: Callable[[Text], None]) -> bool:
+        if self.feed is not None:
+            for event in self.feed.poll():
+                show(event_text(event))
+        # The operation first: once it has settled, the cluster read after it is settled too.
+        op = self.api.get_operation(self.operation_id) if self.operation_id else None
+        self.cluster = self.api.get_cluster(self.cluster["id"]).body
+        finished = self._check(op)
+        if finished and self.feed is not None:
+            for event in self.feed.poll():
+                show(event_text(event))
+        return finished
+
+    def run(self) -> Cluster:
+        """Wait; the settled cluster, or :class:`CliError` (failure, cancel, timeout)."""
+        console = err()
+        deadline = self.started + self.timeout
+        if console.is_terminal:
+            with Live(self._status(), console=console, transient=True, refresh_per_second=8) as live:
+                while not self._step(live.console.print):
+                    live.update(Group(self._status()))
+                    self._sleep(deadline)
+        else:
+            while not self._step(lambda t: console.print(t, soft_wrap=True)):
+                self._sleep(deadline)
+        return self.cluster
+
+    def _sleep(self, deadline: float) -> None:
+        if time.monotonic() >= deadline:
+            raise CliError(
+                f"timed out after {duration(self.timeout)} waiting for {self.cluster['name']} to be {self.goal}"
+                f" (it is {self.cluster['state']}; the request goes on)",
+                EXIT_TIMEOUT,
+            )
+        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
+def follow_to(
+    api: RayplaneClient,
+    accepted: Accepted | Cluster,
+    goal: str,
+    timeout: float,
+    feed: EventFeed | None = None,
+    done: Callable[[Cluster], bool] | None = None,
+) -> Cluster:
+    """Follow an accepted request (or a cluster) to ``goal``, printing events as they come."""
+    if isinstance(accepted, Accepted):
+        cluster, op = accepted.cluster, accepted.operation_id
+    else:
+        cluster, op = accepted, None
+    feed = feed or EventFeed(api, cluster["id"])
+    check = done or (lambda c: c["state"] == goal)
+    settled = Waiter(api, cluster, op, check, goal, timeout, feed).run()
+    notice(f"{settled['name']} is {settled['state']}", styled_state(settled["state"]) or "")
+    return settled
