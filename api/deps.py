@@ -60,7 +60,10 @@ def audit_event(request: Request, status_code: int) -> AuditEvent:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     state = app_state(request)
-    async with state.sessions() as session:
+    factory = state.sessions
+    if request.method not in MUTATING and state.read_sessions is not None:
+        factory = state.read_sessions
+    async with factory() as session:
         try:
             yield session
         except BaseException:
@@ -93,7 +96,9 @@ async def get_principal(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
     state = app_state(request)
-    principal = await authenticate(session, authorization, hashing_key=state.hashing_key, validator=state.entra)
+    principal = await authenticate(
+        session, authorization, hashing_key=state.hashing_key, validator=state.entra, cache=state.auth_cache
+    )
     request.state.principal = principal
     structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
     await ratelimit.hit(state.redis, principal.tenant_id, state.settings.rate_limit_per_minute)

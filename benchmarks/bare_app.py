@@ -17,7 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from rayplane.db.engine import make_async_engine
+from api.app import api_engine
 from rayplane.settings import get_settings
 
 QUERY = text("SELECT id, name, prefix FROM api_keys WHERE id = :id")
@@ -27,11 +27,10 @@ def app_from_env() -> FastAPI:
     settings = get_settings()
     if not settings.database_url:
         raise RuntimeError("RAYPLANE_DATABASE_URL must be set")
-    database_url = settings.database_url
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_async_engine(database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+        engine = api_engine(settings)  # the very pool settings of the real app
         app.state.engine = engine
         try:
             yield

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_per_minute: int = Field(default=1200, ge=0)
+    auth_cache_seconds: float = Field(default=10.0, ge=0)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
 
     # Clusters and the local provider.

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems, with_etag
-from api.deps import Caller, IdempotencyKey, IfMatch, Session, app_state, set_audit_target
+from api.deps import Caller, IdempotencyKey, IfMatch, Session, after_commit, app_state, set_audit_target
 from rayplane.identity import service
 from rayplane.identity.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 
@@ -47,10 +47,11 @@ async def create_key(
 
 
 @router.get("/{key_id}", name="api_keys.get", response_model=ApiKeyOut, responses=problems(404))
-async def get_key(key_id: str, session: Session, caller: Caller, response: Response) -> ApiKeyOut:
+async def get_key(key_id: str, session: Session, caller: Caller) -> Response:
     key = await service.get_api_key(session, caller, key_id)
-    with_etag(response, key.etag)
-    return ApiKeyOut.model_validate(key)
+    # Serialised once here; returning the model would have FastAPI validate it a second time.
+    body = ApiKeyOut.model_validate(key).model_dump_json()
+    return Response(body, media_type="application/json", headers={"ETag": key.etag})
 
 
 @router.delete("/{key_id}", name="api_keys.revoke", response_model=ApiKeyOut, responses=problems(403, 404, 412))
@@ -60,5 +61,11 @@ async def revoke_key(
     """Revoke a key. It stays listed (with ``revoked_at``) for history; repeating is harmless."""
     set_audit_target(request, "api_key", key_id)
     key = await service.revoke_api_key(session, caller, key_id, if_match=if_match)
+    cache = app_state(request).auth_cache
+
+    async def forget() -> None:
+        cache.forget_key(key_id)
+
+    after_commit(request, forget)
     with_etag(response, key.etag)
     return ApiKeyOut.model_validate(key)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.common.errors import Forbidden, Unauthenticated
 from rayplane.identity import keys
+from rayplane.identity.cache import PrincipalCache
 from rayplane.identity.entra import EntraValidator
 from rayplane.identity.principal import Principal, Role
 from rayplane.identity.repository import ApiKeyRepository, MemberRepository
@@ -33,10 +34,17 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-async def authenticate_api_key(session: AsyncSession, raw: str, hashing_key: bytes) -> Principal:
+async def authenticate_api_key(
+    session: AsyncSession, raw: str, hashing_key: bytes, cache: PrincipalCache | None = None
+) -> Principal:
     prefix = keys.parse_prefix(raw)
     if prefix is None:
         raise Unauthenticated("malformed API key")
+    digest = keys.digest(hashing_key, raw) if cache is not None and cache.enabled else ""
+    if digest:
+        cached = cache.get(digest) if cache is not None else None
+        if cached is not None:
+            return cached
     repo = ApiKeyRepository(session)
     key = await repo.credential(prefix)
     if key is None or not keys.matches(hashing_key, raw, key.secret_hash):
@@ -48,13 +56,16 @@ async def authenticate_api_key(session: AsyncSession, raw: str, hashing_key: byt
         raise Unauthenticated("this API key has expired")
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
         await repo.touch(key.id, now)
-    return Principal(
+    principal = Principal(
         tenant_id=key.tenant_id,
         role=Role(key.role),
         actor_type="api_key",
         actor_id=key.id,
         api_key_id=key.id,
     )
+    if digest and cache is not None:
+        cache.put(digest, principal, key.expires_at)
+    return principal
 
 
 async def authenticate_entra(session: AsyncSession, token: str, validator: EntraValidator) -> Principal:
@@ -80,9 +91,14 @@ async def authenticate_entra(session: AsyncSession, token: str, validator: Entra
 
 
 async def authenticate(
-    session: AsyncSession, authorization: str | None, *, hashing_key: bytes, validator: EntraValidator
+    session: AsyncSession,
+    authorization: str | None,
+    *,
+    hashing_key: bytes,
+    validator: EntraValidator,
+    cache: PrincipalCache | None = None,
 ) -> Principal:
     token = bearer_token(authorization)
     if token.startswith(keys.SCHEME + "_"):
-        return await authenticate_api_key(session, token, hashing_key)
+        return await authenticate_api_key(session, token, hashing_key, cache)
     return await authenticate_entra(session, token, validator)
