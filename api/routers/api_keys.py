@@ -48,10 +48,10 @@ async def create_key(
 
 @router.get("/{key_id}", name="api_keys.get", response_model=ApiKeyOut, responses=problems(404))
 async def get_key(key_id: str, session: Session, caller: Caller) -> Response:
-    key = await service.get_api_key(session, caller, key_id)
+    view = await service.view_api_key(session, caller, key_id)
     # Serialised once here; returning the model would have FastAPI validate it a second time.
-    body = ApiKeyOut.model_validate(key).model_dump_json()
-    return Response(body, media_type="application/json", headers={"ETag": key.etag})
+    body = ApiKeyOut.model_validate(view).model_dump_json()
+    return Response(body, media_type="application/json", headers={"ETag": f'"{view["version"]}"'})
 
 
 @router.delete("/{key_id}", name="api_keys.revoke", response_model=ApiKeyOut, responses=problems(403, 404, 412))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,6 +62,21 @@ _CREDENTIAL = select(
 ).where(ApiKey.prefix == bindparam("prefix"))
 
 
+# The columns of the API key resource, read without building an ORM instance (hot GET path).
+_VIEW = select(
+    ApiKey.id,
+    ApiKey.name,
+    ApiKey.prefix,
+    ApiKey.role,
+    ApiKey.created_by,
+    ApiKey.created_at,
+    ApiKey.expires_at,
+    ApiKey.revoked_at,
+    ApiKey.last_used_at,
+    ApiKey.version,
+).where(ApiKey.tenant_id == bindparam("tenant_id"), ApiKey.id == bindparam("key_id"))
+
+
 class ApiKeyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -74,6 +90,11 @@ class ApiKeyRepository:
     ) -> Row[str, str, str, str, datetime | None, datetime | None, datetime | None] | None:
         """The columns authentication needs, for the key with this public prefix."""
         return (await self.session.execute(_CREDENTIAL, {"prefix": prefix})).first()
+
+    async def view(self, tenant_id: str, key_id: str) -> dict[str, Any] | None:
+        """The key's public fields as a plain mapping (no secret hash), or None."""
+        row = (await self.session.execute(_VIEW, {"tenant_id": tenant_id, "key_id": key_id})).mappings().first()
+        return dict(row) if row is not None else None
 
     async def get_by_prefix(self, prefix: str) -> ApiKey | None:
         stmt = select(ApiKey).where(ApiKey.prefix == prefix)

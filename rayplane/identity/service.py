@@ -9,6 +9,7 @@ Rules:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,6 +58,14 @@ async def create_api_key(
     )
     await ApiKeyRepository(session).add(key)
     return key, raw
+
+
+async def view_api_key(session: AsyncSession, principal: Principal, key_id: str) -> dict[str, Any]:
+    """The key's public fields (what GET returns), read as columns; ``version`` backs the ETag."""
+    view = await ApiKeyRepository(session).view(principal.tenant_id, key_id)
+    if view is None:
+        raise NotFound(f"API key {key_id} not found")
+    return view
 
 
 async def get_api_key(session: AsyncSession, principal: Principal, key_id: str) -> ApiKey:
