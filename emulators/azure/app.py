@@ -8,12 +8,15 @@ Kubernetes, Marketplace, as they are added), and Entra last, because its paths s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
-from emulators.azure import entra
+from emulators.azure import arm, entra, kube, marketplace
+from emulators.azure.fleet import Fleet
+from emulators.azure.store import DocumentStore
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,19 @@ class EmulatorSettings:
 
     data_dir: Path
     origin: str
+
+
+@dataclass
+class EmulatorContext:
+    """Shared by every surface: settings, Entra (to check bearer tokens), durable state, VMs."""
+
+    settings: EmulatorSettings
+    entra: entra.EntraService
+    store: DocumentStore
+    fleet: Fleet
+    # Called with the cluster key (emulators.azure.fleet.cluster_key) when ARM deletes a
+    # managed cluster, so other surfaces drop what they hold for it (Kubernetes objects).
+    cluster_deleted: list[Callable[[str], None]] = field(default_factory=list)
 
 
 def _health_router(settings: EmulatorSettings) -> APIRouter:
@@ -40,10 +56,17 @@ def create_app(settings: EmulatorSettings) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = FastAPI(title="Rayplane Azure emulator", docs_url=None, redoc_url=None, openapi_url=None)
     entra_service = entra.EntraService(settings.origin, settings.data_dir)
+    store = DocumentStore(settings.data_dir / "state.db")
+    ctx = EmulatorContext(settings=settings, entra=entra_service, store=store, fleet=Fleet(store))
     app.state.settings = settings
     app.state.entra = entra_service
+    app.state.context = ctx
     app.include_router(_health_router(settings))
     app.include_router(entra.create_admin_router(entra_service))
+    for surface in (arm, kube, marketplace):
+        app.include_router(surface.create_admin_router(ctx))
     # Azure surfaces with literal first segments go here, before Entra.
+    for surface in (arm, kube, marketplace):
+        app.include_router(surface.create_router(ctx))
     app.include_router(entra.create_router(entra_service))
     return app

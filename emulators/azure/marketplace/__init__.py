@@ -1,0 +1,20 @@
+"""Marketplace SaaS Fulfillment v2 and Metering (see issue 5)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter
+
+if TYPE_CHECKING:
+    from emulators.azure.app import EmulatorContext
+
+
+def create_router(ctx: EmulatorContext) -> APIRouter:
+    """The Azure-facing routes of this surface."""
+    return APIRouter()
+
+
+def create_admin_router(ctx: EmulatorContext) -> APIRouter:
+    """Test-control routes under ``/_emulator/...``."""
+    return APIRouter()
