@@ -16,6 +16,7 @@ from rayplane.logs import get_logger
 log = get_logger("rayplane.api.nudges")
 
 RECONCILE_TASK = "rayplane.clusters.reconcile"
+VALIDATE_CLOUD_TASK = "rayplane.clouds.validate"
 
 
 def broker_url(url: str) -> str:
@@ -40,3 +41,10 @@ class Nudger:
             self.sent += 1
         except Exception as exc:  # noqa: BLE001 - the sweep covers a lost nudge
             log.warning("nudge_failed", cluster_id=cluster_id, error=type(exc).__name__)
+
+    async def validate_cloud(self, cloud_id: str) -> None:
+        try:
+            await asyncio.to_thread(self._send, VALIDATE_CLOUD_TASK, [cloud_id])
+            self.sent += 1
+        except Exception as exc:  # noqa: BLE001 - POST /v1/clouds/{id}:validate runs it again
+            log.warning("nudge_failed", cloud_id=cloud_id, error=type(exc).__name__)

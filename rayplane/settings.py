@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=8, ge=1)
     scale_down_idle_seconds: int = Field(default=60, ge=1)
 
+    # Azure provider: Rayplane's multi-tenant Entra app, and where Azure is.
+    azure_client_id: str | None = None
+    azure_client_secret: SecretStr | None = None
+    azure_client_certificate_path: Path | None = None
+    azure_federated_token_file: Path | None = None
+    azure_home_tenant_id: str | None = None
+    azure_arm_url: str = "https://management.azure.com"
+    azure_pool_grace_seconds: int = Field(default=1800, ge=0)
+    azure_kubernetes_version: str | None = None
+    demo_azure: bool = False
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 

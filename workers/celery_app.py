@@ -37,7 +37,7 @@ def make_celery() -> Celery:
     app = Celery(
         "rayplane",
         broker=broker_url(settings.redis_url),
-        include=["workers.tasks.maintenance", "workers.tasks.clusters"],
+        include=["workers.tasks.maintenance", "workers.tasks.clusters", "workers.tasks.clouds"],
     )
     app.conf.update(
         task_acks_late=True,

@@ -6,11 +6,33 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems, with_etag
-from api.deps import Caller, IdempotencyKey, IfMatch, Session, app_state, set_audit_target
+from api.deps import Caller, IdempotencyKey, IfMatch, Session, after_commit, app_state, set_audit_target
 from rayplane.clouds import service
+from rayplane.clouds.models import Cloud
 from rayplane.clouds.schemas import CloudCreate, CloudOut
+from rayplane.identity.principal import Role
 
 router = APIRouter(prefix="/v1/clouds", tags=["clouds"])
+
+
+def _out(request: Request, cloud: Cloud) -> CloudOut:
+    settings = app_state(request).settings
+    out = CloudOut.model_validate(cloud)
+    redirect = f"{settings.public_url.rstrip('/')}/v1/clouds/consent" if settings.public_url else None
+    out.admin_consent_url = service.admin_consent_url(
+        cloud, authority=settings.entra_authority, client_id=settings.azure_client_id, redirect_uri=redirect
+    )
+    return out
+
+
+def _validate_after_commit(request: Request, cloud: Cloud) -> None:
+    if cloud.provider == "azure":
+        nudger, cloud_id = app_state(request).nudger, cloud.id
+
+        async def nudge() -> None:
+            await nudger.validate_cloud(cloud_id)
+
+        after_commit(request, nudge)
 
 
 @router.get("", name="clouds.list", response_model=ListPage[CloudOut], responses=problems(422))
@@ -22,7 +44,7 @@ async def list_clouds(
     if settings.local_clouds_enabled and cursor is None:
         await service.ensure_local_cloud(session, caller.tenant_id, settings.local_capacity())
     page = await service.list_clouds(session, caller, cursor=cursor, limit=limit)
-    return ListPage[CloudOut](items=[CloudOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
+    return ListPage[CloudOut](items=[_out(request, c) for c in page.items], next_cursor=page.next_cursor)
 
 
 @router.post("", name="clouds.create", status_code=201, response_model=CloudOut, responses=problems(403, 409, 415, 422))
@@ -33,19 +55,43 @@ async def create_cloud(
 
     async def create() -> tuple[int, object, dict[str, str]]:
         cloud = await service.create_cloud(
-            session, caller, body, local_enabled=settings.local_clouds_enabled, local_capacity=settings.local_capacity()
+            session,
+            caller,
+            body,
+            local_enabled=settings.local_clouds_enabled,
+            local_capacity=settings.local_capacity(),
+            azure_enabled=settings.azure_client_id is not None,
         )
         set_audit_target(request, "cloud", cloud.id)
-        return 201, CloudOut.model_validate(cloud), {"ETag": cloud.etag, "Location": f"/v1/clouds/{cloud.id}"}
+        _validate_after_commit(request, cloud)
+        return 201, _out(request, cloud), {"ETag": cloud.etag, "Location": f"/v1/clouds/{cloud.id}"}
 
     return await idempotent_create(request, session, caller, idempotency_key, body, create)
 
 
 @router.get("/{cloud_id}", name="clouds.get", response_model=CloudOut, responses=problems(404))
-async def get_cloud(cloud_id: str, session: Session, caller: Caller, response: Response) -> CloudOut:
+async def get_cloud(cloud_id: str, request: Request, session: Session, caller: Caller, response: Response) -> CloudOut:
+    """An Azure cloud is VALIDATING until a worker checked access, then READY or ERROR (with
+    Azure's code and what to do in ``status_reason``)."""
     cloud = await service.get_cloud(session, caller, cloud_id)
     with_etag(response, cloud.etag)
-    return CloudOut.model_validate(cloud)
+    return _out(request, cloud)
+
+
+@router.post(
+    "/{cloud_id}:validate",
+    name="clouds.validate",
+    status_code=202,
+    response_model=CloudOut,
+    responses=problems(403, 404),
+)
+async def validate_cloud(cloud_id: str, request: Request, session: Session, caller: Caller) -> CloudOut:
+    """Check an Azure cloud's access again (after consent was granted or a role assigned)."""
+    caller.require(Role.ADMIN)
+    set_audit_target(request, "cloud", cloud_id)
+    cloud = await service.revalidate(session, caller, cloud_id)
+    _validate_after_commit(request, cloud)
+    return _out(request, cloud)
 
 
 @router.delete("/{cloud_id}", name="clouds.delete", status_code=204, responses=problems(403, 404, 409, 412))

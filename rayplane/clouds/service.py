@@ -2,13 +2,14 @@
 
 In dev mode every tenant gets a ``local`` cloud (this machine, capacity from settings) the
 first time it lists clouds or creates a cluster; it becomes the default when the tenant has
-none. Azure clouds are created by the Azure provider's own flow.
+none. Azure clouds start VALIDATING; a worker task checks access and sets READY or ERROR.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,6 +57,45 @@ async def ensure_local_cloud(session: AsyncSession, tenant_id: str, capacity: di
     return cloud
 
 
+def admin_consent_url(cloud: Cloud, *, authority: str, client_id: str | None, redirect_uri: str | None) -> str | None:
+    """For an ``app_consent`` Azure cloud: the Entra v2 admin-consent URL of Rayplane's
+    multi-tenant app in the customer's tenant, asking for Azure Resource Manager access."""
+    if cloud.provider != "azure" or cloud.config.get("auth_mode") != "app_consent" or not client_id:
+        return None
+    query = {"client_id": client_id, "scope": "https://management.azure.com/.default", "state": cloud.id}
+    if redirect_uri:
+        query["redirect_uri"] = redirect_uri
+    return f"{authority.rstrip('/')}/{cloud.config['tenant_id']}/v2.0/adminconsent?{urlencode(query)}"
+
+
+async def _create_azure(
+    session: AsyncSession, principal: Principal, body: CloudCreate, *, azure_enabled: bool
+) -> Cloud:
+    repo = CloudRepository(session)
+    if body.azure is None:
+        raise InvalidInput.on("body.azure", "required for azure clouds: subscription, resource group, region, tenant")
+    if body.capacity is not None:
+        raise InvalidInput.on("body.capacity", "only local clouds have a capacity; Azure scales with quotas")
+    if not azure_enabled:
+        raise InvalidInput.on("body.provider", "this deployment has no Azure app configured (RAYPLANE_AZURE_CLIENT_ID)")
+    if await repo.get_by_name(principal.tenant_id, body.name) is not None:
+        raise Conflict(f"a cloud named {body.name!r} already exists")
+    if body.default:
+        await repo.clear_default(principal.tenant_id)
+    cloud = Cloud(
+        id=new_id("cld"),
+        tenant_id=principal.tenant_id,
+        name=body.name,
+        provider="azure",
+        status="VALIDATING",
+        status_reason="checking access to the subscription",
+        is_default=body.default or await repo.get_default(principal.tenant_id) is None,
+        config=body.azure.model_dump(),
+        ray_versions=[],
+    )
+    return await repo.add(cloud)
+
+
 async def create_cloud(
     session: AsyncSession,
     principal: Principal,
@@ -63,14 +103,17 @@ async def create_cloud(
     *,
     local_enabled: bool,
     local_capacity: dict[str, Any],
+    azure_enabled: bool = False,
 ) -> Cloud:
+    """Create a cloud. An Azure cloud starts VALIDATING; the caller nudges the validation task
+    after commit (``rayplane.clouds.validate``), which sets READY or ERROR."""
     principal.require(Role.ADMIN)
     validate_name(body.name)
     repo = CloudRepository(session)
     if body.provider == "azure":
-        raise InvalidInput.on(
-            "body.provider", "Azure clouds are created with the Azure fields (see the Azure provider)"
-        )
+        return await _create_azure(session, principal, body, azure_enabled=azure_enabled)
+    if body.azure is not None:
+        raise InvalidInput.on("body.azure", "only for azure clouds")
     if not local_enabled:
         raise InvalidInput.on("body.provider", "local clouds are available in dev mode only")
     if await repo.get_by_name(principal.tenant_id, body.name) is not None:
@@ -128,3 +171,14 @@ async def delete_cloud(session: AsyncSession, principal: Principal, cloud_id: st
     if in_use:
         raise Conflict(f"cloud {cloud.name!r} still has {in_use} cluster(s); delete them first")
     await repo.delete(cloud)
+
+
+async def revalidate(session: AsyncSession, principal: Principal, cloud_id: str) -> Cloud:
+    """Put an Azure cloud back to VALIDATING; the caller nudges the check after commit."""
+    principal.require(Role.ADMIN)
+    cloud = await get_cloud(session, principal, cloud_id)
+    if cloud.provider != "azure":
+        raise InvalidInput.on("path.cloud_id", "only Azure clouds are validated")
+    cloud.status, cloud.status_reason = "VALIDATING", "checking access to the subscription"
+    await session.flush()
+    return cloud

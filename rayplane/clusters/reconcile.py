@@ -27,7 +27,7 @@ from rayplane.clusters.states import State, can_move, record_event, transition
 from rayplane.db.base import utcnow
 from rayplane.jobs.ray_api import RayJobInfo
 from rayplane.logs import get_logger
-from rayplane.providers.base import Observation, Provider, TerminalError
+from rayplane.providers.base import Observation, Provider, ProviderError, TerminalError
 from rayplane.settings import Settings
 
 log = get_logger("rayplane.reconcile")
@@ -128,10 +128,21 @@ class Reconciler:
                 targets=planning.group_targets(c.spec, dict((c.observed or {}).get("targets", {}))),
                 retry_requested=c.retry_requested,
                 cloud_provider=cloud.provider if cloud else "local",
-                cloud_config=dict(cloud.config) if cloud else {},
+                cloud_config=self._cloud_config(session, cloud),
                 jobs=jobs,
                 dashboard_url=c.dashboard_url,
             )
+
+    @staticmethod
+    def _cloud_config(session: Session, cloud: Any) -> dict[str, Any]:
+        """The cloud's config; for pooled providers also the whole cloud's node demand per
+        pool (``_pool_demand``), so a shared pool is sized once for every cluster on it."""
+        if cloud is None:
+            return {}
+        config = dict(cloud.config)
+        if cloud.provider == "azure":
+            config["_pool_demand"] = store.pool_demand(session, cloud.id)
+        return config
 
     def _work(self, snap: Snapshot, provider: Provider) -> Outcome:
         action = choose_action(snap.state, snap.desired, snap.retry_requested)
@@ -155,6 +166,8 @@ class Reconciler:
                 out.provider_state = provider.ensure(target, snap.provider_state)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and backed off
             out.error = exc
+            if isinstance(exc, ProviderError) and exc.provider_state is not None:
+                out.provider_state = exc.provider_state
         return out
 
     # ---- phase 3 ----------------------------------------------------------------------
@@ -188,7 +201,16 @@ class Reconciler:
 
     def _apply(self, session: Session, c: Cluster, snap: Snapshot, out: Outcome, provider: Provider | None) -> None:
         now = utcnow()
-        c.provider_state = out.provider_state
+        provider_state = dict(out.provider_state)
+        for event in provider_state.pop("events", None) or []:
+            record_event(
+                session,
+                c,
+                str(event.get("kind", "provider")),
+                str(event.get("reason", ""))[:1000],
+                code=event.get("code"),
+            )
+        c.provider_state = provider_state
         if out.jobs:
             finish_jobs(session, c, out.jobs, now)
         if out.error is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from rayplane.clouds.models import Cloud
@@ -97,3 +97,24 @@ def count_due(session: Session) -> int:
         .where(and_(Cluster.next_reconcile_at.is_not(None), Cluster.next_reconcile_at <= utcnow()))
     )
     return int(session.execute(stmt).scalar_one())
+
+
+_POOL_DEMAND = text(
+    """
+    SELECT key, sum(n)::int FROM (
+        SELECT lower(c.spec->'head'->>'vm_size') || '|false' AS key, 1 AS n
+        FROM clusters c
+        WHERE c.cloud_id = :cloud_id AND c.deleted_at IS NULL AND c.desired_state = 'running'
+        UNION ALL
+        SELECT lower(g->>'vm_size') || '|' || coalesce(lower(g->>'spot'), 'false'), (g->>'max_nodes')::int
+        FROM clusters c, jsonb_array_elements(c.spec->'worker_groups') g
+        WHERE c.cloud_id = :cloud_id AND c.deleted_at IS NULL AND c.desired_state = 'running'
+    ) demand GROUP BY key
+    """
+)
+
+
+def pool_demand(session: Session, cloud_id: str) -> dict[str, int]:
+    """Most nodes the cloud's running clusters may use, per ``"<vm size>|<spot>"`` (lower case):
+    one per head, ``max_nodes`` per worker group. Shared node pools are sized from this."""
+    return {str(k): int(n) for k, n in session.execute(_POOL_DEMAND, {"cloud_id": cloud_id})}

@@ -6,6 +6,10 @@ provider owns only cloud-side effects, and keeps whatever it needs to find its r
 again in ``state`` (a JSON-able dict that the reconciler persists after every call, so a
 new worker process can pick up where a dead one stopped).
 
+Provider state may carry ``events``: a list of ``{"kind", "reason", "code"}`` the provider
+wants in the cluster's event history (a Spot fallback, a pool being created). The reconciler
+records and removes them when it persists the state.
+
 Contract for every method:
 - **Idempotent**: calling it again with the same arguments after a crash half-way through
   converges on the same result and never creates a duplicate resource.
@@ -27,10 +31,13 @@ from typing import Any
 class ProviderError(Exception):
     """Base of provider errors; ``code`` is the cloud's error code when there is one."""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, state: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        # The provider state to persist despite the failure (e.g. an LRO token dropped
+        # because its operation failed); None keeps the state the call started from.
+        self.provider_state = state
 
 
 class RetriableError(ProviderError):

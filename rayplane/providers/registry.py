@@ -12,4 +12,8 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
         from rayplane.providers.local import LocalProvider
 
         providers["local"] = LocalProvider(settings.local_ray_root, idle_node_seconds=settings.scale_down_idle_seconds)
+    if settings.azure_client_id:
+        from rayplane.providers.azure import AzureProvider
+
+        providers["azure"] = AzureProvider(settings)
     return providers

@@ -1,0 +1,239 @@
+"""What the Azure provider asks AKS and Kubernetes for, as plain data (no I/O here).
+
+* **Pools** are shared per (VM size, priority) within a cloud's AKS cluster, so a pool's
+  name is a pure function of those two: ``rp`` + ``s``/``r`` + nine hex digits of a hash of
+  the size (AKS allows 1-12 lowercase letters and digits for Linux pools, first a letter).
+* **Pod requests** are the VM's catalog figures minus what AKS keeps for the kubelet and
+  the system daemons (:func:`allocatable`), so one Ray pod fills one node and the cluster
+  autoscaler adds exactly one node per pod.
+* **RayCluster** objects follow KubeRay v1.7.0's ``ray.io/v1`` schema; every object made
+  here is validated against the CRD copied into ``infra/kuberay/`` by the tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rayplane.providers.base import ClusterTarget, NodeShape
+
+KUBERAY_DIR = Path(__file__).resolve().parents[3] / "infra" / "kuberay"
+CRD_FILES = ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml", "ray.io_rayservices.yaml")
+OPERATOR_FILE = "operator.yaml"
+KUBERAY_VERSION = "v1.7.0"
+
+SPOT_TAINT_KEY = "kubernetes.azure.com/scalesetpriority"
+POOL_LABEL = "kubernetes.azure.com/agentpool"
+MANAGED_LABEL = "rayplane.io/managed"
+DEFAULT_IMAGE = "rayproject/ray"
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """One shared pool: its VM size and whether it is Spot."""
+
+    vm_size: str
+    spot: bool
+
+    @property
+    def name(self) -> str:
+        digest = hashlib.sha256(self.vm_size.lower().encode()).hexdigest()[:9]
+        return f"rp{'s' if self.spot else 'r'}{digest}"
+
+
+def pool_key(shape: NodeShape) -> PoolKey:
+    return PoolKey(shape.vm_size, shape.spot)
+
+
+def pool_properties(key: PoolKey, *, gpus: int, max_count: int, orchestrator_version: str | None) -> dict[str, Any]:
+    """The ``properties`` of an agent pool PUT for ``key``, autoscaling from 0 to ``max_count``.
+
+    Spot pools evict by deleting the VM and bid up to the on-demand price (``-1``), so an
+    eviction never leaves a deallocated VM that still counts against quota.
+    """
+    props: dict[str, Any] = {
+        "mode": "User",
+        "osType": "Linux",
+        "vmSize": key.vm_size,
+        "count": 0,
+        "enableAutoScaling": True,
+        "minCount": 0,
+        "maxCount": max_count,
+        "scaleSetPriority": "Spot" if key.spot else "Regular",
+        "nodeLabels": {MANAGED_LABEL: "true", "rayplane.io/priority": "spot" if key.spot else "regular"},
+        "tags": {"rayplane-managed": "true", "rayplane-vm-size": key.vm_size},
+    }
+    if key.spot:
+        props |= {"scaleSetEvictionPolicy": "Delete", "spotMaxPrice": -1}
+    if gpus:
+        # AKS installs the NVIDIA driver and device plugin on GPU nodes it manages; the taint
+        # keeps CPU-only pods off these expensive nodes (Rayplane's GPU pods tolerate it).
+        props["gpuProfile"] = {"driver": "Install"}
+        props["nodeTaints"] = ["sku=gpu:NoSchedule"]
+    if orchestrator_version:
+        props["orchestratorVersion"] = orchestrator_version
+    return props
+
+
+def pool_capacity_step(needed: int) -> int:
+    """``maxCount`` for a pool that must hold ``needed`` nodes: rounded up to a power of two
+    (at least 4), so clusters coming and going rarely need a pool update (an ARM write)."""
+    return max(4, 1 << max(needed - 1, 0).bit_length())
+
+
+def allocatable(vcpus: int, memory_gib: float) -> tuple[int, int]:
+    """(millicores, MiB) a pod can request on a node of this size.
+
+    Kubelet reservations as AKS documents them: CPU by core count (60m for 1 core up to 740m
+    for 64), memory regressively (25% of the first 4 GiB, 20% of the next 4, 10% of the next
+    8, 6% of the next 112, 2% above) plus the 100 MiB hard eviction threshold; then a margin
+    for the system daemonsets every node runs (CNI, kube-proxy, monitoring agents).
+    """
+    cpu_reserved = {1: 60, 2: 100, 4: 140, 8: 180, 16: 260, 32: 420}.get(vcpus)
+    if cpu_reserved is None:
+        cpu_reserved = 740 if vcpus >= 64 else 60 + 20 * vcpus
+    mem_mib = memory_gib * 1024
+    reserved = 0.0
+    for size, share in ((4096, 0.25), (4096, 0.20), (8192, 0.10), (114688, 0.06), (math.inf, 0.02)):
+        part = min(size, max(mem_mib, 0))
+        reserved += part * share
+        mem_mib -= part
+    cpu = vcpus * 1000 - cpu_reserved - 100
+    memory = int(memory_gib * 1024 - reserved - 100 - 256)
+    return max(cpu, 100), max(memory, 256)
+
+
+def resource_name(target: ClusterTarget) -> tuple[str, str]:
+    """(namespace, RayCluster name) of a Rayplane cluster: one namespace per cluster."""
+    suffix = target.cluster_id.lower().replace("_", "-")
+    name = target.name if _DNS_LABEL.match(target.name) and len(target.name) <= 40 else "ray"
+    return f"rp-{suffix}", name
+
+
+def _pod_template(shape: NodeShape, container: str, image: str, *, head: bool) -> dict[str, Any]:
+    cpu_m, mem_mib = allocatable(shape.vcpus, shape.memory_gib)
+    requests: dict[str, str] = {"cpu": f"{cpu_m}m", "memory": f"{mem_mib}Mi"}
+    limits: dict[str, str] = {"memory": f"{mem_mib}Mi"}
+    if shape.gpus:
+        # Extended resources are set as limits (requests default to them).
+        limits["nvidia.com/gpu"] = str(shape.gpus)
+    ports = [{"containerPort": 8080, "name": "metrics"}]
+    if head:
+        ports = [
+            {"containerPort": 6379, "name": "gcs-server"},
+            {"containerPort": 8265, "name": "dashboard"},
+            {"containerPort": 10001, "name": "client"},
+            *ports,
+        ]
+    tolerations: list[dict[str, Any]] = []
+    if shape.spot:
+        tolerations.append({"key": SPOT_TAINT_KEY, "operator": "Equal", "value": "spot", "effect": "NoSchedule"})
+    if shape.gpus:
+        tolerations.append({"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"})
+    spec: dict[str, Any] = {
+        "nodeSelector": {POOL_LABEL: pool_key(shape).name},
+        "containers": [
+            {
+                "name": container,
+                "image": image,
+                "ports": ports,
+                "resources": {"requests": requests, "limits": limits},
+                # Let Ray finish in-flight work and flush logs before the pod goes.
+                "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
+            }
+        ],
+    }
+    if tolerations:
+        spec["tolerations"] = tolerations
+    return {"metadata": {"labels": {MANAGED_LABEL: "true"}}, "spec": spec}
+
+
+def _ray_params(shape: NodeShape, *, head: bool) -> dict[str, str]:
+    cpu_m, mem_mib = allocatable(shape.vcpus, shape.memory_gib)
+    params = {"num-cpus": str(max(cpu_m // 1000, 1)), "memory": str(mem_mib * 1024 * 1024)}
+    if shape.gpus:
+        params["num-gpus"] = str(shape.gpus)
+    if head:
+        params["dashboard-host"] = "0.0.0.0"  # noqa: S104 - inside the pod; reached via the service
+    return params
+
+
+def ray_cluster(target: ClusterTarget, *, replicas: dict[str, int], suspend: bool = False) -> dict[str, Any]:
+    """The RayCluster for ``target`` (KubeRay ``ray.io/v1``).
+
+    ``replicas`` is what to write into each group's ``replicas``: with in-tree autoscaling
+    on, KubeRay's autoscaler owns that field between Rayplane's writes, so the caller passes
+    the value it wants to (re)assert, normally the user's count clamped into [min, max].
+    """
+    namespace, name = resource_name(target)
+    image = target.image or f"{DEFAULT_IMAGE}:{target.ray_version}"
+    gpu_image = target.image or f"{DEFAULT_IMAGE}:{target.ray_version}-gpu"
+    head_params = _ray_params(target.head, head=True)
+    head_params["num-cpus"] = "0"  # keep tasks off the head: it holds the GCS and dashboard
+    groups = []
+    for group in target.groups:
+        params = _ray_params(group.shape, head=False)
+        groups.append(
+            {
+                "groupName": group.name,
+                "replicas": max(group.min_nodes, min(replicas.get(group.name, group.count), group.max_nodes)),
+                "minReplicas": group.min_nodes,
+                "maxReplicas": group.max_nodes,
+                "rayStartParams": params,
+                "template": _pod_template(
+                    group.shape, "ray-worker", gpu_image if group.shape.gpus else image, head=False
+                ),
+            }
+        )
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {MANAGED_LABEL: "true", "rayplane.io/cluster-id": target.cluster_id.lower().replace("_", "-")},
+        },
+        "spec": {
+            "rayVersion": target.ray_version,
+            "suspend": suspend,
+            "enableInTreeAutoscaling": True,
+            "autoscalerOptions": {"upscalingMode": "Default", "idleTimeoutSeconds": 60},
+            "headGroupSpec": {
+                "serviceType": "ClusterIP",
+                "rayStartParams": head_params,
+                "template": _pod_template(target.head, "ray-head", image, head=True),
+            },
+            "workerGroupSpecs": groups,
+        },
+    }
+
+
+def namespace(target: ClusterTarget) -> dict[str, Any]:
+    ns, _ = resource_name(target)
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {MANAGED_LABEL: "true"}}}
+
+
+def kuberay_objects() -> list[dict[str, Any]]:
+    """CRDs first, then the operator's namespace, RBAC and Deployment, in apply order."""
+    objects: list[dict[str, Any]] = []
+    for file in (*CRD_FILES, OPERATOR_FILE):
+        with open(KUBERAY_DIR / file, encoding="utf-8") as fh:
+            objects += [doc for doc in yaml.safe_load_all(fh) if doc]
+    return objects
+
+
+def crd_schema(kind: str = "RayCluster") -> dict[str, Any]:
+    """The ``v1`` openAPIV3Schema of a KubeRay CRD, from ``infra/kuberay/``."""
+    file = {"RayCluster": CRD_FILES[0], "RayJob": CRD_FILES[1], "RayService": CRD_FILES[2]}[kind]
+    with open(KUBERAY_DIR / file, encoding="utf-8") as fh:
+        crd = yaml.safe_load(fh)
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema

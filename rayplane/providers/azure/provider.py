@@ -1,0 +1,349 @@
+"""The Azure provider: Ray clusters as KubeRay RayClusters on shared AKS node pools.
+
+Per cloud (the customer's subscription, resource group and AKS cluster) the provider keeps,
+in this process only, an ARM client, the kubeconfig (never persisted), and what it has
+already confirmed (cluster ready, operator installed, pools ready). Per Ray cluster, the
+provider state persisted by the reconciler holds the LRO continuation tokens it started
+(``lro``), the groups moved from Spot to Regular (``fallback``), the digest of the last
+applied RayCluster (``applied``) and the dashboard URL through the service proxy.
+
+Races: two clusters needing the same missing pool may both PUT it; ARM answers the second
+with ``OperationNotAllowed`` (retried) or, once created, treats it as an idempotent update.
+A pool's ``maxCount`` comes from the whole cloud's demand (``_pool_demand`` in the cloud
+config the reconciler passes), so a cluster whose pools already fit causes no ARM write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rayplane.providers.azure import manifests
+from rayplane.providers.azure.aks import SPOT_FALLBACK_CODES, Aks, Step
+from rayplane.providers.azure.credentials import credential_for
+from rayplane.providers.azure.kube import Kube
+from rayplane.providers.azure.manifests import PoolKey
+from rayplane.providers.base import (
+    ClusterTarget,
+    NodeInfo,
+    Observation,
+    Provider,
+    ProviderError,
+    TerminalError,
+)
+from rayplane.settings import Settings
+
+POOL_CACHE_SECONDS = 30.0
+KUBECONFIG_CACHE_SECONDS = 600.0
+BUSY_STATES = frozenset({"Creating", "Updating", "Deleting", "Scaling", "Upgrading"})
+
+
+@dataclass
+class CloudHandle:
+    """What this process knows about one cloud's AKS cluster (memory only)."""
+
+    aks: Aks
+    resource_group: str
+    cluster: str
+    cluster_ready: bool = False
+    operator_applied: bool = False
+    kube: Kube | None = None
+    kube_at: float = 0.0
+    pools: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _props(resource: dict[str, Any] | None) -> dict[str, Any]:
+    return dict((resource or {}).get("properties") or {})
+
+
+def _event(state: dict[str, Any], kind: str, reason: str, code: str | None = None) -> None:
+    state.setdefault("events", []).append({"kind": kind, "reason": reason, "code": code})
+
+
+class AzureProvider(Provider):
+    kind = "azure"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._handles: dict[str, CloudHandle] = {}
+        self._lock = threading.Lock()
+
+    # -- per-cloud handles ---------------------------------------------------------------
+    def handle(self, config: dict[str, Any]) -> CloudHandle:
+        key = json.dumps({k: v for k, v in config.items() if not k.startswith("_")}, sort_keys=True)
+        with self._lock:
+            found = self._handles.get(key)
+            if found is None:
+                aks = Aks(
+                    credential_for(self.settings, config),
+                    config["subscription_id"],
+                    arm_url=self.settings.azure_arm_url,
+                    ca_bundle=str(self.settings.ca_bundle) if self.settings.ca_bundle else None,
+                )
+                found = CloudHandle(aks, config["resource_group"], config["aks_cluster_name"])
+                self._handles[key] = found
+            return found
+
+    def _kube(self, h: CloudHandle) -> Kube:
+        now = time.monotonic()
+        if h.kube is None or now - h.kube_at > KUBECONFIG_CACHE_SECONDS:
+            kube = Kube(h.aks.user_kubeconfig(h.resource_group, h.cluster))
+            if h.kube is not None:
+                h.kube.close()
+            h.kube, h.kube_at = kube, now
+        return h.kube
+
+    # -- AKS cluster ---------------------------------------------------------------------
+    def _cluster_body(self, config: dict[str, Any]) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "dnsPrefix": config["aks_cluster_name"][:40],
+            "agentPoolProfiles": [
+                {"name": "system", "mode": "System", "count": 1, "vmSize": "Standard_D4s_v5", "osType": "Linux"}
+            ],
+            "oidcIssuerProfile": {"enabled": True},
+            "securityProfile": {"workloadIdentity": {"enabled": True}},
+        }
+        if self.settings.azure_kubernetes_version:
+            props["kubernetesVersion"] = self.settings.azure_kubernetes_version
+        if config.get("container_insights"):
+            props["addonProfiles"] = {"omsagent": {"enabled": True, "config": {}}}
+        return {"location": config["region"], "identity": {"type": "SystemAssigned"}, "properties": props}
+
+    def _ensure_aks(self, h: CloudHandle, config: dict[str, Any], state: dict[str, Any]) -> bool:
+        """True once the AKS cluster is ready; otherwise its creation is under way."""
+        if h.cluster_ready:
+            return True
+        lro = state.setdefault("lro", {})
+        if "aks" in lro:
+            try:
+                st = h.aks.put_cluster(h.resource_group, h.cluster, {}, lro["aks"])
+            except ProviderError:
+                lro.pop("aks", None)
+                raise
+            if not st.done:
+                return False
+            lro.pop("aks", None)
+        found = h.aks.get_cluster(h.resource_group, h.cluster)
+        status = _props(found).get("provisioningState")
+        if config.get("aks_mode") == "existing":
+            if found is None:
+                raise TerminalError(
+                    f"AKS cluster {h.cluster!r} not found in resource group {h.resource_group!r}; "
+                    "check the cloud's aks_cluster_name",
+                    code="ResourceNotFound",
+                )
+        elif found is None or status == "Failed":
+            st = h.aks.put_cluster(h.resource_group, h.cluster, self._cluster_body(config), None)
+            if not st.done:
+                lro["aks"] = st.token
+                _event(state, "cloud", f"creating AKS cluster {h.cluster}")
+                return False
+            status = _props(st.resource).get("provisioningState", "Succeeded")
+        if status in BUSY_STATES:
+            return False
+        h.cluster_ready = True
+        return True
+
+    # -- pools -----------------------------------------------------------------------------
+    def _pool(self, h: CloudHandle, name: str) -> dict[str, Any] | None:
+        cached = h.pools.get(name)
+        if cached and time.monotonic() - cached[1] < POOL_CACHE_SECONDS:
+            return cached[0]
+        pool = h.aks.get_pool(h.resource_group, h.cluster, name)
+        if pool is not None:
+            h.pools[name] = (pool, time.monotonic())
+        else:
+            h.pools.pop(name, None)
+        return pool
+
+    def _ensure_pool(self, h: CloudHandle, key: PoolKey, gpus: int, need: int, state: dict[str, Any]) -> bool:
+        """True when the pool exists, is idle and can hold ``need`` nodes."""
+        lro = state.setdefault("lro", {})
+        slot = f"pool:{key.name}"
+        st: Step | None = None
+        if slot in lro:
+            try:
+                st = h.aks.put_pool(h.resource_group, h.cluster, key.name, {}, lro[slot])
+            finally:
+                if st is None or st.done:
+                    lro.pop(slot, None)  # failed or done: never resume a finished operation
+            if not st.done:
+                return False
+            h.pools[key.name] = (st.resource or {}, time.monotonic())
+        pool = self._pool(h, key.name)
+        props = _props(pool)
+        status = props.get("provisioningState")
+        if pool is not None and status in BUSY_STATES:
+            h.pools.pop(key.name, None)  # look again next time
+            return False
+        if pool is not None and status != "Failed" and int(props.get("maxCount") or 0) >= need:
+            return True
+        body = manifests.pool_properties(
+            key,
+            gpus=gpus,
+            max_count=manifests.pool_capacity_step(max(need, int(props.get("maxCount") or 0))),
+            orchestrator_version=None,
+        )
+        st = h.aks.put_pool(h.resource_group, h.cluster, key.name, body, None)
+        h.pools.pop(key.name, None)
+        if st.done:
+            h.pools[key.name] = (st.resource or {}, time.monotonic())
+            return True
+        lro[slot] = st.token
+        verb = "creating" if pool is None else "updating"
+        _event(state, "pool", f"{verb} node pool {key.name} ({key.vm_size}, {'Spot' if key.spot else 'Regular'})")
+        return False
+
+    def _effective(self, target: ClusterTarget, state: dict[str, Any]) -> ClusterTarget:
+        """``target`` with Spot groups that fell back to Regular made Regular."""
+        fallback = set(state.get("fallback", []))
+        if not fallback:
+            return target
+        groups = tuple(
+            replace(g, shape=replace(g.shape, spot=False)) if g.name in fallback else g for g in target.groups
+        )
+        return replace(target, groups=groups)
+
+    def _pool_needs(self, target: ClusterTarget) -> dict[PoolKey, tuple[int, int]]:
+        """Pool -> (nodes needed, GPUs per node): the cloud's demand when known, else ours."""
+        demand: dict[str, int] = target.cloud_config.get("_pool_demand") or {}
+        needs: dict[PoolKey, tuple[int, int]] = {}
+        own: dict[PoolKey, int] = {manifests.pool_key(target.head): 1}
+        gpus = {manifests.pool_key(target.head): target.head.gpus}
+        for g in target.groups:
+            k = manifests.pool_key(g.shape)
+            own[k] = own.get(k, 0) + g.max_nodes
+            gpus[k] = g.shape.gpus
+        for k, n in own.items():
+            needs[k] = (max(n, int(demand.get(f"{k.vm_size.lower()}|{str(k.spot).lower()}", 0))), gpus[k])
+        return needs
+
+    def _ensure_pools(self, h: CloudHandle, target: ClusterTarget, state: dict[str, Any]) -> tuple[bool, ClusterTarget]:
+        ready = True
+        effective = self._effective(target, state)
+        for key, (need, gpus) in self._pool_needs(effective).items():
+            try:
+                ready = self._ensure_pool(h, key, gpus, need, state) and ready
+            except ProviderError as exc:
+                groups = [g for g in effective.groups if manifests.pool_key(g.shape) == key]
+                if not (key.spot and exc.code in SPOT_FALLBACK_CODES and groups):
+                    raise
+                if not all(g.fallback_to_on_demand for g in groups):
+                    raise
+                names = sorted(g.name for g in groups)
+                state["fallback"] = sorted({*state.get("fallback", []), *names})
+                _event(
+                    state,
+                    "spot_fallback",
+                    f"no Spot capacity for {key.vm_size} ({exc.code}); group(s) {', '.join(names)} "
+                    "moved to Regular (on-demand) VMs as their spec allows",
+                    exc.code,
+                )
+                return self._ensure_pools(h, target, state)
+        return ready, effective
+
+    # -- Provider interface --------------------------------------------------------------------
+    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+        state = json.loads(json.dumps(state))  # never mutate the caller's copy
+        try:
+            return self._ensure(target, state)
+        except ProviderError as exc:
+            exc.provider_state = state
+            raise
+
+    def _ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+        h = self.handle(target.cloud_config)
+        if not self._ensure_aks(h, target.cloud_config, state):
+            return state
+        kube = self._kube(h)
+        if not h.operator_applied:
+            if kube.get("apps/v1", "Deployment", "kuberay-operator", "kuberay-system") is None:
+                for obj in manifests.kuberay_objects():
+                    kube.apply(obj)
+                _event(state, "operator", f"installed the KubeRay operator {manifests.KUBERAY_VERSION}")
+            h.operator_applied = True
+        _, effective = self._ensure_pools(h, target, state)
+        namespace, name = manifests.resource_name(target)
+        replicas = {g.name: g.count for g in effective.groups}
+        obj = manifests.ray_cluster(effective, replicas=replicas, suspend=False)
+        digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+        if state.get("applied") != digest or state.get("suspended"):
+            kube.apply(manifests.namespace(target))
+            kube.apply(obj)
+            state["applied"], state["suspended"] = digest, False
+        state.update(namespace=namespace, name=name, server=kube.server)
+        state["dashboard"] = kube.proxy_url(namespace, f"{name}-head-svc", "dashboard")
+        return state
+
+    def observe(self, target: ClusterTarget, state: dict[str, Any]) -> Observation:
+        if not state.get("applied"):
+            return Observation(head_alive=False, dashboard_url=None, nodes={})
+        h = self.handle(target.cloud_config)
+        kube = self._kube(h)
+        rc = kube.get("ray.io/v1", "RayCluster", state["name"], state["namespace"])
+        if rc is None:
+            return Observation(head_alive=False, dashboard_url=None, nodes={}, messages=("the RayCluster is missing",))
+        status = rc.get("status") or {}
+        conditions = {c.get("type"): c for c in status.get("conditions", [])}
+        head_ready = (conditions.get("HeadPodReady") or {}).get("status") == "True"
+        nodes: dict[str, int] = {}
+        details: list[NodeInfo] = []
+        for pod in kube.pods(state["namespace"], f"ray.io/cluster={state['name']}"):
+            labels = pod.get("metadata", {}).get("labels", {})
+            ready = pod.get("status", {}).get("phase") == "Running" and all(
+                c.get("ready") for c in pod.get("status", {}).get("containerStatuses", []) or [{"ready": True}]
+            )
+            group = "head" if labels.get("ray.io/node-type") == "head" else labels.get("ray.io/group", "")
+            details.append(NodeInfo(pod["metadata"]["name"], group, ready))
+            if ready and group != "head":
+                nodes[group] = nodes.get(group, 0) + 1
+        messages = tuple(
+            f"{c.get('type')}: {c.get('message') or c.get('reason')}"
+            for c in conditions.values()
+            if c.get("type") == "ReplicaFailure" and c.get("status") == "True"
+        )
+        return Observation(
+            head_alive=head_ready,
+            dashboard_url=state.get("dashboard") if head_ready else None,
+            nodes=nodes,
+            node_details=tuple(details),
+            messages=messages,
+        )
+
+    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+        state = json.loads(json.dumps(state))
+        if state.get("applied"):
+            kube = self._kube(self.handle(target.cloud_config))
+            obj = manifests.ray_cluster(
+                self._effective(target, state), replicas={g.name: g.count for g in target.groups}, suspend=True
+            )
+            kube.apply(obj)
+            state["suspended"] = True
+        return state
+
+    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+        if state.get("namespace"):
+            kube = self._kube(self.handle(target.cloud_config))
+            kube.delete("ray.io/v1", "RayCluster", state["name"], state["namespace"])
+            kube.delete("v1", "Namespace", state["namespace"])
+        return {}
+
+    def jobs_endpoint(self, state: dict[str, Any]) -> str | None:
+        url = state.get("dashboard")
+        return str(url) if url and not state.get("suspended") else None
+
+    def jobs_auth(self, cloud_config: dict[str, Any]) -> tuple[dict[str, str], str | bool]:
+        """(headers, verify) for calls through the service proxy: the kubeconfig's bearer
+        token and the API server's CA."""
+        kube = self._kube(self.handle(cloud_config))
+        return {"Authorization": f"Bearer {kube.token}"}, kube.ca_file or True
+
+    def ray_versions(self, cloud_config: dict[str, Any]) -> list[str]:
+        from rayplane.clouds.access import RAY_VERSIONS
+
+        return list(RAY_VERSIONS)
