@@ -25,6 +25,7 @@ from rayplane import __version__
 from rayplane.db.engine import async_session_factory, make_async_engine
 from rayplane.identity.cache import PrincipalCache
 from rayplane.identity.entra import EntraValidator
+from rayplane.jobs import access
 from rayplane.logs import get_logger
 from rayplane.settings import Settings, get_settings
 
@@ -84,8 +85,20 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
+def _wire_jobs_access(settings: Settings) -> None:
+    """Jobs on Azure clusters go through the AKS API server's proxy, with the provider's token."""
+    if not settings.azure_client_id:
+        access.configure(None)
+        return
+    from rayplane.providers.azure import AzureProvider
+
+    azure = AzureProvider(settings)
+    access.configure(lambda kind, config: azure.jobs_auth(config) if kind == "azure" else ({}, True))
+
+
 def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:
     settings = settings or (state.settings if state else get_settings())
+    _wire_jobs_access(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

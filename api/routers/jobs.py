@@ -9,6 +9,7 @@ from api.common import Cursor, Limit, ListPage, idempotent_create, problems
 from api.deps import Caller, IdempotencyKey, Session, set_audit_target
 from rayplane.clusters.service import get_cluster
 from rayplane.jobs import service
+from rayplane.jobs.access import auth_for
 from rayplane.jobs.schemas import JobCreate, JobOut, PackageOut
 
 router = APIRouter(prefix="/v1/clusters/{cluster_id}", tags=["jobs"])
@@ -69,7 +70,10 @@ async def job_logs(
     cluster = await get_cluster(session, caller, cluster_id)
     if not cluster.dashboard_url:
         return PlainTextResponse(job.logs or "")
-    return StreamingResponse(service.follow_logs(cluster.dashboard_url, job.submission_id), media_type="text/plain")
+    auth = await auth_for(session, cluster)
+    return StreamingResponse(
+        service.follow_logs(cluster.dashboard_url, job.submission_id, auth=auth), media_type="text/plain"
+    )
 
 
 @router.post(

@@ -18,10 +18,14 @@ from rayplane.jobs.ray_api import RayJobInfo, RayJobsSyncClient, RayUnavailable,
 
 
 def sync_jobs(
-    dashboard_url: str, jobs: dict[str, str], *, final: bool
+    dashboard_url: str,
+    jobs: dict[str, str],
+    *,
+    final: bool,
+    auth: tuple[dict[str, str], str | bool] = ({}, True),
 ) -> dict[str, tuple[RayJobInfo | None, str | None]]:
     """Status (and, once finished or when ``final``, the logs) of each unfinished job."""
-    client = RayJobsSyncClient(dashboard_url, timeout=5)
+    client = RayJobsSyncClient(dashboard_url, timeout=5, headers=auth[0], verify=auth[1])
     found: dict[str, tuple[RayJobInfo | None, str | None]] = {}
     for job_id, submission_id in jobs.items():
         try:

@@ -151,7 +151,8 @@ class Reconciler:
         try:
             if action in ("teardown", "stop"):
                 url = provider.jobs_endpoint(snap.provider_state)
-                out.jobs = sync_jobs(url, snap.jobs, final=True) if url else {}
+                if url and snap.jobs:
+                    out.jobs = sync_jobs(url, snap.jobs, final=True, auth=provider.jobs_auth(snap.cloud_config))
                 fn = provider.teardown if action == "teardown" else provider.stop
                 out.provider_state = fn(target, snap.provider_state)
             elif action == "ensure":
@@ -161,8 +162,9 @@ class Reconciler:
                     target = planning.cluster_target(
                         snap.cluster_id, snap.name, snap.spec, out.targets, snap.cloud_config
                     )
-                    if out.observation.head_alive and out.observation.dashboard_url:
-                        out.jobs = sync_jobs(out.observation.dashboard_url, snap.jobs, final=False)
+                    if out.observation.head_alive and out.observation.dashboard_url and snap.jobs:
+                        auth = provider.jobs_auth(snap.cloud_config)
+                        out.jobs = sync_jobs(out.observation.dashboard_url, snap.jobs, final=False, auth=auth)
                 out.provider_state = provider.ensure(target, snap.provider_state)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and backed off
             out.error = exc

@@ -57,9 +57,17 @@ def tail(logs: str) -> tuple[str, bool]:
 class RayJobsClient:
     """Async client (API process)."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+        headers: dict[str, str] | None = None,
+        verify: str | bool = True,
+    ) -> None:
         self.base = base_url.rstrip("/")
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._client = client or httpx.AsyncClient(timeout=timeout, headers=headers, verify=verify)
         self._owned = client is None
 
     async def aclose(self) -> None:
@@ -109,13 +117,17 @@ class RayJobsClient:
 class RayJobsSyncClient:
     """Sync client (workers)."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None, verify: str | bool = True
+    ) -> None:
         self.base = base_url.rstrip("/")
         self.timeout = timeout
+        self.headers = headers or {}
+        self.verify = verify
 
     def _get(self, path: str) -> httpx.Response:
         try:
-            return httpx.get(self.base + path, timeout=self.timeout)
+            return httpx.get(self.base + path, timeout=self.timeout, headers=self.headers, verify=self.verify)
         except httpx.HTTPError as exc:
             raise RayUnavailable(f"the cluster's Ray dashboard did not answer ({type(exc).__name__})") from None
 

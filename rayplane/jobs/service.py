@@ -20,6 +20,7 @@ from rayplane.common.paging import Page, decode_cursor, page_of
 from rayplane.db.base import utcnow
 from rayplane.db.ids import new_id
 from rayplane.identity.principal import Principal, Role
+from rayplane.jobs.access import Auth, client_for
 from rayplane.jobs.models import TERMINAL, Job
 from rayplane.jobs.ray_api import RayJobsClient, RayUnavailable
 from rayplane.jobs.repository import JobRepository
@@ -69,7 +70,7 @@ async def submit_job(session: AsyncSession, principal: Principal, cluster_id: st
         payload["entrypoint_num_cpus"] = body.entrypoint_num_cpus
     if body.entrypoint_num_gpus is not None:
         payload["entrypoint_num_gpus"] = body.entrypoint_num_gpus
-    client = RayJobsClient(url)
+    client = await client_for(session, cluster, url)
     try:
         await client.submit(payload)
     except RayUnavailable as exc:
@@ -103,7 +104,7 @@ async def stop_job(session: AsyncSession, principal: Principal, cluster_id: str,
     if job.status in TERMINAL:
         return job
     cluster = await get_cluster(session, principal, cluster_id)
-    client = RayJobsClient(_endpoint(cluster))
+    client = await client_for(session, cluster, _endpoint(cluster))
     try:
         await client.stop(job.submission_id)
     except RayUnavailable as exc:
@@ -120,7 +121,7 @@ async def current_logs(session: AsyncSession, principal: Principal, cluster_id: 
         return job.logs
     cluster = await get_cluster(session, principal, cluster_id)
     if cluster.dashboard_url:
-        client = RayJobsClient(cluster.dashboard_url)
+        client = await client_for(session, cluster, cluster.dashboard_url)
         try:
             logs = await client.logs(job.submission_id)
             if logs is not None:
@@ -132,11 +133,13 @@ async def current_logs(session: AsyncSession, principal: Principal, cluster_id: 
     return job.logs or ""
 
 
-async def follow_logs(dashboard_url: str, submission_id: str, poll_seconds: float = 1.0) -> AsyncIterator[str]:
+async def follow_logs(
+    dashboard_url: str, submission_id: str, poll_seconds: float = 1.0, auth: Auth = ({}, True)
+) -> AsyncIterator[str]:
     """Yield new log text as it appears, until the job finishes (then the rest, and stop)."""
     import asyncio
 
-    client = RayJobsClient(dashboard_url)
+    client = RayJobsClient(dashboard_url, headers=auth[0], verify=auth[1])
     sent = 0
     misses = 0
     try:
@@ -171,7 +174,7 @@ async def upload_package(session: AsyncSession, principal: Principal, cluster_id
         raise InvalidInput.on("body", "not a zip archive")
     cluster = await get_cluster(session, principal, cluster_id)
     name = f"_ray_pkg_{hashlib.sha256(data).hexdigest()[:32]}.zip"
-    client = RayJobsClient(_endpoint(cluster), timeout=120)
+    client = await client_for(session, cluster, _endpoint(cluster), http_timeout=120)
     try:
         uri = await client.upload_package(name, data)
     except RayUnavailable as exc:

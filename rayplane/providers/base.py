@@ -141,6 +141,11 @@ class Provider(abc.ABC):
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:
         """Base URL of the Ray dashboard (Jobs REST API) while the head runs, else None."""
 
+    def jobs_auth(self, cloud_config: dict[str, Any]) -> tuple[dict[str, str], str | bool]:
+        """(headers, TLS verify) for calls to ``jobs_endpoint``: none for a local dashboard;
+        a bearer token and the API server's CA when jobs go through a Kubernetes proxy."""
+        return {}, True
+
     def ray_versions(self, cloud_config: dict[str, Any]) -> list[str]:
         """Ray versions this cloud can run, newest first."""
         return []
