@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     azure_home_tenant_id: str | None = None
     azure_arm_url: str = "https://management.azure.com"
     azure_pool_grace_seconds: int = Field(default=1800, ge=0)
+    azure_pool_gc_interval_seconds: float = Field(default=60.0, gt=0)
     azure_kubernetes_version: str | None = None
     demo_azure: bool = False
 

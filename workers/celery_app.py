@@ -54,6 +54,11 @@ def make_celery() -> Celery:
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"expires": settings.sweep_interval_seconds * 2},
             },
+            "collect-unused-node-pools": {
+                "task": "rayplane.clouds.gc_pools",
+                "schedule": settings.azure_pool_gc_interval_seconds,
+                "options": {"queue": settings.task_queue, "expires": settings.azure_pool_gc_interval_seconds},
+            },
             "purge-idempotency-records": {
                 "task": "rayplane.maintenance.purge_idempotency_records",
                 "schedule": 600.0,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from rayplane.cli.demo_azure import AzureDemo
 from rayplane.db.engine import async_session_factory, make_async_engine
 from rayplane.db.migrate import upgrade
 from rayplane.embedded import EmbeddedServices
@@ -91,6 +92,7 @@ class Supervisor:
         self.embedded = EmbeddedServices(self.data_dir)
         self.children: dict[str, Child] = {}
         self.env: dict[str, str] = {}
+        self.azure_demo: AzureDemo | None = None
 
     @property
     def api_url(self) -> str:
@@ -162,6 +164,8 @@ class Supervisor:
             lines.append("            shown once; it is also in " + str(self.data_dir / "dev.env"))
         else:
             lines.append(f"  API key   in {self.data_dir / 'dev.env'}")
+        if self.azure_demo is not None:
+            lines.append(f"  Azure     emulated at {self.azure_demo.emulator.origin}; cloud 'azure-demo'")
         lines += ["Press Ctrl-C to stop.", ""]
         print("\n".join(lines), flush=True)
 
@@ -195,12 +199,18 @@ class Supervisor:
                 "RAYPLANE_REDIS_URL": redis_url,
                 "RAYPLANE_DATA_DIR": str(self.data_dir),
             }
+            if self.settings.demo_azure:
+                self.azure_demo = AzureDemo(self.data_dir)
+                self.env |= self.azure_demo.start()
             upgrade(database_url)
             boot = self._bootstrap(database_url)
             for kind in ("api", "worker", "beat"):
                 self.children[kind] = Child(kind, process_argv(kind, self.settings))
                 self._spawn(self.children[kind])
             if self._wait_ready():
+                if self.azure_demo is not None:
+                    status_text = self.azure_demo.register_cloud(self.api_url, self.data_dir / "dev.env")
+                    log.info("azure_demo_cloud", name="azure-demo", status=status_text)
                 self._print_banner(boot, not self.settings.database_url, not self.settings.redis_url)
                 status = self._watch()
             elif not self.stopping.is_set():
@@ -216,6 +226,8 @@ class Supervisor:
                     stop_process_group(child.proc, timeout=15)
                     log.info("stopped", process=kind)
             self._stop_local_clusters()
+            if self.azure_demo is not None:
+                self.azure_demo.stop()
             self.embedded.stop()
             log.info("all_stopped")
         return status

@@ -33,3 +33,6 @@ class Cloud(ResourceMixin, Base):
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     config: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     ray_versions: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    # What the provider keeps per cloud, never shown to users: for Azure, since when each
+    # shared node pool has been unused and the LRO tokens of pool deletions under way.
+    provider_state: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))

@@ -347,3 +347,21 @@ class AzureProvider(Provider):
         from rayplane.clouds.access import RAY_VERSIONS
 
         return list(RAY_VERSIONS)
+
+    # -- shared pools (cloud level) -------------------------------------------------------------
+    def managed_pools(self, cloud_config: dict[str, Any]) -> list[str]:
+        """Names of the node pools Rayplane created in the cloud's AKS cluster (one ARM list)."""
+        h = self.handle(cloud_config)
+        found = []
+        for pool in h.aks.list_pools(h.resource_group, h.cluster):
+            labels = _props(pool).get("nodeLabels") or {}
+            if labels.get(manifests.MANAGED_LABEL) == "true":
+                found.append(str(pool.get("name")))
+        return found
+
+    def delete_pool(self, cloud_config: dict[str, Any], name: str, token: str | None) -> str | None:
+        """Start or resume deleting a pool; the LRO token while under way, None once gone."""
+        h = self.handle(cloud_config)
+        h.pools.pop(name, None)
+        st = h.aks.delete_pool(h.resource_group, h.cluster, name, token)
+        return None if st.done else st.token

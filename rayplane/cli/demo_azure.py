@@ -1,0 +1,78 @@
+"""``RAYPLANE_DEMO_AZURE=1 rayplane dev``: the Azure path with no Azure.
+
+Starts the Azure emulator (``emulators/azure``) next to the control plane, points the
+Azure settings of every child process at it (authority, ARM URL, CA bundle, an app id and
+the emulator's client secret), and registers an emulated Azure cloud ``azure-demo`` for
+the dev tenant through the API, so its access check runs as it would for a customer.
+Clusters on it go through the real Azure SDKs and the Kubernetes client against the
+emulator's ARM, Kubernetes API and simulated KubeRay.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rayplane.logs import get_logger
+from rayplane.tenants.bootstrap import read_env_file
+
+log = get_logger("rayplane.dev.azure")
+
+DEMO_APP_ID = "6f1c9a52-3b7e-4d0a-9c11-8a4f2e7b5d30"
+DEMO_TENANT_ID = "0b7d3c8e-51a2-4f6b-8e9d-2c4a6f8b1d07"
+DEMO_SUBSCRIPTION_ID = "3a9e5f21-7c4b-4e8d-a1f6-9b2c7d5e0f48"
+DEMO_CLOUD: dict[str, Any] = {
+    "name": "azure-demo",
+    "provider": "azure",
+    "azure": {
+        "subscription_id": DEMO_SUBSCRIPTION_ID,
+        "resource_group": "rayplane-demo",
+        "region": "eastus2",
+        "tenant_id": DEMO_TENANT_ID,
+        "auth_mode": "app_consent",
+        "aks_mode": "managed",
+        "aks_cluster_name": "rayplane-demo",
+    },
+}
+
+
+class AzureDemo:
+    """The emulator process and the environment that points Rayplane at it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from emulators.azure.server import EmulatorProcess
+
+        self.emulator = EmulatorProcess(data_dir / "azure-emulator")
+
+    def start(self) -> dict[str, str]:
+        """Start the emulator; the environment for the API, worker and beat."""
+        self.emulator.start()
+        origin = self.emulator.origin
+        env = {
+            "RAYPLANE_AZURE_CLIENT_ID": DEMO_APP_ID,
+            "RAYPLANE_AZURE_CLIENT_SECRET": "emulator-secret",
+            "RAYPLANE_ENTRA_AUTHORITY": origin,
+            "RAYPLANE_AZURE_ARM_URL": origin,
+            "RAYPLANE_AZURE_POOL_GRACE_SECONDS": "120",
+        }
+        if self.emulator.ca_path is not None:
+            env["RAYPLANE_CA_BUNDLE"] = str(self.emulator.ca_path)
+        log.info("azure_emulator_started", origin=origin)
+        return env
+
+    def register_cloud(self, api_url: str, env_file: Path) -> str:
+        """Create ``azure-demo`` through the API unless it exists; its status."""
+        key = read_env_file(env_file).get("RAYPLANE_API_KEY", "")
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=api_url, headers=headers, timeout=10) as http:
+            for cloud in http.get("/v1/clouds").json().get("items", []):
+                if cloud["name"] == DEMO_CLOUD["name"]:
+                    return str(cloud["status"])
+            r = http.post("/v1/clouds", json=DEMO_CLOUD)
+            r.raise_for_status()
+            return str(r.json()["status"])
+
+    def stop(self) -> None:
+        self.emulator.stop()
