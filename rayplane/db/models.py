@@ -8,6 +8,7 @@ from rayplane.common.models import IdempotencyRecord
 from rayplane.db.base import Base
 from rayplane.identity.models import ApiKey, Member
 from rayplane.jobs.models import Job
+from rayplane.marketplace.models import MarketplaceSubscription, WebhookEvent
 from rayplane.tenants.models import Tenant
 
 __all__ = [
@@ -19,8 +20,10 @@ __all__ = [
     "ClusterEvent",
     "IdempotencyRecord",
     "Job",
+    "MarketplaceSubscription",
     "Member",
     "Operation",
     "Tenant",
     "UsageInterval",
+    "WebhookEvent",
 ]

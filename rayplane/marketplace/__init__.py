@@ -1,0 +1,1 @@
+"""Azure Marketplace SaaS: subscriptions bought there, their lifecycle webhooks, and plans."""

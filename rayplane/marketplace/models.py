@@ -1,0 +1,59 @@
+"""Marketplace subscriptions and the webhook events about them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from rayplane.db.base import Base, utcnow
+
+
+class MarketplaceSubscription(Base):
+    """One SaaS subscription bought on the Azure Marketplace, bound to one tenant.
+
+    ``id`` is the Marketplace's subscription id (a GUID). ``status`` mirrors the Marketplace's
+    (PendingFulfillmentStart, Subscribed, Suspended, Unsubscribed). ``last_event_at`` is the
+    ``timeStamp`` of the newest webhook operation applied, so an older one delivered late
+    is recorded and not applied.
+    """
+
+    __tablename__ = "marketplace_subscriptions"
+    __table_args__ = (Index("ix_marketplace_subscriptions_tenant", "tenant_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    offer_id: Mapped[str] = mapped_column(String(100))
+    plan_id: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(40))
+    purchaser_email: Mapped[str | None] = mapped_column(String(320))
+    purchaser_tid: Mapped[str | None] = mapped_column(String(36))
+    last_event_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookEvent(Base):
+    """A webhook delivery, stored under the Marketplace operation id: a second delivery of
+    the same operation finds the row and changes nothing.
+
+    ``status``: received -> done | failed (with ``result``); ``time_stamp`` is the operation's.
+    """
+
+    __tablename__ = "marketplace_webhook_events"
+    __table_args__ = (Index("ix_marketplace_webhook_events_due", "status", "received_at"),)
+
+    operation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    time_stamp: Mapped[datetime | None]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    result: Mapped[str | None] = mapped_column(String(1000))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
