@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     azure_kubernetes_version: str | None = None
     demo_azure: bool = False
 
+    # Azure Marketplace (SaaS Fulfillment v2 and Metering) and billing.
+    marketplace_api_url: str = "https://marketplaceapi.microsoft.com"
+    marketplace_client_id: str | None = None
+    marketplace_client_secret: SecretStr | None = None
+    marketplace_publisher_tenant_id: str | None = None
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
