@@ -10,6 +10,7 @@ emulator's ARM, Kubernetes API and simulated KubeRay.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,10 @@ class AzureDemo:
             "RAYPLANE_AZURE_CLIENT_SECRET": "emulator-secret",
             "RAYPLANE_ENTRA_AUTHORITY": origin,
             "RAYPLANE_AZURE_ARM_URL": origin,
-            "RAYPLANE_AZURE_POOL_GRACE_SECONDS": "120",
         }
+        # A short grace so a demo shows unused pools going away; an explicit setting wins.
+        if "RAYPLANE_AZURE_POOL_GRACE_SECONDS" not in os.environ:
+            env["RAYPLANE_AZURE_POOL_GRACE_SECONDS"] = "120"
         if self.emulator.ca_path is not None:
             env["RAYPLANE_CA_BUNDLE"] = str(self.emulator.ca_path)
         log.info("azure_emulator_started", origin=origin)
