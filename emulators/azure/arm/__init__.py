@@ -1,20 +1,98 @@
-"""ARM: Microsoft.ContainerService managedClusters and agentPools (see issue 4)."""
+"""ARM: Microsoft.ContainerService managedClusters and agentPools at api-version 2026-08-01.
+
+Azure surface (every request needs an Entra token for ``https://management.azure.com``):
+
+* ``PUT|GET|DELETE /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.ContainerService/
+  managedClusters/{c}``; ``GET .../managedClusters`` by resource group and by subscription;
+  ``POST .../managedClusters/{c}/listClusterUserCredential`` and ``listClusterAdminCredential``.
+* ``PUT|GET|DELETE .../managedClusters/{c}/agentPools/{p}``; ``GET .../agentPools``.
+* ``GET /subscriptions/{s}/providers/Microsoft.ContainerService/locations/{l}/operations/{id}``
+  and ``.../operationresults/{id}``: the LRO status that ``Azure-AsyncOperation`` / ``Location`` name.
+
+The long-running-operation contract is azure-mgmt-core's ARMPolling: PUT answers 201/200
+with the resource (``Creating``/``Updating``), ``Azure-AsyncOperation`` and ``Retry-After``;
+DELETE answers 202 with those plus ``Location`` (204 when nothing to delete); the status
+document goes InProgress -> Succeeded | Failed | Canceled; the SDK then GETs the resource.
+
+Test control under ``/_emulator/arm`` (see :mod:`emulators.azure.arm.admin`): config
+(operation duration, Retry-After, page size, latency, 429/5xx rates, quotas, unavailable
+sizes), fail-next rules, request counters and reset.
+
+Modules: :mod:`.routes` (dispatcher), :mod:`.gate` (auth, api-version, faults),
+:mod:`.clusters` and :mod:`.pools` (handlers), :mod:`.service` (shared helpers),
+:mod:`.resources` (ARM JSON), :mod:`.validation`, :mod:`.operations` (LROs), :mod:`.state`
+(documents), :mod:`.kubeconfig`, :mod:`.admin`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
+from pydantic import ValidationError
+
+from emulators.azure.arm import routes
+from emulators.azure.arm.admin import ArmConfig, FailNext, ResetRequest
+from emulators.azure.arm.service import ArmService
 
 if TYPE_CHECKING:
     from emulators.azure.app import EmulatorContext
 
+# One service per context, shared by the two routers. Keyed by id() because the context is an
+# unhashable dataclass; the entry keeps the context alive, so the id cannot be reused.
+_services: dict[int, tuple[EmulatorContext, ArmService]] = {}
+
+
+def service_for(ctx: EmulatorContext) -> ArmService:
+    """The ARM service of ``ctx`` (made on first use)."""
+    entry = _services.get(id(ctx))
+    if entry is None or entry[0] is not ctx:
+        entry = (ctx, ArmService(ctx))
+        _services[id(ctx)] = entry
+    return entry[1]
+
 
 def create_router(ctx: EmulatorContext) -> APIRouter:
     """The Azure-facing routes of this surface."""
-    return APIRouter()
+    return routes.create_router(service_for(ctx))
 
 
 def create_admin_router(ctx: EmulatorContext) -> APIRouter:
-    """Test-control routes under ``/_emulator/...``."""
-    return APIRouter()
+    """Test-control routes under ``/_emulator/arm`` (never subject to injected faults)."""
+    svc = service_for(ctx)
+    router = APIRouter(prefix="/_emulator/arm", tags=["emulator-arm"])
+
+    @router.get("/config")
+    async def get_config() -> ArmConfig:
+        return svc.admin.config
+
+    @router.put("/config")
+    async def put_config(fields: dict[str, Any]) -> ArmConfig:
+        try:
+            return svc.admin.update_config(fields)
+        except ValidationError as exc:
+            raise HTTPException(400, exc.errors(include_url=False, include_context=False)) from None
+
+    @router.get("/fail-next")
+    async def get_rules() -> dict[str, Any]:
+        return {"rules": [rule.model_dump() for rule in svc.admin.rules()]}
+
+    @router.post("/fail-next")
+    async def fail_next(rule: FailNext) -> dict[str, Any]:
+        return {"rules": [r.model_dump() for r in svc.admin.add_rule(rule)]}
+
+    @router.get("/requests")
+    async def requests() -> dict[str, Any]:
+        return svc.admin.counters.snapshot()
+
+    @router.post("/reset")
+    async def reset(body: ResetRequest | None = None) -> dict[str, Any]:
+        svc.admin.reset()
+        wiped: list[str] = []
+        if body is not None and body.resources:
+            wiped = svc.docs.wipe()
+            for key in wiped:
+                svc.ops.forget_cluster(key)
+        return {"config": svc.admin.config.model_dump(), "clusters_deleted": wiped}
+
+    return router

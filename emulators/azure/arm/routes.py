@@ -1,0 +1,172 @@
+"""The ARM dispatcher: one catch-all route under ``/subscriptions/`` and a table of handlers.
+
+ARM paths are case-insensitive (``resourceGroups`` = ``resourcegroups``), which FastAPI's
+path matching is not, so the table matches case-insensitive regexes against the path. Every
+request goes through :mod:`emulators.azure.arm.gate` (count, latency, auth, api-version,
+faults), then due operations are settled, then the handler runs. Handlers raise
+:class:`~emulators.azure.arm.errors.ArmError` for every failure; it becomes ARM's error JSON.
+
+Operation endpoints (the URLs the LRO headers name):
+
+* ``GET /subscriptions/{s}/providers/Microsoft.ContainerService/locations/{l}/operations/{id}``
+  -- the status document, ``Retry-After`` while InProgress.
+* ``GET .../locations/{l}/operationresults/{id}`` -- 202 (+ ``Location``) while InProgress;
+  then 204 for a delete, 200 with the resource for a create/update, or the operation's error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from emulators.azure.arm import clusters, gate, pools
+from emulators.azure.arm.errors import ArmError
+from emulators.azure.arm.operations import status_document
+from emulators.azure.arm.service import ArmService, Call
+from emulators.azure.fleet import cluster_key
+
+Handler = Callable[[ArmService, Call], Awaitable[Response]]
+
+_SEG = r"[^/]+"
+_RP = r"providers/Microsoft\.ContainerService"
+_CLUSTER = rf"(?P<sub>{_SEG})/resourceGroups/(?P<rg>{_SEG})/{_RP}/managedClusters/(?P<name>{_SEG})"
+_OPS = rf"(?P<sub>{_SEG})/{_RP}/locations/(?P<loc>{_SEG})"
+
+
+async def _operation_status(svc: ArmService, call: Call) -> Response:
+    op = svc.ops.settle(call.params["op"])
+    if op is None or op["subscription"].lower() != call.params["sub"].lower():
+        raise ArmError(404, "NotFound", f"Operation '{call.params['op']}' was not found.")
+    headers = {"Retry-After": str(svc.admin.config.retry_after)} if op["status"] == "InProgress" else {}
+    return JSONResponse(status_document(op), headers=headers)
+
+
+async def _operation_result(svc: ArmService, call: Call) -> Response:
+    op = svc.ops.settle(call.params["op"])
+    if op is None or op["subscription"].lower() != call.params["sub"].lower():
+        raise ArmError(404, "NotFound", f"Operation '{call.params['op']}' was not found.")
+    if op["status"] == "InProgress":
+        headers = {"Location": str(call.request.url), "Retry-After": str(svc.admin.config.retry_after)}
+        return Response(status_code=202, headers=headers)
+    if op["status"] != "Succeeded":
+        error = op.get("error") or {"code": op["status"], "message": f"The operation ended {op['status']}."}
+        raise ArmError(400, error["code"], error["message"])
+    if op["action"] == "delete":
+        return Response(status_code=204)
+    cluster = svc.docs.cluster_by_key(op["cluster"])
+    if cluster is None:
+        return Response(status_code=204)
+    if op["kind"] == "cluster":
+        return JSONResponse(svc.render_cluster(cluster))
+    pool = next((p for p in svc.docs.pools(cluster.key) if p.key == op["resource"]), None)
+    return Response(status_code=204) if pool is None else JSONResponse(svc.render_pool(pool))
+
+
+async def _user_credentials(svc: ArmService, call: Call) -> Response:
+    return await clusters.credentials(svc, call, "user")
+
+
+async def _admin_credentials(svc: ArmService, call: Call) -> Response:
+    return await clusters.credentials(svc, call, "admin")
+
+
+#: (pattern after ``/subscriptions/``, {method: handler}, ARM resource type for error messages)
+_TABLE: list[tuple[re.Pattern[str], dict[str, Handler], str]] = [
+    (
+        re.compile(rf"^{_CLUSTER}/agentPools/(?P<pool>{_SEG})$", re.IGNORECASE),
+        {"GET": pools.get_pool, "PUT": pools.put_pool, "DELETE": pools.delete_pool},
+        "managedClusters/agentPools",
+    ),
+    (re.compile(rf"^{_CLUSTER}/agentPools$", re.IGNORECASE), {"GET": pools.list_pools}, "managedClusters/agentPools"),
+    (
+        re.compile(rf"^{_CLUSTER}/listClusterUserCredential$", re.IGNORECASE),
+        {"POST": _user_credentials},
+        "managedClusters",
+    ),
+    (
+        re.compile(rf"^{_CLUSTER}/listClusterAdminCredential$", re.IGNORECASE),
+        {"POST": _admin_credentials},
+        "managedClusters",
+    ),
+    (
+        re.compile(rf"^{_CLUSTER}$", re.IGNORECASE),
+        {"GET": clusters.get_cluster, "PUT": clusters.put_cluster, "DELETE": clusters.delete_cluster},
+        "managedClusters",
+    ),
+    (
+        re.compile(rf"^(?P<sub>{_SEG})/resourceGroups/(?P<rg>{_SEG})/{_RP}/managedClusters$", re.IGNORECASE),
+        {"GET": clusters.list_by_resource_group},
+        "managedClusters",
+    ),
+    (
+        re.compile(rf"^(?P<sub>{_SEG})/{_RP}/managedClusters$", re.IGNORECASE),
+        {"GET": clusters.list_by_subscription},
+        "managedClusters",
+    ),
+    (
+        re.compile(rf"^{_OPS}/operations/(?P<op>{_SEG})$", re.IGNORECASE),
+        {"GET": _operation_status},
+        "locations/operations",
+    ),
+    (
+        re.compile(rf"^{_OPS}/operationresults/(?P<op>{_SEG})$", re.IGNORECASE),
+        {"GET": _operation_result},
+        "locations/operationresults",
+    ),
+]
+
+
+def _match(path: str) -> tuple[dict[str, str], dict[str, Handler], str] | None:
+    for pattern, handlers, resource_type in _TABLE:
+        found = pattern.match(path)
+        if found:
+            return found.groupdict(), handlers, resource_type
+    return None
+
+
+def _attribution(svc: ArmService, params: dict[str, str], path: str) -> tuple[str | None, str | None]:
+    """(cluster key, resource key) a request counts against."""
+    if "op" in params:
+        op = svc.docs.operation(params["op"])
+        return (op["cluster"] if op else None), None
+    if {"sub", "rg", "name"} <= params.keys():
+        return cluster_key(params["sub"], params["rg"], params["name"]), path.lower()
+    return None, path.lower()
+
+
+def create_router(svc: ArmService) -> APIRouter:
+    """The Azure-facing ARM routes (everything under ``/subscriptions/``)."""
+    router = APIRouter(tags=["arm"])
+
+    @router.api_route("/subscriptions/{rest:path}", methods=["GET", "PUT", "POST", "DELETE", "PATCH"])
+    async def dispatch(rest: str, request: Request) -> Response:
+        method = request.method
+        matched = _match(rest.strip("/"))
+        params = matched[0] if matched else {}
+        cluster, resource = _attribution(svc, params, request.url.path)
+        svc.admin.counters.record(method, cluster, resource)
+        await gate.delay(svc.admin)
+        try:
+            claims = gate.authenticate(request, svc.ctx.entra.keys, svc.origin)
+            if matched is None:
+                message = f"The resource path '/subscriptions/{rest}' is not served by this emulator."
+                raise ArmError(404, "InvalidResourceType", message)
+            _, handlers, resource_type = matched
+            version = gate.api_version(request, f"Microsoft.ContainerService/{resource_type}")
+            handler = handlers.get(method)
+            if handler is None:
+                raise ArmError(
+                    405, "MethodNotAllowed", f"The requested resource does not support http method '{method}'."
+                )
+            gate.maybe_fault(svc.admin, method, params.get("sub", ""), claims)
+            body = await request.body()
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            svc.ops.settle_due()
+            return await handler(svc, Call(request, params, version, claims, body, headers))
+        except ArmError as exc:
+            return exc.response()
+
+    return router
