@@ -132,7 +132,17 @@ class Aks:
     def __init__(
         self, credential: TokenCredential, subscription_id: str, *, arm_url: str, ca_bundle: str | None
     ) -> None:
-        kwargs: dict[str, Any] = {"base_url": arm_url, "polling_interval": 0, "retry_total": 3, "retry_backoff_max": 4}
+        # azure-core retries a status only 3 times by default; throttling in bursts needs a
+        # few more, kept short (Retry-After is honoured) so a pass stays bounded. What is
+        # still failing after that is retried by the reconciler with backoff.
+        kwargs: dict[str, Any] = {
+            "base_url": arm_url,
+            "polling_interval": 0,
+            "retry_total": 8,
+            "retry_status": 6,
+            "retry_backoff_factor": 0.2,
+            "retry_backoff_max": 4,
+        }
         if ca_bundle:
             kwargs["connection_verify"] = ca_bundle
         self.client = ContainerServiceClient(credential, subscription_id, **kwargs)
