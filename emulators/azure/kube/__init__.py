@@ -1,4 +1,20 @@
-"""Kubernetes API of each emulated AKS cluster, and the simulated KubeRay controller."""
+"""Kubernetes API of each emulated AKS cluster, and the simulated KubeRay controller.
+
+Routes:
+
+* ``/kubernetes/{subscription}/{resourceGroup}/{cluster}/...`` -- the API server of that
+  managed cluster (the ``server`` of the kubeconfig ARM returns): discovery, the built-in
+  kinds Rayplane applies, custom resources of installed CRDs (validated against their
+  schema), nodes from the fleet, the service proxy to the simulated Ray dashboards
+  (:mod:`emulators.azure.kube.routes`);
+* ``/_emulator/kube/...`` -- test control (:mod:`emulators.azure.kube.admin`).
+
+Modules: ``objects`` (store), ``api`` (verbs), ``kinds`` (built-in defaulting),
+``validation`` (schemas), ``patch``, ``selectors``, ``resources`` (types, discovery),
+``nodes``, ``scheduler``, ``workloads`` (pods, deployments), ``raypods`` + ``kuberay``
+(operator), ``jobs`` + ``dashboard`` (Ray), ``proxy``, ``controller`` (loop), ``config``,
+``service`` (wiring), ``testing`` (client helpers for tests).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +22,31 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
+from emulators.azure.kube.admin import create_admin_router as _admin_router
+from emulators.azure.kube.routes import create_router as _router
+from emulators.azure.kube.service import KubeService
+
 if TYPE_CHECKING:
     from emulators.azure.app import EmulatorContext
+
+# One service per context: the Azure-facing and the admin router must share it.
+_services: dict[int, tuple[EmulatorContext, KubeService]] = {}
+
+
+def service_for(ctx: EmulatorContext) -> KubeService:
+    """The :class:`KubeService` of ``ctx`` (made on first use)."""
+    found = _services.get(id(ctx))
+    if found is None or found[0] is not ctx:
+        found = (ctx, KubeService(ctx))
+        _services[id(ctx)] = found
+    return found[1]
 
 
 def create_router(ctx: EmulatorContext) -> APIRouter:
     """The Azure-facing routes of this surface."""
-    return APIRouter()
+    return _router(service_for(ctx))
 
 
 def create_admin_router(ctx: EmulatorContext) -> APIRouter:
     """Test-control routes under ``/_emulator/...``."""
-    return APIRouter()
+    return _admin_router(service_for(ctx))

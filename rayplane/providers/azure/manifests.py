@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -33,6 +34,11 @@ POOL_LABEL = "kubernetes.azure.com/agentpool"
 MANAGED_LABEL = "rayplane.io/managed"
 DEFAULT_IMAGE = "rayproject/ray"
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# KubeRay adds the Ray autoscaler as a sidecar of the head pod; these are its resources, and
+# the head's Ray container asks for that much less so the pod still fits one node.
+AUTOSCALER_CPU_M = 250
+AUTOSCALER_MEMORY_MIB = 512
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are ~1 MB of YAML
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,15 @@ def resource_name(target: ClusterTarget) -> tuple[str, str]:
     return f"rp-{suffix}", name
 
 
-def _pod_template(shape: NodeShape, container: str, image: str, *, head: bool) -> dict[str, Any]:
+def _requests(shape: NodeShape, *, head: bool) -> tuple[int, int]:
     cpu_m, mem_mib = allocatable(shape.vcpus, shape.memory_gib)
+    if head:
+        cpu_m, mem_mib = max(cpu_m - AUTOSCALER_CPU_M, 100), max(mem_mib - AUTOSCALER_MEMORY_MIB, 256)
+    return cpu_m, mem_mib
+
+
+def _pod_template(shape: NodeShape, container: str, image: str, *, head: bool) -> dict[str, Any]:
+    cpu_m, mem_mib = _requests(shape, head=head)
     requests: dict[str, str] = {"cpu": f"{cpu_m}m", "memory": f"{mem_mib}Mi"}
     limits: dict[str, str] = {"memory": f"{mem_mib}Mi"}
     if shape.gpus:
@@ -156,7 +169,7 @@ def _pod_template(shape: NodeShape, container: str, image: str, *, head: bool) -
 
 
 def _ray_params(shape: NodeShape, *, head: bool) -> dict[str, str]:
-    cpu_m, mem_mib = allocatable(shape.vcpus, shape.memory_gib)
+    cpu_m, mem_mib = _requests(shape, head=head)
     params = {"num-cpus": str(max(cpu_m // 1000, 1)), "memory": str(mem_mib * 1024 * 1024)}
     if shape.gpus:
         params["num-gpus"] = str(shape.gpus)
@@ -204,7 +217,14 @@ def ray_cluster(target: ClusterTarget, *, replicas: dict[str, int], suspend: boo
             "rayVersion": target.ray_version,
             "suspend": suspend,
             "enableInTreeAutoscaling": True,
-            "autoscalerOptions": {"upscalingMode": "Default", "idleTimeoutSeconds": 60},
+            "autoscalerOptions": {
+                "upscalingMode": "Default",
+                "idleTimeoutSeconds": 60,
+                "resources": {
+                    "requests": {"cpu": f"{AUTOSCALER_CPU_M}m", "memory": f"{AUTOSCALER_MEMORY_MIB}Mi"},
+                    "limits": {"cpu": f"{AUTOSCALER_CPU_M}m", "memory": f"{AUTOSCALER_MEMORY_MIB}Mi"},
+                },
+            },
             "headGroupSpec": {
                 "serviceType": "ClusterIP",
                 "rayStartParams": head_params,
@@ -221,11 +241,19 @@ def namespace(target: ClusterTarget) -> dict[str, Any]:
 
 
 def kuberay_objects() -> list[dict[str, Any]]:
-    """CRDs first, then the operator's namespace, RBAC and Deployment, in apply order."""
+    """CRDs first, then the operator's namespace, RBAC and Deployment, in apply order (a fresh
+    copy each call; parsed once per process)."""
+    import copy
+
+    return copy.deepcopy(_kuberay_objects())
+
+
+@functools.lru_cache(maxsize=1)
+def _kuberay_objects() -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for file in (*CRD_FILES, OPERATOR_FILE):
         with open(KUBERAY_DIR / file, encoding="utf-8") as fh:
-            objects += [doc for doc in yaml.safe_load_all(fh) if doc]
+            objects += [doc for doc in yaml.load_all(fh, Loader=_YAML_LOADER) if doc]
     return objects
 
 
@@ -233,7 +261,7 @@ def crd_schema(kind: str = "RayCluster") -> dict[str, Any]:
     """The ``v1`` openAPIV3Schema of a KubeRay CRD, from ``infra/kuberay/``."""
     file = {"RayCluster": CRD_FILES[0], "RayJob": CRD_FILES[1], "RayService": CRD_FILES[2]}[kind]
     with open(KUBERAY_DIR / file, encoding="utf-8") as fh:
-        crd = yaml.safe_load(fh)
+        crd = yaml.load(fh, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
     return schema

@@ -1,0 +1,96 @@
+"""Knobs of the Kubernetes surface, changed through ``POST /_emulator/kube/config`` and persisted.
+
+``node_boot_seconds`` and ``scale_down_seconds`` are the fleet's (``Fleet.boot_seconds``,
+``Fleet.scale_down_seconds``); they are applied to ``ctx.fleet`` whenever the config loads
+or changes, so a test can speed up the autoscaler without touching ARM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from emulators.azure.fleet import Fleet
+from emulators.azure.store import DocumentStore
+
+_KIND = "kube.config"
+_KEY = "config"
+
+
+@dataclass
+class KubeConfig:
+    """Current values; see :class:`ConfigUpdate` for what each one means."""
+
+    container_start_seconds: float = 0.2
+    tick_seconds: float = 0.1
+    node_poll_seconds: float = 0.5
+    orphan_pod_gc_seconds: float = 1.0
+    fail_pod_creation: bool = False
+    job_stop_grace_seconds: float = 3.0
+    job_start_timeout_seconds: float = 900.0
+    node_boot_seconds: float | None = None
+    scale_down_seconds: float | None = None
+
+
+class ConfigUpdate(BaseModel):
+    """Body of ``POST /_emulator/kube/config``; omitted fields keep their values.
+
+    * ``container_start_seconds`` -- delay from binding a pod to a node to its containers
+      running and ready (default 0.2).
+    * ``tick_seconds`` -- period of the controller loop (default 0.1).
+    * ``node_poll_seconds`` -- how often an otherwise idle cluster's nodes are compared with
+      the fleet, to notice pools ARM created, resized or deleted (default 0.5).
+    * ``orphan_pod_gc_seconds`` -- how long a pod whose node vanished stays ``Failed`` before
+      the pod garbage collector deletes it, if no controller did first (default 1.0).
+    * ``fail_pod_creation`` -- KubeRay's pod creations fail (``ReplicaFailure``), default false.
+    * ``job_stop_grace_seconds`` -- SIGTERM to SIGKILL delay when a Ray job is stopped (3.0,
+      Ray's ``RAY_JOB_STOP_WAIT_TIME_S``).
+    * ``job_start_timeout_seconds`` -- a job whose entrypoint resources never fit fails after
+      this long (900, Ray's ``RAY_JOB_START_TIMEOUT_SECONDS``).
+    * ``node_boot_seconds`` / ``scale_down_seconds`` -- the fleet's boot time and
+      autoscaler scale-down delay (defaults 1.0 / 5.0, from :class:`Fleet`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    container_start_seconds: float | None = None
+    tick_seconds: float | None = None
+    node_poll_seconds: float | None = None
+    orphan_pod_gc_seconds: float | None = None
+    fail_pod_creation: bool | None = None
+    job_stop_grace_seconds: float | None = None
+    job_start_timeout_seconds: float | None = None
+    node_boot_seconds: float | None = None
+    scale_down_seconds: float | None = None
+
+
+def load(store: DocumentStore, fleet: Fleet) -> KubeConfig:
+    doc = store.get(_KIND, _KEY) or {}
+    known = {f.name for f in fields(KubeConfig)}
+    config = KubeConfig(**{k: v for k, v in doc.items() if k in known})
+    apply_to_fleet(config, fleet)
+    return config
+
+
+def update(config: KubeConfig, body: ConfigUpdate, store: DocumentStore, fleet: Fleet) -> KubeConfig:
+    for key, value in body.model_dump(exclude_none=True).items():
+        setattr(config, key, value)
+    store.put(_KIND, _KEY, asdict(config))
+    apply_to_fleet(config, fleet)
+    return config
+
+
+def apply_to_fleet(config: KubeConfig, fleet: Fleet) -> None:
+    if config.node_boot_seconds is not None:
+        fleet.boot_seconds = config.node_boot_seconds
+    if config.scale_down_seconds is not None:
+        fleet.scale_down_seconds = config.scale_down_seconds
+
+
+def as_dict(config: KubeConfig, fleet: Fleet) -> dict[str, Any]:
+    out = asdict(config)
+    out["node_boot_seconds"] = fleet.boot_seconds
+    out["scale_down_seconds"] = fleet.scale_down_seconds
+    return out

@@ -1,0 +1,128 @@
+"""The API server's service proxy: ``/api/v1/namespaces/{ns}/services/{name}[:{port}]/proxy/{path}``.
+
+``{name}`` may be ``name``, ``name:port`` or ``scheme:name:port``; ``port`` is a service port
+number or a port name (no port selects the service's unnamed port, as the real proxy does).
+The port's target must be served by a Running pod the service selects, else the answer is 503
+``no endpoints available for service "<name>"``. The only thing behind a pod here is the
+simulated Ray dashboard: the head service of a RayCluster, on the head container's
+``dashboard`` port (8265 by default), reaches :class:`Dashboard` for that RayCluster; any other
+target is a 502, as a connection refused by the pod would be.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request, Response
+
+from emulators.azure.kube import errors as err
+from emulators.azure.kube import raypods
+from emulators.azure.kube import resources as res
+from emulators.azure.kube.dashboard import Dashboard, RayHead
+from emulators.azure.kube.kuberay import RAYCLUSTERS
+from emulators.azure.kube.selectors import match_label_selector
+
+if TYPE_CHECKING:
+    from emulators.azure.kube.objects import ObjectStore
+
+Obj = dict[str, Any]
+
+
+def split_name(text: str) -> tuple[str, str]:
+    """(service name, port spec) from ``name``, ``name:port`` or ``scheme:name:port``."""
+    parts = text.split(":")
+    if len(parts) == 3:
+        return parts[1], parts[2]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    return parts[0], ""
+
+
+def dashboard_port(rc: Obj) -> int:
+    head = ((rc.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}
+    containers = (head.get("spec") or {}).get("containers") or []
+    for port in (containers[0].get("ports") if containers else None) or []:
+        if port.get("name") == "dashboard":
+            return int(port.get("containerPort", 8265))
+    return 8265
+
+
+class ServiceProxy:
+    """Resolves a proxied request to the simulated dashboard of a RayCluster."""
+
+    def __init__(self, objects: ObjectStore, dashboard: Dashboard) -> None:
+        self.objects = objects
+        self.dashboard = dashboard
+
+    def ray_head(self, cluster: str, rc: Obj) -> RayHead | None:
+        """The RayCluster's head as its dashboard sees it, if the head pod is Running."""
+        m = rc["metadata"]
+        pods = [
+            p
+            for p in self.objects.dependents(cluster, str(m["uid"]), res.PODS.key)
+            if p.get("status", {}).get("phase") == "Running"
+        ]
+        heads = [p for p in pods if p["metadata"]["labels"].get(raypods.NODE_TYPE_LABEL) == "head"]
+        if not heads:
+            return None
+        return RayHead(cluster, rc, heads[0], pods)
+
+    async def handle(self, request: Request, cluster: str, namespace: str, name_port: str, path: str) -> Response:
+        name, port_spec = split_name(name_port)
+        service = self.objects.get(cluster, res.SERVICES.key, namespace, name)
+        if service is None:
+            raise err.not_found("services", "", name)
+        spec = service.get("spec") or {}
+        ports = spec.get("ports") or []
+        port = next(
+            (
+                p
+                for p in ports
+                if (port_spec and (p.get("name") == port_spec or str(p.get("port")) == port_spec))
+                or (not port_spec and not p.get("name"))
+            ),
+            None,
+        )
+        unavailable = err.service_unavailable(f'no endpoints available for service "{name}"')
+        if port is None:
+            raise unavailable
+        selector = spec.get("selector") or {}
+        if not selector:
+            raise unavailable
+        pods = [
+            p
+            for p in self.objects.iter_type(cluster, res.PODS.key)
+            if p["metadata"].get("namespace") == namespace
+            and (p.get("status") or {}).get("phase") == "Running"
+            and match_label_selector({"matchLabels": selector}, p["metadata"].get("labels") or {})
+        ]
+        if not pods:
+            raise unavailable
+        rc = self._raycluster(cluster, service)
+        target = port.get("targetPort", port.get("port"))
+        if rc is not None and (target == dashboard_port(rc) or target == "dashboard"):
+            head = self.ray_head(cluster, rc)
+            if head is None:
+                raise unavailable
+            body = await request.body()
+            return await self.dashboard.handle(head, request.method, path, request.query_params, body)
+        ip = (pods[0].get("status") or {}).get("podIP")
+        raise err.KubeError(
+            502,
+            "InternalError",
+            f"error trying to reach service: dial tcp {ip}:{target}: connect: connection refused",
+            {},
+        )
+
+    def _raycluster(self, cluster: str, service: Obj) -> Obj | None:
+        m = service.get("metadata") or {}
+        for ref in m.get("ownerReferences") or []:
+            if ref.get("kind") == "RayCluster":
+                owner = self.objects.by_uid(cluster, str(ref.get("uid")))
+                if owner is not None and owner.get("kind") == "RayCluster":
+                    return owner
+        labels = m.get("labels") or {}
+        name = labels.get(raypods.CLUSTER_LABEL)
+        if name and labels.get(raypods.NODE_TYPE_LABEL) == "head":
+            return self.objects.get(cluster, RAYCLUSTERS, str(m.get("namespace", "")), str(name))
+        return None

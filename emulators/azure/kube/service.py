@@ -1,0 +1,73 @@
+"""Wiring of the Kubernetes surface: one :class:`KubeService` per emulator context.
+
+It owns the object store, the verbs, the controllers, the Ray job manager and dashboard, the
+service proxy and the control loop, and registers a ``cluster_deleted`` callback so that ARM
+deleting a managed cluster drops its Kubernetes objects and kills its Ray jobs. The loop runs
+from the router's lifespan; on shutdown the loop stops and running Ray jobs are killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from emulators.azure.kube import config as config_module
+from emulators.azure.kube.api import KubeAPI
+from emulators.azure.kube.controller import Controller
+from emulators.azure.kube.dashboard import Dashboard
+from emulators.azure.kube.jobs import JobManager
+from emulators.azure.kube.kuberay import KubeRayOperator
+from emulators.azure.kube.objects import ObjectStore
+from emulators.azure.kube.proxy import ServiceProxy
+from emulators.azure.kube.workloads import Workloads
+
+if TYPE_CHECKING:
+    from emulators.azure.app import EmulatorContext
+
+
+class KubeService:
+    """Everything behind the routes; see the module docstring."""
+
+    def __init__(self, ctx: EmulatorContext) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.fleet = ctx.fleet
+        self.origin = ctx.settings.origin.rstrip("/")
+        self.config = config_module.load(ctx.store, ctx.fleet)
+        self.objects = ObjectStore(ctx.store)
+        self.api = KubeAPI(self.objects, ctx.fleet)
+        self.jobs = JobManager(ctx.store, ctx.settings.data_dir, self.config)
+        self.dashboard = Dashboard(self.jobs)
+        self.proxy = ServiceProxy(self.objects, self.dashboard)
+        self.workloads = Workloads(self.api, ctx.fleet, self.config)
+        self.kuberay = KubeRayOperator(self.api, self.config)
+        self.workloads.gate = self.kuberay.gcs_ready
+        self.controller = Controller(
+            self.objects, ctx.fleet, self.config, self.workloads, self.kuberay, self.jobs, self.dashboard, self.proxy
+        )
+        ctx.cluster_deleted.append(self.drop_cluster)
+
+    def touch(self, cluster: str) -> None:
+        """A request reached ``cluster``: make sure it has its default namespaces."""
+        self.api.ensure_cluster(cluster)
+
+    def wake(self) -> None:
+        self.controller.wake()
+
+    def drop_cluster(self, cluster: str) -> None:
+        """ARM deleted the managed cluster: forget its objects, IPs and Ray jobs."""
+        self.objects.drop_cluster(cluster)
+        self.api.ips.forget(cluster)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        task = asyncio.create_task(self.controller.run(), name="kube-controller")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.jobs.shutdown()
