@@ -137,7 +137,7 @@ class Fleet:
             self._pools[(cluster, spec.name)] = pool
         else:
             pool.spec = spec
-        self._converge(pool, self.clock())
+        self._converge(pool, self.clock(), force_save=True)
         return pool
 
     def pool(self, cluster: str, name: str) -> Pool | None:

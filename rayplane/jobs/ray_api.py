@@ -6,6 +6,7 @@ Async for the API, sync for the workers; both share the parsing below.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +55,11 @@ def tail(logs: str) -> tuple[str, bool]:
     return data[-MAX_LOG_BYTES:].decode(errors="ignore"), True
 
 
+def tls_verify(verify: str | bool) -> ssl.SSLContext | bool:
+    """httpx's ``verify`` for a CA bundle path (or True/False): a context, as httpx wants it."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
 class RayJobsClient:
     """Async client (API process)."""
 
@@ -67,7 +73,7 @@ class RayJobsClient:
         verify: str | bool = True,
     ) -> None:
         self.base = base_url.rstrip("/")
-        self._client = client or httpx.AsyncClient(timeout=timeout, headers=headers, verify=verify)
+        self._client = client or httpx.AsyncClient(timeout=timeout, headers=headers, verify=tls_verify(verify))
         self._owned = client is None
 
     async def aclose(self) -> None:
@@ -123,7 +129,7 @@ class RayJobsSyncClient:
         self.base = base_url.rstrip("/")
         self.timeout = timeout
         self.headers = headers or {}
-        self.verify = verify
+        self.verify = tls_verify(verify)
 
     def _get(self, path: str) -> httpx.Response:
         try:

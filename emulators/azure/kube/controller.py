@@ -67,7 +67,7 @@ class Controller:
         self.proxy = proxy
         self.dirty: set[str] = set(objects.clusters())
         self.due: dict[str, float | None] = {}
-        self.signatures: dict[str, tuple[tuple[str, bool], ...]] = {}
+        self.signatures: dict[str, tuple[object, ...]] = {}
         self.polled: dict[str, float] = {}  # cluster -> when its nodes are next looked at
         self._event: asyncio.Event | None = None
         objects.listeners.append(self._changed)
@@ -137,13 +137,21 @@ class Controller:
             # Nodes change behind our back only through ARM (pool created, resized, deleted)
             # and the fleet's own scale-down timer: look at them every node_poll_seconds.
             self.polled[cluster] = now + self.config.node_poll_seconds
-            nodes = self.fleet.nodes(cluster)
-            signature = tuple((n.name, n.ready(now)) for n in nodes)
+            signature = self._signature(cluster, now)
             if cluster in self.dirty or timed or signature != self.signatures.get(cluster):
                 self.dirty.discard(cluster)
                 self.due[cluster] = self.reconcile(cluster, now)
-                self.signatures[cluster] = tuple((n.name, n.ready(now)) for n in self.fleet.nodes(cluster))
+                self.signatures[cluster] = self._signature(cluster, now)
         await self.start_jobs()
+
+    def _signature(self, cluster: str, now: float) -> tuple[object, ...]:
+        """What ARM and the fleet can change behind our back: nodes (and readiness), and the
+        pools themselves -- a new or resized pool can take pods that were unschedulable."""
+        pools = tuple(
+            (p.spec.name, p.spec.autoscale, p.spec.min_count, p.spec.max_count) for p in self.fleet.pools(cluster)
+        )
+        nodes = tuple((n.name, n.ready(now)) for n in self.fleet.nodes(cluster))
+        return pools, nodes
 
     def reconcile(self, cluster: str, now: float) -> float | None:
         """One pass over a cluster; when the next timed change is due."""

@@ -33,6 +33,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "Service": ("services", True),
     "ConfigMap": ("configmaps", True),
     "Secret": ("secrets", True),
+    "Pod": ("pods", True),
     "RayCluster": ("rayclusters", True),
     "RayJob": ("rayjobs", True),
 }
@@ -141,6 +142,13 @@ class Kube:
             raise _error(exc, f"listing pods in {namespace}") from exc
         except Exception as exc:
             raise RetriableError(f"listing pods in {namespace}: {exc}", code="KubernetesUnreachable") from exc
+
+    def delete_pods(self, namespace: str, selector: str) -> int:
+        """Delete the pods matching ``selector`` (their controller makes new ones); how many."""
+        pods = self.pods(namespace, selector)
+        for pod in pods:
+            self.delete("v1", "Pod", pod["metadata"]["name"], namespace)
+        return len(pods)
 
     def proxy_url(self, namespace: str, service: str, port: str) -> str:
         """Base URL of a service through the API server's service proxy."""

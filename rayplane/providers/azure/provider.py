@@ -237,6 +237,9 @@ class AzureProvider(Provider):
                     raise
                 names = sorted(g.name for g in groups)
                 state["fallback"] = sorted({*state.get("fallback", []), *names})
+                # KubeRay does not recreate pods when a group's template changes: pods already
+                # made for the Spot pool would stay Pending, so they are removed after the apply.
+                state["recycle"] = sorted({*state.get("recycle", []), *names})
                 _event(
                     state,
                     "spot_fallback",
@@ -276,6 +279,8 @@ class AzureProvider(Provider):
             kube.apply(manifests.namespace(target))
             kube.apply(obj)
             state["applied"], state["suspended"] = digest, False
+        for group in state.pop("recycle", []):
+            kube.delete_pods(namespace, f"ray.io/cluster={name},ray.io/group={group}")
         state.update(namespace=namespace, name=name, server=kube.server)
         state["dashboard"] = kube.proxy_url(namespace, f"{name}-head-svc", "dashboard")
         return state

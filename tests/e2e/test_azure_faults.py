@@ -1,0 +1,122 @@
+"""The Azure provider under faults, end to end against the emulator: throttling, server
+errors and failed LROs still end RUNNING; quota errors end FAILED with Azure's code; a Spot
+capacity error falls back to Regular VMs; a worker killed with SIGKILL in the middle of a
+node pool LRO is replaced and the pool is created exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from rayplane.providers.azure.manifests import PoolKey
+from tests.e2e.azure_support import EmulatedAzure, azure_stack
+from tests.e2e.stack import Stack, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+E2E_REDIS_DB = 10
+
+
+def spec(name: str, head: str, worker: str, *, spot: bool = False, fallback: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "cloud": "azure-demo",
+        "head": {"vm_size": head},
+        "worker_groups": [
+            {
+                "name": "work",
+                "vm_size": worker,
+                "spot": spot,
+                "fallback_to_on_demand": fallback,
+                "min_nodes": 1,
+                "max_nodes": 2,
+            }
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def stack(admin_db_url: str, redis_url: str) -> Iterator[Stack]:
+    url = redis_url.rsplit("/", 1)[0] + f"/{E2E_REDIS_DB}" if redis_url.startswith("redis://") else redis_url
+    with azure_stack(admin_db_url, url, RAYPLANE_MAX_ATTEMPTS="30") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def azure(stack: Stack) -> EmulatedAzure:
+    return EmulatedAzure(stack)
+
+
+@pytest.fixture(autouse=True)
+def clean_faults(azure: EmulatedAzure) -> Iterator[None]:
+    yield
+    azure.admin.put("/_emulator/arm/config", json={"rate_429": 0, "rate_5xx": 0, "operation_seconds": 1})
+
+
+def create(stack: Stack, body: dict[str, Any]) -> str:
+    r = stack.request("POST", "/v1/clusters", json=body)
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def pool_writes(azure: EmulatedAzure, pool: str) -> int:
+    writes = azure.admin.get("/_emulator/arm/requests").json()["writes_by_resource"]
+    return sum(n for resource, n in writes.items() if resource.endswith(f"/agentpools/{pool}"))
+
+
+def test_throttling_server_errors_and_a_failed_lro_still_end_running(stack: Stack, azure: EmulatedAzure) -> None:
+    head_pool = PoolKey("Standard_D2s_v5", False).name
+    r = azure.admin.post("/_emulator/arm/fail-next", json={"code": "AllocationFailed", "match": head_pool})
+    assert r.status_code == 200, r.text
+    azure.admin.put("/_emulator/arm/config", json={"rate_429": 0.2, "rate_5xx": 0.1})
+    cid = create(stack, spec("faulty", "Standard_D2s_v5", "Standard_D2s_v5"))
+    stack.wait_state(cid, "RUNNING", timeout=400)
+    faults = azure.admin.get("/_emulator/arm/requests").json()["faults"]
+    assert sum(faults.values()) > 0, faults  # the faults really happened
+    errors = [e for e in stack.events(cid) if e["kind"] == "error"]
+    assert any(e.get("code") == "AllocationFailed" for e in errors), errors
+
+
+def test_quota_exceeded_fails_the_cluster_with_the_azure_code(stack: Stack, azure: EmulatedAzure) -> None:
+    pool = PoolKey("Standard_D8s_v5", False).name
+    azure.admin.post("/_emulator/arm/fail-next", json={"code": "QuotaExceeded", "match": pool})
+    cid = create(stack, spec("quota", "Standard_D8s_v5", "Standard_D2s_v5"))
+    cluster = stack.wait_state(cid, "FAILED", timeout=240)
+    assert cluster["state_code"] == "QuotaExceeded"
+    assert "QuotaExceeded" in cluster["state_reason"]
+    assert "quota increase" in cluster["state_reason"]
+    assert any(e["kind"] == "error" and e.get("code") == "QuotaExceeded" for e in stack.events(cid))
+
+
+def test_spot_capacity_error_falls_back_to_regular_vms(stack: Stack, azure: EmulatedAzure) -> None:
+    spot_pool = PoolKey("Standard_E4s_v5", True).name
+    azure.admin.post("/_emulator/arm/fail-next", json={"code": "AllocationFailed", "match": spot_pool})
+    cid = create(stack, spec("spotty", "Standard_D2s_v5", "Standard_E4s_v5", spot=True, fallback=True))
+    cluster = stack.wait_state(cid, "RUNNING", timeout=300)
+    fallback = [e for e in stack.events(cid) if e["kind"] == "spot_fallback"]
+    assert fallback, stack.events(cid)
+    assert "AllocationFailed" in fallback[0]["reason"]
+    ns = "rp-" + cid.lower().replace("_", "-")
+    rc = azure.custom().get_namespaced_custom_object("ray.io", "v1", ns, "rayclusters", cluster["name"])
+    selector = rc["spec"]["workerGroupSpecs"][0]["template"]["spec"]["nodeSelector"]
+    assert selector == {"kubernetes.azure.com/agentpool": PoolKey("Standard_E4s_v5", False).name}
+
+
+def test_worker_killed_mid_pool_lro_resumes_and_creates_the_pool_once(stack: Stack, azure: EmulatedAzure) -> None:
+    pool = PoolKey("Standard_D4as_v5", False).name
+    azure.admin.put("/_emulator/arm/config", json={"operation_seconds": 8})
+    cid = create(stack, spec("killed", "Standard_D2s_v5", "Standard_D4as_v5"))
+    wait_for(lambda: pool_writes(azure, pool) >= 1, 120, f"the PUT of pool {pool}", interval=0.2)
+    worker = stack.worker_process()
+    assert worker is not None
+    for child in worker.children(recursive=True):
+        os.kill(child.pid, signal.SIGKILL)
+    os.kill(worker.pid, signal.SIGKILL)
+    wait_for(lambda: (w := stack.worker_process()) is not None and w.pid != worker.pid, 60, "a new worker")
+    stack.wait_state(cid, "RUNNING", timeout=300)
+    assert pool_writes(azure, pool) == 1
+    assert [n for n in azure.rayplane_pools() if n == pool] == [pool]
