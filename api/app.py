@@ -19,7 +19,19 @@ import rayplane.db.models  # noqa: F401 - every mapper must be known before the 
 from api import problems
 from api.middleware import RequestContextMiddleware
 from api.nudges import Nudger
-from api.routers import api_keys, audit, clouds, clusters, health, jobs, members, tenant
+from api.routers import (
+    api_keys,
+    audit,
+    billing,
+    clouds,
+    clusters,
+    health,
+    jobs,
+    marketplace,
+    members,
+    portal,
+    tenant,
+)
 from api.state import AppState
 from rayplane import __version__
 from rayplane.db.engine import async_session_factory, make_async_engine
@@ -112,6 +124,8 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
             if owned:
                 current: AppState = app.state.rayplane
                 await current.entra.aclose()
+                if current.marketplace is not None:
+                    current.marketplace.close()
                 await current.redis.aclose()
                 await current.engine.dispose()
 
@@ -125,7 +139,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
     if state is not None:
         app.state.rayplane = state
     problems.install(app)
-    for module in (health, tenant, members, api_keys, audit, clouds, clusters, jobs):
+    for module in (health, tenant, members, api_keys, audit, clouds, clusters, jobs, marketplace, billing, portal):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

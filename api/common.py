@@ -52,6 +52,7 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "Invalid input; errors[] names each field",
         429: "Too many requests; see Retry-After",
         500: "Internal error (no details leak)",
+        503: "A service this request needs (e.g. the Azure Marketplace API) did not answer; retry later",
     }
     wanted = sorted({401, 429, 500, *codes})
     return {

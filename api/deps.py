@@ -22,6 +22,7 @@ from api.state import AppState
 from rayplane.audit.service import AuditEvent, record
 from rayplane.identity.auth import authenticate
 from rayplane.identity.principal import Principal
+from rayplane.tenants.service import require_writable
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -102,6 +103,8 @@ async def get_principal(
     request.state.principal = principal
     structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
     await ratelimit.hit(state.redis, principal.tenant_id, state.settings.rate_limit_per_minute)
+    if request.method in MUTATING:
+        await require_writable(session, principal.tenant_id)
     return principal
 
 

@@ -17,6 +17,7 @@ log = get_logger("rayplane.api.nudges")
 
 RECONCILE_TASK = "rayplane.clusters.reconcile"
 VALIDATE_CLOUD_TASK = "rayplane.clouds.validate"
+MARKETPLACE_EVENT_TASK = "rayplane.marketplace.process_event"
 
 
 def broker_url(url: str) -> str:
@@ -48,3 +49,10 @@ class Nudger:
             self.sent += 1
         except Exception as exc:  # noqa: BLE001 - POST /v1/clouds/{id}:validate runs it again
             log.warning("nudge_failed", cloud_id=cloud_id, error=type(exc).__name__)
+
+    async def marketplace_event(self, operation_id: str) -> None:
+        try:
+            await asyncio.to_thread(self._send, MARKETPLACE_EVENT_TASK, [operation_id])
+            self.sent += 1
+        except Exception as exc:  # noqa: BLE001 - the event row is due; the beat sweep sends it
+            log.warning("nudge_failed", operation_id=operation_id, error=type(exc).__name__)

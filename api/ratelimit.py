@@ -18,7 +18,7 @@ from rayplane.logs import get_logger
 log = get_logger("rayplane.api.ratelimit")
 
 
-async def hit(redis: Redis, bucket: str, limit_per_minute: int) -> None:
+async def hit(redis: Redis, bucket: str, limit_per_minute: int, *, scope: str = "this tenant") -> None:
     if limit_per_minute <= 0:
         return
     now = time.time()
@@ -35,6 +35,6 @@ async def hit(redis: Redis, bucket: str, limit_per_minute: int) -> None:
     if int(count) > limit_per_minute:
         retry_after = max(1, int(60 - now % 60))
         raise RateLimited(
-            f"more than {limit_per_minute} requests in a minute for this tenant; retry after {retry_after}s",
+            f"more than {limit_per_minute} requests in a minute for {scope}; retry after {retry_after}s",
             retry_after=retry_after,
         )

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.nudges import Nudger
 from rayplane.identity.cache import PrincipalCache
 from rayplane.identity.entra import EntraValidator
+from rayplane.marketplace.client import FulfillmentClient
 from rayplane.settings import Settings
 
 
@@ -26,3 +27,6 @@ class AppState:
     # Optional separate sessions for safe methods (GET, HEAD, OPTIONS); None means ``sessions``.
     # An autocommit factory here measured no faster (benchmarks/RESULTS.md), so none is set.
     read_sessions: async_sessionmaker[AsyncSession] | None = None
+    # The SaaS Fulfillment client, made on first use (api/routers/marketplace.py): a server
+    # without Marketplace settings starts, and only the Marketplace endpoints answer 503.
+    marketplace: FulfillmentClient | None = None

@@ -93,6 +93,20 @@ class Settings(BaseSettings):
     marketplace_client_id: str | None = None
     marketplace_client_secret: SecretStr | None = None
     marketplace_publisher_tenant_id: str | None = None
+    # The landing page's unauthenticated calls (resolve, activate), per client address.
+    marketplace_resolve_rate_per_minute: int = Field(default=30, ge=0)
+    # How long an unsubscribed tenant stays readable (read-only) before it is closed.
+    marketplace_retention_days: float = Field(default=30.0, ge=0)
+    # How often beat re-sends webhook events still waiting for a worker.
+    marketplace_event_sweep_seconds: float = Field(default=10.0, gt=0)
+
+    # Metering (usage -> Marketplace, hourly) and budgets.
+    metering_dry_run: bool = False
+    metering_delay_seconds: int = Field(default=300, ge=0)
+    metering_lookback_hours: int = Field(default=48, ge=1, le=24 * 31)
+    metering_warn_age_hours: float = Field(default=20.0, gt=0, lt=24)
+    metering_parallelism: int = Field(default=2, ge=1, le=8)
+    budget_check_interval_seconds: float = Field(default=300.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import setup_logging
 
 from rayplane.logs import configure_logging
@@ -37,7 +38,13 @@ def make_celery() -> Celery:
     app = Celery(
         "rayplane",
         broker=broker_url(settings.redis_url),
-        include=["workers.tasks.maintenance", "workers.tasks.clusters", "workers.tasks.clouds"],
+        include=[
+            "workers.tasks.maintenance",
+            "workers.tasks.clusters",
+            "workers.tasks.clouds",
+            "workers.tasks.marketplace",
+            "workers.tasks.billing",
+        ],
     )
     app.conf.update(
         task_acks_late=True,
@@ -58,6 +65,27 @@ def make_celery() -> Celery:
                 "task": "rayplane.clouds.gc_pools",
                 "schedule": settings.azure_pool_gc_interval_seconds,
                 "options": {"queue": settings.task_queue, "expires": settings.azure_pool_gc_interval_seconds},
+            },
+            "resend-marketplace-events": {
+                "task": "rayplane.marketplace.sweep_events",
+                "schedule": settings.marketplace_event_sweep_seconds,
+                "options": {"queue": settings.task_queue, "expires": settings.marketplace_event_sweep_seconds * 2},
+            },
+            "close-expired-marketplace-tenants": {
+                "task": "rayplane.marketplace.close_expired",
+                "schedule": 3600.0,
+                "options": {"queue": settings.task_queue},
+            },
+            # Ten minutes past each hour: the last hour is closed (RAYPLANE_METERING_DELAY_SECONDS).
+            "meter-usage": {
+                "task": "rayplane.billing.meter",
+                "schedule": crontab(minute=10),
+                "options": {"queue": settings.task_queue, "expires": 3000},
+            },
+            "check-budgets": {
+                "task": "rayplane.billing.check_budgets",
+                "schedule": settings.budget_check_interval_seconds,
+                "options": {"queue": settings.task_queue, "expires": settings.budget_check_interval_seconds},
             },
             "purge-idempotency-records": {
                 "task": "rayplane.maintenance.purge_idempotency_records",

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from api.deps import app_state
 from api.problems import problem
+from rayplane.billing import reports
 from rayplane.logs import get_logger
 
 router = APIRouter(tags=["health"])
@@ -53,5 +54,13 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    state = app_state(request)
+    try:
+        # Billing gauges describe database state (metering hours near expiry, budget alerts):
+        # re-read on each scrape, since the workers that change it serve no /metrics.
+        async with state.sessions() as session:
+            await asyncio.wait_for(reports.refresh_gauges(session, state.settings), CHECK_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - the other metrics are still worth serving
+        log.warning("billing_gauges_unavailable", error=type(exc).__name__)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

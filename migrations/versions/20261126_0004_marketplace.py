@@ -31,11 +31,16 @@ def upgrade() -> None:
         sa.Column("result", sa.String(length=1000), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("operation_id", name=op.f("pk_marketplace_webhook_events")),
     )
     op.create_index(
-        "ix_marketplace_webhook_events_due", "marketplace_webhook_events", ["status", "received_at"], unique=False
+        "ix_marketplace_webhook_events_due",
+        "marketplace_webhook_events",
+        ["next_attempt_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'received'"),
     )
     op.create_table(
         "marketplace_subscriptions",
@@ -48,6 +53,7 @@ def upgrade() -> None:
         sa.Column("purchaser_email", sa.String(length=320), nullable=True),
         sa.Column("purchaser_tid", sa.String(length=36), nullable=True),
         sa.Column("last_event_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("unsubscribed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -59,9 +65,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_marketplace_subscriptions")),
     )
     op.create_index("ix_marketplace_subscriptions_tenant", "marketplace_subscriptions", ["tenant_id"], unique=False)
+    op.create_index(
+        "uq_marketplace_subscriptions_current",
+        "marketplace_subscriptions",
+        ["tenant_id"],
+        unique=True,
+        postgresql_where=sa.text("status <> 'Unsubscribed'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("uq_marketplace_subscriptions_current", table_name="marketplace_subscriptions")
     op.drop_index("ix_marketplace_subscriptions_tenant", table_name="marketplace_subscriptions")
     op.drop_table("marketplace_subscriptions")
     op.drop_index("ix_marketplace_webhook_events_due", table_name="marketplace_webhook_events")

@@ -4,7 +4,8 @@
 count differs from its open interval, that interval is closed at ``at`` and, if nodes still
 run, a new one opens at the same instant, so intervals tile time without gaps or overlap.
 A partial unique index allows one open interval per (cluster, group): a duplicate delivery
-or a retried pass cannot open a second one.
+or a retried pass cannot open a second one. Each interval carries the per-node vCPUs and GPUs
+of its VM size from the catalog, as billing aggregates them (0 for a size the catalog lacks).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rayplane import catalog
 from rayplane.billing.models import UsageInterval
 from rayplane.db.ids import new_id
 
@@ -53,6 +55,7 @@ def record_observation(
             interval.ended_at = at
             session.flush()  # the open-interval index must see it closed before a new one opens
         if g.count > 0:
+            size = catalog.get(g.vm_size)
             session.add(
                 UsageInterval(
                     id=new_id("use"),
@@ -62,6 +65,8 @@ def record_observation(
                     vm_size=g.vm_size,
                     spot=g.spot,
                     node_count=g.count,
+                    vcpus=size.vcpus if size else 0,
+                    gpus=size.gpus if size else 0,
                     started_at=at,
                 )
             )

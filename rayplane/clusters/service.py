@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rayplane.billing import budgets
 from rayplane.clouds.models import Cloud
 from rayplane.clouds.repository import CloudRepository
 from rayplane.clouds.service import LOCAL, ensure_local_cloud, resolve_cloud
@@ -28,6 +29,7 @@ from rayplane.common.paging import Page, decode_cursor, page_of
 from rayplane.db.base import utcnow
 from rayplane.db.ids import new_id
 from rayplane.identity.principal import Principal, Role
+from rayplane.marketplace import entitlements
 from rayplane.tenants.repository import TenantRepository
 
 
@@ -87,6 +89,8 @@ async def create_cluster(
     session: AsyncSession, principal: Principal, body: ClusterCreate, policy: ClusterPolicy
 ) -> tuple[Cluster, Operation]:
     principal.require(Role.MEMBER)
+    await entitlements.require_active(session, principal.tenant_id, "create")
+    await budgets.ensure_can_start(session, principal.tenant_id)
     cloud = await _cloud_for(session, principal, body.cloud, policy)
     if await ClusterRepository(session).get_live_by_name(principal.tenant_id, body.name) is not None:
         raise Conflict(f"a cluster named {body.name!r} already exists in this tenant")
@@ -98,6 +102,7 @@ async def create_cluster(
         "idle_timeout_minutes": body.idle_timeout_minutes,
     }
     await _validate(session, principal, spec, cloud, policy, excluding=None)
+    await entitlements.check_plan(session, principal.tenant_id, spec)
     now = utcnow()
     cluster = Cluster(
         id=new_id("cls"),
@@ -216,6 +221,7 @@ async def update_cluster(
     cloud = await CloudRepository(session).get(principal.tenant_id, cluster.cloud_id)
     assert cloud is not None
     await _validate(session, principal, spec, cloud, policy, excluding=cluster.id)
+    await entitlements.check_plan(session, principal.tenant_id, spec, cluster=cluster)
     cluster.spec = spec
     if body.labels is not None:
         cluster.labels = body.labels
@@ -230,6 +236,10 @@ async def _power(
     session: AsyncSession, principal: Principal, cluster_id: str, kind: str, *, if_match: str | None
 ) -> tuple[Cluster, Operation]:
     principal.require(Role.MEMBER)
+    if kind in ("start", "retry"):
+        # The tenant's row before the cluster's, the order the Marketplace's Suspend takes them in.
+        await entitlements.require_active(session, principal.tenant_id, "start")
+        await budgets.ensure_can_start(session, principal.tenant_id)
     cluster = await get_cluster(session, principal, cluster_id, for_update=True)
     check_if_match(if_match, cluster.etag)
     ops = OperationRepository(session)
@@ -246,6 +256,8 @@ async def _power(
             cluster.desired_state = "stopped"
             await ops.cancel_running(cluster.id, {"start", "retry"}, "superseded by a stop")
         elif kind == "start":
+            if cluster.desired_state != "running":
+                await entitlements.check_plan(session, cluster.tenant_id, cluster.spec, cluster=cluster, starting=True)
             cluster.desired_state = "running"
             await ops.cancel_running(cluster.id, {"stop"}, "superseded by a start")
         elif kind == "retry":

@@ -118,3 +118,26 @@ def pool_demand(session: Session, cloud_id: str) -> dict[str, int]:
     """Most nodes the cloud's running clusters may use, per ``"<vm size>|<spot>"`` (lower case):
     one per head, ``max_nodes`` per worker group. Shared node pools are sized from this."""
     return {str(k): int(n) for k, n in session.execute(_POOL_DEMAND, {"cloud_id": cloud_id})}
+
+
+def live_for_tenant(session: Session, tenant_id: str) -> list[Cluster]:
+    """The tenant's clusters not yet deleted, locked in id order (so two bulk changes of one
+    tenant take the locks in the same order and never deadlock)."""
+    stmt = (
+        select(Cluster)
+        .where(Cluster.tenant_id == tenant_id, Cluster.deleted_at.is_(None))
+        .order_by(Cluster.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def cancel_running(session: Session, cluster_id: str, kinds: set[str], reason: str) -> None:
+    """Operations a newer request makes moot end as Canceled (the sync twin of the API's)."""
+    session.execute(
+        update(Operation)
+        .where(Operation.cluster_id == cluster_id, Operation.status == "Running", Operation.kind.in_(kinds))
+        .values(status="Canceled", error_message=reason, completed_at=utcnow(), version=Operation.version + 1)
+        .execution_options(synchronize_session=False)
+    )

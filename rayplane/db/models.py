@@ -1,7 +1,7 @@
 """Imports every model so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from rayplane.audit.models import AuditEntry
-from rayplane.billing.models import UsageInterval
+from rayplane.billing.models import Budget, BudgetAlert, MeteringRecord, MeteringWatermark, UsageInterval
 from rayplane.clouds.models import Cloud
 from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.common.models import IdempotencyRecord
@@ -15,6 +15,8 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "Budget",
+    "BudgetAlert",
     "Cloud",
     "Cluster",
     "ClusterEvent",
@@ -22,6 +24,8 @@ __all__ = [
     "Job",
     "MarketplaceSubscription",
     "Member",
+    "MeteringRecord",
+    "MeteringWatermark",
     "Operation",
     "Tenant",
     "UsageInterval",

@@ -18,6 +18,7 @@ from rayplane.identity.entra import EntraValidator
 from rayplane.identity.principal import Principal, Role
 from rayplane.identity.repository import ApiKeyRepository, MemberRepository
 from rayplane.tenants.repository import TenantRepository
+from rayplane.tenants.service import CLOSED
 
 # Writing last_used_at on every call would turn each read into a write; a minute of
 # resolution is what "when was this key last used" needs.
@@ -78,6 +79,9 @@ async def authenticate_entra(session: AsyncSession, token: str, validator: Entra
     tenant = await tenants.get_by_entra_tid(str(claims["tid"]))
     if tenant is None:  # deleted between the two reads
         raise Unauthenticated("the token's tenant (tid) is not a Rayplane tenant")
+    if tenant.status == CLOSED:
+        # Closing revokes the tenant's API keys; members are refused here, reads included.
+        raise Forbidden("this Rayplane tenant was closed after its Azure Marketplace subscription ended")
     member = await MemberRepository(session).get_by_oid(tenant.id, str(claims["oid"]))
     if member is None:
         raise Forbidden("you are signed in, but not a member of this Rayplane tenant; ask an admin to add you")

@@ -169,3 +169,59 @@ class EntraValidator:
         if str(claims.get("tid")) != tid:
             raise Unauthenticated("the token's tid changed under verification")
         return claims
+
+    async def validate_app(
+        self, token: str, *, tenant_id: str, audience: str, app_ids: frozenset[str]
+    ) -> dict[str, Any]:
+        """The verified claims of an app-only token that ``app_ids`` obtained in ``tenant_id``
+        for ``audience`` (a service calling us, e.g. the Marketplace's webhook).
+
+        Same rules as ``validate`` (RS256 only; ``tid`` compared with ``tenant_id`` before
+        anything is fetched; signature, ``iss``, ``aud``, ``exp``, ``nbf``), plus ``azp`` (v2
+        tokens) or ``appid`` (v1) must be one of ``app_ids``. The v1 issuer
+        ``https://sts.windows.net/<tid>/`` is accepted beside the metadata's v2 one when the
+        authority is Microsoft's, since Entra signs both versions with the same keys.
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise Unauthenticated("the bearer token is not a well-formed JWT") from None
+        if header.get("alg") != ALGORITHM:
+            raise Unauthenticated(f"token algorithm {header.get('alg')!r} is not accepted; only RS256 is")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthenticated("the token header has no kid")
+        if str(unverified.get("tid", "")).lower() != tenant_id.lower():
+            raise Unauthenticated("the token's tenant (tid) is not the expected one")
+        metadata = await self._metadata_for(tenant_id)
+        issuers = [str(metadata["issuer"]).replace("{tenantid}", tenant_id)]
+        if self.authority == "https://login.microsoftonline.com":
+            issuers.append(f"https://sts.windows.net/{tenant_id}/")
+        key = await self._signing_key(str(metadata["jwks_uri"]), kid)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=[ALGORITHM],
+                audience=audience,
+                issuer=issuers,
+                leeway=self.leeway,
+                options={"require": ["exp", "iss", "aud", "tid"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthenticated("the token is not valid yet (nbf)") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated("the token's audience (aud) is not this application") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("the token's issuer (iss) does not match its tenant") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthenticated(f"the token lacks the {exc.claim} claim") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("the token signature does not verify") from None
+        caller = claims.get("azp") or claims.get("appid")
+        if not isinstance(caller, str) or caller.lower() not in {a.lower() for a in app_ids}:
+            raise Unauthenticated("the token was not issued to the expected application (azp/appid)")
+        return claims

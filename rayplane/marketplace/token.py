@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import msal  # type: ignore[import-untyped, unused-ignore]
+import requests
 
 from rayplane.settings import Settings
 
@@ -20,6 +21,23 @@ MARKETPLACE_SCOPE = f"{MARKETPLACE_RESOURCE}/.default"
 
 class MarketplaceTokenError(RuntimeError):
     """Entra refused the publisher app's credentials; the message carries Entra's error."""
+
+
+class _PinnedSession(requests.Session):
+    """A requests session that always verifies TLS with one CA bundle.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` (set on many systems) override a session's own
+    ``verify``, so MSAL's ``verify=`` alone would trust the system bundle instead of ours;
+    passing ``verify`` on every request is what takes precedence.
+    """
+
+    def __init__(self, ca_bundle: str) -> None:
+        super().__init__()
+        self.ca_bundle = ca_bundle
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["verify"] = self.ca_bundle
+        return super().request(*args, **kwargs)
 
 
 class MarketplaceToken:
@@ -37,7 +55,7 @@ class MarketplaceToken:
         if settings.entra_authority != "https://login.microsoftonline.com":
             kwargs["instance_discovery"] = False
         if settings.ca_bundle:
-            kwargs["verify"] = str(settings.ca_bundle)
+            kwargs["http_client"] = _PinnedSession(str(settings.ca_bundle))
         self._app = msal.ConfidentialClientApplication(
             client_id,
             client_credential=secret.get_secret_value(),

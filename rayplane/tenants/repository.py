@@ -22,6 +22,12 @@ class TenantRepository:
         stmt = select(Tenant).where(Tenant.entra_tenant_id == tid)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def status_for_share(self, tenant_id: str) -> str | None:
+        """The tenant's status, read with ``FOR SHARE``: a Marketplace Suspend or Unsubscribe
+        (which locks the row ``FOR UPDATE``) waits for this transaction, and vice versa."""
+        stmt = select(Tenant.status).where(Tenant.id == tenant_id).with_for_update(read=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def add(self, tenant: Tenant) -> Tenant:
         self.session.add(tenant)
         await self.session.flush()

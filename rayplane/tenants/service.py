@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rayplane.common.errors import Conflict, InvalidInput, NotFound
+from rayplane.common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from rayplane.common.etags import check_if_match
 from rayplane.db.ids import new_id
 from rayplane.identity.principal import Principal, Role
@@ -15,6 +15,14 @@ from rayplane.tenants.models import Tenant
 from rayplane.tenants.repository import TenantRepository
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+
+# Tenant statuses. The Marketplace subscription's lifecycle moves them (rayplane.marketplace):
+# suspended (no cluster may be created or started), read_only (cancelled: every write is
+# refused while the data stays readable) and closed (after the retention period).
+ACTIVE = "active"
+SUSPENDED = "suspended"
+READ_ONLY = "read_only"
+CLOSED = "closed"
 
 
 def validate_name(name: str, field: str = "body.name") -> str:
@@ -45,6 +53,20 @@ async def create_tenant(
             raise Conflict("that Entra tenant is already bound to another Rayplane tenant")
     tenant = Tenant(id=new_id("ten"), name=name, display_name=display_name or name, entra_tenant_id=entra_tenant_id)
     return await repo.add(tenant)
+
+
+async def require_writable(session: AsyncSession, tenant_id: str) -> None:
+    """Refuse any write for a tenant whose subscription was cancelled (read-only or closed).
+
+    Read from the row on every write (not from a cached credential), so the refusal starts
+    the moment the webhook's processing commits.
+    """
+    tenant = await TenantRepository(session).get(tenant_id)
+    if tenant is not None and tenant.status in (READ_ONLY, CLOSED):
+        raise Forbidden(
+            f"this tenant is {tenant.status.replace('_', '-')}: its Azure Marketplace subscription was cancelled; "
+            "data stays readable until the retention period ends, and nothing can be changed"
+        )
 
 
 async def get_tenant(session: AsyncSession, principal: Principal) -> Tenant:
