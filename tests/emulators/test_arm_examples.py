@@ -1,4 +1,4 @@
-"""Fidelity: every AKS REST example in shared/reference/azure/aks-examples passes through the
+"""Fidelity: every AKS REST example in tests/reference/azure/aks-examples passes through the
 emulator via the real SDK, and each answer has the shape of the example's response.
 
 For each example file the request's ``parameters`` become the SDK model (``AgentPool(...)`` /
@@ -33,7 +33,7 @@ from azure.mgmt.containerservice import models as m
 from emulators.azure.server import EmulatorProcess
 from tests.emulators.test_arm import client, reset
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference" / "azure" / "aks-examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "reference" / "azure" / "aks-examples"
 EXAMPLES = sorted(p for p in EXAMPLES_DIR.glob("*.json"))
 
 #: Keys the emulator returns that an example's responses do not show, and why Azure returns them.

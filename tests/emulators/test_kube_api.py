@@ -22,8 +22,8 @@ from kubernetes.dynamic import DynamicClient
 from emulators.azure.kube.testing import KubeTestCluster, load_yaml
 from emulators.azure.server import EmulatorProcess
 
-# ../shared/reference/kuberay next to the repository (see DESIGN.md, "KubeRay").
-KUBERAY = Path(__file__).resolve().parents[3] / "shared" / "reference" / "kuberay"
+# tests/reference/kuberay (copied from the shared reference set; see its README).
+KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
 SAMPLES = ["ray-cluster.sample.yaml", "ray-cluster.autoscaler-v2.yaml", "ray-cluster.external-redis.yaml"]
 
 

@@ -18,7 +18,7 @@ from azure.mgmt.containerservice import models as m
 from emulators.azure.kube.testing import condition, load_yaml, operator_deployment, small_raycluster, wait_for
 from emulators.azure.server import EmulatorProcess
 
-KUBERAY = Path(__file__).resolve().parents[3] / "shared" / "reference" / "kuberay"
+KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
 SPOT = {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"}
 
 

@@ -20,7 +20,7 @@ from emulators.azure.kube.testing import KubeRayEnv, configure, load_yaml, small
 from emulators.azure.server import EmulatorProcess
 from rayplane.providers.local.observe import parse_demand, parse_nodes
 
-KUBERAY = Path(__file__).resolve().parents[3] / "shared" / "reference" / "kuberay"
+KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
 PROXY = "/api/v1/namespaces/default/services/rc-head-svc:dashboard/proxy"
 
 

@@ -25,7 +25,7 @@ from emulators.azure.kube.testing import (
 )
 from emulators.azure.server import EmulatorProcess
 
-KUBERAY = Path(__file__).resolve().parents[3] / "shared" / "reference" / "kuberay"
+KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
 SPOT = {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"}
 Obj = dict[str, Any]
 

@@ -4,7 +4,7 @@ ARM PUT replaces the client-settable part of a resource; read-only fields are Az
 So a stored body is built from the request (read-only fields dropped, secrets such as
 ``servicePrincipalProfile.secret`` and ``windowsProfile.adminPassword`` never kept) and then
 given the read-only fields and defaults AKS fills in (shapes from the 2026-08-01 examples in
-``shared/reference/azure/aks-examples``): ``eTag``, ``provisioningState``, ``powerState``,
+``tests/reference/azure/aks-examples``): ``eTag``, ``provisioningState``, ``powerState``,
 ``currentKubernetesVersion`` / ``currentOrchestratorVersion``, ``fqdn``, ``azurePortalFQDN``,
 ``maxAgentPools``, ``nodeResourceGroup``, ``networkProfile`` defaults (kubenet, CIDRs,
 effective outbound IPs), identity ``principalId``/``clientId``, an OIDC ``issuerURL`` when the

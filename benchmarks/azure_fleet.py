@@ -1,0 +1,192 @@
+"""200 Azure clusters created at once against the emulator, with 2 worker processes.
+
+A whole control plane (``rayplane dev`` with ``RAYPLANE_DEMO_AZURE=1``: API, one Celery worker
+with 2 processes, beat, the Azure emulator with no added latency) on this machine's Postgres
+and Redis. Phase A: ``--clusters`` clusters (a D2s_v5 head and one D2s_v5 worker each) are
+created at once on a cold cloud (no AKS cluster, no pools yet), timed until every one is
+RUNNING. Phase B: ``--extra`` more clusters of the same shape, on pools that already exist
+and fit. For each phase: wall time to all RUNNING, ARM requests and writes (the emulator's
+counters), and CPU seconds of the worker processes, per cluster. The baseline for the write
+count is the minimum the cold phase cannot avoid (one AKS cluster and one pool).
+
+    python benchmarks/azure_fleet.py [--clusters 200] [--extra 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import platform
+import ssl
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.stack import Stack, wait_for  # noqa: E402
+from tests.support.services import scratch_database, servers  # noqa: E402
+
+MARK_START = "<!-- azure-fleet:start -->"
+MARK_END = "<!-- azure-fleet:end -->"
+SHAPE = {
+    "cloud": "azure-demo",
+    "head": {"vm_size": "Standard_D2s_v5"},
+    "worker_groups": [{"name": "cpu", "vm_size": "Standard_D2s_v5", "min_nodes": 1, "max_nodes": 1}],
+}
+
+
+@dataclass
+class Phase:
+    name: str
+    clusters: int
+    seconds: float
+    arm_requests: int
+    arm_writes: int
+    worker_cpu: float
+
+
+def worker_cpu(stack: Stack) -> float:
+    """User+system CPU seconds of the Celery worker and its pool processes so far."""
+    worker = stack.worker_process()
+    assert worker is not None
+    total = 0.0
+    for p in [worker, *worker.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def running(stack: Stack, ids: set[str]) -> int:
+    seen, cursor = 0, None
+    while True:
+        params: dict[str, Any] = {"state": "RUNNING", "limit": 200}
+        if cursor:
+            params["cursor"] = cursor
+        page = stack.request("GET", "/v1/clusters", params=params).json()
+        seen += sum(1 for c in page["items"] if c["id"] in ids)
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return seen
+
+
+def phase(stack: Stack, arm: httpx.Client, name: str, count: int, offset: int) -> Phase:
+    before = arm.get("/_emulator/arm/requests").json()
+    cpu0 = worker_cpu(stack)
+    started = time.monotonic()
+
+    def create(i: int) -> str:
+        r = stack.request("POST", "/v1/clusters", json={**SHAPE, "name": f"c{offset + i:04d}"})
+        assert r.status_code == 202, r.text
+        return str(r.json()["id"])
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        ids = set(pool.map(create, range(count)))
+    wait_for(lambda: running(stack, ids) == count, 600, f"{count} clusters RUNNING", interval=0.25)
+    seconds = time.monotonic() - started
+    cpu = worker_cpu(stack) - cpu0
+    after = arm.get("/_emulator/arm/requests").json()
+    return Phase(name, count, seconds, after["total"] - before["total"], after["writes"] - before["writes"], cpu)
+
+
+def machine() -> str:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"nproc {os.cpu_count()}, Python {platform.python_version()}, load average at the end {load}"
+
+
+def write_results(phases: list[Phase], command: str) -> str:
+    lines = [
+        MARK_START,
+        f"### Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Command: `{command}`; {machine()}.",
+        "",
+        "| phase | clusters | wall s to all RUNNING | ARM requests / cluster | ARM writes (total) "
+        "| worker CPU s / cluster |",
+        "| :--- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for p in phases:
+        lines.append(
+            f"| {p.name} | {p.clusters} | {p.seconds:.1f} | {p.arm_requests / p.clusters:.2f} | {p.arm_writes} "
+            f"| {p.worker_cpu / p.clusters:.3f} |"
+        )
+    cold, warm = phases
+    lines += [
+        "",
+        f"Targets: all RUNNING within 30 s ({cold.seconds:.1f} s cold, {warm.seconds:.1f} s on existing pools: "
+        f"{'met' if max(cold.seconds, warm.seconds) <= 30 else 'not met'}); no ARM write for clusters whose pools "
+        f"exist ({warm.arm_writes} writes: {'met' if warm.arm_writes == 0 else 'not met'}). The cold phase's writes "
+        "against the unavoidable minimum of 2 (the AKS cluster and the one shared pool): "
+        f"{cold.arm_writes / 2:.1f}x.",
+        MARK_END,
+    ]
+    block = "\n".join(lines)
+    results = ROOT / "benchmarks" / "RESULTS.md"
+    text = results.read_text()
+    if MARK_START in text:
+        head, rest = text.split(MARK_START, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Azure: 200 clusters at once (`benchmarks/azure_fleet.py`)\n\n" + block + "\n"
+    results.write_text(text)
+    return block
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clusters", type=int, default=200)
+    parser.add_argument("--extra", type=int, default=20)
+    args = parser.parse_args()
+    with (
+        servers() as (admin_db, redis_url),
+        scratch_database(admin_db) as db,
+        tempfile.TemporaryDirectory(prefix="rpb-") as tmp,
+    ):
+        stack = Stack(Path(tmp), db, redis_url.rsplit("/", 1)[0] + "/11", Path(tempfile.mkdtemp(prefix="rp")))
+        stack.env.update(
+            {
+                "RAYPLANE_DEMO_AZURE": "1",
+                "RAYPLANE_LOCAL_CLOUDS": "false",
+                "RAYPLANE_RATE_LIMIT_PER_MINUTE": "0",
+                "RAYPLANE_DEFAULT_QUOTA_CLUSTERS": "100000",
+                "RAYPLANE_DEFAULT_QUOTA_VCPUS": "10000000",
+                "RAYPLANE_LOG_LEVEL": "WARNING",
+            }
+        )
+        stack.start()
+        try:
+            data = Path(tmp) / "data" / "azure-emulator"
+            ctx = ssl.create_default_context(cafile=str(data / "ca.pem"))
+            arm = httpx.Client(base_url=(data / "origin").read_text().strip(), verify=ctx, timeout=30)
+            wait_for(
+                lambda: any(
+                    c["name"] == "azure-demo" and c["status"] == "READY"
+                    for c in stack.request("GET", "/v1/clouds").json()["items"]
+                ),
+                60,
+                "the azure-demo cloud",
+            )
+            arm.put("/_emulator/arm/config", json={"latency_ms": 0})
+            phases = [
+                phase(stack, arm, "A: cold cloud", args.clusters, 0),
+                phase(stack, arm, "B: pools exist", args.extra, args.clusters),
+            ]
+        finally:
+            stack.stop()
+    print(write_results(phases, f"python benchmarks/azure_fleet.py --clusters {args.clusters} --extra {args.extra}"))
+
+
+if __name__ == "__main__":
+    main()
