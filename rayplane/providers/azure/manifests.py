@@ -16,6 +16,7 @@ import functools
 import hashlib
 import math
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,14 @@ import yaml
 
 from rayplane.providers.base import ClusterTarget, NodeShape
 
-KUBERAY_DIR = Path(__file__).resolve().parents[3] / "infra" / "kuberay"
+
+def _kuberay_dir() -> Path:
+    """``infra/kuberay`` of the source tree, else the copy an image installs under sys.prefix."""
+    source = Path(__file__).resolve().parents[3] / "infra" / "kuberay"
+    return source if source.is_dir() else Path(sys.prefix) / "share" / "rayplane" / "kuberay"
+
+
+KUBERAY_DIR = _kuberay_dir()
 CRD_FILES = ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml", "ray.io_rayservices.yaml")
 OPERATOR_FILE = "operator.yaml"
 KUBERAY_VERSION = "v1.7.0"
