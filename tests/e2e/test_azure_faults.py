@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from rayplane.cli.demo_azure import DEMO_SUBSCRIPTION_ID
 from rayplane.providers.azure.manifests import PoolKey
-from tests.e2e.azure_support import EmulatedAzure, azure_stack
+from tests.e2e.azure_support import AKS, RG, EmulatedAzure, azure_stack
 from tests.e2e.stack import Stack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -120,3 +121,23 @@ def test_worker_killed_mid_pool_lro_resumes_and_creates_the_pool_once(stack: Sta
     stack.wait_state(cid, "RUNNING", timeout=300)
     assert pool_writes(azure, pool) == 1
     assert [n for n in azure.rayplane_pools() if n == pool] == [pool]
+
+
+def test_spot_eviction_degrades_the_cluster_then_the_nodes_are_replaced(stack: Stack, azure: EmulatedAzure) -> None:
+    pool = PoolKey("Standard_E2s_v5", True).name
+    cid = create(stack, spec("evicted", "Standard_D2s_v5", "Standard_E2s_v5", spot=True))
+    stack.wait_state(cid, "RUNNING", timeout=300)
+    # Replacement VMs boot slowly enough here for the reconciler to see the loss.
+    azure.admin.post("/_emulator/kube/config", json={"node_boot_seconds": 10})
+    try:
+        aks = {"subscription": DEMO_SUBSCRIPTION_ID, "resourceGroup": RG, "name": AKS}
+        r = azure.admin.post("/_emulator/kube/evict", json={"cluster": aks, "pool": pool, "count": 1})
+        assert r.status_code == 200, r.text
+        assert r.json()["evicted"]
+        stack.wait_state(cid, "DEGRADED", timeout=60)
+    finally:
+        azure.admin.post("/_emulator/kube/config", json={"node_boot_seconds": 1})
+    stack.wait_state(cid, "RUNNING", timeout=180)
+    lost = [e for e in stack.events(cid) if e["kind"] == "node_lost"]
+    assert lost, stack.events(cid)
+    assert "group work: 0 of 1 nodes running" in lost[0]["reason"]
