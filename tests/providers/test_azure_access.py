@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from rayplane.clouds.access import check_access
 from rayplane.providers.azure.aks import Aks
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.settings import Settings
+from tests.emulators.test_entra import _self_signed
 
 APP_ID = str(uuid.uuid4())
 
@@ -90,3 +92,47 @@ def test_a_deployment_without_credentials_says_which_setting_is_missing(azure_se
     result = check_access(unset, config())
     assert (result.status, result.code) == ("ERROR", "RayplaneNotConfigured")
     assert "RAYPLANE_AZURE_CLIENT_SECRET" in (result.reason or "")
+
+
+def test_certificate_credentials(azure_settings: Settings, emulator: EmulatorProcess, tmp_path: Path) -> None:
+    key_pem, cert_pem = _self_signed("rayplane-app")
+    _, other_pem = _self_signed("not-rayplane")
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(key_pem + cert_pem)
+    with_cert = azure_settings.model_copy(update={"azure_client_secret": None, "azure_client_certificate_path": pem})
+    try:
+        emulator.configure_entra(client_certificates={APP_ID: [cert_pem.decode()]})
+        assert check_access(with_cert, config()).status == "READY"
+        emulator.configure_entra(client_certificates={APP_ID: [other_pem.decode()]})
+        refused = check_access(with_cert, config())
+        assert (refused.status, refused.code) == ("ERROR", "AuthenticationFailed")
+    finally:
+        emulator.configure_entra(client_certificates={})
+
+
+def test_federated_mode_needs_no_secret(azure_settings: Settings, emulator: EmulatorProcess, tmp_path: Path) -> None:
+    issuer, subject = "https://oidc.rayplane.example/issuer", "system:serviceaccount:rayplane:worker"
+    cfg = config(auth_mode="federated")
+    token_file = tmp_path / "token"
+    token_file.write_text(
+        emulator.mint_token(cfg["tenant_id"], {"iss": issuer, "sub": subject, "aud": "api://AzureADTokenExchange"})
+    )
+    federated = azure_settings.model_copy(
+        update={"azure_client_secret": None, "azure_federated_token_file": token_file}
+    )
+    refused = check_access(federated, cfg)  # no federated credential registered on the app yet
+    assert (refused.status, refused.code) == ("ERROR", "AuthenticationFailed")
+    assert "federated identity credential" in (refused.reason or "")
+    try:
+        emulator.configure_entra(federated_credentials=[{"client_id": APP_ID, "issuer": issuer, "subject": subject}])
+        assert check_access(federated, cfg).status == "READY"
+    finally:
+        emulator.configure_entra(federated_credentials=[])
+
+
+def test_lighthouse_tokens_come_from_rayplanes_own_tenant(azure_settings: Settings) -> None:
+    cfg = config(auth_mode="lighthouse")
+    missing = check_access(azure_settings, cfg)
+    assert (missing.status, missing.code) == ("ERROR", "RayplaneNotConfigured")
+    home = azure_settings.model_copy(update={"azure_home_tenant_id": str(uuid.uuid4())})
+    assert check_access(home, cfg).status == "READY"
