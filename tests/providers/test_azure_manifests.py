@@ -136,8 +136,10 @@ def test_spot_and_gpu_pool_properties() -> None:
     assert "gpuProfile" not in regular
 
 
-@pytest.mark.parametrize(("needed", "step"), [(0, 4), (1, 4), (4, 4), (5, 8), (9, 16), (200, 256)])
-def test_pool_capacity_grows_in_powers_of_two(needed: int, step: int) -> None:
+@pytest.mark.parametrize(
+    ("needed", "step"), [(0, 8), (1, 8), (4, 8), (5, 16), (9, 32), (200, 512), (400, 1000), (900, 1000)]
+)
+def test_pool_capacity_leaves_room_for_as_many_again_within_the_aks_limit(needed: int, step: int) -> None:
     assert manifests.pool_capacity_step(needed) == step
 
 

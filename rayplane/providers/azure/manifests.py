@@ -96,10 +96,15 @@ def pool_properties(key: PoolKey, *, gpus: int, max_count: int, orchestrator_ver
     return props
 
 
+AKS_MAX_POOL_NODES = 1000
+
+
 def pool_capacity_step(needed: int) -> int:
-    """``maxCount`` for a pool that must hold ``needed`` nodes: rounded up to a power of two
-    (at least 4), so clusters coming and going rarely need a pool update (an ARM write)."""
-    return max(4, 1 << max(needed - 1, 0).bit_length())
+    """``maxCount`` for a pool that must hold ``needed`` nodes: a power of two with room for
+    as many again (at least 8, at most AKS's 1000 per pool), so a growing cloud rarely needs
+    a pool update (an ARM write and an LRO). A high ``maxCount`` costs nothing by itself:
+    the cluster autoscaler adds nodes only for pending pods."""
+    return min(AKS_MAX_POOL_NODES, max(8, 1 << max(2 * needed - 1, 0).bit_length()))
 
 
 def allocatable(vcpus: int, memory_gib: float) -> tuple[int, int]:

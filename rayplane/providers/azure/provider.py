@@ -26,7 +26,7 @@ from rayplane.providers.azure import manifests
 from rayplane.providers.azure.aks import SPOT_FALLBACK_CODES, Aks, Step
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.providers.azure.kube import Kube
-from rayplane.providers.azure.manifests import PoolKey
+from rayplane.providers.azure.manifests import AKS_MAX_POOL_NODES, PoolKey
 from rayplane.providers.base import (
     ClusterTarget,
     NodeInfo,
@@ -181,7 +181,8 @@ class AzureProvider(Provider):
         if pool is not None and status in BUSY_STATES:
             h.pools.pop(key.name, None)  # look again next time
             return False
-        if pool is not None and status != "Failed" and int(props.get("maxCount") or 0) >= need:
+        # A pool at AKS's size limit cannot grow further; asking again would only rewrite it.
+        if pool is not None and status != "Failed" and int(props.get("maxCount") or 0) >= min(need, AKS_MAX_POOL_NODES):
             return True
         body = manifests.pool_properties(
             key,
