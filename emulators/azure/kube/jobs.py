@@ -103,6 +103,9 @@ class JobManager:
         self.config = config
         self.jobs: dict[str, dict[str, dict[str, Any]]] = {}
         self._procs: dict[tuple[str, str], asyncio.subprocess.Process] = {}
+        # Jobs whose start is under way: ``tick`` runs from the controller loop and after
+        # writes, and starting awaits the subprocess, so two ticks could both see PENDING.
+        self._starting: set[tuple[str, str]] = set()
         self._stopping: set[tuple[str, str]] = set()
         for key, doc in store.scan(_KIND):
             scope, sid = key.split("|", 1)
@@ -250,7 +253,12 @@ class JobManager:
         ``nodes`` are the dashboard's node rows (``node_id``, ``is_head_node``,
         ``resources_total``)."""
         reserved = self.reservations(scope)
-        for job in [j for j in self.jobs.get(scope, {}).values() if j["status"] == "PENDING"]:
+        pending = [
+            j
+            for j in self.jobs.get(scope, {}).values()
+            if j["status"] == "PENDING" and (scope, str(j["submission_id"])) not in self._starting
+        ]
+        for job in pending:
             bundle = bundle_of(job)
             node = _fit(bundle, nodes, reserved)
             if node is None:
@@ -265,7 +273,12 @@ class JobManager:
             used = reserved.setdefault(str(node["node_id"]), {})
             for key, amount in bundle.items():
                 used[key] = used.get(key, 0.0) + amount
-            await self._start(job, node, head_ip)
+            slot = (scope, str(job["submission_id"]))
+            self._starting.add(slot)
+            try:
+                await self._start(job, node, head_ip)
+            finally:
+                self._starting.discard(slot)
 
     async def _start(self, job: dict[str, Any], node: Mapping[str, Any], head_ip: str) -> None:
         job_dir = self._job_dir(job)

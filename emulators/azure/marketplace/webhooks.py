@@ -18,6 +18,7 @@ every attempt. A :data:`TokenFault` breaks one property on purpose, for testing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -67,7 +68,8 @@ class WebhookSender:
 
     def __init__(self, state: MarketplaceState, keys: KeyStore, origin: str) -> None:
         self.state, self.keys, self.origin = state, keys, origin
-        self._in_flight: set[str] = set()
+        # Attempts under way, each with an event set once its outcome is recorded.
+        self._in_flight: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- tokens ------------------------------------------------------------------------------
@@ -119,20 +121,29 @@ class WebhookSender:
     async def attempt(self, delivery_id: str, *, claimed: bool = False) -> dict[str, Any] | None:
         """Make one attempt of a pending delivery; the delivery after it.
 
-        A delivery has at most one attempt under way: a second caller gets it as it is.
+        A delivery has at most one attempt under way: a second caller (an admin request with
+        ``wait`` racing the background ticker) waits for that attempt and gets its outcome.
         ``claimed`` means the caller (:meth:`run_due`) already marked it under way.
         """
         if not claimed:
-            if delivery_id in self._in_flight:
+            running = self._in_flight.get(delivery_id)
+            if running is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(running.wait(), self.state.config.webhook_timeout_seconds + 5)
                 return self.state.delivery(delivery_id)
-            self._in_flight.add(delivery_id)
+            self._in_flight[delivery_id] = asyncio.Event()
         try:
-            delivery = self.state.delivery(delivery_id)
-            if delivery is None or delivery["state"] != "pending":
-                return delivery
-            status, problem, elapsed = await self._post(delivery)
+            return await self._attempt(delivery_id)
         finally:
-            self._in_flight.discard(delivery_id)
+            done = self._in_flight.pop(delivery_id, None)
+            if done is not None:
+                done.set()
+
+    async def _attempt(self, delivery_id: str) -> dict[str, Any] | None:
+        delivery = self.state.delivery(delivery_id)
+        if delivery is None or delivery["state"] != "pending":
+            return delivery
+        status, problem, elapsed = await self._post(delivery)
         # Re-read: a reset may have removed it while the request was under way.
         delivery = self.state.delivery(delivery_id)
         if delivery is None:
@@ -176,7 +187,7 @@ class WebhookSender:
             if delivery["id"] in self._in_flight:
                 continue
             # Claimed before the task runs, so the next tick cannot start a second attempt.
-            self._in_flight.add(delivery["id"])
+            self._in_flight[delivery["id"]] = asyncio.Event()
             task = asyncio.get_running_loop().create_task(self.attempt(delivery["id"], claimed=True))
             # Keep a reference until done: the loop holds tasks only weakly.
             self._tasks.add(task)
