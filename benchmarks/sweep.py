@@ -43,13 +43,9 @@ Scratch databases are dropped on every exit path, including Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
-import random
 import re
-import shlex
 import signal
 import statistics
 import sys
@@ -57,8 +53,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from importlib import metadata
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -72,221 +67,25 @@ from psycopg import sql  # noqa: E402
 from sqlalchemy import Engine, event, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
+from benchmarks.sweep_data import (  # noqa: E402
+    DEFAULT_ADMIN_URL,
+    DUE_INDEX,
+    HOLD_SECONDS,
+    LIMITS,
+    NAIVE_SETTINGS,
+    RESULTS,
+    WARMUP_ROUNDS,
+    BenchmarkError,
+    DataSet,
+    count_due,
+    data_sets,
+    seed,
+)
+from benchmarks.sweep_report import comparisons, loadavg, machine_facts, print_table, render, targets  # noqa: E402
 from rayplane.clusters.store import claim_due  # noqa: E402
 from rayplane.db.engine import make_sync_engine, sync_session_factory  # noqa: E402
-from rayplane.db.ids import new_id  # noqa: E402
 from rayplane.db.migrate import upgrade  # noqa: E402
 from tests.support.services import scratch_database  # noqa: E402
-
-RESULTS = REPO / "benchmarks" / "RESULTS-sweep.md"
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DUE_INDEX = "ix_clusters_due"
-HOLD_SECONDS = 15
-LIMITS = (500, 2000)
-WARMUP_ROUNDS = 2
-TARGET_MS = 100.0
-TARGET_SIZE = 100_000
-TARGET_FRACTION = 0.01
-
-
-# The naive variant: sequential scans only (one round trip, transaction-local).
-NAIVE_SETTINGS = "SELECT set_config('enable_indexscan', 'off', true), set_config('enable_bitmapscan', 'off', true)"
-
-
-class BenchmarkError(RuntimeError):
-    """A run that cannot produce trustworthy figures (wrong claim count, due set drifted)."""
-
-
-# ---- data sets --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DataSet:
-    size: int
-    due: int
-    equal_due: bool  # the extra data set that matches the largest size's due count
-
-    @property
-    def label(self) -> str:
-        return f"{self.size:,} rows, {self.due:,} due ({100 * self.due / self.size:g}%)"
-
-
-def data_sets(sizes: Sequence[int], fraction: float) -> list[DataSet]:
-    largest = max(sizes)
-    big_due = round(fraction * largest)
-    out: list[DataSet] = []
-    for size in sorted(set(sizes)):
-        out.append(DataSet(size, round(fraction * size), equal_due=False))
-        if size < largest and big_due != round(fraction * size) and big_due <= size // 2:
-            out.append(DataSet(size, big_due, equal_due=True))
-    return out
-
-
-COLUMNS = (
-    "id",
-    "tenant_id",
-    "cloud_id",
-    "name",
-    "spec",
-    "labels",
-    "generation",
-    "desired_state",
-    "state",
-    "state_reason",
-    "state_code",
-    "observed",
-    "observed_generation",
-    "provider_state",
-    "dashboard_url",
-    "attempts",
-    "retry_requested",
-    "next_reconcile_at",
-    "lease_owner",
-    "lease_expires_at",
-    "last_activity_at",
-    "deleted_at",
-    "created_at",
-    "updated_at",
-    "version",
-)
-
-# Rows that are not due: (weight, state, desired_state, scheduled in the future?)
-NOT_DUE_MIX = (
-    (75, "RUNNING", "running", True),
-    (5, "PROVISIONING", "running", True),
-    (2, "UPDATING", "running", True),
-    (10, "STOPPED", "stopped", False),
-    (6, "DELETED", "deleted", False),
-    (2, "FAILED", "running", False),
-)
-# Rows that are due: a steady check that is overdue, or a busy cluster waiting for its next look.
-DUE_MIX = (
-    (80, "RUNNING", "running"),
-    (8, "PROVISIONING", "running"),
-    (4, "UPDATING", "running"),
-    (4, "STOPPING", "stopped"),
-    (4, "DELETING", "deleted"),
-)
-
-
-def _spec(i: int) -> str:
-    return json.dumps(
-        {
-            "ray_version": "2.49.0",
-            "image": None,
-            "head": {"vm_size": "Standard_D4s_v5"},
-            "worker_groups": [
-                {
-                    "name": "cpu",
-                    "vm_size": "Standard_D8s_v5",
-                    "min_nodes": i % 3,
-                    "max_nodes": 4 + i % 5,
-                    "spot": bool(i % 2),
-                    "fallback_to_on_demand": False,
-                }
-            ],
-            "idle_timeout_minutes": 60 if i % 4 else None,
-        }
-    )
-
-
-def _observed(i: int, live: bool) -> str:
-    if not live:
-        return "{}"
-    return json.dumps(
-        {
-            "head": {"ip": f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", "ready": True},
-            "groups": {"cpu": {"nodes": 1 + i % 4, "ready": 1 + i % 4}},
-        }
-    )
-
-
-def seed(url: str, ds: DataSet) -> tuple[list[str], list[datetime]]:
-    """Inserts the tenant, cloud and clusters; returns the due rows' ids and original times."""
-    rng = random.Random(ds.size * 1_000_003 + ds.due)
-    now = datetime.now(UTC)
-    tenant_id, cloud_id = new_id("ten"), new_id("cld")
-    due_index = set(rng.sample(range(ds.size), ds.due))
-    not_due_states = [(state, desired, future) for w, state, desired, future in NOT_DUE_MIX for _ in range(w)]
-    due_states = [(state, desired) for w, state, desired in DUE_MIX for _ in range(w)]
-    due_ids: list[str] = []
-    due_at: list[datetime] = []
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "INSERT INTO tenants (id, name, display_name, status, version) VALUES (%s, %s, %s, 'active', 1)",
-            (tenant_id, "bench-sweep", "Sweep benchmark"),
-        )
-        conn.execute(
-            "INSERT INTO clouds (id, tenant_id, name, provider, status, is_default, config, ray_versions, version)"
-            " VALUES (%s, %s, 'local', 'local', 'READY', true, %s, %s, 1)",
-            (cloud_id, tenant_id, '{"capacity": {"cpus": 64}}', '["2.49.0"]'),
-        )
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
-        with conn.cursor() as cur, cur.copy(sql.SQL("COPY clusters ({}) FROM STDIN").format(columns)) as copy:
-            for i in range(ds.size):
-                cid = new_id("cls")
-                created = now - timedelta(days=30, seconds=ds.size - i)
-                deleted_at: datetime | None = None
-                if i in due_index:
-                    state, desired = due_states[rng.randrange(len(due_states))]
-                    past = now - timedelta(seconds=rng.uniform(1, 600))
-                    due_ids.append(cid)
-                    due_at.append(past)
-                    at: datetime | None = past
-                else:
-                    state, desired, scheduled = not_due_states[rng.randrange(len(not_due_states))]
-                    at = now + timedelta(seconds=3600 + rng.uniform(0, 3600)) if scheduled else None
-                    if state == "DELETED":
-                        deleted_at = now - timedelta(days=1, seconds=i)
-                live = state in ("RUNNING", "UPDATING", "STOPPING")
-                copy.write_row(
-                    (
-                        cid,
-                        tenant_id,
-                        cloud_id,
-                        f"cluster-{i:07d}",
-                        _spec(i),
-                        '{"team": "bench"}',
-                        1 + i % 3,
-                        desired,
-                        state,
-                        None if state != "FAILED" else "gave up after 5 attempts: quota exceeded",
-                        None if state != "FAILED" else "QuotaExceeded",
-                        _observed(i, live),
-                        1 + i % 3,
-                        json.dumps({"resource_group": f"rg-{cid}"}) if state != "DELETED" else "{}",
-                        f"https://{cid}.dashboards.example.net" if live else None,
-                        0 if state != "FAILED" else 5,
-                        False,
-                        at,
-                        None,
-                        None,
-                        now - timedelta(minutes=i % 120),
-                        deleted_at,
-                        created,
-                        created,
-                        1 + i % 7,
-                    )
-                )
-        # The benchmark vacuums between repeats itself; no background vacuum inside a timing.
-        conn.execute("ALTER TABLE clusters SET (autovacuum_enabled = false)")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE clusters")
-        found = _count_due(conn)
-        if found != ds.due:
-            raise BenchmarkError(f"seeded {found} due rows, wanted {ds.due}")
-    return due_ids, due_at
-
-
-def _count_due(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM clusters WHERE next_reconcile_at IS NOT NULL AND next_reconcile_at <= now()"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-# ---- measuring --------------------------------------------------------------------------
 
 
 @dataclass
@@ -360,7 +159,7 @@ class Bench:
         )
         if self.vacuum:
             self.admin.execute("VACUUM clusters")
-        due = _count_due(self.admin)
+        due = count_due(self.admin)
         if due != self.ds.due:
             raise BenchmarkError(f"{due} rows due after restore, wanted {self.ds.due}")
 
@@ -531,179 +330,6 @@ def measure(admin_url: str, sets: list[DataSet], repeats: int, *, vacuum: bool) 
 # ---- report -----------------------------------------------------------------------------
 
 
-def machine_facts(admin_url: str) -> dict[str, str]:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        version = conn.execute("SELECT version()").fetchone()
-        settings = conn.execute(
-            "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings"
-            " WHERE name IN ('shared_buffers', 'work_mem', 'random_page_cost', 'jit', 'synchronous_commit', 'fsync')"
-        ).fetchone()
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
-        "command": "python " + shlex.join(sys.argv),
-        "nproc": str(len(os.sched_getaffinity(0))),
-        "cpu": cpu,
-        "postgres": version[0] if version else "unknown",
-        "postgres settings": settings[0] if settings else "unknown",
-        "python": platform.python_version(),
-        "sqlalchemy / psycopg": f"{metadata.version('sqlalchemy')} / {metadata.version('psycopg')}",
-        "database": "same host as the benchmark, TCP 127.0.0.1",
-        "load average": _loadavg(),
-    }
-
-
-def _loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _find(results: list[DataSetResult], size: int, due: int, variant: str, limit: int) -> Series | None:
-    for res in results:
-        if res.dataset.size == size and res.dataset.due == due:
-            for s in res.series:
-                if s.variant == variant and s.limit == limit:
-                    return s
-    return None
-
-
-def comparisons(results: list[DataSetResult], fraction: float) -> list[str]:
-    sizes = sorted({r.dataset.size for r in results})
-    largest = sizes[-1]
-    big_due = round(fraction * largest)
-    out: list[str] = []
-    for small in sizes[:-1]:
-        for limit in LIMITS:
-            big = _find(results, largest, big_due, "indexed", limit)
-            same_fraction = _find(results, small, round(fraction * small), "indexed", limit)
-            equal = _find(results, small, big_due, "indexed", limit)
-            if big and same_fraction:
-                out.append(
-                    f"- indexed, limit={limit}, same fraction ({fraction:g}): {largest:,} rows / {small:,} rows ="
-                    f" {big.median:.2f} / {same_fraction.median:.2f} ms = **{big.median / same_fraction.median:.2f}x**"
-                    f" (claims {big.claimed} vs {same_fraction.claimed} rows; the due count grows with the table)"
-                )
-            if big and equal:
-                out.append(
-                    f"- indexed, limit={limit}, equal due count ({big_due:,}): {largest:,} rows / {small:,} rows ="
-                    f" {big.median:.2f} / {equal.median:.2f} ms = **{big.median / equal.median:.2f}x**"
-                    f" (both claim {big.claimed} rows)"
-                )
-            naive_big = _find(results, largest, big_due, "naive", limit)
-            naive_equal = _find(results, small, big_due, "naive", limit)
-            if naive_big and naive_equal:
-                out.append(
-                    f"- naive (seq scan), limit={limit}, equal due count ({big_due:,}): {largest:,} / {small:,} rows ="
-                    f" {naive_big.median:.2f} / {naive_equal.median:.2f} ms ="
-                    f" **{naive_big.median / naive_equal.median:.2f}x**"
-                )
-    return out
-
-
-def targets(results: list[DataSetResult]) -> list[str]:
-    out: list[str] = []
-    for res in results:
-        ds = res.dataset
-        if ds.size == TARGET_SIZE and ds.due == round(TARGET_FRACTION * TARGET_SIZE):
-            for s in res.series:
-                if s.variant == "indexed":
-                    verdict = "met" if s.p90 < TARGET_MS else "NOT met"
-                    out.append(
-                        f"- < {TARGET_MS:.0f} ms per sweep at {ds.size:,} rows, 1% due, limit={s.limit}"
-                        f" ({s.claimed} claimed): median {s.median:.2f} ms, p90 {s.p90:.2f} ms: **{verdict}**"
-                    )
-    if not out:
-        out.append(f"- the {TARGET_SIZE:,}-row / 1% data set was not part of this run; no verdict")
-    return out
-
-
-def render(facts: dict[str, str], results: list[DataSetResult], fraction: float, repeats: int, vacuum: bool) -> str:
-    lines = [
-        "# Due-sweep benchmark (`benchmarks/sweep.py`)",
-        "",
-        "Written by `benchmarks/sweep.py`; rerun it rather than editing the figures by hand.",
-        "",
-        "## Machine",
-        "",
-        *[f"- {k}: `{v}`" for k, v in facts.items()],
-        "",
-        "## Method",
-        "",
-        "One sweep = `claim_due(session, limit, hold_seconds=15)` in its own unit of work, opened like"
-        " `workers.db.unit_of_work` (pool checkout with pre-ping, begin, claim, commit), timed end to end"
-        " with `time.perf_counter` from a client on the same host.",
-        f"{repeats} counted repeats per row after {WARMUP_ROUNDS} warm-up rounds; all data sets live side by side"
-        " and every (data set, variant, limit) runs once per round, order rotated each round; before each"
-        " repeat the claimed rows get their original past `next_reconcile_at` back"
-        + (" and `VACUUM clusters` runs" if vacuum else " (no VACUUM between repeats)")
-        + ", outside the timing. p90 is nearest-rank.",
-        "",
-        "- `indexed`: the query as written in `rayplane/clusters/store.py`.",
-        "- `naive`: the same call after `SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off`"
-        " (sequential scans, also for the primary-key lookups of the outer UPDATE).",
-        "- `no-due-index`: after `DROP INDEX ix_clusters_due` (the planner keeps the primary key).",
-        "",
-        "Data: 1 tenant, 1 cloud, N clusters: ~75% RUNNING and ~7% busy due 1-2 h ahead; ~18% STOPPED /"
-        " DELETED / FAILED with `next_reconcile_at` NULL; exactly the due count due 1-600 s ago"
-        " (RUNNING, PROVISIONING, UPDATING, STOPPING, DELETING). Then `VACUUM ANALYZE`.",
-        "",
-        "## Figures (ms per sweep)",
-        "",
-        "| table rows | due rows | variant | limit | claimed | median | p90 | min | max |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for res in results:
-        for s in sorted(res.series, key=lambda s: (("indexed", "naive", "no-due-index").index(s.variant), s.limit)):
-            lines.append(
-                f"| {res.dataset.size:,} | {res.dataset.due:,} | {s.variant} | {s.limit} | {s.claimed} |"
-                f" {s.median:.2f} | {s.p90:.2f} | {min(s.samples_ms):.2f} | {max(s.samples_ms):.2f} |"
-            )
-    lines += ["", "## Growth with the table", "", *comparisons(results, fraction), "", "## Targets", ""]
-    lines += targets(results)
-    lines += ["", "## EXPLAIN (ANALYZE, BUFFERS) of the statement `claim_due` sends", ""]
-    for res in results:
-        lines += [
-            f"### {res.dataset.label}",
-            "",
-            f"clusters table with indexes: {res.table_mb:.1f} MiB; seeded in {res.seed_seconds:.1f} s.",
-            "",
-        ]
-        for name, plan in res.plans.items():
-            uses = "uses `ix_clusters_due`" if DUE_INDEX in plan.indexes else "does NOT use `ix_clusters_due`"
-            lines += [
-                f"{name}: {uses}; {plan.seq_scans} seq scan(s); execution {plan.execution_ms:.2f} ms,"
-                f" planning {plan.planning_ms:.2f} ms"
-                + (f", JIT {plan.jit_ms:.2f} ms" if plan.jit_ms is not None else ", no JIT"),
-                "",
-                "```",
-                *plan.lines,
-                "```",
-                "",
-            ]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def print_table(res: DataSetResult) -> None:
-    for s in res.series:
-        print(
-            f"  {s.variant:>13} limit={s.limit:<5} claimed={s.claimed:<5}"
-            f" median={s.median:8.2f} ms  p90={s.p90:8.2f} ms",
-            flush=True,
-        )
-    for name, plan in res.plans.items():
-        uses = "ix_clusters_due" if DUE_INDEX in plan.indexes else "NO due index"
-        print(f"  plan {name}: {uses}, {plan.seq_scans} seq scan(s), {plan.execution_ms:.2f} ms", flush=True)
-
-
-# ---- main -------------------------------------------------------------------------------
-
-
 @contextmanager
 def sigterm_as_exit() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -748,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for res in results:
             print(f"{res.dataset.label}:")
             print_table(res)
-    facts["load average (1, 5, 15 min) at start / end"] = f"{facts.pop('load average')} / {_loadavg()}"
+    facts["load average (1, 5, 15 min) at start / end"] = f"{facts.pop('load average')} / {loadavg()}"
     report = render(facts, results, args.due_fraction, args.repeats, not args.no_vacuum)
     args.output.write_text(report)
     print("\n" + "\n".join(comparisons(results, args.due_fraction)))
