@@ -31,7 +31,7 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.containerservice import models as m
 
 from emulators.azure.server import EmulatorProcess
-from tests.emulators.test_arm import client, reset
+from tests.emulators.arm_support import client, reset
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "reference" / "azure" / "aks-examples"
 EXAMPLES = sorted(p for p in EXAMPLES_DIR.glob("*.json"))
