@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import rayplane.db.models  # noqa: F401 - every mapper must be known before the first flush
+import rayplane.all_models  # noqa: F401 - every mapper must be known before the first flush
 from api import problems
 from api.middleware import RequestContextMiddleware
 from api.nudges import Nudger
@@ -37,7 +37,7 @@ from rayplane import __version__
 from rayplane.db.engine import async_session_factory, make_async_engine
 from rayplane.identity.cache import PrincipalCache
 from rayplane.identity.entra import EntraValidator
-from rayplane.jobs import access
+from rayplane.jobs.access import JobsAccess
 from rayplane.logs import get_logger
 from rayplane.settings import Settings, get_settings
 
@@ -97,20 +97,19 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-def _wire_jobs_access(settings: Settings) -> None:
+def _jobs_access(settings: Settings) -> JobsAccess:
     """Jobs on Azure clusters go through the AKS API server's proxy, with the provider's token."""
     if not settings.azure_client_id:
-        access.configure(None)
-        return
+        return JobsAccess()
     from rayplane.providers.azure import AzureProvider
 
     azure = AzureProvider(settings)
-    access.configure(lambda kind, config: azure.jobs_auth(config) if kind == "azure" else ({}, True))
+    return JobsAccess(lambda kind, config: azure.jobs_auth(config) if kind == "azure" else ({}, True))
 
 
 def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:
     settings = settings or (state.settings if state else get_settings())
-    _wire_jobs_access(settings)
+    jobs_access = _jobs_access(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,6 +137,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
     )
     if state is not None:
         app.state.rayplane = state
+    app.state.jobs_access = jobs_access
     problems.install(app)
     for module in (health, tenant, members, api_keys, audit, clouds, clusters, jobs, marketplace, billing, portal):
         app.include_router(module.router)

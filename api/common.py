@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import app_state
 from rayplane.common import idempotency
 from rayplane.common.paging import DEFAULT_LIMIT, MAX_LIMIT
-from rayplane.identity.principal import Principal
+from rayplane.common.principal import Principal
 
 T = TypeVar("T")
 

@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import ratelimit
 from api.state import AppState
 from rayplane.audit.service import AuditEvent, record
+from rayplane.common.principal import Principal
 from rayplane.identity.auth import authenticate
-from rayplane.identity.principal import Principal
+from rayplane.jobs.access import JobsAccess
 from rayplane.tenants.service import require_writable
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -30,6 +31,12 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.rayplane
     return state
+
+
+def jobs_access(request: Request) -> JobsAccess:
+    """How this process reaches clusters' Ray Jobs APIs (built once by ``create_app``)."""
+    access: JobsAccess = request.app.state.jobs_access
+    return access
 
 
 def action_name(request: Request) -> str:

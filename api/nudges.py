@@ -11,19 +11,11 @@ import asyncio
 
 from celery import Celery
 
+from rayplane.common.tasks import TaskName
 from rayplane.logs import get_logger
+from rayplane.settings import broker_url
 
 log = get_logger("rayplane.api.nudges")
-
-RECONCILE_TASK = "rayplane.clusters.reconcile"
-VALIDATE_CLOUD_TASK = "rayplane.clouds.validate"
-MARKETPLACE_EVENT_TASK = "rayplane.marketplace.process_event"
-
-
-def broker_url(url: str) -> str:
-    if url.startswith("unix://"):
-        return "redis+socket://" + url[len("unix://") :]
-    return url
 
 
 class Nudger:
@@ -33,26 +25,26 @@ class Nudger:
         self.app.conf.update(broker_connection_retry_on_startup=False, broker_transport_options={"max_retries": 1})
         self.sent: int = 0
 
-    def _send(self, task: str, args: list[str]) -> None:
-        self.app.send_task(task, args=args, queue=self.queue, retry=False)
+    def _send(self, task: TaskName, args: list[str]) -> None:
+        self.app.send_task(task.value, args=args, queue=self.queue, retry=False)
 
     async def reconcile(self, cluster_id: str) -> None:
         try:
-            await asyncio.to_thread(self._send, RECONCILE_TASK, [cluster_id])
+            await asyncio.to_thread(self._send, TaskName.RECONCILE, [cluster_id])
             self.sent += 1
         except Exception as exc:  # noqa: BLE001 - the sweep covers a lost nudge
             log.warning("nudge_failed", cluster_id=cluster_id, error=type(exc).__name__)
 
     async def validate_cloud(self, cloud_id: str) -> None:
         try:
-            await asyncio.to_thread(self._send, VALIDATE_CLOUD_TASK, [cloud_id])
+            await asyncio.to_thread(self._send, TaskName.VALIDATE_CLOUD, [cloud_id])
             self.sent += 1
         except Exception as exc:  # noqa: BLE001 - POST /v1/clouds/{id}:validate runs it again
             log.warning("nudge_failed", cloud_id=cloud_id, error=type(exc).__name__)
 
     async def marketplace_event(self, operation_id: str) -> None:
         try:
-            await asyncio.to_thread(self._send, MARKETPLACE_EVENT_TASK, [operation_id])
+            await asyncio.to_thread(self._send, TaskName.PROCESS_MARKETPLACE_EVENT, [operation_id])
             self.sent += 1
         except Exception as exc:  # noqa: BLE001 - the event row is due; the beat sweep sends it
             log.warning("nudge_failed", operation_id=operation_id, error=type(exc).__name__)

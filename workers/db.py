@@ -8,8 +8,10 @@ from contextlib import contextmanager
 
 from sqlalchemy.orm import Session, sessionmaker
 
-import rayplane.db.models  # noqa: F401 - every mapper must be known before the first flush
+import rayplane.all_models  # noqa: F401 - every mapper must be known before the first flush
 from rayplane.db.engine import make_sync_engine, sync_session_factory
+from rayplane.providers.base import Provider
+from rayplane.providers.registry import build_providers
 from rayplane.settings import get_settings
 
 
@@ -25,3 +27,9 @@ def sessions() -> sessionmaker[Session]:
 def unit_of_work() -> Iterator[Session]:
     with sessions()() as session, session.begin():
         yield session
+
+
+@functools.lru_cache(maxsize=1)
+def providers() -> dict[str, Provider]:
+    """This process's providers, built once from settings (shared by every task module)."""
+    return build_providers(get_settings())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -10,7 +12,8 @@ from api.deps import Caller, IdempotencyKey, IfMatch, Session, after_commit, app
 from rayplane.clouds import service
 from rayplane.clouds.models import Cloud
 from rayplane.clouds.schemas import CloudCreate, CloudOut
-from rayplane.identity.principal import Role
+from rayplane.clusters import service as cluster_service
+from rayplane.common.principal import Role
 
 router = APIRouter(prefix="/v1/clouds", tags=["clouds"])
 
@@ -100,5 +103,6 @@ async def delete_cloud(
 ) -> Response:
     """Only a cloud without live clusters can be deleted."""
     set_audit_target(request, "cloud", cloud_id)
-    await service.delete_cloud(session, caller, cloud_id, if_match=if_match)
+    in_use = functools.partial(cluster_service.live_count_on_cloud, session)
+    await service.delete_cloud(session, caller, cloud_id, if_match=if_match, clusters_on=in_use)
     return Response(status_code=204)

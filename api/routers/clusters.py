@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems, with_etag
 from api.deps import Caller, IdempotencyKey, IfMatch, Session, after_commit, app_state, set_audit_target
+from rayplane.billing.guard import TenantRules
 from rayplane.clusters import service
 from rayplane.clusters.models import Cluster, Operation
 from rayplane.clusters.schemas import ClusterCreate, ClusterEventOut, ClusterOut, ClusterPatch, OperationOut
-from rayplane.identity.principal import Principal
+from rayplane.common.principal import Principal
 
 router = APIRouter(tags=["clusters"])
 
@@ -24,6 +25,7 @@ def policy(request: Request) -> service.ClusterPolicy:
         local_capacity=s.local_capacity(),
         quota_vcpus=s.default_quota_vcpus,
         quota_clusters=s.default_quota_clusters,
+        guard=TenantRules(),
     )
 
 
@@ -133,7 +135,7 @@ def _action(name: str, fn: Action, doc: str) -> None:
         cluster_id: str, request: Request, session: Session, caller: Caller, if_match: IfMatch = None
     ) -> JSONResponse:
         principal: Principal = caller
-        cluster, op = await fn(session, principal, cluster_id, if_match=if_match)
+        cluster, op = await fn(session, principal, cluster_id, policy(request), if_match=if_match)
         return accepted(request, cluster, op)
 
     endpoint.__doc__ = doc

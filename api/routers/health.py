@@ -7,11 +7,11 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from api.deps import app_state
 from api.problems import problem
 from rayplane.billing import reports
+from rayplane.db.engine import ping
 from rayplane.logs import get_logger
 
 router = APIRouter(tags=["health"])
@@ -32,8 +32,7 @@ async def readyz(request: Request) -> Response:
     state = app_state(request)
 
     async def database() -> None:
-        async with state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await ping(state.engine)
 
     async def broker() -> None:
         await state.redis.ping()  # type: ignore[misc]  # redis-py types ping() for both clients

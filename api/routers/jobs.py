@@ -6,10 +6,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems
-from api.deps import Caller, IdempotencyKey, Session, set_audit_target
-from rayplane.clusters.service import get_cluster
+from api.deps import Caller, IdempotencyKey, Session, jobs_access, set_audit_target
+from rayplane.clusters.service import job_target
 from rayplane.jobs import service
-from rayplane.jobs.access import auth_for
 from rayplane.jobs.schemas import JobCreate, JobOut, PackageOut
 
 router = APIRouter(prefix="/v1/clusters/{cluster_id}", tags=["jobs"])
@@ -30,7 +29,8 @@ async def submit_job(
     """Submit through Ray's Jobs API. Upload a working dir first with ``POST …/packages``."""
 
     async def create() -> tuple[int, object, dict[str, str]]:
-        job = await service.submit_job(session, caller, cluster_id, body)
+        target = await job_target(session, caller, cluster_id)
+        job = await service.submit_job(session, caller, target, body, jobs_access(request))
         set_audit_target(request, "job", job.id)
         return 201, JobOut.model_validate(job), {"Location": f"/v1/clusters/{cluster_id}/jobs/{job.id}"}
 
@@ -41,13 +41,15 @@ async def submit_job(
 async def list_jobs(
     cluster_id: str, session: Session, caller: Caller, limit: int = Limit, cursor: str | None = Cursor
 ) -> ListPage[JobOut]:
-    page = await service.list_jobs(session, caller, cluster_id, cursor=cursor, limit=limit)
+    target = await job_target(session, caller, cluster_id)
+    page = await service.list_jobs(session, caller, target, cursor=cursor, limit=limit)
     return ListPage[JobOut](items=[JobOut.model_validate(j) for j in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/jobs/{job_id}", name="jobs.get", response_model=JobOut, responses=problems(404))
 async def get_job(cluster_id: str, job_id: str, session: Session, caller: Caller) -> JobOut:
-    return JobOut.model_validate(await service.get_job(session, caller, cluster_id, job_id))
+    target = await job_target(session, caller, cluster_id)
+    return JobOut.model_validate(await service.get_job(session, caller, target, job_id))
 
 
 @router.get(
@@ -59,20 +61,22 @@ async def get_job(cluster_id: str, job_id: str, session: Session, caller: Caller
 async def job_logs(
     cluster_id: str,
     job_id: str,
+    request: Request,
     session: Session,
     caller: Caller,
     follow: bool = Query(False, description="Stream new output until the job ends"),
 ) -> Response:
     """The whole log, or (``follow=true``) a stream that ends when the job does."""
-    job = await service.get_job(session, caller, cluster_id, job_id)
+    target = await job_target(session, caller, cluster_id)
+    access = jobs_access(request)
+    job = await service.get_job(session, caller, target, job_id)
     if not follow or job.terminal:
-        return PlainTextResponse(await service.current_logs(session, caller, cluster_id, job_id))
-    cluster = await get_cluster(session, caller, cluster_id)
-    if not cluster.dashboard_url:
+        return PlainTextResponse(await service.current_logs(session, caller, target, job_id, access))
+    if not target.dashboard_url:
         return PlainTextResponse(job.logs or "")
-    auth = await auth_for(session, cluster)
+    auth = await access.auth_for(target)
     return StreamingResponse(
-        service.follow_logs(cluster.dashboard_url, job.submission_id, auth=auth), media_type="text/plain"
+        service.follow_logs(target.dashboard_url, job.submission_id, auth=auth), media_type="text/plain"
     )
 
 
@@ -81,7 +85,8 @@ async def job_logs(
 )
 async def stop_job(cluster_id: str, job_id: str, request: Request, session: Session, caller: Caller) -> JobOut:
     set_audit_target(request, "job", job_id)
-    return JobOut.model_validate(await service.stop_job(session, caller, cluster_id, job_id))
+    target = await job_target(session, caller, cluster_id)
+    return JobOut.model_validate(await service.stop_job(session, caller, target, job_id, jobs_access(request)))
 
 
 @router.post(
@@ -100,6 +105,7 @@ async def stop_job(cluster_id: str, job_id: str, request: Request, session: Sess
 async def upload_package(cluster_id: str, request: Request, session: Session, caller: Caller) -> PackageOut:
     """Upload a zipped working directory (``Content-Type: application/zip``) for ``runtime_env.working_dir``."""
     data = await request.body()
-    uri, size = await service.upload_package(session, caller, cluster_id, data)
+    target = await job_target(session, caller, cluster_id)
+    uri, size = await service.upload_package(caller, target, data, jobs_access(request))
     set_audit_target(request, "package", uri)
     return PackageOut(uri=uri, size_bytes=size)

@@ -17,7 +17,7 @@ from api import ratelimit
 from api.common import problems
 from api.deps import Caller, Session, after_commit, app_state, set_audit_target
 from rayplane.common.errors import Unavailable
-from rayplane.identity.principal import Principal, Role
+from rayplane.common.principal import Principal, Role
 from rayplane.marketplace import purchase, webhook
 from rayplane.marketplace.client import FulfillmentClient
 from rayplane.marketplace.repository import MarketplaceRepository

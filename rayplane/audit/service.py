@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rayplane.audit.models import AuditEntry
 from rayplane.audit.repository import AuditRepository
 from rayplane.common.paging import Page, decode_cursor, page_of
+from rayplane.common.principal import Principal, Role
 from rayplane.db.ids import new_id
-from rayplane.identity.principal import Principal, Role
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from rayplane.billing.models import Budget
 from rayplane.billing.periods import month_start
 from rayplane.billing.pricing import Cost, cost_of
 from rayplane.clusters import bulk
+from rayplane.clusters.values import EventKind
 from rayplane.db.base import utcnow
 from rayplane.db.ids import new_id
 from rayplane.logs import get_logger
@@ -142,7 +143,7 @@ def _hard_stop(session: Session, budget: Budget, cost: Cost, now: datetime, resu
         f"monthly budget of ${budget.amount_usd:,.2f} reached (${budget.blocked_spend_usd or spent:,.2f} spent "
         f"in {month.isoformat()[:7]}); stopped by the budget's hard stop"
     )
-    for cluster_id in bulk.stop_all(session, budget.tenant_id, why, event="budget_stop"):
+    for cluster_id in bulk.stop_all(session, budget.tenant_id, why, event=EventKind.BUDGET_STOP):
         _audit(session, budget.tenant_id, "clusters.stop", ("cluster", cluster_id), {"reason": why})
         log.warning("budget_stopped_cluster", tenant_id=budget.tenant_id, cluster_id=cluster_id)
         result.stopped.append(cluster_id)

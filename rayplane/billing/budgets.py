@@ -24,9 +24,9 @@ from rayplane.billing.repository import BillingRepository
 from rayplane.billing.schemas import BudgetAlertOut, BudgetIn, BudgetOut, SpendOut
 from rayplane.common.errors import Forbidden, NotFound
 from rayplane.common.etags import check_if_match
+from rayplane.common.principal import Principal, Role
 from rayplane.db.base import utcnow
 from rayplane.db.ids import new_id
-from rayplane.identity.principal import Principal, Role
 
 
 @dataclass(frozen=True)

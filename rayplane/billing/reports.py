@@ -28,10 +28,11 @@ from rayplane.billing.schemas import (
     UsageRow,
     UsageTotals,
 )
+from rayplane.clusters.schemas import ClusterEventOut
 from rayplane.common.errors import InvalidInput
 from rayplane.common.paging import Page, decode_cursor, encode_cursor
+from rayplane.common.principal import Principal, Role
 from rayplane.db.base import utcnow
-from rayplane.identity.principal import Principal, Role
 from rayplane.settings import Settings
 
 MAX_SPAN = timedelta(days=366)
@@ -133,17 +134,7 @@ async def overview(session: AsyncSession, principal: Principal) -> Overview:
         spend=budgets.spend_out(budget, spend, now),
         budget_alerts=[BudgetAlertOut.model_validate(a) for a in alerts],
         recent_events=[
-            OverviewEvent(
-                id=e.id,
-                cluster_id=e.cluster_id,
-                cluster_name=name,
-                at=e.at,
-                kind=e.kind,
-                from_state=e.from_state,
-                to_state=e.to_state,
-                reason=e.reason,
-                code=e.code,
-            )
+            OverviewEvent(**ClusterEventOut.model_validate(e).model_dump(), cluster_id=e.cluster_id, cluster_name=name)
             for e, name in events
         ],
     )

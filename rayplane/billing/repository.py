@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.billing.budget_store import SPEND
 from rayplane.billing.metering_store import GAUGES
-from rayplane.billing.models import Budget, BudgetAlert, MeteringRecord, UsageInterval
+from rayplane.billing.models import Budget, BudgetAlert, MeteringRecord
 from rayplane.clusters.models import Cluster, ClusterEvent
 from rayplane.marketplace.models import MarketplaceSubscription
+from rayplane.usage.models import UsageInterval
 
 _SUMS = """
     sum(u.node_count * p.seconds) / 3600 AS node_hours,

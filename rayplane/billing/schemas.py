@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rayplane.clusters.schemas import HeadSpec, WorkerGroupSpec
+from rayplane.clusters.schemas import ClusterEventOut, HeadSpec, WorkerGroupSpec
 
 MeteringStatus = Literal["pending", "submitted", "accepted", "duplicate", "expired", "rejected", "dry_run"]
 GroupBy = Literal["day", "cluster", "dimension"]
@@ -100,16 +100,11 @@ class BudgetAlertOut(BaseModel):
     amount_usd: float
 
 
-class OverviewEvent(BaseModel):
-    id: str
+class OverviewEvent(ClusterEventOut):
+    """A cluster event (the same shape as ``GET /v1/clusters/{id}/events``) with its cluster."""
+
     cluster_id: str
     cluster_name: str
-    at: datetime
-    kind: str
-    from_state: str | None = None
-    to_state: str | None = None
-    reason: str | None = None
-    code: str | None = None
 
 
 class Overview(BaseModel):

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
+from rayplane.identity.bootstrap import read_env_file
 from rayplane.logs import get_logger
-from rayplane.tenants.bootstrap import read_env_file
 
 log = get_logger("rayplane.dev.azure")
 

@@ -27,10 +27,10 @@ from rayplane.cli.demo_azure import AzureDemo
 from rayplane.db.engine import async_session_factory, make_async_engine
 from rayplane.db.migrate import upgrade
 from rayplane.embedded import EmbeddedServices
+from rayplane.identity.bootstrap import BootstrapResult, ensure_dev_tenant
 from rayplane.logs import get_logger
 from rayplane.procs import die_with_parent, stop_process_group
 from rayplane.settings import Settings
-from rayplane.tenants.bootstrap import BootstrapResult, ensure_dev_tenant
 
 log = get_logger("rayplane.dev")
 

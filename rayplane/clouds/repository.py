@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.clouds.models import Cloud
-from rayplane.clusters.models import Cluster
 
 
 class CloudRepository:
@@ -30,12 +29,6 @@ class CloudRepository:
         if after is not None:
             stmt = stmt.where(Cloud.id > after)
         return list((await self.session.execute(stmt.order_by(Cloud.id).limit(limit + 1))).scalars())
-
-    async def live_cluster_count(self, cloud_id: str) -> int:
-        stmt = (
-            select(func.count()).select_from(Cluster).where(Cluster.cloud_id == cloud_id, Cluster.deleted_at.is_(None))
-        )
-        return int((await self.session.execute(stmt)).scalar_one())
 
     async def clear_default(self, tenant_id: str) -> None:
         for cloud in (

@@ -8,6 +8,7 @@ none. Azure clouds start VALIDATING; a worker task checks access and sets READY 
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rayplane.clouds.models import Cloud
 from rayplane.clouds.repository import CloudRepository
 from rayplane.clouds.schemas import CloudCreate
-from rayplane.common.errors import Conflict, InvalidInput, NotFound
+from rayplane.common.errors import Conflict, InvalidInput, found
 from rayplane.common.etags import check_if_match
 from rayplane.common.paging import Page, decode_cursor, page_of
+from rayplane.common.principal import Principal, Role
 from rayplane.db.ids import has_prefix, new_id
-from rayplane.identity.principal import Principal, Role
 from rayplane.tenants.service import validate_name
 
 LOCAL = "local"
@@ -140,10 +141,7 @@ async def list_clouds(session: AsyncSession, principal: Principal, *, cursor: st
 
 
 async def get_cloud(session: AsyncSession, principal: Principal, cloud_id: str) -> Cloud:
-    cloud = await CloudRepository(session).get(principal.tenant_id, cloud_id)
-    if cloud is None:
-        raise NotFound(f"cloud {cloud_id} not found")
-    return cloud
+    return found(await CloudRepository(session).get(principal.tenant_id, cloud_id), "cloud", cloud_id)
 
 
 async def resolve_cloud(session: AsyncSession, tenant_id: str, ref: str | None, field: str = "body.cloud") -> Cloud:
@@ -162,12 +160,24 @@ async def resolve_cloud(session: AsyncSession, tenant_id: str, ref: str | None, 
     return cloud
 
 
-async def delete_cloud(session: AsyncSession, principal: Principal, cloud_id: str, *, if_match: str | None) -> None:
+async def delete_cloud(
+    session: AsyncSession,
+    principal: Principal,
+    cloud_id: str,
+    *,
+    if_match: str | None,
+    clusters_on: Callable[[str], Awaitable[int]],
+) -> None:
+    """Delete a cloud no live cluster uses. ``clusters_on(cloud_id)`` counts them (a rule of
+    the clusters noun, handed in so clouds do not import it).
+
+    Race: the count is not a lock; a cluster created on this cloud in the same instant is
+    not counted, and is left with no cloud (the foreign key sets it NULL)."""
     principal.require(Role.ADMIN)
     repo = CloudRepository(session)
     cloud = await get_cloud(session, principal, cloud_id)
     check_if_match(if_match, cloud.etag)
-    in_use = await repo.live_cluster_count(cloud.id)
+    in_use = await clusters_on(cloud.id)
     if in_use:
         raise Conflict(f"cloud {cloud.name!r} still has {in_use} cluster(s); delete them first")
     await repo.delete(cloud)

@@ -14,9 +14,29 @@ from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
+from rayplane.clusters.spec import ClusterSpec
+from rayplane.clusters.values import DesiredState, OperationKind, OperationStatus, State
 from rayplane.db.base import Base, ResourceMixin, utcnow
+from rayplane.db.types import StrEnumText
+
+
+class SpecJSON(TypeDecorator[ClusterSpec]):
+    """A ``ClusterSpec`` stored as JSONB in its wire form; reads give the typed spec back."""
+
+    impl = JSONB
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        return value.to_json() if isinstance(value, ClusterSpec) else dict(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> ClusterSpec | None:
+        return None if value is None else ClusterSpec.from_json(value)
 
 
 class Cluster(ResourceMixin, Base):
@@ -33,11 +53,12 @@ class Cluster(ResourceMixin, Base):
     # NULL only for history: a deleted cluster whose cloud was removed afterwards.
     cloud_id: Mapped[str | None] = mapped_column(ForeignKey("clouds.id", ondelete="SET NULL"), index=True)
     name: Mapped[str] = mapped_column(String(40))
-    spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    spec: Mapped[ClusterSpec] = mapped_column(SpecJSON)
     labels: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
     generation: Mapped[int] = mapped_column(Integer, default=1)
-    desired_state: Mapped[str] = mapped_column(String(10), default="running")
-    state: Mapped[str] = mapped_column(String(20), default="PENDING")
+    desired_state: Mapped[DesiredState] = mapped_column(StrEnumText(DesiredState, 10), default=DesiredState.RUNNING)
+    # Written only by ``rayplane.clusters.states`` (a test checks it).
+    state: Mapped[State] = mapped_column(StrEnumText(State, 20), default=State.PENDING)
     state_reason: Mapped[str | None] = mapped_column(String(1000))
     state_code: Mapped[str | None] = mapped_column(String(80))
     observed: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
@@ -68,8 +89,8 @@ class ClusterEvent(Base):
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(40))
-    from_state: Mapped[str | None] = mapped_column(String(20))
-    to_state: Mapped[str | None] = mapped_column(String(20))
+    from_state: Mapped[State | None] = mapped_column(StrEnumText(State, 20))
+    to_state: Mapped[State | None] = mapped_column(StrEnumText(State, 20))
     reason: Mapped[str | None] = mapped_column(String(1000))
     code: Mapped[str | None] = mapped_column(String(80))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -85,8 +106,8 @@ class Operation(ResourceMixin, Base):
 
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20), default="Running")
+    kind: Mapped[OperationKind] = mapped_column(StrEnumText(OperationKind, 20))
+    status: Mapped[OperationStatus] = mapped_column(StrEnumText(OperationStatus, 20), default=OperationStatus.RUNNING)
     target_generation: Mapped[int] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(80))
     error_message: Mapped[str | None] = mapped_column(String(1000))

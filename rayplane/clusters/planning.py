@@ -7,34 +7,23 @@ tested without a database or a cloud.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Any
 
-from rayplane import catalog
-from rayplane.providers.base import ClusterTarget, GroupTarget, NodeShape, Observation
-
-
-def shape(vm_size: str, *, spot: bool = False) -> NodeShape:
-    size = catalog.get(vm_size)
-    if size is None:  # validated at the API; a catalog change must not crash the worker
-        return NodeShape(vm_size=vm_size, vcpus=1, memory_gib=1.0, gpus=0, spot=spot)
-    return NodeShape(vm_size=size.name, vcpus=size.vcpus, memory_gib=size.memory_gib, gpus=size.gpus, spot=spot)
+from rayplane.clusters.spec import ClusterSpec
+from rayplane.providers.base import ClusterTarget, GroupTarget, Observation
 
 
 def clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
 
-def group_targets(spec: dict[str, Any], previous: dict[str, int]) -> dict[str, int]:
+def group_targets(spec: ClusterSpec, previous: Mapping[str, int]) -> dict[str, int]:
     """Each group's node count: the previous target kept within the spec's [min, max]."""
-    return {
-        g["name"]: clamp(previous.get(g["name"], g["min_nodes"]), g["min_nodes"], g["max_nodes"])
-        for g in spec.get("worker_groups", [])
-    }
+    return {g.name: clamp(int(previous.get(g.name, g.min_nodes)), g.min_nodes, g.max_nodes) for g in spec.worker_groups}
 
 
-def autoscale(
-    spec: dict[str, Any], targets: dict[str, int], observation: Observation
-) -> tuple[dict[str, int], list[str]]:
+def autoscale(spec: ClusterSpec, targets: dict[str, int], observation: Observation) -> tuple[dict[str, int], list[str]]:
     """Grow groups that have pending demand, shrink groups with idle nodes; with reasons.
 
     Growth is bounded by max and by the demand Ray reports; shrinking only removes idle
@@ -42,43 +31,50 @@ def autoscale(
     """
     new = dict(targets)
     reasons: list[str] = []
-    for group in spec.get("worker_groups", []):
-        name = group["name"]
-        current = new.get(name, group["min_nodes"])
+    for group in spec.worker_groups:
+        name, low, high = group.name, group.min_nodes, group.max_nodes
+        current = new.get(name, low)
         wanted = observation.pending_demand.get(name, 0)
         idle = observation.idle_nodes.get(name, 0)
-        if wanted > 0 and current < group["max_nodes"]:
-            new[name] = clamp(current + wanted, group["min_nodes"], group["max_nodes"])
+        if wanted > 0 and current < high:
+            new[name] = clamp(current + wanted, low, high)
             reasons.append(f"group {name}: {current} -> {new[name]} nodes, for pending demand")
-        elif idle > 0 and current > group["min_nodes"] and wanted == 0:
-            new[name] = clamp(current - idle, group["min_nodes"], group["max_nodes"])
+        elif idle > 0 and current > low and wanted == 0:
+            new[name] = clamp(current - idle, low, high)
             if new[name] != current:
                 reasons.append(f"group {name}: {current} -> {new[name]} nodes, idle ones removed")
     return new, reasons
 
 
 def cluster_target(
-    cluster_id: str, name: str, spec: dict[str, Any], targets: dict[str, int], cloud_config: dict[str, Any]
+    cluster_id: str,
+    name: str,
+    spec: ClusterSpec,
+    targets: Mapping[str, int],
+    cloud_config: dict[str, Any],
+    pool_demand: Mapping[str, int] | None = None,
 ) -> ClusterTarget:
+    """What a provider is asked to make: the spec's shapes with each group's count now."""
     groups = tuple(
         GroupTarget(
-            name=g["name"],
-            shape=shape(g["vm_size"], spot=bool(g.get("spot"))),
-            count=targets.get(g["name"], g["min_nodes"]),
-            min_nodes=g["min_nodes"],
-            max_nodes=g["max_nodes"],
-            fallback_to_on_demand=bool(g.get("fallback_to_on_demand")),
+            name=g.name,
+            shape=g.shape,
+            count=targets.get(g.name, g.min_nodes),
+            min_nodes=g.min_nodes,
+            max_nodes=g.max_nodes,
+            fallback_to_on_demand=g.fallback_to_on_demand,
         )
-        for g in spec.get("worker_groups", [])
+        for g in spec.worker_groups
     )
     return ClusterTarget(
         cluster_id=cluster_id,
         name=name,
-        ray_version=str(spec.get("ray_version", "")),
-        image=spec.get("image"),
-        head=shape(spec["head"]["vm_size"]),
+        ray_version=spec.ray_version,
+        image=spec.image,
+        head=spec.head.shape,
         groups=groups,
         cloud_config=cloud_config,
+        pool_demand=dict(pool_demand or {}),
     )
 
 

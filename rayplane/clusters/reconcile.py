@@ -19,16 +19,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from rayplane.billing import usage_store as usage
-from rayplane.clusters import planning, store
-from rayplane.clusters.finish import finish_jobs, settle_operations, sync_jobs
+from rayplane.clouds.models import Cloud
+from rayplane.clusters import intent, operations, planning, store
 from rayplane.clusters.models import Cluster
-from rayplane.clusters.states import State, can_move, record_event, transition
+from rayplane.clusters.spec import HEAD_GROUP, ClusterSpec
+from rayplane.clusters.states import can_move, record_event, transition
+from rayplane.clusters.values import Action, DesiredState, EventKind, OperationKind, State
 from rayplane.db.base import utcnow
-from rayplane.jobs.ray_api import RayJobInfo
+from rayplane.jobs import store as job_store
+from rayplane.jobs import sync as job_sync
 from rayplane.logs import get_logger
-from rayplane.providers.base import Observation, Provider, ProviderError, TerminalError
+from rayplane.providers.base import ClusterTarget, Observation, Provider, ProviderError, ProviderEvent, TerminalError
 from rayplane.settings import Settings
+from rayplane.usage import store as usage
 
 log = get_logger("rayplane.reconcile")
 
@@ -42,8 +45,8 @@ class Snapshot:
     cluster_id: str
     name: str
     state: State
-    desired: str
-    spec: dict[str, Any]
+    desired: DesiredState
+    spec: ClusterSpec
     generation: int
     observed_generation: int
     provider_state: dict[str, Any]
@@ -51,40 +54,42 @@ class Snapshot:
     retry_requested: bool
     cloud_provider: str
     cloud_config: dict[str, Any]
+    pool_demand: dict[str, int]
     jobs: dict[str, str]  # job id -> submission id of unfinished jobs
     dashboard_url: str | None
 
 
 @dataclass
 class Outcome:
-    action: str
+    action: Action
     provider_state: dict[str, Any]
     targets: dict[str, int]
     observation: Observation | None = None
     error: Exception | None = None
+    events: tuple[ProviderEvent, ...] = ()
     scale_reasons: list[str] = field(default_factory=list)
-    jobs: dict[str, tuple[RayJobInfo | None, str | None]] = field(default_factory=dict)
+    jobs: job_sync.Updates = field(default_factory=dict)
 
 
-def choose_action(state: State, desired: str, retry_requested: bool) -> str:
+def choose_action(state: State, desired: DesiredState, retry_requested: bool) -> Action:
     """What this pass does: ``ensure``, ``stop``, ``teardown`` or ``none``."""
     if state == State.DELETED:
-        return "none"
-    if desired == "deleted":
-        return "teardown"
+        return Action.NONE
+    if desired == DesiredState.DELETED:
+        return Action.TEARDOWN
     if state == State.FAILED and not retry_requested:
-        return "none"
-    if desired == "stopped" and state in (State.RUNNING, State.STOPPING):
-        return "stop"
-    if desired == "stopped" and state == State.STOPPED:
-        return "none"
-    if desired == "running" and state == State.STOPPING:
-        return "stop"  # finish the stop first; STOPPED -> STARTING comes next
-    return "ensure"
+        return Action.NONE
+    if desired == DesiredState.STOPPED and state in (State.RUNNING, State.STOPPING):
+        return Action.STOP
+    if desired == DesiredState.STOPPED and state == State.STOPPED:
+        return Action.NONE
+    if desired == DesiredState.RUNNING and state == State.STOPPING:
+        return Action.STOP  # finish the stop first; STOPPED -> STARTING comes next
+    return Action.ENSURE
 
 
-def choose_action_for(c: Cluster) -> str:
-    return choose_action(State(c.state), c.desired_state, c.retry_requested)
+def choose_action_for(c: Cluster) -> Action:
+    return choose_action(c.state, c.desired_state, c.retry_requested)
 
 
 class Reconciler:
@@ -108,68 +113,74 @@ class Reconciler:
             if c is None:
                 return None
             action = choose_action_for(c)
-            if action == "ensure":
+            if action == Action.ENSURE:
                 self._entered(session, c)
-            elif action == "stop" and can_move(c.state, State.STOPPING):
+            elif action == Action.STOP and can_move(c.state, State.STOPPING):
                 transition(session, c, State.STOPPING, reason="stopping on request")
-            elif action == "teardown" and can_move(c.state, State.DELETING):
+            elif action == Action.TEARDOWN and can_move(c.state, State.DELETING):
                 transition(session, c, State.DELETING, reason="deleting on request")
             cloud = store.load_cloud(session, c.cloud_id)
-            jobs = {j.id: j.submission_id for j in store.active_jobs(session, c.id)}
+            jobs = {j.id: j.submission_id for j in job_store.active(session, c.id)}
             return Snapshot(
                 cluster_id=c.id,
                 name=c.name,
-                state=State(c.state),
+                state=c.state,
                 desired=c.desired_state,
-                spec=dict(c.spec),
+                spec=c.spec,
                 generation=c.generation,
                 observed_generation=c.observed_generation,
                 provider_state=dict(c.provider_state or {}),
-                targets=planning.group_targets(c.spec, dict((c.observed or {}).get("targets", {}))),
+                targets=planning.group_targets(c.spec, (c.observed or {}).get("targets", {})),
                 retry_requested=c.retry_requested,
                 cloud_provider=cloud.provider if cloud else "local",
-                cloud_config=self._cloud_config(session, cloud),
+                cloud_config=dict(cloud.config) if cloud else {},
+                pool_demand=self._pool_demand(session, cloud),
                 jobs=jobs,
                 dashboard_url=c.dashboard_url,
             )
 
-    @staticmethod
-    def _cloud_config(session: Session, cloud: Any) -> dict[str, Any]:
-        """The cloud's config; for pooled providers also the whole cloud's node demand per
-        pool (``_pool_demand``), so a shared pool is sized once for every cluster on it."""
-        if cloud is None:
+    def _pool_demand(self, session: Session, cloud: Cloud | None) -> dict[str, int]:
+        """For a provider whose node pools are shared, the whole cloud's node demand per pool,
+        so a shared pool is sized once for every cluster on it."""
+        provider = self.providers.get(cloud.provider) if cloud else None
+        if cloud is None or provider is None or not provider.shares_node_pools:
             return {}
-        config = dict(cloud.config)
-        if cloud.provider == "azure":
-            config["_pool_demand"] = store.pool_demand(session, cloud.id)
-        return config
+        return store.pool_demand(session, cloud.id)
+
+    def _target(self, snap: Snapshot, targets: dict[str, int]) -> ClusterTarget:
+        return planning.cluster_target(
+            snap.cluster_id, snap.name, snap.spec, targets, snap.cloud_config, snap.pool_demand
+        )
 
     def _work(self, snap: Snapshot, provider: Provider) -> Outcome:
         action = choose_action(snap.state, snap.desired, snap.retry_requested)
         out = Outcome(action=action, provider_state=snap.provider_state, targets=snap.targets)
-        target = planning.cluster_target(snap.cluster_id, snap.name, snap.spec, snap.targets, snap.cloud_config)
+        target = self._target(snap, snap.targets)
         try:
-            if action in ("teardown", "stop"):
+            if action in (Action.TEARDOWN, Action.STOP):
                 url = provider.jobs_endpoint(snap.provider_state)
                 if url and snap.jobs:
-                    out.jobs = sync_jobs(url, snap.jobs, final=True, auth=provider.jobs_auth(snap.cloud_config))
-                fn = provider.teardown if action == "teardown" else provider.stop
-                out.provider_state = fn(target, snap.provider_state)
-            elif action == "ensure":
+                    auth = provider.jobs_auth(snap.cloud_config)
+                    out.jobs = job_sync.fetch(url, snap.jobs, final=True, auth=auth)
+                fn = provider.teardown if action == Action.TEARDOWN else provider.stop
+                step = fn(target, snap.provider_state)
+                out.provider_state, out.events = step.state, step.events
+            elif action == Action.ENSURE:
                 if snap.provider_state and snap.state not in (State.STOPPED, State.PENDING):
                     out.observation = provider.observe(target, snap.provider_state)
                     out.targets, out.scale_reasons = planning.autoscale(snap.spec, snap.targets, out.observation)
-                    target = planning.cluster_target(
-                        snap.cluster_id, snap.name, snap.spec, out.targets, snap.cloud_config
-                    )
+                    target = self._target(snap, out.targets)
                     if out.observation.head_alive and out.observation.dashboard_url and snap.jobs:
                         auth = provider.jobs_auth(snap.cloud_config)
-                        out.jobs = sync_jobs(out.observation.dashboard_url, snap.jobs, final=False, auth=auth)
-                out.provider_state = provider.ensure(target, snap.provider_state)
+                        out.jobs = job_sync.fetch(out.observation.dashboard_url, snap.jobs, final=False, auth=auth)
+                step = provider.ensure(target, snap.provider_state)
+                out.provider_state, out.events = step.state, step.events
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and backed off
             out.error = exc
-            if isinstance(exc, ProviderError) and exc.provider_state is not None:
-                out.provider_state = exc.provider_state
+            if isinstance(exc, ProviderError):
+                out.events = exc.events
+                if exc.provider_state is not None:
+                    out.provider_state = exc.provider_state
         return out
 
     # ---- phase 3 ----------------------------------------------------------------------
@@ -182,7 +193,7 @@ class Reconciler:
         try:
             if provider is None:
                 out = Outcome(
-                    "none",
+                    Action.NONE,
                     snap.provider_state,
                     snap.targets,
                     error=TerminalError(f"no provider for {snap.cloud_provider!r} clouds"),
@@ -203,44 +214,39 @@ class Reconciler:
 
     def _apply(self, session: Session, c: Cluster, snap: Snapshot, out: Outcome, provider: Provider | None) -> None:
         now = utcnow()
-        provider_state = dict(out.provider_state)
-        for event in provider_state.pop("events", None) or []:
-            record_event(
-                session,
-                c,
-                str(event.get("kind", "provider")),
-                str(event.get("reason", ""))[:1000],
-                code=event.get("code"),
-            )
-        c.provider_state = provider_state
+        for event in out.events:
+            record_event(session, c, event.kind or EventKind.PROVIDER, event.reason[:1000], code=event.code)
+        c.provider_state = dict(out.provider_state)
         if out.jobs:
-            finish_jobs(session, c, out.jobs, now)
+            for done in job_sync.apply(session, out.jobs, now):
+                record_event(
+                    session,
+                    c,
+                    EventKind.JOB_FINISHED,
+                    f"job {done.job_id} {done.status}",
+                    detail={"job_id": done.job_id},
+                )
+        # Entering STOPPED, DELETED or FAILED closes usage, ends jobs and settles operations
+        # (``states.ON_ENTER``); nothing here repeats it.
         if out.error is not None:
             self._failed_pass(session, c, out.error, now)
-        elif out.action == "teardown":
+        elif out.action == Action.TEARDOWN:
             for to in (State.DELETING, State.DELETED):
                 transition(session, c, to, reason="deleted on request")
-            usage.close_all(session, c.id, now)
-            finish_jobs(session, c, {}, now, cluster_gone="the cluster was deleted")
-            c.deleted_at, c.next_reconcile_at, c.observed = now, None, {}
-            c.dashboard_url = None
-        elif out.action == "stop":
+        elif out.action == Action.STOP:
             for to in (State.STOPPING, State.STOPPED):
                 if can_move(c.state, to):
                     transition(session, c, to, reason="stopped on request")
-            usage.close_all(session, c.id, now)
-            finish_jobs(session, c, {}, now, cluster_gone="the cluster was stopped")
-            c.observed, c.dashboard_url = {}, None
-        elif out.action == "ensure":
+        elif out.action == Action.ENSURE:
             self._ensured(session, c, snap, out, provider, now)
         if out.error is None:
             c.attempts = 0
-        settle_operations(session, c, now)
+        operations.settle(session, c, now)
         c.next_reconcile_at = self._next(c, now) if out.error is None else c.next_reconcile_at
 
     def _entered(self, session: Session, c: Cluster) -> None:
         """Cloud work was attempted: leave the resting states whatever its outcome."""
-        state = State(c.state)
+        state = c.state
         if state == State.PENDING:
             transition(session, c, State.PROVISIONING, reason="creating the head and worker nodes")
         elif state == State.STOPPED:
@@ -254,7 +260,7 @@ class Reconciler:
     ) -> None:
         obs = out.observation
         for reason in out.scale_reasons:
-            record_event(session, c, "scaled", reason)
+            record_event(session, c, EventKind.SCALED, reason)
         c.observed = (
             planning.observed_summary(out.targets, obs, now.isoformat())
             if obs
@@ -264,19 +270,19 @@ class Reconciler:
             c.dashboard_url = (obs.dashboard_url if obs else None) or provider.jobs_endpoint(out.provider_state)
         if obs is None:
             return
-        groups = [usage.GroupUsage("head", c.spec["head"]["vm_size"], False, 1 if obs.head_alive else 0)]
+        spec = c.spec
+        groups = [usage.GroupUsage(HEAD_GROUP, spec.head.vm_size, False, 1 if obs.head_alive else 0, spec.head.size)]
         groups += [
-            usage.GroupUsage(g["name"], g["vm_size"], bool(g.get("spot")), obs.nodes.get(g["name"], 0))
-            for g in c.spec.get("worker_groups", [])
+            usage.GroupUsage(g.name, g.vm_size, g.spot, obs.nodes.get(g.name, 0), g.size) for g in spec.worker_groups
         ]
         usage.record_observation(session, tenant_id=c.tenant_id, cluster_id=c.id, groups=groups, at=now)
         missing = planning.shortfalls(snap.targets, obs)
-        state = State(c.state)
+        state = c.state
         if state == State.RUNNING and c.generation > c.observed_generation:
             transition(session, c, State.UPDATING, reason="applying a spec change")
         elif state == State.RUNNING and missing:
             transition(session, c, State.DEGRADED, reason="; ".join(missing), code="NodeLost")
-            record_event(session, c, "node_lost", "; ".join(missing))
+            record_event(session, c, EventKind.NODE_LOST, "; ".join(missing))
         elif state in (State.PROVISIONING, State.STARTING, State.UPDATING, State.DEGRADED) and not missing:
             reason = "recovered" if state == State.DEGRADED else "head and worker groups are up"
             transition(session, c, State.RUNNING, reason=reason)
@@ -289,28 +295,27 @@ class Reconciler:
         return now - c.updated_at > timedelta(seconds=self.settings.provisioning_timeout_seconds)
 
     def _idle_check(self, session: Session, c: Cluster, obs: Observation, now: datetime) -> None:
-        busy = bool(store.active_jobs(session, c.id)) or (
+        busy = bool(job_store.active(session, c.id)) or (
             obs.cluster_idle_seconds is not None and obs.cluster_idle_seconds < 30
         )
         if busy or c.last_activity_at is None:
             c.last_activity_at = now
             return
-        minutes = c.spec.get("idle_timeout_minutes")
+        minutes = c.spec.idle_timeout_minutes
         if minutes and c.state == State.RUNNING and now - c.last_activity_at >= timedelta(minutes=minutes):
-            c.desired_state = "stopped"
-            c.generation += 1
-            record_event(session, c, "idle_stop", f"no job or activity for {minutes} minutes; stopping automatically")
+            why = f"no job or activity for {minutes} minutes; stopping automatically"
+            intent.write(session, intent.request(c, OperationKind.STOP, event=(EventKind.IDLE_STOP, why)))
 
     def _failed_pass(self, session: Session, c: Cluster, error: Exception, now: datetime) -> None:
         c.attempts += 1
         code = getattr(error, "code", None)
         message = getattr(error, "message", None) or str(error) or type(error).__name__
         terminal = isinstance(error, TerminalError) or c.attempts >= self.settings.max_attempts
-        record_event(session, c, "error", message[:1000], code=code, detail={"attempt": c.attempts})
+        record_event(session, c, EventKind.ERROR, message[:1000], code=code, detail={"attempt": c.attempts})
         log.warning("reconcile_failed", cluster_id=c.id, attempt=c.attempts, code=code, error=message[:300])
-        if terminal and c.desired_state != "deleted":
+        if terminal and c.desired_state != DesiredState.DELETED:
             why = message if isinstance(error, TerminalError) else f"gave up after {c.attempts} attempts: {message}"
-            if State(c.state) == State.RUNNING:
+            if c.state == State.RUNNING:
                 transition(session, c, State.DEGRADED, reason=message[:1000], code=code)
             if can_move(c.state, State.FAILED):
                 transition(session, c, State.FAILED, reason=why[:1000], code=code or type(error).__name__)
@@ -320,11 +325,11 @@ class Reconciler:
         c.next_reconcile_at = now + timedelta(seconds=delay)
 
     def _next(self, c: Cluster, now: datetime) -> datetime | None:
-        state = State(c.state)
-        if state in (State.DELETED, State.STOPPED) and c.desired_state != "running":
+        state = c.state
+        if state in (State.DELETED, State.STOPPED) and c.desired_state != DesiredState.RUNNING:
             return None
         if state == State.FAILED and not c.retry_requested:
             return None
-        if state in BUSY or c.desired_state != "running" or state == State.STOPPED:
+        if state in BUSY or c.desired_state != DesiredState.RUNNING or state == State.STOPPED:
             return now + timedelta(seconds=self.settings.reconcile_busy_seconds)
         return now + timedelta(seconds=self.settings.reconcile_steady_seconds)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rayplane.clusters import statements
 from rayplane.clusters.models import Cluster, ClusterEvent, Operation
-from rayplane.db.base import utcnow
+from rayplane.clusters.spec import ClusterSpec
+from rayplane.clusters.values import OperationStatus
 
 
 class ClusterRepository:
@@ -50,11 +50,17 @@ class ClusterRepository:
             stmt = stmt.where(Cluster.id > after)
         return list((await self.session.execute(stmt.order_by(Cluster.id).limit(limit + 1))).scalars())
 
-    async def live_specs(self, tenant_id: str, *, excluding: str | None = None) -> list[dict[str, Any]]:
-        stmt = select(Cluster.spec).where(Cluster.tenant_id == tenant_id, Cluster.deleted_at.is_(None))
-        if excluding is not None:
-            stmt = stmt.where(Cluster.id != excluding)
-        return [dict(s) for s in (await self.session.execute(stmt)).scalars()]
+    async def live_specs(
+        self, tenant_id: str, *, excluding: str | None = None, running_only: bool = False
+    ) -> list[ClusterSpec]:
+        stmt = statements.live_specs(tenant_id, excluding=excluding, running_only=running_only)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def live_count_on_cloud(self, cloud_id: str) -> int:
+        stmt = (
+            select(func.count()).select_from(Cluster).where(Cluster.cloud_id == cloud_id, Cluster.deleted_at.is_(None))
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
 
     async def add(self, cluster: Cluster) -> Cluster:
         self.session.add(cluster)
@@ -81,19 +87,10 @@ class OperationRepository:
         await self.session.flush()
         return op
 
-    async def cancel_running(self, cluster_id: str, kinds: set[str], reason: str) -> None:
-        """Operations a newer request makes moot end as Canceled (not Failed)."""
-        await self.session.execute(
-            update(Operation)
-            .where(Operation.cluster_id == cluster_id, Operation.status == "Running", Operation.kind.in_(kinds))
-            .values(status="Canceled", error_message=reason, completed_at=utcnow(), version=Operation.version + 1)
-            .execution_options(synchronize_session=False)
-        )
-
     async def count_running(self, cluster_id: str) -> int:
         stmt = (
             select(func.count())
             .select_from(Operation)
-            .where(Operation.cluster_id == cluster_id, Operation.status == "Running")
+            .where(Operation.cluster_id == cluster_id, Operation.status == OperationStatus.RUNNING)
         )
         return int((await self.session.execute(stmt)).scalar_one())

@@ -9,7 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rayplane.clusters.spec import ClusterSpec
+from rayplane.clusters.values import DesiredState, OperationKind, OperationStatus, State
 
 DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 GROUP_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -62,10 +65,10 @@ class ClusterOut(BaseModel):
     id: str = Field(examples=["cls_01jd3w5z8k2m4n6p8r0t2v4x6y"])
     name: str
     cloud_id: str | None
-    state: str = Field(examples=["RUNNING"])
+    state: State = Field(examples=["RUNNING"])
     state_reason: str | None = None
     state_code: str | None = None
-    desired_state: str = Field(examples=["running"])
+    desired_state: DesiredState = Field(examples=["running"])
     spec: dict[str, Any]
     labels: dict[str, str]
     observed: dict[str, Any]
@@ -75,13 +78,18 @@ class ClusterOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @field_validator("spec", mode="before")
+    @classmethod
+    def _spec_json(cls, value: Any) -> Any:
+        return value.to_json() if isinstance(value, ClusterSpec) else value
+
 
 class OperationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str = Field(examples=["op_01jd3w5z8k2m4n6p8r0t2v4x6y"])
-    kind: str = Field(examples=["create"])
-    status: str = Field(examples=["Running"], description="Running, Succeeded, Failed or Canceled")
+    kind: OperationKind = Field(examples=["create"])
+    status: OperationStatus = Field(examples=["Running"])
     cluster_id: str
     target_generation: int
     error_code: str | None = None
@@ -96,8 +104,8 @@ class ClusterEventOut(BaseModel):
     id: str
     at: datetime
     kind: str
-    from_state: str | None = None
-    to_state: str | None = None
+    from_state: State | None = None
+    to_state: State | None = None
     reason: str | None = None
     code: str | None = None
     detail: dict[str, Any] | None = None

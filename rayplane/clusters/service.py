@@ -9,38 +9,68 @@ commit; if it is lost, the sweep finds the due row anyway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rayplane.billing import budgets
 from rayplane.clouds.models import Cloud
 from rayplane.clouds.repository import CloudRepository
 from rayplane.clouds.service import LOCAL, ensure_local_cloud, resolve_cloud
+from rayplane.clusters import intent
 from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.clusters.repository import ClusterRepository, OperationRepository
 from rayplane.clusters.schemas import ClusterCreate, ClusterPatch
-from rayplane.clusters.states import State
-from rayplane.clusters.validation import Usage, max_vcpus, validate_spec
-from rayplane.common.errors import Conflict, InvalidInput, NotFound
+from rayplane.clusters.spec import ClusterSpec
+from rayplane.clusters.states import record_created
+from rayplane.clusters.validation import Quotas, Usage, validate_spec
+from rayplane.clusters.values import DesiredState, OperationKind, State
+from rayplane.common.errors import Conflict, FieldError, Forbidden, InvalidInput, found, invalid
 from rayplane.common.etags import check_if_match
 from rayplane.common.paging import Page, decode_cursor, page_of
+from rayplane.common.principal import Principal, Role
 from rayplane.db.base import utcnow
 from rayplane.db.ids import new_id
-from rayplane.identity.principal import Principal, Role
-from rayplane.marketplace import entitlements
+from rayplane.jobs.target import JobTarget
 from rayplane.tenants.repository import TenantRepository
+
+
+class TenantGuard(Protocol):
+    """Tenant-level rules that live above clusters (the Marketplace plan and status, spend
+    budgets), handed in by the adapter so this module imports neither noun."""
+
+    async def may_run(self, session: AsyncSession, tenant_id: str, action: str) -> None:
+        """Raise ``Forbidden`` (saying why) when the tenant may not ``action`` (create or
+        start) compute now. Takes the tenant row's lock before any cluster row's."""
+
+    async def plan_violations(
+        self, session: AsyncSession, tenant_id: str, spec: ClusterSpec, *, cluster: Cluster | None, starting: bool
+    ) -> list[FieldError]:
+        """What the tenant's plan forbids in ``spec`` (``[]`` when it fits); paths start at
+        ``spec`` when ``starting``, else at ``body``."""
+
+
+class NoGuard:
+    """No tenant-level rules (a deployment without Marketplace or budgets, and unit tests)."""
+
+    async def may_run(self, session: AsyncSession, tenant_id: str, action: str) -> None:
+        return None
+
+    async def plan_violations(
+        self, session: AsyncSession, tenant_id: str, spec: ClusterSpec, *, cluster: Cluster | None, starting: bool
+    ) -> list[FieldError]:
+        return []
 
 
 @dataclass(frozen=True)
 class ClusterPolicy:
-    """Server settings the cluster rules depend on (passed in by the adapter)."""
+    """Server settings and tenant rules the cluster use cases depend on (from the adapter)."""
 
     local_clouds: bool
     local_capacity: dict[str, Any]
     quota_vcpus: int
     quota_clusters: int
+    guard: TenantGuard = field(default_factory=NoGuard)
 
 
 async def _cloud_for(session: AsyncSession, principal: Principal, ref: str | None, policy: ClusterPolicy) -> Cloud:
@@ -52,57 +82,44 @@ async def _cloud_for(session: AsyncSession, principal: Principal, ref: str | Non
 async def _validate(
     session: AsyncSession,
     principal: Principal,
-    spec: dict[str, Any],
+    spec: ClusterSpec,
     cloud: Cloud,
     policy: ClusterPolicy,
     *,
-    excluding: str | None,
+    cluster: Cluster | None,
 ) -> None:
+    """One pass: every catalog, cloud, quota and plan error at once, as one 422."""
     tenant = await TenantRepository(session).get(principal.tenant_id)
     assert tenant is not None
-    others = await ClusterRepository(session).live_specs(principal.tenant_id, excluding=excluding)
-    usage = Usage(vcpus=sum(max_vcpus(s) for s in others), clusters=len(others))
-    errors = validate_spec(
-        spec,
-        cloud,
-        usage=usage,
-        quota_vcpus=tenant.quota_vcpus if tenant.quota_vcpus is not None else policy.quota_vcpus,
-        quota_clusters=tenant.quota_clusters if tenant.quota_clusters is not None else policy.quota_clusters,
-        new_cluster=excluding is None,
+    others = await ClusterRepository(session).live_specs(principal.tenant_id, excluding=cluster.id if cluster else None)
+    quotas = Quotas(
+        vcpus=tenant.quota_vcpus if tenant.quota_vcpus is not None else policy.quota_vcpus,
+        clusters=tenant.quota_clusters if tenant.quota_clusters is not None else policy.quota_clusters,
     )
+    errors = validate_spec(spec, cloud, usage=Usage.of(others), quotas=quotas, new_cluster=cluster is None)
+    known = {e.field for e in errors}
+    plan = await policy.guard.plan_violations(session, principal.tenant_id, spec, cluster=cluster, starting=False)
+    errors += [e for e in plan if e not in errors and not (e.field in known and e.field.endswith(".vm_size"))]
     if errors:
-        raise InvalidInput("; ".join(f"{e.field}: {e.message}" for e in errors[:5]), errors=errors)
-
-
-def _operation(cluster: Cluster, kind: str) -> Operation:
-    return Operation(
-        id=new_id("op"),
-        tenant_id=cluster.tenant_id,
-        cluster_id=cluster.id,
-        kind=kind,
-        status="Running",
-        target_generation=cluster.generation,
-    )
+        raise invalid(errors)
 
 
 async def create_cluster(
     session: AsyncSession, principal: Principal, body: ClusterCreate, policy: ClusterPolicy
 ) -> tuple[Cluster, Operation]:
     principal.require(Role.MEMBER)
-    await entitlements.require_active(session, principal.tenant_id, "create")
-    await budgets.ensure_can_start(session, principal.tenant_id)
+    await policy.guard.may_run(session, principal.tenant_id, "create")
     cloud = await _cloud_for(session, principal, body.cloud, policy)
     if await ClusterRepository(session).get_live_by_name(principal.tenant_id, body.name) is not None:
         raise Conflict(f"a cluster named {body.name!r} already exists in this tenant")
-    spec = {
-        "ray_version": body.ray_version or (cloud.ray_versions[0] if cloud.ray_versions else ""),
-        "image": body.image,
-        "head": body.head.model_dump(),
-        "worker_groups": [g.model_dump() for g in body.worker_groups],
-        "idle_timeout_minutes": body.idle_timeout_minutes,
-    }
-    await _validate(session, principal, spec, cloud, policy, excluding=None)
-    await entitlements.check_plan(session, principal.tenant_id, spec)
+    spec = ClusterSpec.build(
+        ray_version=body.ray_version or (cloud.ray_versions[0] if cloud.ray_versions else ""),
+        image=body.image,
+        head_vm_size=body.head.vm_size,
+        worker_groups=[g.model_dump() for g in body.worker_groups],
+        idle_timeout_minutes=body.idle_timeout_minutes,
+    )
+    await _validate(session, principal, spec, cloud, policy, cluster=None)
     now = utcnow()
     cluster = Cluster(
         id=new_id("cls"),
@@ -112,8 +129,7 @@ async def create_cluster(
         spec=spec,
         labels=body.labels,
         generation=1,
-        desired_state="running",
-        state=State.PENDING.value,
+        desired_state=DesiredState.RUNNING,
         state_reason="accepted",
         observed={},
         provider_state={},
@@ -121,28 +137,22 @@ async def create_cluster(
         last_activity_at=now,
     )
     await ClusterRepository(session).add(cluster)
-    session.add(
-        ClusterEvent(
-            id=new_id("evt"),
-            tenant_id=cluster.tenant_id,
-            cluster_id=cluster.id,
-            at=now,
-            kind="created",
-            to_state=State.PENDING.value,
-            reason=f"created by {principal.actor_id}",
-        )
-    )
-    op = await OperationRepository(session).add(_operation(cluster, "create"))
+    record_created(session, cluster, f"created by {principal.actor_id}")
+    op = await OperationRepository(session).add(intent.new_operation(cluster, OperationKind.CREATE))
     return cluster, op
 
 
 async def get_cluster(
     session: AsyncSession, principal: Principal, cluster_id: str, *, for_update: bool = False
 ) -> Cluster:
-    cluster = await ClusterRepository(session).get(principal.tenant_id, cluster_id, for_update=for_update)
-    if cluster is None:
-        raise NotFound(f"cluster {cluster_id} not found")
-    return cluster
+    """The caller's cluster (``for_update`` locks its row until the request commits)."""
+    repo = ClusterRepository(session)
+    return found(await repo.get(principal.tenant_id, cluster_id, for_update=for_update), "cluster", cluster_id)
+
+
+async def live_count_on_cloud(session: AsyncSession, cloud_id: str) -> int:
+    """How many clusters not yet deleted use the cloud (what keeps a cloud from deletion)."""
+    return await ClusterRepository(session).live_count_on_cloud(cloud_id)
 
 
 async def list_clusters(
@@ -187,14 +197,11 @@ async def list_events(
 
 
 async def get_operation(session: AsyncSession, principal: Principal, op_id: str) -> Operation:
-    op = await OperationRepository(session).get(principal.tenant_id, op_id)
-    if op is None:
-        raise NotFound(f"operation {op_id} not found")
-    return op
+    return found(await OperationRepository(session).get(principal.tenant_id, op_id), "operation", op_id)
 
 
 def _not_deleted(cluster: Cluster) -> None:
-    if cluster.desired_state == "deleted":
+    if cluster.desired_state == DesiredState.DELETED:
         raise Conflict(f"cluster {cluster.name!r} is being deleted")
 
 
@@ -211,93 +218,92 @@ async def update_cluster(
     cluster = await get_cluster(session, principal, cluster_id, for_update=True)
     check_if_match(if_match, cluster.etag)
     _not_deleted(cluster)
-    spec = dict(cluster.spec)
-    if body.worker_groups is not None:
-        spec["worker_groups"] = [g.model_dump() for g in body.worker_groups]
+    groups = [g.model_dump() for g in body.worker_groups] if body.worker_groups is not None else None
+    spec = cluster.spec.with_changes(worker_groups=groups)
     if "idle_timeout_minutes" in body.model_fields_set:
-        spec["idle_timeout_minutes"] = body.idle_timeout_minutes
+        spec = spec.with_changes(idle_timeout_minutes=body.idle_timeout_minutes)
     if cluster.cloud_id is None:
         raise Conflict("the cluster's cloud no longer exists")
     cloud = await CloudRepository(session).get(principal.tenant_id, cluster.cloud_id)
     assert cloud is not None
-    await _validate(session, principal, spec, cloud, policy, excluding=cluster.id)
-    await entitlements.check_plan(session, principal.tenant_id, spec, cluster=cluster)
+    await _validate(session, principal, spec, cloud, policy, cluster=cluster)
     cluster.spec = spec
     if body.labels is not None:
         cluster.labels = body.labels
-    cluster.generation += 1
-    cluster.next_reconcile_at = utcnow()
-    await session.flush()
-    op = await OperationRepository(session).add(_operation(cluster, "update"))
+    op = await intent.write_async(session, intent.request(cluster, OperationKind.UPDATE))
     return cluster, op
 
 
 async def _power(
-    session: AsyncSession, principal: Principal, cluster_id: str, kind: str, *, if_match: str | None
+    session: AsyncSession,
+    principal: Principal,
+    cluster_id: str,
+    kind: OperationKind,
+    *,
+    if_match: str | None,
+    guard: TenantGuard | None = None,
 ) -> tuple[Cluster, Operation]:
     principal.require(Role.MEMBER)
-    if kind in ("start", "retry"):
+    guard = guard or NoGuard()
+    if kind in (OperationKind.START, OperationKind.RETRY):
         # The tenant's row before the cluster's, the order the Marketplace's Suspend takes them in.
-        await entitlements.require_active(session, principal.tenant_id, "start")
-        await budgets.ensure_can_start(session, principal.tenant_id)
+        await guard.may_run(session, principal.tenant_id, "start")
     cluster = await get_cluster(session, principal, cluster_id, for_update=True)
     check_if_match(if_match, cluster.etag)
-    ops = OperationRepository(session)
-    if kind == "delete":
+    if kind == OperationKind.DELETE:
         if cluster.state == State.DELETED:
-            raise NotFound(f"cluster {cluster_id} not found")
-        cluster.desired_state = "deleted"
-        await ops.cancel_running(
-            cluster.id, {"create", "update", "start", "stop", "retry"}, "the cluster is being deleted"
-        )
+            raise found(None, "cluster", cluster_id)
     else:
         _not_deleted(cluster)
-        if kind == "stop":
-            cluster.desired_state = "stopped"
-            await ops.cancel_running(cluster.id, {"start", "retry"}, "superseded by a stop")
-        elif kind == "start":
-            if cluster.desired_state != "running":
-                await entitlements.check_plan(session, cluster.tenant_id, cluster.spec, cluster=cluster, starting=True)
-            cluster.desired_state = "running"
-            await ops.cancel_running(cluster.id, {"stop"}, "superseded by a start")
-        elif kind == "retry":
-            if cluster.state != State.FAILED:
-                raise Conflict(f"only a FAILED cluster can be retried; this one is {cluster.state}")
-            cluster.desired_state = "running"
-            cluster.retry_requested = True
-            cluster.attempts = 0
-    cluster.generation += 1
-    cluster.next_reconcile_at = utcnow()
-    await session.flush()
-    op = _operation(cluster, kind)
-    already = (kind == "stop" and cluster.state == State.STOPPED) or (
-        kind == "start" and cluster.state == State.RUNNING and cluster.observed_generation >= cluster.generation - 1
-    )
-    if already:
-        op.status, op.completed_at = "Succeeded", utcnow()
-    await ops.add(op)
+    if kind == OperationKind.START and cluster.desired_state != DesiredState.RUNNING:
+        errors = await guard.plan_violations(session, cluster.tenant_id, cluster.spec, cluster=cluster, starting=True)
+        if errors:
+            raise Forbidden(f"starting this cluster would exceed the plan: {invalid(errors).detail}", errors=errors)
+    if kind == OperationKind.RETRY and cluster.state != State.FAILED:
+        raise Conflict(f"only a FAILED cluster can be retried; this one is {cluster.state}")
+    op = await intent.write_async(session, intent.request(cluster, kind))
     return cluster, op
 
 
 async def stop_cluster(
-    session: AsyncSession, p: Principal, cid: str, *, if_match: str | None
+    session: AsyncSession, p: Principal, cid: str, policy: ClusterPolicy, *, if_match: str | None
 ) -> tuple[Cluster, Operation]:
-    return await _power(session, p, cid, "stop", if_match=if_match)
+    return await _power(session, p, cid, OperationKind.STOP, if_match=if_match, guard=policy.guard)
 
 
 async def start_cluster(
-    session: AsyncSession, p: Principal, cid: str, *, if_match: str | None
+    session: AsyncSession, p: Principal, cid: str, policy: ClusterPolicy, *, if_match: str | None
 ) -> tuple[Cluster, Operation]:
-    return await _power(session, p, cid, "start", if_match=if_match)
+    return await _power(session, p, cid, OperationKind.START, if_match=if_match, guard=policy.guard)
 
 
 async def retry_cluster(
-    session: AsyncSession, p: Principal, cid: str, *, if_match: str | None
+    session: AsyncSession, p: Principal, cid: str, policy: ClusterPolicy, *, if_match: str | None
 ) -> tuple[Cluster, Operation]:
-    return await _power(session, p, cid, "retry", if_match=if_match)
+    return await _power(session, p, cid, OperationKind.RETRY, if_match=if_match, guard=policy.guard)
 
 
 async def delete_cluster(
     session: AsyncSession, p: Principal, cid: str, *, if_match: str | None
 ) -> tuple[Cluster, Operation]:
-    return await _power(session, p, cid, "delete", if_match=if_match)
+    return await _power(session, p, cid, OperationKind.DELETE, if_match=if_match)
+
+
+# States whose clusters run jobs (a spec change or a lost node does not stop them).
+JOB_READY = frozenset({State.RUNNING, State.UPDATING, State.DEGRADED})
+
+
+async def job_target(session: AsyncSession, principal: Principal, cluster_id: str) -> JobTarget:
+    """The caller's cluster as the job use cases need it (404 for another tenant's)."""
+    cluster = await get_cluster(session, principal, cluster_id)
+    cloud = await CloudRepository(session).get(principal.tenant_id, cluster.cloud_id) if cluster.cloud_id else None
+    return JobTarget(
+        cluster_id=cluster.id,
+        tenant_id=cluster.tenant_id,
+        name=cluster.name,
+        state=cluster.state,
+        accepts_jobs=cluster.state in JOB_READY,
+        dashboard_url=cluster.dashboard_url,
+        provider=cloud.provider if cloud else "local",
+        cloud_config=dict(cloud.config) if cloud else {},
+    )

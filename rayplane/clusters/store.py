@@ -16,9 +16,10 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from rayplane.clouds.models import Cloud
+from rayplane.clusters import statements
 from rayplane.clusters.models import Cluster, Operation
+from rayplane.clusters.values import DesiredState
 from rayplane.db.base import utcnow
-from rayplane.jobs.models import Job
 
 
 def acquire_lease(session: Session, cluster_id: str, owner: str, seconds: int) -> bool:
@@ -75,19 +76,7 @@ def load_cloud(session: Session, cloud_id: str | None) -> Cloud | None:
 
 
 def running_operations(session: Session, cluster_id: str) -> list[Operation]:
-    stmt = select(Operation).where(Operation.cluster_id == cluster_id, Operation.status == "Running")
-    return list(session.execute(stmt).scalars())
-
-
-def active_jobs(session: Session, cluster_id: str) -> list[Job]:
-    stmt = select(Job).where(Job.cluster_id == cluster_id, Job.status.in_(("PENDING", "RUNNING")))
-    return list(session.execute(stmt).scalars())
-
-
-def jobs_by_ids(session: Session, ids: list[str]) -> list[Job]:
-    if not ids:
-        return []
-    return list(session.execute(select(Job).where(Job.id.in_(ids))).scalars())
+    return list(session.execute(statements.running_operations(cluster_id)).scalars())
 
 
 def count_due(session: Session) -> int:
@@ -104,11 +93,11 @@ _POOL_DEMAND = text(
     SELECT key, sum(n)::int FROM (
         SELECT lower(c.spec->'head'->>'vm_size') || '|false' AS key, 1 AS n
         FROM clusters c
-        WHERE c.cloud_id = :cloud_id AND c.deleted_at IS NULL AND c.desired_state = 'running'
+        WHERE c.cloud_id = :cloud_id AND c.deleted_at IS NULL AND c.desired_state = :running
         UNION ALL
         SELECT lower(g->>'vm_size') || '|' || coalesce(lower(g->>'spot'), 'false'), (g->>'max_nodes')::int
         FROM clusters c, jsonb_array_elements(c.spec->'worker_groups') g
-        WHERE c.cloud_id = :cloud_id AND c.deleted_at IS NULL AND c.desired_state = 'running'
+        WHERE c.cloud_id = :cloud_id AND c.deleted_at IS NULL AND c.desired_state = :running
     ) demand GROUP BY key
     """
 )
@@ -117,7 +106,10 @@ _POOL_DEMAND = text(
 def pool_demand(session: Session, cloud_id: str) -> dict[str, int]:
     """Most nodes the cloud's running clusters may use, per ``"<vm size>|<spot>"`` (lower case):
     one per head, ``max_nodes`` per worker group. Shared node pools are sized from this."""
-    return {str(k): int(n) for k, n in session.execute(_POOL_DEMAND, {"cloud_id": cloud_id})}
+    return {
+        str(k): int(n)
+        for k, n in session.execute(_POOL_DEMAND, {"cloud_id": cloud_id, "running": DesiredState.RUNNING.value})
+    }
 
 
 def live_for_tenant(session: Session, tenant_id: str) -> list[Cluster]:
@@ -131,13 +123,3 @@ def live_for_tenant(session: Session, tenant_id: str) -> list[Cluster]:
         .execution_options(populate_existing=True)
     )
     return list(session.execute(stmt).scalars())
-
-
-def cancel_running(session: Session, cluster_id: str, kinds: set[str], reason: str) -> None:
-    """Operations a newer request makes moot end as Canceled (the sync twin of the API's)."""
-    session.execute(
-        update(Operation)
-        .where(Operation.cluster_id == cluster_id, Operation.status == "Running", Operation.kind.in_(kinds))
-        .values(status="Canceled", error_message=reason, completed_at=utcnow(), version=Operation.version + 1)
-        .execution_options(synchronize_session=False)
-    )

@@ -1,9 +1,11 @@
 """Rules a cluster spec must meet against data: the catalog, the cloud, and quotas.
 
-``validate_spec`` returns every problem at once (``FieldError`` with the same dotted
-paths the API reports, e.g. ``body.worker_groups.1.vm_size``) so a user fixes a spec in
-one round trip. It reads nothing itself: the caller passes the cloud and the tenant's
-current usage, so it is a pure function and tested as one.
+``validate_spec`` returns every problem at once (``FieldError`` with the same dotted paths
+the API reports, e.g. ``body.worker_groups.1.vm_size``) so a user fixes a spec in one round
+trip; the service adds the tenant's plan violations to the same list before answering. It
+reads nothing itself: the caller passes the cloud and the tenant's current usage, so it is a
+pure function and tested as one. Sizes were resolved from the catalog when the spec was
+built; an unresolved one is reported here, with the closest names.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from rayplane import catalog
 from rayplane.clouds.models import Cloud
+from rayplane.clusters.spec import HEAD_GROUP, ClusterSpec
 from rayplane.common.errors import FieldError
 
 MIN_NODE_MEMORY_GIB = 0.5
@@ -25,87 +28,88 @@ class Usage:
     vcpus: int
     clusters: int
 
+    @classmethod
+    def of(cls, specs: list[ClusterSpec]) -> Usage:
+        return cls(vcpus=sum(s.max_vcpus for s in specs), clusters=len(specs))
 
-def _size_error(name: str) -> str:
+
+@dataclass(frozen=True)
+class Quotas:
+    vcpus: int
+    clusters: int
+
+
+def size_error(name: str) -> str:
+    """The message for a VM size the catalog lacks, with the closest names."""
     hint = catalog.suggest(name)
     return f"unknown VM size {name!r}" + (f"; did you mean {', '.join(hint)}?" if hint else "")
 
 
-def max_vcpus(spec: dict[str, Any]) -> int:
-    """vCPUs of the head plus every group at its max (unknown sizes count as 0)."""
-    total = 0
-    head = catalog.get(spec["head"]["vm_size"])
-    total += head.vcpus if head else 0
-    for group in spec.get("worker_groups", []):
-        size = catalog.get(group["vm_size"])
-        total += (size.vcpus if size else 0) * int(group["max_nodes"])
-    return total
+def shape_errors(spec: ClusterSpec, base: str = "body", *, no_gpus_on: str | None = None) -> list[FieldError]:
+    """What is wrong with the spec on its own (unknown sizes, group names, node ranges), in
+    the order a user reads the spec. With ``no_gpus_on`` (the name of a cloud without GPUs), a GPU size is
+    refused as that cloud having none."""
+    errors: list[FieldError] = []
+
+    def check_size(path: str, name: str, size: catalog.VmSize | None) -> None:
+        if size is None:
+            errors.append(FieldError(path, size_error(name)))
+        elif size.gpus and no_gpus_on is not None:
+            errors.append(FieldError(path, f"{size.name} has {size.gpus} GPU(s) but cloud {no_gpus_on!r} has none"))
+
+    check_size(f"{base}.head.vm_size", spec.head.vm_size, spec.head.size)
+    seen: set[str] = set()
+    for i, group in enumerate(spec.worker_groups):
+        at = f"{base}.worker_groups.{i}"
+        if group.name in seen:
+            errors.append(FieldError(f"{at}.name", f"group name {group.name!r} is used twice"))
+        seen.add(group.name)
+        if group.name == HEAD_GROUP:
+            errors.append(FieldError(f"{at}.name", "'head' names the head node; pick another name"))
+        check_size(f"{at}.vm_size", group.vm_size, group.size)
+        if group.min_nodes > group.max_nodes:
+            errors.append(
+                FieldError(f"{at}.min_nodes", f"min_nodes {group.min_nodes} is above max_nodes {group.max_nodes}")
+            )
+        if group.fallback_to_on_demand and not group.spot:
+            errors.append(FieldError(f"{at}.fallback_to_on_demand", "only meaningful for spot groups"))
+    return errors
 
 
 def validate_spec(
-    spec: dict[str, Any],
-    cloud: Cloud,
-    *,
-    usage: Usage,
-    quota_vcpus: int,
-    quota_clusters: int,
-    new_cluster: bool,
+    spec: ClusterSpec, cloud: Cloud, *, usage: Usage, quotas: Quotas, new_cluster: bool
 ) -> list[FieldError]:
     errors: list[FieldError] = []
     capacity: dict[str, Any] = cloud.config.get("capacity", {})
-    cloud_gpus = int(capacity.get("gpus", 0))
-
-    def check_size(path: str, name: str) -> None:
-        size = catalog.get(name)
-        if size is None:
-            errors.append(FieldError(path, _size_error(name)))
-        elif size.gpus and cloud_gpus == 0 and cloud.provider == "local":
-            errors.append(FieldError(path, f"{size.name} has {size.gpus} GPU(s) but cloud {cloud.name!r} has none"))
-
-    if cloud.ray_versions and spec["ray_version"] not in cloud.ray_versions:
+    local = cloud.provider == "local"
+    if cloud.ray_versions and spec.ray_version not in cloud.ray_versions:
         errors.append(FieldError("body.ray_version", f"cloud {cloud.name!r} runs Ray {', '.join(cloud.ray_versions)}"))
     elif not cloud.ray_versions:
         errors.append(FieldError("body.cloud", f"cloud {cloud.name!r} cannot run Ray here (install the 'local' extra)"))
-    check_size("body.head.vm_size", spec["head"]["vm_size"])
-    seen: set[str] = set()
-    for i, group in enumerate(spec.get("worker_groups", [])):
-        base = f"body.worker_groups.{i}"
-        if group["name"] in seen:
-            errors.append(FieldError(f"{base}.name", f"group name {group['name']!r} is used twice"))
-        seen.add(group["name"])
-        if group["name"] == "head":
-            errors.append(FieldError(f"{base}.name", "'head' names the head node; pick another name"))
-        check_size(f"{base}.vm_size", group["vm_size"])
-        if group["min_nodes"] > group["max_nodes"]:
-            errors.append(
-                FieldError(
-                    f"{base}.min_nodes", f"min_nodes {group['min_nodes']} is above max_nodes {group['max_nodes']}"
-                )
-            )
-        if group.get("fallback_to_on_demand") and not group.get("spot"):
-            errors.append(FieldError(f"{base}.fallback_to_on_demand", "only meaningful for spot groups"))
+    no_gpus = local and int(capacity.get("gpus", 0)) == 0
+    errors += shape_errors(spec, no_gpus_on=cloud.name if no_gpus else None)
     if errors:
         return errors
 
-    nodes_at_max = 1 + sum(int(g["max_nodes"]) for g in spec.get("worker_groups", []))
+    nodes_at_max = spec.nodes_at_max
     max_nodes = int(capacity.get("max_nodes", nodes_at_max))
-    if cloud.provider == "local" and nodes_at_max > max_nodes:
+    if local and nodes_at_max > max_nodes:
         errors.append(
             FieldError("body.worker_groups", f"{nodes_at_max} nodes at max size; cloud {cloud.name!r} fits {max_nodes}")
         )
     memory = float(capacity.get("memory_gib", 0) or 0)
-    if cloud.provider == "local" and memory and nodes_at_max * MIN_NODE_MEMORY_GIB > memory:
+    if local and memory and nodes_at_max * MIN_NODE_MEMORY_GIB > memory:
         errors.append(
             FieldError("body.worker_groups", f"{nodes_at_max} nodes need more memory than cloud {cloud.name!r} has")
         )
-    wanted = max_vcpus(spec)
-    if usage.vcpus + wanted > quota_vcpus:
+    wanted = spec.max_vcpus
+    if usage.vcpus + wanted > quotas.vcpus:
         errors.append(
             FieldError(
                 "body.worker_groups",
-                f"{wanted} vCPUs at max size; the tenant's quota leaves {max(quota_vcpus - usage.vcpus, 0)}",
+                f"{wanted} vCPUs at max size; the tenant's quota leaves {max(quotas.vcpus - usage.vcpus, 0)}",
             )
         )
-    if new_cluster and usage.clusters + 1 > quota_clusters:
-        errors.append(FieldError("body.name", f"the tenant's quota allows {quota_clusters} live clusters"))
+    if new_cluster and usage.clusters + 1 > quotas.clusters:
+        errors.append(FieldError("body.name", f"the tenant's quota allows {quotas.clusters} live clusters"))
     return errors

@@ -7,6 +7,7 @@ as ``FieldError(field, message)`` with a dotted path such as ``body.worker_group
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,21 @@ class Unavailable(DomainError):
     """A dependency the request needs (a cluster's Ray head, a cloud API) did not answer."""
 
     title = "Service unavailable"
+
+
+T = TypeVar("T")
+
+
+def found(row: T | None, what: str, ident: str) -> T:
+    """``row``, or ``NotFound("<what> <ident> not found")`` when it is None: the one get-or-404.
+
+    Another tenant's row is looked up with the caller's tenant id and so is None here too,
+    which is why a foreign id answers exactly as a missing one."""
+    if row is None:
+        raise NotFound(f"{what} {ident} not found")
+    return row
+
+
+def invalid(errors: list[FieldError]) -> InvalidInput:
+    """One ``InvalidInput`` carrying every field error (its detail names the first five)."""
+    return InvalidInput("; ".join(f"{e.field}: {e.message}" for e in errors[:5]), errors=errors)

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.common.errors import Forbidden, Unauthenticated
+from rayplane.common.principal import Principal, Role
 from rayplane.identity import keys
 from rayplane.identity.cache import PrincipalCache
 from rayplane.identity.entra import EntraValidator
-from rayplane.identity.principal import Principal, Role
 from rayplane.identity.repository import ApiKeyRepository, MemberRepository
 from rayplane.tenants.repository import TenantRepository
 from rayplane.tenants.service import CLOSED

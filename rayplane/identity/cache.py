@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from rayplane.identity.principal import Principal
+from rayplane.common.principal import Principal
 
 
 @dataclass(frozen=True)

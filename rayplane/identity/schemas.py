@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rayplane.identity.principal import Role
+from rayplane.common.principal import Role
 
 
 class MemberOut(BaseModel):

@@ -13,13 +13,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rayplane.common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from rayplane.common.errors import Conflict, Forbidden, InvalidInput, found
 from rayplane.common.etags import check_if_match
 from rayplane.common.paging import Page, decode_cursor, page_of
+from rayplane.common.principal import Principal, Role
 from rayplane.db.ids import new_id
 from rayplane.identity import keys
 from rayplane.identity.models import ApiKey, Member
-from rayplane.identity.principal import Principal, Role
 from rayplane.identity.repository import ApiKeyRepository, MemberRepository
 
 
@@ -62,17 +62,11 @@ async def create_api_key(
 
 async def view_api_key(session: AsyncSession, principal: Principal, key_id: str) -> dict[str, Any]:
     """The key's public fields (what GET returns), read as columns; ``version`` backs the ETag."""
-    view = await ApiKeyRepository(session).view(principal.tenant_id, key_id)
-    if view is None:
-        raise NotFound(f"API key {key_id} not found")
-    return view
+    return found(await ApiKeyRepository(session).view(principal.tenant_id, key_id), "API key", key_id)
 
 
 async def get_api_key(session: AsyncSession, principal: Principal, key_id: str) -> ApiKey:
-    key = await ApiKeyRepository(session).get(principal.tenant_id, key_id)
-    if key is None:
-        raise NotFound(f"API key {key_id} not found")
-    return key
+    return found(await ApiKeyRepository(session).get(principal.tenant_id, key_id), "API key", key_id)
 
 
 async def list_api_keys(
@@ -105,10 +99,7 @@ async def list_members(session: AsyncSession, principal: Principal, *, cursor: s
 
 
 async def get_member(session: AsyncSession, principal: Principal, member_id: str) -> Member:
-    member = await MemberRepository(session).get(principal.tenant_id, member_id)
-    if member is None:
-        raise NotFound(f"member {member_id} not found")
-    return member
+    return found(await MemberRepository(session).get(principal.tenant_id, member_id), "member", member_id)
 
 
 async def add_member(

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from rayplane.db.base import Base, ResourceMixin
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+ACTIVE = ("PENDING", "RUNNING")
 
 
 class Job(ResourceMixin, Base):

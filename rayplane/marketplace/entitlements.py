@@ -1,6 +1,7 @@
 """What a tenant may run: its status (suspended, read-only) and its Marketplace plan's quotas.
 
-Called by the clusters service on create, resize (PATCH) and start. Tenants without a current
+Called, through ``rayplane.billing.guard.TenantRules``, by the clusters service on create,
+resize (PATCH) and start. Tenants without a current
 Marketplace subscription (dev tenants, tenants set up by an operator) have no plan and keep
 the server-wide defaults alone.
 
@@ -19,12 +20,12 @@ against the sum again. Locking the tenant on every create was judged not worth i
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.clusters.models import Cluster
-from rayplane.common.errors import FieldError, Forbidden, InvalidInput
+from rayplane.clusters.spec import ClusterSpec
+from rayplane.clusters.values import DesiredState
+from rayplane.common.errors import FieldError, Forbidden
 from rayplane.marketplace import plans
 from rayplane.marketplace.repository import MarketplaceRepository
 from rayplane.tenants.repository import TenantRepository
@@ -52,28 +53,30 @@ def _summary(errors: list[FieldError]) -> str:
     return "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
 
 
-async def check_plan(
+async def plan_violations(
     session: AsyncSession,
     tenant_id: str,
-    spec: dict[str, Any],
+    spec: ClusterSpec,
     *,
     cluster: Cluster | None = None,
     starting: bool = False,
-) -> None:
-    """Check ``spec`` against the tenant's plan (see the module docstring for the answers).
+) -> list[FieldError]:
+    """What the tenant's plan forbids in ``spec`` (see the module docstring for the answers).
 
     ``cluster`` is None for a create; for a resize, the cluster being changed (a stopped one
-    is checked for what its spec may use at all, and counted when it starts); ``starting``
-    for a start.
+    is checked for what its spec may use at all, and counted when it starts). For a start
+    (``starting``) a violation raises ``Forbidden`` itself, as the request has no body to
+    point into; otherwise the violations are returned, for the caller to answer with every
+    other field error at once.
     """
     subscription = await MarketplaceRepository(session).current_for_tenant(tenant_id)
     if subscription is None:
-        return
+        return []
     plan = plans.get(subscription.plan_id)
     if plan is None:
         raise Forbidden(f"the tenant's Marketplace plan {subscription.plan_id!r} is not offered by this Rayplane")
     base = "spec" if starting else "body"
-    running = cluster is None or starting or cluster.desired_state == "running"
+    running = cluster is None or starting or cluster.desired_state == DesiredState.RUNNING
     if running:
         others = await MarketplaceRepository(session).running_specs(
             tenant_id, excluding=cluster.id if cluster is not None else None
@@ -82,8 +85,6 @@ async def check_plan(
     else:
         errors = plans.violations(plan, spec, [], base=base)
         errors = [e for e in errors if e.field.endswith((".vm_size", ".spot"))]
-    if not errors:
-        return
-    if starting:
+    if errors and starting:
         raise Forbidden(f"starting this cluster would exceed plan {plan.id!r}: {_summary(errors)}", errors=errors)
-    raise InvalidInput(_summary(errors), errors=errors)
+    return errors

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from rayplane import catalog
+from rayplane.clusters.spec import ClusterSpec
 from rayplane.common.errors import FieldError
 
 PLANS_FILE = "plans.yaml"
@@ -187,42 +188,34 @@ class Footprint:
     gpus: int
 
 
-def footprint(spec: Mapping[str, Any]) -> Footprint:
+def footprint(spec: ClusterSpec) -> Footprint:
     """Nodes and GPUs of ``spec`` at maximum size (unknown sizes count no GPUs)."""
-    head = catalog.get(str(spec["head"]["vm_size"]))
-    nodes, gpus = 1, head.gpus if head else 0
-    for group in spec.get("worker_groups", []):
-        size = catalog.get(str(group["vm_size"]))
-        count = int(group["max_nodes"])
-        nodes += count
-        gpus += (size.gpus if size else 0) * count
-    return Footprint(nodes, gpus)
+    return Footprint(spec.nodes_at_max, spec.max_gpus)
 
 
-def _spec_errors(plan: Plan, spec: Mapping[str, Any], base: str) -> list[FieldError]:
+def _spec_errors(plan: Plan, spec: ClusterSpec, base: str) -> list[FieldError]:
     """What the plan forbids in ``spec`` whatever else runs: VM families and spot."""
     errors: list[FieldError] = []
     allowed = ", ".join(sorted(plan.quotas.vm_families))
 
-    def family(path: str, name: str) -> None:
-        size = catalog.get(name)
+    def family(path: str, size: catalog.VmSize | None) -> None:
         if size is not None and size.family not in plan.quotas.vm_families:
             errors.append(
                 FieldError(path, f"{size.name} is a {size.family} size; plan {plan.id!r} allows the families {allowed}")
             )
 
-    family(f"{base}.head.vm_size", str(spec["head"]["vm_size"]))
-    for i, group in enumerate(spec.get("worker_groups", [])):
-        family(f"{base}.worker_groups.{i}.vm_size", str(group["vm_size"]))
-        if group.get("spot") and not plan.quotas.spot_allowed:
+    family(f"{base}.head.vm_size", spec.head.size)
+    for i, group in enumerate(spec.worker_groups):
+        family(f"{base}.worker_groups.{i}.vm_size", group.size)
+        if group.spot and not plan.quotas.spot_allowed:
             errors.append(FieldError(f"{base}.worker_groups.{i}.spot", f"plan {plan.id!r} does not allow spot VMs"))
     return errors
 
 
 def violations(
     plan: Plan,
-    spec: Mapping[str, Any],
-    others: Iterable[Mapping[str, Any]],
+    spec: ClusterSpec,
+    others: Iterable[ClusterSpec],
     *,
     base: str = "body",
     name_field: str = "body.name",
@@ -260,7 +253,7 @@ def violations(
     return errors
 
 
-def fits(plan: Plan, running: Sequence[Mapping[str, Any]]) -> list[str]:
+def fits(plan: Plan, running: Sequence[ClusterSpec]) -> list[str]:
     """Why the tenant's running clusters would not fit ``plan`` (``[]`` when they do).
 
     Used to accept or reject a plan change: each cluster's own spec is checked, then the totals.

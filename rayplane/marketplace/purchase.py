@@ -32,11 +32,11 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.common.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated, Unavailable
+from rayplane.common.principal import Principal, Role
 from rayplane.identity import keys
 from rayplane.identity.auth import bearer_token
 from rayplane.identity.entra import EntraValidator
 from rayplane.identity.models import Member
-from rayplane.identity.principal import Principal, Role
 from rayplane.identity.repository import MemberRepository
 from rayplane.identity.service import add_member
 from rayplane.marketplace import plans

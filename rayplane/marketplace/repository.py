@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rayplane.clusters.models import Cluster
+from rayplane.clusters import statements
+from rayplane.clusters.spec import ClusterSpec
 from rayplane.marketplace.models import MarketplaceSubscription, WebhookEvent
 
 UNSUBSCRIBED = "Unsubscribed"
@@ -87,11 +88,7 @@ class MarketplaceRepository:
         )
         return (await self.session.execute(stmt)).scalar_one_or_none() is not None
 
-    async def running_specs(self, tenant_id: str, *, excluding: str | None = None) -> list[dict[str, Any]]:
+    async def running_specs(self, tenant_id: str, *, excluding: str | None = None) -> list[ClusterSpec]:
         """Specs of the tenant's live clusters that should be running (what plan quotas count)."""
-        stmt = select(Cluster.spec).where(
-            Cluster.tenant_id == tenant_id, Cluster.deleted_at.is_(None), Cluster.desired_state == "running"
-        )
-        if excluding is not None:
-            stmt = stmt.where(Cluster.id != excluding)
-        return [dict(s) for s in (await self.session.execute(stmt)).scalars()]
+        stmt = statements.live_specs(tenant_id, excluding=excluding, running_only=True)
+        return list((await self.session.execute(stmt)).scalars())

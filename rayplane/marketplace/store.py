@@ -9,12 +9,12 @@ seconds ahead, so a queued task is not queued again unless it is lost.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from rayplane.clusters.models import Cluster
+from rayplane.clusters import statements
+from rayplane.clusters.spec import ClusterSpec
 from rayplane.identity.models import ApiKey
 from rayplane.marketplace.models import MarketplaceSubscription, WebhookEvent
 from rayplane.tenants.models import Tenant
@@ -60,12 +60,9 @@ def load_tenant(session: Session, tenant_id: str, *, lock: bool = False) -> Tena
     return session.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
 
 
-def running_specs(session: Session, tenant_id: str) -> list[dict[str, Any]]:
+def running_specs(session: Session, tenant_id: str) -> list[ClusterSpec]:
     """Specs of the tenant's live clusters that should be running (what plan quotas count)."""
-    stmt = select(Cluster.spec).where(
-        Cluster.tenant_id == tenant_id, Cluster.deleted_at.is_(None), Cluster.desired_state == "running"
-    )
-    return [dict(s) for s in session.execute(stmt).scalars()]
+    return list(session.execute(statements.live_specs(tenant_id, running_only=True)).scalars())
 
 
 def closable(session: Session, *, unsubscribed_before: datetime, limit: int = 100) -> list[tuple[str, str]]:

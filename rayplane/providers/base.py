@@ -6,9 +6,9 @@ provider owns only cloud-side effects, and keeps whatever it needs to find its r
 again in ``state`` (a JSON-able dict that the reconciler persists after every call, so a
 new worker process can pick up where a dead one stopped).
 
-Provider state may carry ``events``: a list of ``{"kind", "reason", "code"}`` the provider
-wants in the cluster's event history (a Spot fallback, a pool being created). The reconciler
-records and removes them when it persists the state.
+``ensure``, ``stop`` and ``teardown`` return a ``Step``: the state to persist and the events
+the provider wants in the cluster's history (a Spot fallback, a pool being created), each
+recorded once by the reconciler in the same transaction as the state.
 
 Contract for every method:
 - **Idempotent**: calling it again with the same arguments after a crash half-way through
@@ -24,8 +24,38 @@ Contract for every method:
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """Something the provider did or saw that belongs in the cluster's event history."""
+
+    kind: str
+    reason: str
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one ``ensure``/``stop``/``teardown`` call leaves: the state to persist, and the
+    events it wants recorded (each exactly once)."""
+
+    state: dict[str, Any]
+    events: tuple[ProviderEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccessCheck:
+    """Whether Rayplane can use a cloud: READY, or ERROR with the cloud's code and what to do."""
+
+    status: str  # READY or ERROR
+    reason: str | None
+    code: str | None
+    ray_versions: list[str]
 
 
 class ProviderError(Exception):
@@ -38,6 +68,8 @@ class ProviderError(Exception):
         # The provider state to persist despite the failure (e.g. an LRO token dropped
         # because its operation failed); None keeps the state the call started from.
         self.provider_state = state
+        # Events of the failed call that happened before the failure (e.g. a pool created).
+        self.events: tuple[ProviderEvent, ...] = ()
 
 
 class RetriableError(ProviderError):
@@ -83,6 +115,10 @@ class ClusterTarget:
     groups: tuple[GroupTarget, ...]
     # Cloud-level settings (capacity, region, ...) as stored on the cloud row.
     cloud_config: dict[str, Any] = field(default_factory=dict)
+    # For providers whose node pools are shared by a cloud's clusters: the most nodes the
+    # cloud's running clusters may use per ``"<vm size>|<spot>"`` (lower case), so a shared
+    # pool is sized once for all of them. Empty for providers without shared pools.
+    pool_demand: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,7 +154,7 @@ class Provider(abc.ABC):
     kind: str
 
     @abc.abstractmethod
-    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         """Make the cluster's head and worker nodes match ``target``; return the new state.
 
         Starts what is missing (a dead head is restarted, and its workers with it), stops
@@ -130,11 +166,11 @@ class Provider(abc.ABC):
         """Report what is running, through the cluster's own APIs. No side effects."""
 
     @abc.abstractmethod
-    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         """Stop every node of the cluster (compute goes to zero); keep what a start needs."""
 
     @abc.abstractmethod
-    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         """Remove everything the cluster had (processes, files, cloud resources)."""
 
     @abc.abstractmethod
@@ -149,3 +185,29 @@ class Provider(abc.ABC):
     def ray_versions(self, cloud_config: dict[str, Any]) -> list[str]:
         """Ray versions this cloud can run, newest first."""
         return []
+
+    # ---- capabilities ---------------------------------------------------------------
+    # The core asks these instead of knowing which kinds of cloud have what.
+
+    # Node pools shared by a cloud's clusters: the reconciler then passes the whole cloud's
+    # demand in ``ClusterTarget.pool_demand``, and ``collect_unused_pools`` runs on a beat.
+    shares_node_pools: bool = False
+
+    def check_access(self, cloud_config: dict[str, Any]) -> AccessCheck:
+        """Whether Rayplane can use the cloud with its credentials; never raises for the
+        cloud's own refusals (they are the ERROR answer). Default: nothing to check."""
+        return AccessCheck("READY", None, None, self.ray_versions(cloud_config))
+
+    def collect_unused_pools(
+        self,
+        cloud_config: dict[str, Any],
+        demand: Mapping[str, int],
+        memo: dict[str, Any],
+        *,
+        grace_seconds: int,
+        now: datetime,
+    ) -> tuple[list[str], dict[str, Any]]:
+        """Delete the shared pools no cluster has needed for ``grace_seconds``; the pools
+        deleted (or being deleted) and the new ``memo`` the caller keeps for the next run
+        (when each pool was first seen unneeded, deletions under way). Default: none."""
+        return [], memo

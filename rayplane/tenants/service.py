@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from rayplane.common.etags import check_if_match
+from rayplane.common.principal import Principal, Role
 from rayplane.db.ids import new_id
-from rayplane.identity.principal import Principal, Role
 from rayplane.tenants.models import Tenant
 from rayplane.tenants.repository import TenantRepository
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from rayplane.identity.principal import Role
+from rayplane.common.principal import Role
 from tests.support.factories import Factory
 
 

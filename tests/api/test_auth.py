@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from emulators.azure.server import EmulatorProcess
+from rayplane.common.principal import Role
 from rayplane.identity.entra import EntraValidator
-from rayplane.identity.principal import Role
 from tests.conftest import AUDIENCE
 from tests.support.entra import mint, rotate
 from tests.support.factories import Factory

@@ -9,8 +9,8 @@ import httpx
 
 from api.app import create_app
 from api.state import AppState
+from rayplane.common.principal import Principal, Role
 from rayplane.identity.cache import PrincipalCache
-from rayplane.identity.principal import Principal, Role
 from tests.support.factories import Factory
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from api.app import create_app
 from api.state import AppState
-from rayplane.identity.principal import Role
+from rayplane.common.principal import Role
 from tests.support.factories import Actor, Factory
 
 APP_ID = str(uuid.uuid4())

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rayplane.identity.principal import Role
+from rayplane.common.principal import Role
 from tests.support.factories import Actor, Factory
 
 

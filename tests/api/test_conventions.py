@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from api.app import create_app
 from api.state import AppState
-from rayplane.identity.principal import Role
+from rayplane.common.principal import Role
 from tests.support.factories import Factory
 
 PROBLEM = "application/problem+json"

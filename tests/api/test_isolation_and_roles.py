@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from rayplane.identity.principal import Role
+from rayplane.common.principal import Role
 from tests.support.factories import Actor, Factory
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from emulators.azure.server import EmulatorProcess
-from rayplane.identity.principal import Role
+from rayplane.common.principal import Role
 from rayplane.logs import configure_logging, get_logger, mask
 from tests.conftest import AUDIENCE
 from tests.support.entra import mint

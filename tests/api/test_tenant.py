@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from rayplane.identity.principal import Role
+from rayplane.common.principal import Role
 from tests.support.factories import Factory
 
 

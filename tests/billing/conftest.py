@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from emulators.azure.server import EmulatorProcess
-from rayplane.billing.models import MeteringRecord, MeteringWatermark, UsageInterval
+from rayplane.billing.models import MeteringRecord, MeteringWatermark
 from rayplane.catalog import get as catalog_size
 from rayplane.clusters.models import Cluster
 from rayplane.db.base import utcnow
@@ -32,6 +32,7 @@ from rayplane.logs import configure_logging
 from rayplane.marketplace.models import MarketplaceSubscription
 from rayplane.settings import Settings
 from rayplane.tenants.models import Tenant
+from rayplane.usage.models import UsageInterval
 from tests.emulators.test_marketplace_support import Marketplace, publisher_token
 
 PUBLISHER_TENANT = str(uuid.uuid4())

@@ -15,11 +15,12 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rayplane.billing.models import MeteringRecord, UsageInterval
+from rayplane.billing.models import MeteringRecord
 from rayplane.catalog import get as catalog_size
+from rayplane.common.principal import Role
 from rayplane.db.ids import new_id
-from rayplane.identity.principal import Role
 from rayplane.marketplace.models import MarketplaceSubscription
+from rayplane.usage.models import UsageInterval
 from tests.support.factories import Actor, Factory
 
 DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)

@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from rayplane.audit.models import AuditEntry
 from rayplane.billing.budget_check import check_budgets
 from rayplane.billing.budgets import Spend, blocked_reason
-from rayplane.billing.models import Budget, UsageInterval
+from rayplane.billing.models import Budget
 from rayplane.billing.periods import month_start
 from rayplane.billing.pricing import Cost
 from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.db.base import utcnow
 from rayplane.db.ids import new_id
+from rayplane.usage.models import UsageInterval
 from tests.billing.conftest import Logs
 from tests.support.factories import Actor
 

@@ -8,11 +8,12 @@ from datetime import timedelta
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from rayplane.billing import usage_store
-from rayplane.billing.models import UsageInterval
+from rayplane import catalog
 from rayplane.db.base import utcnow
 from rayplane.db.engine import normalize_url
 from rayplane.db.migrate import downgrade, upgrade
+from rayplane.usage import store as usage_store
+from rayplane.usage.models import UsageInterval
 from tests.billing.conftest import World
 from tests.support.services import scratch_database
 
@@ -21,8 +22,8 @@ def test_recorded_intervals_copy_the_catalog_shape(world: World, sync_sessions: 
     tenant = world.tenant()
     cluster = world.cluster(tenant)
     groups = [
-        usage_store.GroupUsage("head", "standard_d4s_v5", False, 1),
-        usage_store.GroupUsage("gpu", "Standard_NC48ads_A100_v4", True, 2),
+        usage_store.GroupUsage("head", "standard_d4s_v5", False, 1, catalog.get("standard_d4s_v5")),
+        usage_store.GroupUsage("gpu", "Standard_NC48ads_A100_v4", True, 2, catalog.get("Standard_NC48ads_A100_v4")),
     ]
     with sync_sessions() as s, s.begin():
         usage_store.record_observation(s, tenant_id=tenant, cluster_id=cluster, groups=groups, at=utcnow())

@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from rayplane.all_models import Base
 from rayplane.db.engine import normalize_url
 from rayplane.db.migrate import downgrade, upgrade
-from rayplane.db.models import Base
 from tests.support.services import scratch_database
 
 TABLES = {"tenants", "members", "api_keys", "audit_entries", "idempotency_records"}

@@ -5,15 +5,18 @@ from __future__ import annotations
 import random
 
 from rayplane.clusters import planning
+from rayplane.clusters.spec import ClusterSpec
 from rayplane.providers.base import Observation
 
-SPEC = {
-    "head": {"vm_size": "Standard_D2s_v5"},
-    "worker_groups": [
-        {"name": "cpu", "vm_size": "Standard_D2s_v5", "min_nodes": 1, "max_nodes": 3},
-        {"name": "big", "vm_size": "Standard_D4s_v5", "min_nodes": 0, "max_nodes": 2},
-    ],
-}
+SPEC = ClusterSpec.from_json(
+    {
+        "head": {"vm_size": "Standard_D2s_v5"},
+        "worker_groups": [
+            {"name": "cpu", "vm_size": "Standard_D2s_v5", "min_nodes": 1, "max_nodes": 3},
+            {"name": "big", "vm_size": "Standard_D4s_v5", "min_nodes": 0, "max_nodes": 2},
+        ],
+    }
+)
 
 
 def obs(**kw: object) -> Observation:

@@ -6,23 +6,21 @@ a sync session factory on the same database, as a worker would.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rayplane.billing.models import UsageInterval
 from rayplane.clusters import store
 from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.clusters.reconcile import Reconciler
 from rayplane.db.base import utcnow
-from rayplane.db.engine import normalize_url
 from rayplane.providers.base import RetriableError, TerminalError
 from rayplane.settings import Settings
+from rayplane.usage.models import UsageInterval
 from tests.support.factories import Actor
 from tests.support.scripted_provider import ScriptedProvider
 
@@ -31,18 +29,6 @@ SPEC = {
     "head": {"vm_size": "Standard_D2s_v5"},
     "worker_groups": [{"name": "cpu", "vm_size": "Standard_D2s_v5", "min_nodes": 1, "max_nodes": 3}],
 }
-
-
-@pytest.fixture
-def sync_sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = create_engine(normalize_url(database_url))
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
-
-
-@pytest.fixture
-def provider() -> ScriptedProvider:
-    return ScriptedProvider()
 
 
 @pytest.fixture

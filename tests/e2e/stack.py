@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import psutil
 
+from rayplane.identity.bootstrap import read_env_file
 from rayplane.procs import stop_process_group
-from rayplane.tenants.bootstrap import read_env_file
 
 
 def free_port() -> int:

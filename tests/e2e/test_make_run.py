@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from rayplane.tenants.bootstrap import read_env_file
+from rayplane.identity.bootstrap import read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 # Whole-system tests: minutes each on a 2-core machine, more when it is busy.

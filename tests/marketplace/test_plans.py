@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from rayplane.clusters.spec import ClusterSpec
 from rayplane.marketplace import plans
 
 GOOD: list[dict[str, Any]] = [
@@ -20,8 +21,8 @@ GOOD: list[dict[str, Any]] = [
 ]
 
 
-def spec(*groups: dict[str, Any], head: str = "Standard_D2s_v5") -> dict[str, Any]:
-    return {"head": {"vm_size": head}, "worker_groups": list(groups)}
+def spec(*groups: dict[str, Any], head: str = "Standard_D2s_v5") -> ClusterSpec:
+    return ClusterSpec.from_json({"head": {"vm_size": head}, "worker_groups": list(groups)})
 
 
 def group(vm_size: str = "Standard_D2s_v5", max_nodes: int = 1, spot: bool = False, name: str = "g") -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.state import AppState
-from rayplane.identity.principal import Role
+from rayplane.common.principal import Role
 from tests.emulators.test_marketplace_support import Marketplace
 from tests.marketplace.support import Buyer
 from tests.support.factories import Factory

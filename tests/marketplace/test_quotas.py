@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from emulators.azure.server import EmulatorProcess
-from rayplane.identity.principal import Role
+from rayplane.common.principal import Role
 from rayplane.marketplace.models import MarketplaceSubscription
 from rayplane.tenants.models import Tenant
 from tests.conftest import AUDIENCE

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from emulators.azure.server import EmulatorProcess
-from rayplane.clouds.access import check_access
+from rayplane.providers.azure.access import check_access
 from rayplane.providers.azure.aks import Aks
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.settings import Settings

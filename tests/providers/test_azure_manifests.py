@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from rayplane.clusters import planning
+from rayplane.clusters.spec import ClusterSpec
 from rayplane.providers.azure import manifests
 from rayplane.providers.azure.manifests import PoolKey
 
@@ -48,8 +49,9 @@ def validator() -> jsonschema.Draft7Validator:
 
 
 def _target(spec: dict[str, Any] = SPEC, name: str = "train") -> Any:
-    targets = planning.group_targets(spec, {})
-    return planning.cluster_target("clu_01JD3W5Z8K2M4N6P8R0T2V4X6Y", name, spec, targets, {})
+    typed = ClusterSpec.from_json(spec)
+    targets = planning.group_targets(typed, {})
+    return planning.cluster_target("clu_01JD3W5Z8K2M4N6P8R0T2V4X6Y", name, typed, targets, {})
 
 
 def test_crds_are_the_v1_7_0_files_named_in_the_provenance() -> None:

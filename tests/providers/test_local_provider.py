@@ -82,7 +82,7 @@ def ensure(provider: LocalProvider, tgt: ClusterTarget, state: dict[str, Any]) -
     """``ensure``, tried again on RetriableError as the reconciler does."""
     for attempt in range(3):
         try:
-            return provider.ensure(tgt, state)
+            return provider.ensure(tgt, state).state
         except RetriableError:
             if attempt == 2:
                 raise
@@ -176,7 +176,7 @@ def test_ensure_starts_a_head_and_a_worker(provider: LocalProvider, cluster_a: d
 
 def test_ensure_again_starts_nothing(provider: LocalProvider, cluster_a: dict[str, Any]) -> None:
     before = cluster_a["state"]
-    after = provider.ensure(target(A, 1), before)
+    after = provider.ensure(target(A, 1), before).state
     assert pids(after) == pids(before)
     assert len(leaders(provider, A)) == 2
     cluster_a["state"] = after
@@ -283,7 +283,7 @@ def test_a_caller_killed_midway_is_adopted_not_duplicated(
     assert processes.is_alive(head)
     assert [p.pid for p in leaders(provider, B)] == [head.pid]
 
-    state = provider.ensure(target(B, 1), {})  # the caller's state was lost with it
+    state = provider.ensure(target(B, 1), {}).state  # the caller's state was lost with it
     assert pids(state)["head"] == head.pid
     assert len(leaders(provider, B)) == 2  # the same head, one worker
     # Two clusters side by side, both ready.
@@ -300,7 +300,7 @@ def test_stop_leaves_nothing_running_and_teardown_removes_the_dir(
     cdir = Path(state["cluster_dir"])
     before = set(pids(state).values())
     tree = [p for pid in before for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]]
-    stopped = provider.stop(target(A, 1), state)
+    stopped = provider.stop(target(A, 1), state).state
     assert stopped["nodes"] == {}
     assert processes.processes_under(cdir) == []
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
@@ -309,7 +309,7 @@ def test_stop_leaves_nothing_running_and_teardown_removes_the_dir(
     assert provider.jobs_endpoint(stopped) is None
     assert not provider.observe(target(A, 1), stopped).head_alive
 
-    assert provider.teardown(target(A, 1), stopped) == {}
+    assert provider.teardown(target(A, 1), stopped).state == {}
     assert not cdir.exists()
     b_dir = store.cluster_dir(provider.root, B)
     b_was_running = processes.processes_under(b_dir) != []

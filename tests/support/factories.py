@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rayplane.common.principal import Principal, Role
 from rayplane.identity.models import ApiKey, Member
-from rayplane.identity.principal import Principal, Role
 from rayplane.identity.service import add_member, create_api_key
 from rayplane.tenants.models import Tenant
 from rayplane.tenants.service import create_tenant

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rayplane.providers.base import ClusterTarget, Observation, Provider, ProviderError
+from rayplane.providers.base import ClusterTarget, Observation, Provider, ProviderError, Step
 
 
 class ScriptedProvider(Provider):
@@ -28,14 +28,14 @@ class ScriptedProvider(Provider):
         if self.fail_next:
             raise self.fail_next.pop(0)
 
-    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         self.calls.append(("ensure", target.cluster_id))
         self._maybe_fail()
         want = {"head": 1, **{g.name: g.count for g in target.groups}}
         nodes = self.running.setdefault(target.cluster_id, {})
         nodes.clear()
         nodes.update(want)
-        return {"nodes": dict(want), "dashboard": f"http://127.0.0.1/{target.cluster_id}"}
+        return Step({"nodes": dict(want), "dashboard": f"http://127.0.0.1/{target.cluster_id}"})
 
     def observe(self, target: ClusterTarget, state: dict[str, Any]) -> Observation:
         self.calls.append(("observe", target.cluster_id))
@@ -49,17 +49,17 @@ class ScriptedProvider(Provider):
             cluster_idle_seconds=self.cluster_idle.get(target.cluster_id),
         )
 
-    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         self.calls.append(("stop", target.cluster_id))
         self._maybe_fail()
         self.running.pop(target.cluster_id, None)
-        return {**state, "nodes": {}}
+        return Step({**state, "nodes": {}})
 
-    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         self.calls.append(("teardown", target.cluster_id))
         self._maybe_fail()
         self.running.pop(target.cluster_id, None)
-        return {}
+        return Step({})
 
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:
         return None

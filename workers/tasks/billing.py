@@ -11,6 +11,7 @@ from typing import Any
 
 from rayplane.billing.budget_check import check_budgets
 from rayplane.billing.metering import Metering
+from rayplane.common.tasks import TaskName
 from rayplane.logs import get_logger
 from rayplane.settings import get_settings
 from workers.celery_app import app
@@ -18,22 +19,18 @@ from workers.db import sessions
 
 log = get_logger("rayplane.workers.billing")
 
-METER = "rayplane.billing.meter"
-CHECK_BUDGETS = "rayplane.billing.check_budgets"
-RECONCILE = "rayplane.clusters.reconcile"
 
-
-@app.task(name=METER, acks_late=True)
+@app.task(name=TaskName.METER, acks_late=True)
 def meter() -> dict[str, Any]:
     return Metering(sessions(), get_settings()).run().summary()
 
 
-@app.task(name=CHECK_BUDGETS)
+@app.task(name=TaskName.CHECK_BUDGETS)
 def budgets() -> dict[str, int]:
     settings = get_settings()
     result = check_budgets(sessions())
     for cluster_id in result.stopped:
-        app.send_task(RECONCILE, args=(cluster_id,), queue=settings.task_queue)
+        app.send_task(TaskName.RECONCILE, args=(cluster_id,), queue=settings.task_queue)
     if result.alerts or result.stopped:
         log.info("budgets_checked", alerts=len(result.alerts), blocked=len(result.blocked), stopped=len(result.stopped))
     return {"alerts": len(result.alerts), "blocked": len(result.blocked), "stopped": len(result.stopped)}

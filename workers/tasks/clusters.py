@@ -15,43 +15,40 @@ from celery import Task
 
 from rayplane.clusters import store
 from rayplane.clusters.reconcile import Reconciler
+from rayplane.clusters.values import Action
+from rayplane.common.tasks import TaskName
+from rayplane.db.base import utcnow
 from rayplane.logs import get_logger
-from rayplane.providers.registry import build_providers
 from rayplane.settings import get_settings
 from workers.celery_app import app
-from workers.db import sessions, unit_of_work
+from workers.db import providers, sessions, unit_of_work
 
 log = get_logger("rayplane.workers.clusters")
-
-RECONCILE = "rayplane.clusters.reconcile"
-SWEEP = "rayplane.clusters.sweep"
 
 
 @functools.lru_cache(maxsize=1)
 def reconciler() -> Reconciler:
     settings = get_settings()
     owner = f"{socket.gethostname()}:{os.getpid()}"
-    return Reconciler(sessions(), build_providers(settings), settings, owner)
+    return Reconciler(sessions(), providers(), settings, owner)
 
 
-@app.task(name=RECONCILE, bind=True, acks_late=True)
+@app.task(name=TaskName.RECONCILE, bind=True, acks_late=True)
 def reconcile(self: Task, cluster_id: str) -> str:  # type: ignore[type-arg]
     outcome = reconciler().reconcile(cluster_id)
-    if outcome not in ("busy", "gone", "none"):
+    if outcome not in ("busy", "gone", Action.NONE):
         with unit_of_work() as session:
             cluster = store.load(session, cluster_id)
             due = cluster.next_reconcile_at if cluster else None
         settings = get_settings()
         if due is not None:
-            from rayplane.db.base import utcnow
-
             delay = (due - utcnow()).total_seconds()
             if delay <= settings.sweep_interval_seconds:
                 self.apply_async(args=(cluster_id,), countdown=max(delay, 0), queue=settings.task_queue)
     return outcome
 
 
-@app.task(name=SWEEP)
+@app.task(name=TaskName.SWEEP)
 def sweep(limit: int = 500) -> int:
     settings = get_settings()
     with unit_of_work() as session:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from datetime import timedelta
 
+from rayplane.common.tasks import TaskName
 from rayplane.logs import get_logger
 from rayplane.marketplace import store
 from rayplane.marketplace.client import FulfillmentClient
@@ -23,18 +24,13 @@ from workers.db import sessions, unit_of_work
 
 log = get_logger("rayplane.workers.marketplace")
 
-PROCESS_EVENT = "rayplane.marketplace.process_event"
-SWEEP_EVENTS = "rayplane.marketplace.sweep_events"
-CLOSE_EXPIRED = "rayplane.marketplace.close_expired"
-RECONCILE = "rayplane.clusters.reconcile"
-
 
 @functools.lru_cache(maxsize=1)
 def processor() -> EventProcessor:
     return EventProcessor(sessions(), FulfillmentClient(get_settings()))
 
 
-@app.task(name=PROCESS_EVENT, acks_late=True)
+@app.task(name=TaskName.PROCESS_MARKETPLACE_EVENT, acks_late=True)
 def process_event(operation_id: str) -> str:
     try:
         worker = processor()
@@ -45,11 +41,11 @@ def process_event(operation_id: str) -> str:
     outcome = worker.process(operation_id)
     queue = get_settings().task_queue
     for cluster_id in outcome.clusters:
-        app.send_task(RECONCILE, args=[cluster_id], queue=queue)
+        app.send_task(TaskName.RECONCILE, args=[cluster_id], queue=queue)
     return outcome.status
 
 
-@app.task(name=SWEEP_EVENTS)
+@app.task(name=TaskName.SWEEP_MARKETPLACE_EVENTS)
 def sweep_events(limit: int = 200) -> int:
     settings = get_settings()
     with unit_of_work() as session:
@@ -62,7 +58,7 @@ def sweep_events(limit: int = 200) -> int:
     return len(due)
 
 
-@app.task(name=CLOSE_EXPIRED)
+@app.task(name=TaskName.CLOSE_EXPIRED_TENANTS)
 def close_expired_tenants() -> int:
     retention = timedelta(days=get_settings().marketplace_retention_days)
     with unit_of_work() as session:

@@ -104,7 +104,7 @@ class StepPolling(ARMPolling):
 
 
 @dataclass(frozen=True)
-class Step:
+class LroStep:
     """Where an LRO stands after one look: ``done`` with the resource, or its token."""
 
     done: bool
@@ -112,16 +112,16 @@ class Step:
     resource: dict[str, Any] | None = None
 
 
-def step(poller: LROPoller[Any], what: str) -> Step:
+def step(poller: LROPoller[Any], what: str) -> LroStep:
     """Finish one look of ``poller``; raises a classified error when the operation failed."""
     try:
         poller.wait()
         if poller.status().lower() in ("succeeded",):
             result = poller.result()
-            return Step(True, None, result.as_dict() if hasattr(result, "as_dict") else dict(result or {}))
+            return LroStep(True, None, result.as_dict() if hasattr(result, "as_dict") else dict(result or {}))
         if poller.status().lower() in ("failed", "canceled", "cancelled"):
             poller.result()  # raises with the operation's error
-        return Step(False, poller.continuation_token())
+        return LroStep(False, poller.continuation_token())
     except Exception as exc:
         raise classify(exc, what) from exc
 
@@ -160,7 +160,7 @@ class Aks:
         except Exception as exc:
             raise classify(exc, f"reading AKS cluster {name}") from exc
 
-    def put_cluster(self, rg: str, name: str, body: dict[str, Any], token: str | None) -> Step:
+    def put_cluster(self, rg: str, name: str, body: dict[str, Any], token: str | None) -> LroStep:
         what = f"creating AKS cluster {name}"
         try:
             poller = self.client.managed_clusters.begin_create_or_update(
@@ -204,7 +204,7 @@ class Aks:
         except Exception as exc:
             raise classify(exc, f"listing the node pools of {cluster}") from exc
 
-    def put_pool(self, rg: str, cluster: str, pool: str, properties: dict[str, Any], token: str | None) -> Step:
+    def put_pool(self, rg: str, cluster: str, pool: str, properties: dict[str, Any], token: str | None) -> LroStep:
         what = f"creating node pool {pool}"
         try:
             poller = self.client.agent_pools.begin_create_or_update(
@@ -219,14 +219,14 @@ class Aks:
             raise classify(exc, what) from exc
         return step(poller, what)
 
-    def delete_pool(self, rg: str, cluster: str, pool: str, token: str | None) -> Step:
+    def delete_pool(self, rg: str, cluster: str, pool: str, token: str | None) -> LroStep:
         what = f"deleting node pool {pool}"
         try:
             poller = self.client.agent_pools.begin_delete(
                 rg, cluster, pool, polling=self._polling(), continuation_token=token
             )
         except ResourceNotFoundError:
-            return Step(True, None)
+            return LroStep(True, None)
         except Exception as exc:
             raise classify(exc, what) from exc
         return step(poller, what)

@@ -9,7 +9,7 @@ applied RayCluster (``applied``) and the dashboard URL through the service proxy
 
 Races: two clusters needing the same missing pool may both PUT it; ARM answers the second
 with ``OperationNotAllowed`` (retried) or, once created, treats it as an idempotent update.
-A pool's ``maxCount`` comes from the whole cloud's demand (``_pool_demand`` in the cloud
+A pool's ``maxCount`` comes from the whole cloud's demand (``ClusterTarget.pool_demand``, from the cloud
 config the reconciler passes), so a cluster whose pools already fit causes no ARM write.
 """
 
@@ -19,20 +19,25 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
-from rayplane.providers.azure import manifests
-from rayplane.providers.azure.aks import SPOT_FALLBACK_CODES, Aks, Step
+from rayplane.providers.azure import access, manifests, pools
+from rayplane.providers.azure.aks import SPOT_FALLBACK_CODES, Aks, LroStep
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.providers.azure.kube import Kube
 from rayplane.providers.azure.manifests import AKS_MAX_POOL_NODES, PoolKey
 from rayplane.providers.base import (
+    AccessCheck,
     ClusterTarget,
     NodeInfo,
     Observation,
     Provider,
     ProviderError,
+    ProviderEvent,
+    Step,
     TerminalError,
 )
 from rayplane.settings import Settings
@@ -61,8 +66,16 @@ def _props(resource: dict[str, Any] | None) -> dict[str, Any]:
     return dict((resource or {}).get("properties") or {})
 
 
+_EVENTS = "_events"  # the events of one call, kept beside its working state until it returns
+
+
 def _event(state: dict[str, Any], kind: str, reason: str, code: str | None = None) -> None:
-    state.setdefault("events", []).append({"kind": kind, "reason": reason, "code": code})
+    state.setdefault(_EVENTS, []).append(ProviderEvent(kind, reason, code))
+
+
+def _step(state: dict[str, Any]) -> Step:
+    events = tuple(state.pop(_EVENTS, ()))
+    return Step(state, events)
 
 
 class AzureProvider(Provider):
@@ -165,7 +178,7 @@ class AzureProvider(Provider):
         """True when the pool exists, is idle and can hold ``need`` nodes."""
         lro = state.setdefault("lro", {})
         slot = f"pool:{key.name}"
-        st: Step | None = None
+        st: LroStep | None = None
         if slot in lro:
             try:
                 st = h.aks.put_pool(h.resource_group, h.cluster, key.name, {}, lro[slot])
@@ -212,7 +225,7 @@ class AzureProvider(Provider):
 
     def _pool_needs(self, target: ClusterTarget) -> dict[PoolKey, tuple[int, int]]:
         """Pool -> (nodes needed, GPUs per node): the cloud's demand when known, else ours."""
-        demand: dict[str, int] = target.cloud_config.get("_pool_demand") or {}
+        demand = target.pool_demand
         needs: dict[PoolKey, tuple[int, int]] = {}
         own: dict[PoolKey, int] = {manifests.pool_key(target.head): 1}
         gpus = {manifests.pool_key(target.head): target.head.gpus}
@@ -252,12 +265,13 @@ class AzureProvider(Provider):
         return ready, effective
 
     # -- Provider interface --------------------------------------------------------------------
-    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         state = json.loads(json.dumps(state))  # never mutate the caller's copy
         try:
-            return self._ensure(target, state)
+            return _step(self._ensure(target, state))
         except ProviderError as exc:
-            exc.provider_state = state
+            step = _step(state)
+            exc.provider_state, exc.events = step.state, step.events
             raise
 
     def _ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
@@ -321,7 +335,7 @@ class AzureProvider(Provider):
             messages=messages,
         )
 
-    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         state = json.loads(json.dumps(state))
         if state.get("applied"):
             kube = self._kube(self.handle(target.cloud_config))
@@ -330,14 +344,14 @@ class AzureProvider(Provider):
             )
             kube.apply(obj)
             state["suspended"] = True
-        return state
+        return Step(state)
 
-    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         if state.get("namespace"):
             kube = self._kube(self.handle(target.cloud_config))
             kube.delete("ray.io/v1", "RayCluster", state["name"], state["namespace"])
             kube.delete("v1", "Namespace", state["namespace"])
-        return {}
+        return Step({})
 
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:
         url = state.get("dashboard")
@@ -350,11 +364,30 @@ class AzureProvider(Provider):
         return {"Authorization": f"Bearer {kube.token}"}, kube.ca_file or True
 
     def ray_versions(self, cloud_config: dict[str, Any]) -> list[str]:
-        from rayplane.clouds.access import RAY_VERSIONS
+        return list(access.RAY_VERSIONS)
 
-        return list(RAY_VERSIONS)
+    def check_access(self, cloud_config: dict[str, Any]) -> AccessCheck:
+        return access.check_access(self.settings, cloud_config)
 
     # -- shared pools (cloud level) -------------------------------------------------------------
+    shares_node_pools = True
+
+    def collect_unused_pools(
+        self,
+        cloud_config: dict[str, Any],
+        demand: Mapping[str, int],
+        memo: dict[str, Any],
+        *,
+        grace_seconds: int,
+        now: datetime,
+    ) -> tuple[list[str], dict[str, Any]]:
+        existing = self.managed_pools(cloud_config)
+
+        def delete(name: str, token: str | None) -> str | None:
+            return self.delete_pool(cloud_config, name, token)
+
+        return pools.collect(existing, demand, memo, delete, grace_seconds=grace_seconds, now=now)
+
     def managed_pools(self, cloud_config: dict[str, Any]) -> list[str]:
         """Names of the node pools Rayplane created in the cloud's AKS cluster (one ARM list)."""
         h = self.handle(cloud_config)

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from rayplane.providers.base import ClusterTarget, Observation, Provider, RetriableError, TerminalError
+from rayplane.providers.base import ClusterTarget, Observation, Provider, RetriableError, Step, TerminalError
 from rayplane.providers.local import commands, processes, store
 from rayplane.providers.local.observe import observe_cluster, parse_nodes
 from rayplane.providers.local.processes import NodeRecord
@@ -56,7 +56,7 @@ class LocalProvider(Provider):
 
     # -- the Provider interface -------------------------------------------------------
 
-    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         cdir = self._cluster_dir(target.cluster_id)
         ray = processes.ray_binary()
         shapes = node_resources(target)
@@ -77,7 +77,7 @@ class LocalProvider(Provider):
                 have = sum(1 for w in cf.workers() if w.group == group.name)
                 for _ in range(max(0, group.count - have)):
                     self._start_worker(ray, cdir, cf, head, group.name, shapes[group.name])
-            return self._state(cdir, cf)
+            return Step(self._state(cdir, cf))
 
     def observe(self, target: ClusterTarget, state: dict[str, Any]) -> Observation:
         cdir = self._cluster_dir(target.cluster_id)
@@ -100,10 +100,10 @@ class LocalProvider(Provider):
         recent = cf.recent_events(EVENT_SECONDS)
         return dataclasses.replace(obs, messages=(*obs.messages, *recent)) if recent else obs
 
-    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         cdir = self._cluster_dir(target.cluster_id)
         if not cdir.exists() and not state.get("nodes"):
-            return self._state(cdir, ClusterFile(cluster_id=target.cluster_id))
+            return Step(self._state(cdir, ClusterFile(cluster_id=target.cluster_id)))
         with store.locked(cdir, self.lock_timeout):
             cf = store.merge(store.read(cdir, target.cluster_id), state)
             self._stop_records(cdir, cf, cf.workers(), remove_dirs=False)
@@ -117,15 +117,15 @@ class LocalProvider(Provider):
             if leftovers:
                 pids = ", ".join(str(p.pid) for p in leftovers)
                 raise RetriableError(f"processes of the cluster still run after SIGKILL: {pids}", code="StopIncomplete")
-            return self._state(cdir, cf)
+            return Step(self._state(cdir, cf))
 
-    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         self.stop(target, state)
         cdir = self._cluster_dir(target.cluster_id)
         shutil.rmtree(cdir, ignore_errors=True)
         if cdir.exists():
             raise RetriableError(f"could not remove {cdir}", code="TeardownIncomplete")
-        return {}
+        return Step({})
 
     def stop_all(self) -> list[str]:
         """Stop the nodes of every cluster under ``root``; returns the cluster ids touched.

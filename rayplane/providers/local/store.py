@@ -61,7 +61,9 @@ class ClusterFile:
             "cluster_id": self.cluster_id,
             "next_index": self.next_index,
             "head_ports": dict(self.head_ports),
-            "events": list(self.events),
+            # Not "events": these notes are shown as observation messages while recent, and
+            # are not cluster events (an older file's "events" key is still read).
+            "notes": list(self.events),
             "nodes": {name: rec.to_dict() for name, rec in sorted(self.nodes.items())},
         }
 
@@ -77,7 +79,7 @@ class ClusterFile:
             nodes=nodes,
             next_index=int(raw.get("next_index") or 1),
             head_ports={str(k): int(v) for k, v in ports.items()} if isinstance(ports, dict) else {},
-            events=[e for e in raw.get("events") or [] if isinstance(e, dict)],
+            events=[e for e in raw.get("notes") or raw.get("events") or [] if isinstance(e, dict)],
         )
 
     def head(self) -> NodeRecord | None:

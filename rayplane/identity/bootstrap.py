@@ -14,8 +14,8 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.common.errors import Unauthenticated
+from rayplane.common.principal import Principal, Role
 from rayplane.identity.auth import authenticate_api_key
-from rayplane.identity.principal import Principal, Role
 from rayplane.identity.service import create_api_key
 from rayplane.tenants.repository import TenantRepository
 from rayplane.tenants.service import create_tenant

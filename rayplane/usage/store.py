@@ -17,16 +17,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rayplane import catalog
-from rayplane.billing.models import UsageInterval
 from rayplane.db.ids import new_id
+from rayplane.usage.models import UsageInterval
 
 
 @dataclass(frozen=True)
 class GroupUsage:
+    """What was observed of one group: ``count`` nodes of ``vm_size`` (``size`` resolved
+    from the catalog by the spec; None for a size the catalog lacks)."""
+
     group: str
     vm_size: str
     spot: bool
     count: int
+    size: catalog.VmSize | None
 
 
 def open_intervals(session: Session, cluster_id: str) -> dict[str, UsageInterval]:
@@ -55,7 +59,7 @@ def record_observation(
             interval.ended_at = at
             session.flush()  # the open-interval index must see it closed before a new one opens
         if g.count > 0:
-            size = catalog.get(g.vm_size)
+            size = g.size
             session.add(
                 UsageInterval(
                     id=new_id("use"),

@@ -1,4 +1,5 @@
-"""Checking that Rayplane can reach a customer's Azure (sync; run by a worker task).
+"""Checking that Rayplane can reach a customer's Azure (sync; the Azure provider's
+``check_access`` capability, run by the clouds' validation task).
 
 The check gets a real token for the cloud's auth mode and reads the resource group's AKS
 clusters (``managed`` mode: proves read access where Rayplane will create one) or the named
@@ -8,30 +9,16 @@ consent not granted, no role on the resource group, a wrong tenant or cluster na
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import ClientAuthenticationError
-from sqlalchemy.orm import Session, sessionmaker
 
-from rayplane.clouds.models import Cloud
-from rayplane.logs import get_logger
 from rayplane.providers.azure.aks import Aks
 from rayplane.providers.azure.credentials import credential_for
-from rayplane.providers.base import ProviderError
+from rayplane.providers.base import AccessCheck, ProviderError
 from rayplane.settings import Settings
 
-log = get_logger("rayplane.clouds.access")
-
 RAY_VERSIONS = ["2.52.0", "2.49.2", "2.47.1"]
-
-
-@dataclass(frozen=True)
-class AccessResult:
-    status: str  # READY or ERROR
-    reason: str | None
-    code: str | None
-    ray_versions: list[str]
 
 
 def _consent_hint(config: dict[str, Any]) -> str:
@@ -42,7 +29,7 @@ def _consent_hint(config: dict[str, Any]) -> str:
     return "check the Lighthouse delegation of the resource group to Rayplane's tenant"
 
 
-def check_access(settings: Settings, config: dict[str, Any]) -> AccessResult:
+def check_access(settings: Settings, config: dict[str, Any]) -> AccessCheck:
     """Try the cloud's credentials against ARM; never raises for Azure-side problems."""
     try:
         aks = Aks(
@@ -54,7 +41,7 @@ def check_access(settings: Settings, config: dict[str, Any]) -> AccessResult:
         rg, name = config["resource_group"], config["aks_cluster_name"]
         if config.get("aks_mode") == "existing":
             if aks.get_cluster(rg, name) is None:
-                return AccessResult(
+                return AccessCheck(
                     "ERROR",
                     f"AKS cluster {name!r} was not found in resource group {rg!r}: check aks_cluster_name, "
                     "or use aks_mode 'managed' to let Rayplane create one",
@@ -65,7 +52,7 @@ def check_access(settings: Settings, config: dict[str, Any]) -> AccessResult:
             aks.list_clusters(rg)
     except ClientAuthenticationError as exc:
         message = (exc.message or str(exc)).splitlines()[0][:300]
-        return AccessResult(
+        return AccessCheck(
             "ERROR",
             f"Entra ID gave no token for tenant {config.get('tenant_id')}: {message}; {_consent_hint(config)}",
             "AuthenticationFailed",
@@ -74,34 +61,11 @@ def check_access(settings: Settings, config: dict[str, Any]) -> AccessResult:
     except ProviderError as exc:
         cause = exc.__cause__
         if isinstance(cause, ClientAuthenticationError):
-            return AccessResult(
+            return AccessCheck(
                 "ERROR",
                 f"Entra ID gave no token for tenant {config.get('tenant_id')}; {_consent_hint(config)}",
                 "AuthenticationFailed",
                 [],
             )
-        return AccessResult("ERROR", exc.message[:500], exc.code, [])
-    return AccessResult("READY", None, None, list(RAY_VERSIONS))
-
-
-def run_validation(sessions: sessionmaker[Session], settings: Settings, cloud_id: str) -> str | None:
-    """Check one Azure cloud and record READY or ERROR; the new status (None if not found).
-
-    No transaction is open during the Azure calls. A cloud deleted meanwhile is left alone;
-    a second concurrent run just writes the same kind of answer again.
-    """
-    with sessions() as session, session.begin():
-        cloud = session.get(Cloud, cloud_id)
-        if cloud is None or cloud.provider != "azure":
-            return None
-        config = dict(cloud.config)
-    result = check_access(settings, config)
-    with sessions() as session, session.begin():
-        cloud = session.get(Cloud, cloud_id, with_for_update=True)
-        if cloud is None:
-            return None
-        cloud.status = result.status
-        cloud.status_reason = f"{result.code}: {result.reason}"[:500] if result.code else None
-        cloud.ray_versions = result.ray_versions
-    log.info("cloud_validated", cloud_id=cloud_id, status=result.status, code=result.code)
-    return result.status
+        return AccessCheck("ERROR", exc.message[:500], exc.code, [])
+    return AccessCheck("READY", None, None, list(RAY_VERSIONS))

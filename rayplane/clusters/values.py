@@ -1,0 +1,74 @@
+"""The typed values of the clusters noun: states, desired states, operations, reconcile actions.
+
+They are ``StrEnum``s, so each is stored and serialised as its plain string (the database
+columns and the JSON API keep their spelling) while code compares and passes typed values.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class State(enum.StrEnum):
+    """Where a cluster is in its life (the transitions are in ``rayplane.clusters.states``)."""
+
+    PENDING = "PENDING"
+    PROVISIONING = "PROVISIONING"
+    RUNNING = "RUNNING"
+    UPDATING = "UPDATING"
+    DEGRADED = "DEGRADED"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    STARTING = "STARTING"
+    FAILED = "FAILED"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+
+
+class DesiredState(enum.StrEnum):
+    """What the user wants the cluster to be; only the API, budgets and the Marketplace set it."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+
+
+class OperationKind(enum.StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    STOP = "stop"
+    START = "start"
+    RETRY = "retry"
+    DELETE = "delete"
+
+
+class OperationStatus(enum.StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+class Action(enum.StrEnum):
+    """What one reconcile pass does (``rayplane.clusters.reconcile.choose_action``)."""
+
+    ENSURE = "ensure"
+    STOP = "stop"
+    TEARDOWN = "teardown"
+    NONE = "none"
+
+
+class EventKind(enum.StrEnum):
+    """Kinds of rows in a cluster's event history."""
+
+    CREATED = "created"
+    STATE_CHANGED = "state_changed"
+    SCALED = "scaled"
+    NODE_LOST = "node_lost"
+    JOB_FINISHED = "job_finished"
+    IDLE_STOP = "idle_stop"
+    ERROR = "error"
+    PROVIDER = "provider"
+    STOP_REQUESTED = "stop_requested"
+    DELETE_REQUESTED = "delete_requested"
+    BUDGET_STOP = "budget_stop"
