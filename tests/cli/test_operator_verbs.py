@@ -93,3 +93,15 @@ def test_demo_without_the_emulator_exits_2_with_one_line(tmp_path: Path) -> None
     assert "development component" in lines[0]
     assert "pip install -e ./emulators" in lines[0]
     assert not (data / "postgres").exists()  # it stopped before starting anything
+
+
+def test_loading_the_cli_loads_no_control_plane_module(tmp_path: Path) -> None:
+    """At run time too (the AST check is tests/core/test_adapters.py): not even `rayplane`."""
+    probe = (
+        "import sys, cli.main\n"
+        "inside = {'rayplane', 'api', 'workers', 'ops', 'emulators'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & inside))\n"
+    )
+    result = run("-c", probe, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
