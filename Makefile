@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit openapi bench clean
 
-$(STAMP): pyproject.toml
+# rayplane and, as a distribution of its own, the Azure emulator (a dev and test component that
+# is not in the production wheel or image).
+$(STAMP): pyproject.toml emulators/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local,embedded]' 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import rayplane, fastapi, celery, ray" 
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local,embedded]' -e ./emulators 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import rayplane, cli, ops, emulators.azure, fastapi, celery, ray"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,5 +1,12 @@
-"""``python -m rayplane`` is the ``rayplane`` command."""
+"""``python -m rayplane`` is not a command: the core does not import its adapters.
 
-from rayplane.cli.main import app
+It points at the ones that are: the ``rayplane`` command (``python -m cli``) and the operator
+verbs (``python -m ops``).
+"""
 
-app()
+import sys
+
+sys.exit(
+    "rayplane (the core package) is not a command: run `rayplane` (or `python -m cli`);"
+    " the operator verbs (dev, migrate, api, worker, beat, openapi) are also `python -m ops VERB`"
+)

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from api.app import create_app
-from rayplane.cli.dev import STOP_ORDER, Supervisor, process_argv
+from ops.dev import STOP_ORDER, Supervisor, process_argv
 from rayplane.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

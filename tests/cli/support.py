@@ -1,4 +1,4 @@
-"""Running the CLI as a user does: ``python -m rayplane …`` in a subprocess."""
+"""Running the CLI as a user does: ``python -m cli …`` (what the ``rayplane`` script runs) in a subprocess."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class Cli:
         return clean_env(RAYPLANE_CONFIG=str(self.config), **self.env, **(env or {}))
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "rayplane", *args]
+        return [sys.executable, "-m", "cli", *args]
 
     def __call__(
         self, *args: str, stdin: str | None = None, timeout: float = 300, env: Mapping[str, str] | None = None

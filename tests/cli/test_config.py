@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rayplane.cli.config import (
+from cli.config import (
     DEFAULT_API_URL,
     ConfigError,
     ConfigFile,

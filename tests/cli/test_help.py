@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from rayplane.cli.main import app
+from cli.main import app
 from tests.cli.support import Cli, assert_clean_failure
 
 USER_GROUPS = ("clusters", "jobs", "config", "tenant", "api-keys", "members", "clouds")
@@ -79,7 +79,7 @@ def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
 def test_the_cli_imports_no_server_code() -> None:
     """Loading the command imports neither FastAPI, Celery, SQLAlchemy nor the api/workers packages."""
     probe = (
-        "import sys, rayplane.cli.main\n"
+        "import sys, cli.main\n"
         "heavy = {'fastapi', 'starlette', 'celery', 'api', 'workers', 'sqlalchemy', 'ray', 'msal'}\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
     )

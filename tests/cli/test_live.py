@@ -1,4 +1,4 @@
-"""The CLI as a user runs it (``python -m rayplane`` subprocesses) against the whole control
+"""The CLI as a user runs it (``python -m cli`` subprocesses) against the whole control
 plane on the local provider: real API, Celery worker and beat, Postgres, Redis and Ray.
 
 One cluster (1-CPU head, 1-2 one-CPU workers) carries the cluster and job tests in file order;

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from rayplane.cli.client import ApiError
-from rayplane.cli.context import exit_code_for, problem_line
-from rayplane.cli.jobs import entrypoint_text
-from rayplane.cli.output import age, cell, duration, print_error, render_list, render_one
-from rayplane.cli.views import CLUSTER_COLUMNS, cluster_fields, event_text
+from cli.client import ApiError
+from cli.context import exit_code_for, problem_line
+from cli.jobs import entrypoint_text
+from cli.output import age, cell, duration, print_error, render_list, render_one
+from cli.views import CLUSTER_COLUMNS, cluster_fields, event_text
 
 
 def cluster(name: str = "demo", state: str = "RUNNING") -> dict[str, Any]:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from rayplane.cli.jobs import zip_directory
-from rayplane.cli.specs import SpecError, build_spec, format_workers, load_spec_file, parse_labels, parse_workers
+from cli.jobs import zip_directory
+from cli.specs import SpecError, build_spec, format_workers, load_spec_file, parse_labels, parse_workers
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCTION = ("rayplane", "api", "workers")
-FORBIDDEN_IN_CORE = {"fastapi", "starlette", "uvicorn", "celery", "kombu", "typer", "api", "workers"}
+PRODUCTION = ("rayplane", "api", "workers", "cli", "ops")
+FORBIDDEN_IN_CORE = {"fastapi", "starlette", "uvicorn", "celery", "kombu", "typer", "api", "workers", "cli", "ops"}
 FORBIDDEN_IN_PRODUCTION = {"emulators", "tests", "benchmarks"}
 # Where SQL may be written: repositories (async), stores (sync), shared statements, models,
 # and the db package; plus two cross-cutting modules that are their own repositories.

@@ -55,7 +55,7 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_start_up_stops_with_the_variable_name() -> None:
     env = {**os.environ, "RAYPLANE_API_PORT": "eighty"}
     result = subprocess.run(
-        [sys.executable, "-m", "rayplane", "migrate"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cli", "migrate"], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
     assert "RAYPLANE_API_PORT" in result.stderr

@@ -18,7 +18,7 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from rayplane.cli.demo_azure import DEMO_APP_ID, DEMO_CLOUD, DEMO_SUBSCRIPTION_ID, DEMO_TENANT_ID
+from ops.demo_azure import DEMO_APP_ID, DEMO_CLOUD, DEMO_SUBSCRIPTION_ID, DEMO_TENANT_ID
 from tests.e2e.stack import Stack, wait_for
 from tests.support.services import scratch_database
 

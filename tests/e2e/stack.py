@@ -71,7 +71,7 @@ class Stack:
     def start(self) -> Stack:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rayplane", "dev"],
+                [sys.executable, "-m", "cli", "dev"],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rayplane.cli.demo_azure import DEMO_SUBSCRIPTION_ID
+from ops.demo_azure import DEMO_SUBSCRIPTION_ID
 from rayplane.providers.azure.manifests import PoolKey
 from tests.e2e.azure_support import AKS, RG, EmulatedAzure, azure_stack
 from tests.e2e.stack import Stack, wait_for

@@ -15,9 +15,9 @@ from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
-from rayplane.cli.client import ApiError, ApiUnreachable, Cluster, RayplaneClient
-from rayplane.cli.config import ConfigError, Overrides, Target, resolve
-from rayplane.cli.output import Format, print_error
+from cli.client import ApiError, ApiUnreachable, Cluster, RayplaneClient
+from cli.config import ConfigError, Overrides, Target, resolve
+from cli.output import Format, print_error
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -124,7 +124,7 @@ def client(timeout: float = 30.0) -> RayplaneClient:
             EXIT_USAGE,
         )
     if t.entra is not None:
-        from rayplane.cli.entra import token_provider
+        from cli.entra import token_provider
 
         return RayplaneClient(t.api_url, token_provider(t.entra, t.profile or "default"), timeout=timeout)
     return RayplaneClient(t.api_url, t.api_key, timeout=timeout)

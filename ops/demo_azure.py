@@ -1,8 +1,8 @@
 """``RAYPLANE_DEMO_AZURE=1 rayplane dev``: the Azure path with no Azure.
 
-Starts the Azure emulator (``emulators/azure``) next to the control plane, points the
-Azure settings of every child process at it (authority, ARM URL, CA bundle, an app id and
-the emulator's client secret), and registers an emulated Azure cloud ``azure-demo`` for
+Starts the Azure emulator (``python -m emulators.azure``, see :mod:`ops.emulator`) next to
+the control plane, points the Azure settings of every child process at it (authority, ARM
+URL, CA bundle, an app id and the emulator's client secret), and registers an emulated Azure cloud ``azure-demo`` for
 the dev tenant through the API, so its access check runs as it would for a customer.
 Clusters on it go through the real Azure SDKs and the Kubernetes client against the
 emulator's ARM, Kubernetes API and simulated KubeRay.
@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from ops.emulator import AzureEmulator
 from rayplane.identity.bootstrap import read_env_file
 from rayplane.logs import get_logger
 
@@ -43,14 +44,11 @@ class AzureDemo:
     """The emulator process and the environment that points Rayplane at it."""
 
     def __init__(self, data_dir: Path) -> None:
-        from emulators.azure.server import EmulatorProcess
-
-        self.emulator = EmulatorProcess(data_dir / "azure-emulator")
+        self.emulator = AzureEmulator(data_dir / "azure-emulator")
 
     def start(self) -> dict[str, str]:
         """Start the emulator; the environment for the API, worker and beat."""
-        self.emulator.start()
-        origin = self.emulator.origin
+        origin = self.emulator.start()
         env = {
             "RAYPLANE_AZURE_CLIENT_ID": DEMO_APP_ID,
             "RAYPLANE_AZURE_CLIENT_SECRET": "emulator-secret",
@@ -60,8 +58,7 @@ class AzureDemo:
         # A short grace so a demo shows unused pools going away; an explicit setting wins.
         if "RAYPLANE_AZURE_POOL_GRACE_SECONDS" not in os.environ:
             env["RAYPLANE_AZURE_POOL_GRACE_SECONDS"] = "120"
-        if self.emulator.ca_path is not None:
-            env["RAYPLANE_CA_BUNDLE"] = str(self.emulator.ca_path)
+        env["RAYPLANE_CA_BUNDLE"] = str(self.emulator.ca_path)
         log.info("azure_emulator_started", origin=origin)
         return env
 

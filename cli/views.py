@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.text import Text
 
-from rayplane.cli.client import Cluster, ClusterEvent, Job
-from rayplane.cli.output import Column, age, clock, duration, parse_time, styled_state
+from cli.client import Cluster, ClusterEvent, Job
+from cli.output import Column, age, clock, duration, parse_time, styled_state
 
 
 def group_cell(cluster: Cluster, group: dict[str, Any]) -> str:

@@ -10,8 +10,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from rayplane.cli.client import ApiKey, Member, RayplaneClient, Tenant
-from rayplane.cli.context import (
+from cli.client import ApiKey, Member, RayplaneClient, Tenant
+from cli.context import (
     EXIT_CODES_HELP,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
@@ -23,7 +23,7 @@ from rayplane.cli.context import (
     fmt,
     handle_errors,
 )
-from rayplane.cli.output import Column, age, notice, out, render_list, render_one
+from cli.output import Column, age, notice, out, render_list, render_one
 
 ROLES = ("viewer", "member", "admin", "owner")
 

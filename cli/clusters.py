@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from rayplane.cli.client import ApiError, ApiUnreachable, Cluster
-from rayplane.cli.context import (
+from cli.client import ApiError, ApiUnreachable, Cluster
+from cli.context import (
     EXIT_CODES_HELP,
     EXIT_CONFLICT,
     EXIT_NOT_FOUND,
@@ -29,10 +29,10 @@ from rayplane.cli.context import (
     handle_errors,
     resolve_cluster,
 )
-from rayplane.cli.output import dump, notice, out, render_list, render_one
-from rayplane.cli.specs import SpecError, build_spec, load_spec_file
-from rayplane.cli.views import CLUSTER_COLUMNS, EVENT_COLUMNS, cluster_fields, event_text
-from rayplane.cli.watch import EventFeed, follow_to
+from cli.output import dump, notice, out, render_list, render_one
+from cli.specs import SpecError, build_spec, load_spec_file
+from cli.views import CLUSTER_COLUMNS, EVENT_COLUMNS, cluster_fields, event_text
+from cli.watch import EventFeed, follow_to
 
 app = typer.Typer(
     name="clusters",

@@ -1,8 +1,8 @@
-"""The ``rayplane`` command: operator verbs (dev, migrate, api, worker, beat, openapi) and the
-user verbs (clusters, jobs, account) registered from their modules.
+"""The operator verbs: ``dev``, ``migrate``, ``api``, ``worker``, ``beat``, ``openapi``.
 
-Exit codes are in docs/cli.md and every ``--help`` epilog: 0 ok, 1 API or job failure, 2 usage
-or configuration, 3 not found, 4 conflict, 5 timed out waiting, 130 interrupted.
+Run as ``python -m ops VERB …``; ``rayplane VERB …`` execs into exactly that, so these are
+what the container image's roles and ``make run`` run. Configuration comes from ``RAYPLANE_*``
+settings; a configuration error is one ``rayplane: …`` line and exit 2.
 """
 
 from __future__ import annotations
@@ -14,30 +14,17 @@ from pathlib import Path
 
 import typer
 
-from rayplane import __version__
-from rayplane.cli import account, clusters, jobs, login
-from rayplane.cli.context import ROOT_EPILOG, global_options
+from ops.emulator import MISSING, emulator_available
 from rayplane.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
     name="rayplane",
-    help="Rayplane: managed Ray clusters on Azure, or on this machine in dev mode.",
+    help="Rayplane operator verbs: run the control plane and its processes.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
 
 OPENAPI_PATH = Path("openapi") / "openapi.json"
-
-# The user-facing commands (see docs/cli.md) and the options every command accepts.
-app.callback(epilog=ROOT_EPILOG)(global_options)
-app.add_typer(clusters.app, rich_help_panel="Clusters and jobs")
-app.add_typer(jobs.app, rich_help_panel="Clusters and jobs")
-app.add_typer(login.app)
-app.add_typer(login.config_app, rich_help_panel="Account")
-app.add_typer(account.tenant_app, rich_help_panel="Account")
-app.add_typer(account.keys_app, rich_help_panel="Account")
-app.add_typer(account.members_app, rich_help_panel="Account")
-app.add_typer(account.clouds_app, rich_help_panel="Account")
 
 
 def _settings() -> Settings:
@@ -55,23 +42,19 @@ def _configure_logging(settings: Settings, fmt: str | None = None) -> None:
 
 
 @app.command()
-def version() -> None:
-    """Print the version.
-
-    Example: [bold]rayplane version[/bold]
-    """
-    typer.echo(__version__)
-
-
-@app.command()
 def dev() -> None:
     """Run the whole control plane here: API, worker and beat, on embedded Postgres and Redis.
 
     Example: [bold]rayplane dev[/bold] (what `make run` does). Ctrl-C stops everything.
+    With [bold]RAYPLANE_DEMO_AZURE=1[/bold] it also runs the Azure emulator (a development
+    component) and registers the emulated cloud 'azure-demo'.
     """
-    from rayplane.cli.dev import run_dev
+    from ops.dev import run_dev
 
     settings = _settings()
+    if settings.demo_azure and not emulator_available():
+        typer.echo(f"rayplane: {MISSING}", err=True)
+        raise typer.Exit(2)
     _configure_logging(settings, "console" if sys.stderr.isatty() else None)
     raise typer.Exit(run_dev(settings))
 
@@ -94,7 +77,7 @@ def migrate(revision: str = typer.Argument("head", help="Target revision")) -> N
 
 
 def _exec(kind: str) -> None:
-    from rayplane.cli.dev import process_argv
+    from ops.dev import process_argv
 
     settings = _settings()
     argv = process_argv(kind, settings)
@@ -150,7 +133,3 @@ def openapi(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     typer.echo(f"wrote {output} ({len(json.loads(text)['paths'])} paths)")
-
-
-if __name__ == "__main__":
-    app()

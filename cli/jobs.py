@@ -15,8 +15,8 @@ from typing import Annotated
 import httpx
 import typer
 
-from rayplane.cli.client import JOB_TERMINAL, ApiUnreachable, Job, RayplaneClient
-from rayplane.cli.context import (
+from cli.client import JOB_TERMINAL, ApiUnreachable, Job, RayplaneClient
+from cli.context import (
     EXIT_CODES_HELP,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -32,9 +32,9 @@ from rayplane.cli.context import (
     handle_errors,
     resolve_cluster,
 )
-from rayplane.cli.output import notice, render_list, render_one, styled_state
-from rayplane.cli.specs import SpecError, parse_labels
-from rayplane.cli.views import JOB_COLUMNS, job_fields
+from cli.output import notice, render_list, render_one, styled_state
+from cli.specs import SpecError, parse_labels
+from cli.views import JOB_COLUMNS, job_fields
 
 app = typer.Typer(
     name="jobs",

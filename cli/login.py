@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from rayplane.cli.client import ApiError, RayplaneClient, Tenant
-from rayplane.cli.config import DEFAULT_API_URL, DEFAULT_PROFILE, ConfigFile, config_path, find_dev_env, read_env_file
-from rayplane.cli.context import (
+from cli.client import ApiError, RayplaneClient, Tenant
+from cli.config import DEFAULT_API_URL, DEFAULT_PROFILE, ConfigFile, config_path, find_dev_env, read_env_file
+from cli.context import (
     EXIT_CODES_HELP,
     EXIT_USAGE,
     GLOBALS,
@@ -23,7 +23,7 @@ from rayplane.cli.context import (
     problem_line,
     target,
 )
-from rayplane.cli.output import Column, emit, notice, out, render_list, render_one
+from cli.output import Column, emit, notice, out, render_list, render_one
 
 app = typer.Typer(rich_markup_mode="rich")
 config_app = typer.Typer(
@@ -120,7 +120,7 @@ def login(
     name = _profile_name(profile, config)
     url = _login_url(api_url, config, name)
     if device_code:
-        from rayplane.cli.entra import device_code_login, settings_from_env
+        from cli.entra import device_code_login, settings_from_env
 
         auth, cid, scp = settings_from_env(authority, client_id, scope)
         if not cid or not scp:
@@ -134,7 +134,7 @@ def login(
         entry = {"api_url": url, "api_key": key}
     previous = config.get(name) or {}
     if previous.get("auth") == "entra" and entry.get("account") != previous.get("account"):
-        from rayplane.cli.entra import forget
+        from cli.entra import forget
 
         forget(previous)
     config.profiles[name] = entry
@@ -161,7 +161,7 @@ def logout(profile: ProfileOption = None) -> None:
     name = _profile_name(profile, config)
     entry = config.require(name)
     if entry.get("auth") == "entra":
-        from rayplane.cli.entra import forget
+        from cli.entra import forget
 
         forget(entry)
     config.profiles[name] = {"api_url": entry["api_url"]} if entry.get("api_url") else {}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from rayplane.cli.demo_azure import AzureDemo
+from ops.demo_azure import AzureDemo
 from rayplane.db.engine import async_session_factory, make_async_engine
 from rayplane.db.migrate import upgrade
 from rayplane.embedded import EmbeddedServices

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from rayplane.cli.config import ConfigError, config_path, write_private
+from cli.config import ConfigError, config_path, write_private
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com/organizations"
 #: Hosts that MSAL may validate through Microsoft's instance discovery.

@@ -18,8 +18,8 @@ from typing import Any, Generic, Literal, TypeVar, cast
 
 import httpx
 
-from rayplane import __version__
-from rayplane.cli.resources import (
+from cli import __version__
+from cli.resources import (
     ApiKey,
     ApiKeyCreated,
     Cloud,

@@ -16,10 +16,10 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
-from rayplane.cli.client import Accepted, ApiError, ApiUnreachable, Cluster, ClusterEvent, Operation, RayplaneClient
-from rayplane.cli.context import EXIT_CONFLICT, EXIT_FAILURE, EXIT_TIMEOUT, CliError
-from rayplane.cli.output import duration, err, notice, styled_state
-from rayplane.cli.views import event_text
+from cli.client import Accepted, ApiError, ApiUnreachable, Cluster, ClusterEvent, Operation, RayplaneClient
+from cli.context import EXIT_CONFLICT, EXIT_FAILURE, EXIT_TIMEOUT, CliError
+from cli.output import duration, err, notice, styled_state
+from cli.views import event_text
 
 POLL_SECONDS = 1.0
 

@@ -1,0 +1,5 @@
+"""``python -m cli`` is the ``rayplane`` command."""
+
+from cli.main import app
+
+app()

@@ -1,0 +1,96 @@
+"""The ``rayplane`` command: the user verbs (clusters, jobs, account, …) registered from their
+modules, and the operator verbs (dev, migrate, api, worker, beat, openapi) as pass-throughs.
+
+An operator verb replaces this process with ``python -m ops VERB ARGS…`` (``os.execv``): the
+CLI never imports the control plane, and signals (Ctrl-C on ``rayplane dev``, SIGTERM to a
+container running ``rayplane api``) reach the process that handles them, with its exit code.
+Everything after the verb, ``--help`` included, is the operator command's own.
+
+Exit codes are in docs/cli.md and every ``--help`` epilog: 0 ok, 1 API or job failure, 2 usage
+or configuration, 3 not found, 4 conflict, 5 timed out waiting, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+import typer
+
+from cli import __version__, account, clusters, jobs, login
+from cli.context import ROOT_EPILOG, global_options
+
+app = typer.Typer(
+    name="rayplane",
+    help="Rayplane: managed Ray clusters on Azure, or on this machine in dev mode.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+OPERATOR_PANEL = "Run the control plane"
+
+# The operator verbs and their one-line help (the full help is `rayplane VERB --help`, answered
+# by ops). Kept here as text so listing them imports nothing.
+OPERATOR_VERBS = {
+    "dev": "Run the whole control plane here: API, worker and beat, on embedded Postgres and Redis.",
+    "migrate": "Apply database migrations (needs RAYPLANE_DATABASE_URL).",
+    "api": "Run the API server (uvicorn) in the foreground.",
+    "worker": "Run one Celery worker in the foreground.",
+    "beat": "Run Celery beat (the periodic sweeps) in the foreground. Run exactly one.",
+    "openapi": "Write (or --check) the OpenAPI document of the API, openapi/openapi.json.",
+}
+
+# The user-facing commands (see docs/cli.md) and the options every command accepts.
+app.callback(epilog=ROOT_EPILOG)(global_options)
+app.add_typer(clusters.app, rich_help_panel="Clusters and jobs")
+app.add_typer(jobs.app, rich_help_panel="Clusters and jobs")
+app.add_typer(login.app)
+app.add_typer(login.config_app, rich_help_panel="Account")
+app.add_typer(account.tenant_app, rich_help_panel="Account")
+app.add_typer(account.keys_app, rich_help_panel="Account")
+app.add_typer(account.members_app, rich_help_panel="Account")
+app.add_typer(account.clouds_app, rich_help_panel="Account")
+
+
+@app.command()
+def version() -> None:
+    """Print the version.
+
+    Example: [bold]rayplane version[/bold]
+    """
+    typer.echo(__version__)
+
+
+def exec_ops(verb: str, args: list[str]) -> NoReturn:
+    """Become ``python -m ops VERB ARGS…`` in this same process (same pid, same signals)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "ops", verb, *args])  # noqa: S606 - argv we build
+
+
+# Typer lists a group's own commands before those of the apps added to it, so the operator
+# verbs live in an app of their own, added last: `rayplane --help` lists them after the user's.
+operator_app = typer.Typer()
+
+
+def _operator_command(verb: str) -> None:
+    def command(ctx: typer.Context) -> None:
+        exec_ops(verb, list(ctx.args))
+
+    operator_app.command(
+        verb,
+        help=OPERATOR_VERBS[verb],
+        rich_help_panel=OPERATOR_PANEL,
+        add_help_option=False,  # `rayplane dev --help` is answered by ops
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(command)
+
+
+for _verb in OPERATOR_VERBS:
+    _operator_command(_verb)
+app.add_typer(operator_app)
+
+
+if __name__ == "__main__":
+    app()
