@@ -9,10 +9,10 @@ is clean afterwards.
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,36 +60,68 @@ def database_url(admin_db_url: str) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[EmulatorProcess]:
-    with tempfile.TemporaryDirectory(prefix="rayplane-emu-") as tmp:
-        emu = EmulatorProcess(Path(tmp))
-        emu.start()
-        try:
-            yield emu
-        finally:
-            emu.stop()
+#: Where the database-only ``settings`` send Entra token checks: a closed port on this host, so
+#: a test that needs Entra without asking for ``azure_settings`` gets a quick 401 ("cannot
+#: reach the token issuer's metadata") instead of starting the emulator or reaching Azure.
+NO_ENTRA = "https://127.0.0.1:9"
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_url: str, emulator: EmulatorProcess) -> Settings:
-    return Settings(
-        env="test",
-        database_url=database_url,
-        redis_url=redis_url,
-        secret_key=HASHING_KEY.decode(),
-        entra_authority=emulator.origin,
-        entra_audience=[AUDIENCE],
-        ca_bundle=emulator.ca_path,
-        cors_origins=["https://portal.example.com"],
-        rate_limit_per_minute=100000,
-    )
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """The Azure emulator (Entra ID, ARM, AKS, Marketplace), one process for the whole session,
+    started only when a test asks for it.
+
+    Tests share it: one that changes a knob puts it back, or resets the surface through the
+    emulator's admin API (``/_emulator/arm/reset``, ``/_emulator/marketplace/reset``), and each
+    works in subscriptions, tenants and clusters of its own. A test that needs a process of its
+    own (to restart it, or to change what cannot be put back) takes ``fresh_emulator``.
+    """
+    with EmulatorProcess(tmp_path_factory.mktemp("azure")) as emu:
+        yield emu
+
+
+@pytest.fixture
+def fresh_emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    """An emulator process of this test's own, stopped afterwards (it may be stopped or
+    restarted by the test). For tests that restart the emulator, or make a change the admin API
+    cannot undo (retiring a signing key invalidates every token minted before), so that the
+    session's ``emulator`` stays as every other test expects it."""
+    with EmulatorProcess(tmp_path / "azure") as emu:
+        yield emu
+
+
+def suite_settings(database_url: str, redis_url: str, **over: Any) -> Settings:
+    """The settings the suite's app runs with; Entra at ``NO_ENTRA`` unless ``over`` says."""
+    fields: dict[str, Any] = {
+        "env": "test",
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "secret_key": HASHING_KEY.decode(),
+        "entra_authority": NO_ENTRA,
+        "entra_audience": [AUDIENCE],
+        "cors_origins": ["https://portal.example.com"],
+        "rate_limit_per_minute": 100000,
+    }
+    return Settings(**{**fields, **over})
 
 
 @pytest.fixture(scope="session")
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    assert settings.database_url
-    eng = make_async_engine(settings.database_url, pool_size=5)
+def settings(database_url: str, redis_url: str) -> Settings:
+    """Settings for database and API tests: no emulator behind them (see ``NO_ENTRA``)."""
+    return suite_settings(database_url, redis_url)
+
+
+@pytest.fixture(scope="session")
+def azure_settings(database_url: str, redis_url: str, emulator: EmulatorProcess) -> Settings:
+    """The same settings with the emulator as Entra ID (and its CA trusted): for tests that
+    present Entra tokens or reach Azure. A module whose app must accept Entra tokens overrides
+    ``settings`` with these."""
+    return suite_settings(database_url, redis_url, entra_authority=emulator.origin, ca_bundle=emulator.ca_path)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_async_engine(database_url, pool_size=5)
     yield eng
     await eng.dispose()
 
@@ -116,9 +148,8 @@ async def session(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[A
 
 
 @pytest.fixture(scope="session")
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    assert settings.redis_url
-    client = redis_client(settings.redis_url)
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = redis_client(redis_url)
     yield client
     await client.aclose()
 
@@ -128,7 +159,7 @@ async def entra(settings: Settings) -> AsyncIterator[EntraValidator]:
     validator = EntraValidator(
         authority=settings.entra_authority,
         audiences=settings.entra_audience,
-        ca_bundle=str(settings.ca_bundle),
+        ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None,
         cache_seconds=settings.jwks_cache_seconds,
     )
     yield validator
@@ -136,10 +167,9 @@ async def entra(settings: Settings) -> AsyncIterator[EntraValidator]:
 
 
 @pytest.fixture(scope="session")
-def nudger(settings: Settings) -> Iterator[Nudger]:
+def nudger(redis_url: str) -> Iterator[Nudger]:
     """A real Celery producer on a queue of its own that no worker in these tests consumes."""
-    assert settings.redis_url
-    n = Nudger(settings.redis_url, f"test-nudges-{uuid.uuid4().hex[:8]}")
+    n = Nudger(redis_url, f"test-nudges-{uuid.uuid4().hex[:8]}")
     yield n
     with n.app.connection_for_write() as conn:
         conn.default_channel.queue_delete(n.queue)  # type: ignore[attr-defined]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from rayplane.audit.models import AuditEntry
 from rayplane.common.principal import Role
 from tests.support.factories import Factory
 
@@ -52,11 +55,28 @@ async def test_failures_are_audited_and_reads_are_not(client: httpx.AsyncClient,
 
 
 async def test_unauthenticated_requests_do_not_write_into_any_tenant_log(
-    client: httpx.AsyncClient, factory: Factory
+    client: httpx.AsyncClient, factory: Factory, session: AsyncSession
 ) -> None:
-    owner = await factory.actor()
-    await client.post("/v1/api-keys", headers={"Authorization": "Bearer nope"}, json={"name": "x"})
-    assert await entries(client, owner.headers) == []
+    a = await factory.actor()
+    b = await factory.actor()
+    rows_before = await session.scalar(select(func.count()).select_from(AuditEntry))
+    # B's real key prefix with a wrong secret: the request names B's key, but proves nothing
+    scheme, prefix, _ = b.raw_key.split("_")
+    guessed = {"Authorization": f"Bearer {scheme}_{prefix}_{'0' * 40}"}
+    attempts = [
+        ("POST", "/v1/api-keys", {"Authorization": "Bearer nope"}, {"name": "x"}),
+        ("POST", "/v1/api-keys", {}, {"name": "x"}),
+        ("PATCH", "/v1/tenant", guessed, {"display_name": "x"}),
+        ("DELETE", f"/v1/api-keys/{b.key.id}", guessed, None),
+        ("DELETE", f"/v1/api-keys/{a.key.id}", {"Authorization": "Bearer nope"}, None),
+    ]
+    for method, path, headers, body in attempts:
+        r = await client.request(method, path, headers=headers, json=body)
+        assert r.status_code == 401, (method, path, r.text)
+    assert await entries(client, a.headers) == []
+    assert await entries(client, b.headers) == []
+    # nor into a tenant neither of them can read: no audit row was written at all
+    assert await session.scalar(select(func.count()).select_from(AuditEntry)) == rows_before
 
 
 async def test_audit_log_pages_newest_first(client: httpx.AsyncClient, factory: Factory) -> None:

@@ -17,9 +17,16 @@ from cryptography.hazmat.primitives import serialization
 from emulators.azure.server import EmulatorProcess
 from rayplane.common.principal import Role
 from rayplane.identity.entra import EntraValidator
+from rayplane.settings import Settings
 from tests.conftest import AUDIENCE
 from tests.support.entra import mint, rotate
 from tests.support.factories import Factory
+
+
+@pytest.fixture
+def settings(azure_settings: Settings) -> Settings:
+    """The app checks Entra tokens here against the emulator's Entra ID."""
+    return azure_settings
 
 
 def assert_401(response: httpx.Response) -> str:

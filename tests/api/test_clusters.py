@@ -27,6 +27,12 @@ async def owner(factory: Factory) -> Actor:
     return await factory.actor()
 
 
+async def cloud_names(client: httpx.AsyncClient, actor: Actor) -> list[str]:
+    r = await client.get("/v1/clouds", headers=actor.headers)
+    assert r.status_code == 200, r.text
+    return [c["name"] for c in r.json()["items"]]
+
+
 async def clusters(client: httpx.AsyncClient, actor: Actor) -> list[dict[str, Any]]:
     return list((await client.get("/v1/clusters", headers=actor.headers)).json()["items"])
 
@@ -236,8 +242,23 @@ async def test_clouds_create_and_delete_when_unused(client: httpx.AsyncClient, o
     assert too_big.status_code == 422  # 3 nodes at max on a 2-node cloud
     small = spec(cloud=cloud_id, worker_groups=[{"name": "w", "vm_size": "Standard_B1ms", "max_nodes": 1}])
     cid = (await client.post("/v1/clusters", headers=owner.headers, json=small)).json()["id"]
-    assert (await client.delete(f"/v1/clouds/{cloud_id}", headers=owner.headers)).status_code == 409
+    in_use = await client.delete(f"/v1/clouds/{cloud_id}", headers=owner.headers)
+    assert in_use.status_code == 409, in_use.text
+    assert in_use.headers["content-type"].startswith("application/problem+json")
     await client.delete(f"/v1/clusters/{cid}", headers=owner.headers)
     assert (await client.get(f"/v1/clouds/{cloud_id}", headers=owner.headers)).status_code == 200
     dup = await client.post("/v1/clouds", headers=owner.headers, json={"name": "tiny"})
     assert dup.status_code == 409
+
+    # a cloud no cluster ever used is deleted: gone from the list and from its URL
+    spare = await client.post(
+        "/v1/clouds", headers=owner.headers, json={"name": "spare", "capacity": {"cpus": 1, "memory_gib": 2}}
+    )
+    assert spare.status_code == 201, spare.text
+    spare_id = spare.json()["id"]
+    assert "spare" in await cloud_names(client, owner)
+    gone = await client.delete(f"/v1/clouds/{spare_id}", headers=owner.headers)
+    assert gone.status_code == 204, gone.text
+    assert (await client.get(f"/v1/clouds/{spare_id}", headers=owner.headers)).status_code == 404
+    assert "spare" not in await cloud_names(client, owner)
+    assert "tiny" in await cloud_names(client, owner)  # the refused one is still there

@@ -135,5 +135,30 @@ async def test_member_can_revoke_own_key_but_not_others(client: httpx.AsyncClien
     owner = await factory.actor()
     member = await factory.actor(Role.MEMBER, tenant=owner.tenant)
     own = (await client.post("/v1/api-keys", headers=member.headers, json={"name": "mine"})).json()
-    assert (await client.delete(f"/v1/api-keys/{own['id']}", headers=member.headers)).status_code == 200
-    assert (await client.delete(f"/v1/api-keys/{owner.key.id}", headers=member.headers)).status_code == 403
+    own_headers = {"Authorization": f"Bearer {own['key']}"}
+    reads = ["/v1/tenant", "/v1/members", "/v1/api-keys", f"/v1/api-keys/{own['id']}", "/v1/clusters", "/v1/clouds"]
+    for path in reads:
+        assert (await client.get(path, headers=own_headers)).status_code == 200, path
+
+    revoked = await client.delete(f"/v1/api-keys/{own['id']}", headers=member.headers)
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["revoked_at"] is not None
+    refused = await client.delete(f"/v1/api-keys/{owner.key.id}", headers=member.headers)
+    assert refused.status_code == 403
+
+    # the revoked key reads nothing any more
+    for path in reads:
+        r = await client.get(path, headers=own_headers)
+        assert r.status_code == 401, (path, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+    # the member's other key, and the owner's (which the member failed to revoke), still work
+    for path in reads:
+        assert (await client.get(path, headers=member.headers)).status_code == 200, path
+    assert (await client.get(f"/v1/api-keys/{owner.key.id}", headers=owner.headers)).json()["revoked_at"] is None
+    # and both revocations, the one done and the one refused, are in the audit log
+    log = (await client.get("/v1/audit-log", headers=owner.headers, params={"action": "api_keys.revoke"})).json()
+    done = [(e["actor_id"], e["target_id"], e["result"], e["status_code"]) for e in reversed(log["items"])]
+    assert done == [
+        (member.key.id, own["id"], "success", 200),
+        (member.key.id, owner.key.id, "failure", 403),
+    ]

@@ -13,9 +13,16 @@ import pytest
 from emulators.azure.server import EmulatorProcess
 from rayplane.common.principal import Role
 from rayplane.logs import configure_logging, get_logger, mask
+from rayplane.settings import Settings
 from tests.conftest import AUDIENCE
 from tests.support.entra import mint
 from tests.support.factories import Factory
+
+
+@pytest.fixture
+def settings(azure_settings: Settings) -> Settings:
+    """The app checks Entra tokens here against the emulator's Entra ID."""
+    return azure_settings
 
 
 @pytest.fixture

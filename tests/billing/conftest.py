@@ -187,9 +187,10 @@ def market(emulator: EmulatorProcess, publisher: str) -> Iterator[Marketplace]:
 
 
 @pytest.fixture
-def metering_settings(settings: Settings, emulator: EmulatorProcess) -> Settings:
-    """Metering against the emulator's Marketplace, with no delay before an hour counts."""
-    return settings.model_copy(
+def metering_settings(azure_settings: Settings, emulator: EmulatorProcess) -> Settings:
+    """Metering against the emulator's Marketplace (its tokens from the emulator's Entra ID),
+    with no delay before an hour counts."""
+    return azure_settings.model_copy(
         update={
             "marketplace_api_url": emulator.origin,
             "marketplace_client_id": PUBLISHER_APP,

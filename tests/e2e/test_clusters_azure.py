@@ -17,7 +17,7 @@ from tests.e2e.stack import Stack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-E2E_REDIS_DB = 8
+E2E_REDIS_DB = 9  # 7: test_clusters_local, 8: tests/cli/test_live, 10: test_azure_faults
 
 
 def gpu_spot_spec(name: str, workers: int = 1) -> dict[str, Any]:

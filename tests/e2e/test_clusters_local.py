@@ -206,12 +206,30 @@ def test_killed_celery_worker_during_provisioning(stack: Stack) -> None:
     delete(stack, cid)
 
 
-def test_redis_flushall_during_provisioning_loses_no_work(stack: Stack) -> None:
-    cid = stack.request("POST", "/v1/clusters", json=spec("flush")).json()["id"]
+def test_redis_flushed_during_provisioning_loses_no_work(stack: Stack) -> None:
+    """Redis holds only queued nudges and locks: with the stack's database emptied while the
+    cluster is provisioning, the sweep finds the work again in Postgres and does it once."""
+    created = stack.request("POST", "/v1/clusters", json=spec("flush"))
+    cid = created.json()["id"]
     client = redis_lib.Redis.from_url(stack.env["RAYPLANE_REDIS_URL"])
+    db = client.connection_pool.connection_kwargs["db"]
+    assert db == E2E_REDIS_DB != 0  # the stack's own database, never one shared with others
     stack.wait_state(cid, "PROVISIONING", timeout=120)
-    client.flushall()
-    stack.wait_state(cid, "RUNNING", timeout=360)
+    client.flushdb()
+    running = stack.wait_state(cid, "RUNNING", timeout=360)
+
+    # the work: the cluster as asked, its create operation done, each node started once
+    assert running["observed"]["groups"]["cpu"] == {"ready": 1, "wanted": 1}
+    assert running["observed_generation"] == running["generation"]
+    operation = stack.request("GET", created.headers["operation-location"]).json()
+    assert (operation["kind"], operation["status"]) == ("create", "Succeeded")
+    nodes = stack.ray_node_processes(cid)
+    assert len(nodes) == 2, [p.cmdline() for p in nodes]
+    assert len([p for p in nodes if "--head" in p.cmdline()]) == 1
+    kinds = [(e["kind"], e.get("to_state")) for e in stack.events(cid)]
+    assert kinds.count(("state_changed", "PROVISIONING")) == 1, kinds
+    assert kinds.count(("state_changed", "RUNNING")) == 1, kinds
+    assert [k for k, _ in kinds if k in ("error", "node_lost")] == [], kinds
     delete(stack, cid)
 
 

@@ -1,6 +1,6 @@
 """Helpers and fixtures shared by the ARM emulator tests (this module holds no tests): the real
 azure-mgmt-containerservice client with the emulator's own Entra credential, model builders,
-and an emulator subprocess per test module."""
+and a clean ARM surface of the session's emulator per test."""
 
 from __future__ import annotations
 
@@ -111,20 +111,13 @@ def cluster_path(subscription: str, name: str, rg: str = RG) -> str:
 
 
 # -- fixtures ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path_factory.mktemp("azure-arm")).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
-
 @pytest.fixture
-def emu(emulator: EmulatorProcess) -> EmulatorProcess:
-    """The shared emulator with no ARM resources, default faults and fast operations."""
+def emu(emulator: EmulatorProcess) -> Iterator[EmulatorProcess]:
+    """The session's emulator with no ARM resources, no faults or request counts and fast
+    operations; afterwards its ARM surface is reset again (default config, nothing left)."""
     reset(emulator)
-    return emulator
+    yield emulator
+    emulator.request_json("POST", "/_emulator/arm/reset", {"resources": True})
 
 
 @pytest.fixture

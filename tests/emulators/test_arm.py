@@ -41,7 +41,6 @@ from tests.emulators.arm_support import (  # noqa: F401 - fixtures, used by name
     cprops,
     credential,
     emu,
-    emulator,
     error_code,
     http,
     names,
@@ -239,27 +238,22 @@ def test_continuation_token_resumes_in_another_client(
     assert pprops(pool).provisioning_state == "Succeeded"
 
 
-def test_state_and_operations_survive_restart(tmp_path: Path) -> None:
-    emu = EmulatorProcess(tmp_path / "azure").start()
-    try:
-        configure(emu, **FAST)
-        sub = str(uuid.uuid4())
-        aks = client(emu, sub)
-        aks.managed_clusters.begin_create_or_update(RG, "c1", cluster_model()).result()
-        before = aks.agent_pools.begin_create_or_update(
-            RG, "c1", "gpu", pool_model(vmSize="Standard_NC4as_T4_v3")
-        ).result()
-        configure(emu, operation_seconds=1.0)
-        token = aks.agent_pools.begin_create_or_update(RG, "c1", "cpu", pool_model()).continuation_token()
-        emu.restart()
-        aks = client(emu, sub)
-        assert pprops(aks.agent_pools.get(RG, "c1", "gpu")).e_tag == pprops(before).e_tag
-        resumed = aks.agent_pools.begin_create_or_update(RG, "c1", "cpu", pool_model(), continuation_token=token)
-        assert pprops(resumed.result()).provisioning_state == "Succeeded"
-        assert names(aks.agent_pools.list(RG, "c1")) == ["cpu", "gpu", "system"]
-        assert emu.request_json("GET", "/_emulator/arm/config")["operation_seconds"] == 1.0
-    finally:
-        emu.stop()
+def test_state_and_operations_survive_restart(fresh_emulator: EmulatorProcess) -> None:
+    emu = fresh_emulator  # restarted below
+    configure(emu, **FAST)
+    sub = str(uuid.uuid4())
+    aks = client(emu, sub)
+    aks.managed_clusters.begin_create_or_update(RG, "c1", cluster_model()).result()
+    before = aks.agent_pools.begin_create_or_update(RG, "c1", "gpu", pool_model(vmSize="Standard_NC4as_T4_v3")).result()
+    configure(emu, operation_seconds=1.0)
+    token = aks.agent_pools.begin_create_or_update(RG, "c1", "cpu", pool_model()).continuation_token()
+    emu.restart()
+    aks = client(emu, sub)
+    assert pprops(aks.agent_pools.get(RG, "c1", "gpu")).e_tag == pprops(before).e_tag
+    resumed = aks.agent_pools.begin_create_or_update(RG, "c1", "cpu", pool_model(), continuation_token=token)
+    assert pprops(resumed.result()).provisioning_state == "Succeeded"
+    assert names(aks.agent_pools.list(RG, "c1")) == ["cpu", "gpu", "system"]
+    assert emu.request_json("GET", "/_emulator/arm/config")["operation_seconds"] == 1.0
 
 
 # -- ETags ---------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.containerservice import models as m
 
 from emulators.azure.server import EmulatorProcess
-from tests.emulators.arm_support import client, reset
+from tests.emulators.arm_support import client, emu  # noqa: F401 - emu is a fixture, used by name
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "reference" / "azure" / "aks-examples"
 EXAMPLES = sorted(p for p in EXAMPLES_DIR.glob("*.json"))
@@ -54,15 +54,6 @@ JUSTIFIED_EXTRAS = {
 }
 
 Recorded = list[tuple[str, int, dict[str, str], Any]]
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path_factory.mktemp("azure-arm-examples")).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 # -- shape comparison ----------------------------------------------------------------------
@@ -237,11 +228,10 @@ def drive(ex: dict[str, Any], aks: ContainerServiceClient) -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_example_passes_through_with_the_same_shape(emulator: EmulatorProcess, path: Path) -> None:
-    reset(emulator)
+def test_example_passes_through_with_the_same_shape(emu: EmulatorProcess, path: Path) -> None:  # noqa: F811
     ex = json.loads(path.read_text())
     p = ex["parameters"]
-    drive(ex, client(emulator, p["subscriptionId"], api_version=p["api-version"]))
+    drive(ex, client(emu, p["subscriptionId"], api_version=p["api-version"]))
 
 
 def test_every_example_is_covered() -> None:

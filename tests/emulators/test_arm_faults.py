@@ -28,7 +28,6 @@ from tests.emulators.arm_support import (  # noqa: F401 - fixtures, used by name
     cprops,
     credential,
     emu,
-    emulator,
     error_code,
     http,
     need,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,6 @@ TENANT = str(uuid.uuid4())
 CLIENT_ID = str(uuid.uuid4())
 ARM_SCOPE = "https://management.azure.com/.default"
 ARM = "https://management.azure.com"
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path_factory.mktemp("azure")).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 def _client(emu: EmulatorProcess) -> httpx.Client:
@@ -301,7 +291,9 @@ def test_in_process_key_store_shares_state_with_the_server(emulator: EmulatorPro
     assert jwt.get_unverified_header(served)["kid"] == kid
 
 
-def test_key_rotation_keeps_old_keys_published(emulator: EmulatorProcess) -> None:
+def test_key_rotation_keeps_old_keys_published(fresh_emulator: EmulatorProcess) -> None:
+    # Its own emulator: retiring the old key would void every token other tests minted with it.
+    emulator = fresh_emulator
     before = emulator.mint_token(TENANT)
     old_kid = jwt.get_unverified_header(before)["kid"]
     new_kid = emulator.rotate_keys()

@@ -8,7 +8,6 @@ import copy
 import functools
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +41,6 @@ def _raycluster(name: str = "raycluster-kuberay") -> dict[str, Any]:
     rc = next(d for d in _docs("ray-cluster.sample.yaml") if d["kind"] == "RayCluster")
     rc["metadata"]["name"] = name
     return rc
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path_factory.mktemp("azure")).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ grows them), and deleting the managed cluster drops its Kubernetes objects."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes
-import pytest
 import yaml
 from azure.identity import ClientSecretCredential
 from azure.mgmt.containerservice import ContainerServiceClient
@@ -20,15 +18,6 @@ from emulators.azure.server import EmulatorProcess
 
 KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
 SPOT = {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"}
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path_factory.mktemp("azure")).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 def _aks(emu: EmulatorProcess, subscription: str) -> ContainerServiceClient:

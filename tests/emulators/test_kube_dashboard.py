@@ -19,6 +19,7 @@ import pytest
 from emulators.azure.kube.testing import KubeRayEnv, configure, load_yaml, small_raycluster, wait_for
 from emulators.azure.server import EmulatorProcess
 from rayplane.providers.local.observe import parse_demand, parse_nodes
+from tests.support.emulators import kube_knobs
 
 KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
 PROXY = "/api/v1/namespaces/default/services/rc-head-svc:dashboard/proxy"
@@ -39,14 +40,11 @@ def _env(emu: EmulatorProcess, *, rc: dict[str, Any] | None = None, pool: bool =
     return env
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path_factory.mktemp("azure")).start()
-    configure(emu, node_boot_seconds=0.2, job_stop_grace_seconds=1.0)
-    try:
-        yield emu
-    finally:
-        emu.stop()
+@pytest.fixture(scope="module", autouse=True)
+def fast_nodes(emulator: EmulatorProcess) -> Iterator[None]:
+    """Nodes boot and stopped jobs die fast on the shared emulator while this module runs."""
+    with kube_knobs(emulator, node_boot_seconds=0.2, job_stop_grace_seconds=1.0):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -195,21 +193,18 @@ def test_proxy_answers_503_without_a_running_head_and_404_for_unknown_services(e
         assert unknown.json()["reason"] == "NotFound"
 
 
-def test_running_job_is_failed_after_a_restart(tmp_path: Path) -> None:
-    emu = EmulatorProcess(tmp_path / "azure").start()
-    try:
-        configure(emu, node_boot_seconds=0.2)
-        env = _env(emu)
-        with env.cluster.http() as http:
-            http.post(f"{PROXY}/api/jobs/", json={"entrypoint": "sleep 60", "submission_id": "long"})
-            running = _job(http, "long", "RUNNING")
-            pid = int(running["driver_info"]["pid"])
-        emu.restart()
-        with env.cluster.http() as http:
-            after = http.get(f"{PROXY}/api/jobs/long").json()
-        assert after["status"] == "FAILED"
-        assert after["error_type"] == "JOB_SUPERVISOR_ACTOR_DIED"
-        with pytest.raises(ProcessLookupError):
-            wait_for(lambda: os.kill(pid, 0), timeout=5, what="the old driver to be gone")
-    finally:
-        emu.stop()
+def test_running_job_is_failed_after_a_restart(fresh_emulator: EmulatorProcess) -> None:
+    emu = fresh_emulator  # restarted below
+    configure(emu, node_boot_seconds=0.2)
+    env = _env(emu)
+    with env.cluster.http() as http:
+        http.post(f"{PROXY}/api/jobs/", json={"entrypoint": "sleep 60", "submission_id": "long"})
+        running = _job(http, "long", "RUNNING")
+        pid = int(running["driver_info"]["pid"])
+    emu.restart()
+    with env.cluster.http() as http:
+        after = http.get(f"{PROXY}/api/jobs/long").json()
+    assert after["status"] == "FAILED"
+    assert after["error_type"] == "JOB_SUPERVISOR_ACTOR_DIED"
+    with pytest.raises(ProcessLookupError):
+        wait_for(lambda: os.kill(pid, 0), timeout=5, what="the old driver to be gone")

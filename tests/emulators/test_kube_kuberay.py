@@ -24,6 +24,7 @@ from emulators.azure.kube.testing import (
     wait_for,
 )
 from emulators.azure.server import EmulatorProcess
+from tests.support.emulators import kube_knobs
 
 KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
 SPOT = {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"}
@@ -39,14 +40,11 @@ def _env(emu: EmulatorProcess, **options: Any) -> KubeRayEnv:
     return KubeRayEnv(emu, json.loads(_crd_json()), **options)
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path_factory.mktemp("azure")).start()
-    configure(emu, node_boot_seconds=0.3, scale_down_seconds=1.0)
-    try:
-        yield emu
-    finally:
-        emu.stop()
+@pytest.fixture(scope="module", autouse=True)
+def fast_nodes(emulator: EmulatorProcess) -> Iterator[None]:
+    """Nodes boot and scale down fast on the shared emulator while this module runs."""
+    with kube_knobs(emulator, node_boot_seconds=0.3, scale_down_seconds=1.0):
+        yield
 
 
 def _pod_condition(pod: Any, kind: str) -> Any:
@@ -252,29 +250,26 @@ def test_worker_pod_deleted_is_replaced_and_failures_are_reported(emulator: Emul
     assert condition(rc, "ReplicaFailure") is None
 
 
-def test_state_survives_a_restart(tmp_path: Path) -> None:
-    emu = EmulatorProcess(tmp_path / "azure").start()
-    try:
-        configure(emu, node_boot_seconds=0.3)
-        env = _env(emu)
-        env.cluster.add_pool("cpu", autoscale=True, max_count=2, vcpus=4, memory_gib=16)
-        env.create(small_raycluster("rc"))
-        before = env.wait_ready("rc", 1)
-        pods = sorted(p.metadata.name for p in env.pods("rc"))
-        emu.restart()
-        client = env.cluster.api_client()
-        co = kubernetes.client.CustomObjectsApi(client)
-        after = co.get_namespaced_custom_object("ray.io", "v1", "default", "rayclusters", "rc")
-        assert after["metadata"]["uid"] == before["metadata"]["uid"]
-        assert after["status"]["readyWorkerReplicas"] == 1
-        assert condition(after, "RayClusterProvisioned") == "True"
-        core = kubernetes.client.CoreV1Api(client)
-        assert sorted(p.metadata.name for p in core.list_namespaced_pod("default").items) == pods
-        created = core.create_namespaced_config_map("default", {"metadata": {"name": "after"}})
-        assert int(created.metadata.resource_version) > int(after["metadata"]["resourceVersion"])
-        assert configure(emu)["node_boot_seconds"] == 0.3
-    finally:
-        emu.stop()
+def test_state_survives_a_restart(fresh_emulator: EmulatorProcess) -> None:
+    emu = fresh_emulator  # restarted below
+    configure(emu, node_boot_seconds=0.3)
+    env = _env(emu)
+    env.cluster.add_pool("cpu", autoscale=True, max_count=2, vcpus=4, memory_gib=16)
+    env.create(small_raycluster("rc"))
+    before = env.wait_ready("rc", 1)
+    pods = sorted(p.metadata.name for p in env.pods("rc"))
+    emu.restart()
+    client = env.cluster.api_client()
+    co = kubernetes.client.CustomObjectsApi(client)
+    after = co.get_namespaced_custom_object("ray.io", "v1", "default", "rayclusters", "rc")
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["status"]["readyWorkerReplicas"] == 1
+    assert condition(after, "RayClusterProvisioned") == "True"
+    core = kubernetes.client.CoreV1Api(client)
+    assert sorted(p.metadata.name for p in core.list_namespaced_pod("default").items) == pods
+    created = core.create_namespaced_config_map("default", {"metadata": {"name": "after"}})
+    assert int(created.metadata.resource_version) > int(after["metadata"]["resourceVersion"])
+    assert configure(emu)["node_boot_seconds"] == 0.3
 
 
 def test_workers_wait_in_init_for_the_head(emulator: EmulatorProcess) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,15 +14,6 @@ from tests.emulators.test_marketplace_support import MARKETPLACE, Marketplace, p
 TENANT = str(uuid.uuid4())
 CLIENT_ID = str(uuid.uuid4())
 SUBS = "/api/saas/subscriptions"
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path_factory.mktemp("azure")).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +28,7 @@ def market(emulator: EmulatorProcess, token: str) -> Iterator[Marketplace]:
     try:
         yield client
     finally:
+        client.admin("POST", "/reset")  # the emulator is the session's: leave no state or settings behind
         client.close()
 
 
@@ -289,30 +280,27 @@ def test_only_the_publisher_app_when_enforced(market: Marketplace, emulator: Emu
         publisher.close()
 
 
-def test_state_survives_restart(tmp_path: Path) -> None:
-    emu = EmulatorProcess(tmp_path / "azure").start()
-    try:
-        market = Marketplace(emu, publisher_token(emu, TENANT, CLIENT_ID))
-        market.configure(auto_accept_seconds=3600, list_page_size=7)
-        offers = market.admin("GET", "/offers")
-        offers["offers"][0]["plans"].append({"planId": "custom", "meteringDimensions": [{"id": "tb_scanned"}]})
-        market.admin("PUT", "/offers", offers)
-        subscription_id = market.subscribed("team")
-        other_id, landing_token = market.purchase(planId="custom")
-        op_id = market.api("PATCH", f"{SUBS}/{subscription_id}", json={"planId": "enterprise"}).headers["Operation-Id"]
-        market.close()
+def test_state_survives_restart(fresh_emulator: EmulatorProcess) -> None:
+    emu = fresh_emulator  # restarted below
+    market = Marketplace(emu, publisher_token(emu, TENANT, CLIENT_ID))
+    market.configure(auto_accept_seconds=3600, list_page_size=7)
+    offers = market.admin("GET", "/offers")
+    offers["offers"][0]["plans"].append({"planId": "custom", "meteringDimensions": [{"id": "tb_scanned"}]})
+    market.admin("PUT", "/offers", offers)
+    subscription_id = market.subscribed("team")
+    other_id, landing_token = market.purchase(planId="custom")
+    op_id = market.api("PATCH", f"{SUBS}/{subscription_id}", json={"planId": "enterprise"}).headers["Operation-Id"]
+    market.close()
 
-        emu.restart()
-        market = Marketplace(emu, publisher_token(emu, TENANT, CLIENT_ID))
-        assert market.admin("GET", "/config")["list_page_size"] == 7
-        assert [p["planId"] for p in market.admin("GET", "/offers")["offers"][0]["plans"]][-1] == "custom"
-        assert market.subscription(subscription_id)["saasSubscriptionStatus"] == "Subscribed"
-        resolved = market.api("POST", f"{SUBS}/resolve", headers={"x-ms-marketplace-token": landing_token})
-        assert resolved.json()["id"] == other_id
-        assert market.operation(subscription_id, op_id)["status"] == "InProgress"
-        answer = market.api("PATCH", f"{SUBS}/{subscription_id}/operations/{op_id}", json={"status": "Success"})
-        assert answer.status_code == 200
-        assert market.subscription(subscription_id)["planId"] == "enterprise"
-        market.close()
-    finally:
-        emu.stop()
+    emu.restart()
+    market = Marketplace(emu, publisher_token(emu, TENANT, CLIENT_ID))
+    assert market.admin("GET", "/config")["list_page_size"] == 7
+    assert [p["planId"] for p in market.admin("GET", "/offers")["offers"][0]["plans"]][-1] == "custom"
+    assert market.subscription(subscription_id)["saasSubscriptionStatus"] == "Subscribed"
+    resolved = market.api("POST", f"{SUBS}/resolve", headers={"x-ms-marketplace-token": landing_token})
+    assert resolved.json()["id"] == other_id
+    assert market.operation(subscription_id, op_id)["status"] == "InProgress"
+    answer = market.api("PATCH", f"{SUBS}/{subscription_id}/operations/{op_id}", json={"status": "Success"})
+    assert answer.status_code == 200
+    assert market.subscription(subscription_id)["planId"] == "enterprise"
+    market.close()

@@ -17,15 +17,6 @@ CLIENT_ID = str(uuid.uuid4())
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path_factory.mktemp("azure")).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
-
-@pytest.fixture(scope="module")
 def token(emulator: EmulatorProcess) -> str:
     return publisher_token(emulator, TENANT, CLIENT_ID)
 
@@ -37,6 +28,7 @@ def market(emulator: EmulatorProcess, token: str) -> Iterator[Marketplace]:
     try:
         yield client
     finally:
+        client.admin("POST", "/reset")  # the emulator is the session's: leave no state or settings behind
         client.close()
 
 

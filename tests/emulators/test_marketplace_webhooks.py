@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -30,15 +29,6 @@ SUBS = "/api/saas/subscriptions"
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(tmp_path_factory.mktemp("azure")).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
-
-@pytest.fixture(scope="module")
 def token(emulator: EmulatorProcess) -> str:
     return publisher_token(emulator, TENANT, CLIENT_ID)
 
@@ -57,6 +47,7 @@ def market(emulator: EmulatorProcess, token: str, hook: WebhookReceiver) -> Iter
     try:
         yield client
     finally:
+        client.admin("POST", "/reset")  # the emulator is the session's: leave no state or settings behind
         client.close()
 
 
@@ -284,28 +275,25 @@ def test_https_receiver_with_configured_ca(market: Marketplace, emulator: Emulat
         _verify(market.emu, secure.wait_for(1)[0])
 
 
-def test_pending_deliveries_resume_after_restart(tmp_path: Path) -> None:
-    emu = EmulatorProcess(tmp_path / "azure").start()
-    try:
-        with receiver(statuses=[500]) as hook:
-            market = Marketplace(emu, publisher_token(emu, TENANT, CLIENT_ID))
-            market.configure(webhook_url=hook.url, webhook_backoff_seconds=2)
-            subscription_id = market.subscribed()
-            (delivery,) = market.webhook(subscription_id, "Renew")["deliveries"]
-            assert delivery["state"] == "pending"
-            market.close()
-            emu.restart()
-            market = Marketplace(emu, publisher_token(emu, TENANT, CLIENT_ID))
+def test_pending_deliveries_resume_after_restart(fresh_emulator: EmulatorProcess) -> None:
+    emu = fresh_emulator  # restarted below
+    with receiver(statuses=[500]) as hook:
+        market = Marketplace(emu, publisher_token(emu, TENANT, CLIENT_ID))
+        market.configure(webhook_url=hook.url, webhook_backoff_seconds=2)
+        subscription_id = market.subscribed()
+        (delivery,) = market.webhook(subscription_id, "Renew")["deliveries"]
+        assert delivery["state"] == "pending"
+        market.close()
+        emu.restart()
+        market = Marketplace(emu, publisher_token(emu, TENANT, CLIENT_ID))
 
-            def delivered() -> bool:
-                (current,) = market.deliveries(subscriptionId=subscription_id)
-                return bool(current["state"] == "delivered")
+        def delivered() -> bool:
+            (current,) = market.deliveries(subscriptionId=subscription_id)
+            return bool(current["state"] == "delivered")
 
-            wait_until(delivered, what="retry after restart")
-            assert [g.body["action"] for g in hook.wait_for(2)] == ["Renew", "Renew"]
-            market.close()
-    finally:
-        emu.stop()
+        wait_until(delivered, what="retry after restart")
+        assert [g.body["action"] for g in hook.wait_for(2)] == ["Renew", "Renew"]
+        market.close()
 
 
 def test_admin_errors(market: Marketplace) -> None:

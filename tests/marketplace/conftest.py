@@ -28,9 +28,10 @@ SECRET = "emulator-secret"  # what the emulator's Entra accepts for any client
 
 
 @pytest.fixture(scope="session")
-def settings(settings: Settings, emulator: EmulatorProcess) -> Settings:
-    """The suite's settings plus Rayplane's publisher app, pointed at the emulator's Marketplace."""
-    return settings.model_copy(
+def settings(azure_settings: Settings, emulator: EmulatorProcess) -> Settings:
+    """The suite's settings with the emulator as Entra ID, plus Rayplane's publisher app, pointed
+    at the emulator's Marketplace."""
+    return azure_settings.model_copy(
         update={
             "marketplace_api_url": emulator.origin,
             "marketplace_client_id": PUBLISHER_APP,

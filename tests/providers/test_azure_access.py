@@ -22,8 +22,9 @@ APP_ID = str(uuid.uuid4())
 
 
 @pytest.fixture
-def azure_settings(settings: Settings, emulator: EmulatorProcess) -> Settings:
-    return settings.model_copy(
+def azure_settings(azure_settings: Settings, emulator: EmulatorProcess) -> Settings:
+    """The suite's emulator-backed settings plus Rayplane's Azure app, with ARM at the emulator."""
+    return azure_settings.model_copy(
         update={
             "azure_client_id": APP_ID,
             "azure_client_secret": SecretStr("emulator-secret"),

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -58,6 +58,14 @@ def make_record(tmp_path: Path, name: str, pid: int, created: float) -> NodeReco
     )
 
 
+def until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def spawned() -> Iterator[list[NodeRecord]]:
     records: list[NodeRecord] = []
@@ -93,9 +101,10 @@ def test_spawned_process_survives_its_starter_killed(tmp_path: Path, spawned: li
     spawned.append(rec)
     starter.kill()
     starter.wait()
-    time.sleep(0.3)
+    # The starter's death has reached the node once the node has another parent; whatever that
+    # death would do to a node still tied to it (a parent-death signal, a hangup) is done by then.
+    until(lambda: psutil.Process(rec.pid).ppid() != starter.pid, "the node to be reparented")
     assert processes.is_alive(rec)
-    assert psutil.Process(rec.pid).ppid() != starter.pid
 
 
 def test_a_reused_pid_is_not_ours(tmp_path: Path, spawned: list[NodeRecord]) -> None:
@@ -109,9 +118,7 @@ def test_a_reused_pid_is_not_ours(tmp_path: Path, spawned: list[NodeRecord]) -> 
 
 def test_a_zombie_counts_as_dead() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    deadline = time.monotonic() + 10
-    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, "the child to exit unreaped")
     created = psutil.Process(child.pid).create_time()
     assert processes.process_of(child.pid, created) is None
     child.wait()
@@ -137,9 +144,7 @@ def pgids(members: list[psutil.Process]) -> set[int]:
 def test_stop_kills_a_session_that_ignores_term(tmp_path: Path, spawned: list[NodeRecord]) -> None:
     rec = spawn(tmp_path, STUBBORN)
     spawned.append(rec)
-    deadline = time.monotonic() + 10
-    while len(pgids(processes.session_members(rec.pid))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: len(pgids(processes.session_members(rec.pid))) >= 2, "the child's own process group")
     members = processes.session_members(rec.pid)
     assert len(members) == 2
     assert len(pgids(members)) == 2  # the child left the leader's process group
@@ -151,12 +156,9 @@ def test_stop_kills_a_session_that_ignores_term(tmp_path: Path, spawned: list[No
 def test_stop_cleans_up_a_session_whose_leader_died(tmp_path: Path, spawned: list[NodeRecord]) -> None:
     rec = spawn(tmp_path, STUBBORN)
     spawned.append(rec)
-    deadline = time.monotonic() + 10
-    while len(processes.session_members(rec.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: len(processes.session_members(rec.pid)) >= 2, "the leader's child")
     os.kill(rec.pid, signal.SIGKILL)
-    time.sleep(0.2)
-    assert not processes.is_alive(rec)
+    until(lambda: not processes.is_alive(rec), "the killed leader to be dead")
     assert len(processes.record_session(rec)) == 1
     assert processes.stop_nodes([rec], timeout=0) == []
     assert processes.record_session(rec) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import pytest
@@ -58,19 +59,20 @@ def test_the_file_wins_and_state_adds_what_the_file_lost() -> None:
     assert merged.next_index == 8
 
 
-def _hold(path: str, seconds: float) -> None:
+def _hold(path: str, held: EventType, seconds: float) -> None:
+    """Hold the lock for ``seconds`` (the holder's stand-in for slow work), saying when it has it."""
     with store.locked(Path(path)):
+        held.set()
         time.sleep(seconds)
 
 
 def test_the_lock_excludes_other_processes(tmp_path: Path) -> None:
-    holder = multiprocessing.get_context("spawn").Process(target=_hold, args=(str(tmp_path), 30))
+    spawn = multiprocessing.get_context("spawn")
+    held = spawn.Event()
+    holder = spawn.Process(target=_hold, args=(str(tmp_path), held, 30))
     holder.start()
     try:
-        deadline = time.monotonic() + 20
-        while not (tmp_path / ".lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.0)
+        assert held.wait(timeout=20), "the other process never took the lock"
         with pytest.raises(RetriableError), store.locked(tmp_path, timeout=0.5):
             pass
     finally:
