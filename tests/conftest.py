@@ -17,14 +17,15 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import delete
+from sqlalchemy import create_engine, delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app, redis_client
 from api.nudges import Nudger
 from api.state import AppState
 from emulators.azure.server import EmulatorProcess
-from rayplane.db.engine import async_session_factory, make_async_engine
+from rayplane.db.engine import async_session_factory, make_async_engine, normalize_url
 from rayplane.db.migrate import upgrade
 from rayplane.identity.entra import EntraValidator
 from rayplane.settings import Settings
@@ -229,3 +230,11 @@ async def committed(
         yield client, actor
     async with sessions() as s, s.begin():
         await s.execute(delete(Tenant).where(Tenant.id == actor.tenant.id))
+
+
+@pytest.fixture
+def sync_sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sync sessions on their own engine, committing for real, as a worker's."""
+    sync_engine = create_engine(normalize_url(database_url))
+    yield sessionmaker(sync_engine, expire_on_commit=False)
+    sync_engine.dispose()

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rayplane.clouds.models import Cloud
 from rayplane.clouds.repository import CloudRepository
 from rayplane.clouds.schemas import CloudCreate
-from rayplane.common.errors import Conflict, InvalidInput, found
+from rayplane.common.errors import Conflict, FieldError, InvalidInput, found, invalid
 from rayplane.common.etags import check_if_match
 from rayplane.common.paging import Page, decode_cursor, page_of
 from rayplane.common.principal import Principal, Role
@@ -97,6 +97,31 @@ async def _create_azure(
     return await repo.add(cloud)
 
 
+# Capacity fields the operator bounds, and where the bound comes from.
+CAPACITY_SETTINGS = {
+    "cpus": "RAYPLANE_LOCAL_CPUS",
+    "memory_gib": "RAYPLANE_LOCAL_MEMORY_GIB",
+    "gpus": "local clouds get no GPUs",
+    "max_nodes": "RAYPLANE_LOCAL_MAX_NODES",
+}
+
+
+def capacity_overruns(capacity: dict[str, Any], limit: dict[str, Any]) -> list[FieldError]:
+    """Where a tenant's local capacity goes beyond what the operator allows: a tenant's
+    settings may only narrow the operator's."""
+    return [
+        FieldError(f"body.capacity.{key}", f"at most {limit[key]} on this server ({setting})")
+        for key, setting in CAPACITY_SETTINGS.items()
+        if key in capacity and key in limit and float(capacity[key]) > float(limit[key])
+    ]
+
+
+def effective_capacity(capacity: dict[str, Any], limit: dict[str, Any]) -> dict[str, Any]:
+    """A local cloud's capacity within the operator's limits (a cloud stored before a limit
+    was lowered is held to the new one)."""
+    return {key: min(value, limit[key]) if key in limit else value for key, value in capacity.items()}
+
+
 async def create_cloud(
     session: AsyncSession,
     principal: Principal,
@@ -119,7 +144,12 @@ async def create_cloud(
         raise InvalidInput.on("body.provider", "local clouds are available in dev mode only")
     if await repo.get_by_name(principal.tenant_id, body.name) is not None:
         raise Conflict(f"a cloud named {body.name!r} already exists")
-    capacity = body.capacity.model_dump() if body.capacity else dict(local_capacity)
+    capacity = dict(local_capacity)
+    if body.capacity is not None:
+        capacity = body.capacity.model_dump()
+        over = capacity_overruns(capacity, local_capacity)
+        if over:
+            raise invalid(over)
     if body.default:
         await repo.clear_default(principal.tenant_id)
     cloud = Cloud(

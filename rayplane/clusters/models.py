@@ -67,6 +67,9 @@ class Cluster(ResourceMixin, Base):
     dashboard_url: Mapped[str | None] = mapped_column(String(500))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     retry_requested: Mapped[bool] = mapped_column(default=False)
+    # Set on entering FAILED: the next pass stops the cluster's nodes (a FAILED cluster holds
+    # no compute), then clears it.
+    release_pending: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     next_reconcile_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]

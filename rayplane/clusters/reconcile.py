@@ -52,6 +52,7 @@ class Snapshot:
     provider_state: dict[str, Any]
     targets: dict[str, int]
     retry_requested: bool
+    release_pending: bool
     cloud_provider: str
     cloud_config: dict[str, Any]
     pool_demand: dict[str, int]
@@ -71,14 +72,19 @@ class Outcome:
     jobs: job_sync.Updates = field(default_factory=dict)
 
 
-def choose_action(state: State, desired: DesiredState, retry_requested: bool) -> Action:
-    """What this pass does: ``ensure``, ``stop``, ``teardown`` or ``none``."""
+def choose_action(state: State, desired: DesiredState, retry_requested: bool, release_pending: bool = False) -> Action:
+    """What this pass does: ``ensure``, ``stop``, ``teardown``, ``release`` or ``none``.
+
+    A FAILED cluster is left alone unless asked to retry, stop or delete, except for one
+    ``release`` of its nodes after it entered FAILED (``release_pending``)."""
     if state == State.DELETED:
         return Action.NONE
     if desired == DesiredState.DELETED:
         return Action.TEARDOWN
+    if state == State.FAILED and desired == DesiredState.STOPPED:
+        return Action.STOP
     if state == State.FAILED and not retry_requested:
-        return Action.NONE
+        return Action.RELEASE if release_pending else Action.NONE
     if desired == DesiredState.STOPPED and state in (State.RUNNING, State.STOPPING):
         return Action.STOP
     if desired == DesiredState.STOPPED and state == State.STOPPED:
@@ -89,7 +95,7 @@ def choose_action(state: State, desired: DesiredState, retry_requested: bool) ->
 
 
 def choose_action_for(c: Cluster) -> Action:
-    return choose_action(c.state, c.desired_state, c.retry_requested)
+    return choose_action(c.state, c.desired_state, c.retry_requested, c.release_pending)
 
 
 class Reconciler:
@@ -132,6 +138,7 @@ class Reconciler:
                 provider_state=dict(c.provider_state or {}),
                 targets=planning.group_targets(c.spec, (c.observed or {}).get("targets", {})),
                 retry_requested=c.retry_requested,
+                release_pending=c.release_pending,
                 cloud_provider=cloud.provider if cloud else "local",
                 cloud_config=dict(cloud.config) if cloud else {},
                 pool_demand=self._pool_demand(session, cloud),
@@ -153,11 +160,11 @@ class Reconciler:
         )
 
     def _work(self, snap: Snapshot, provider: Provider) -> Outcome:
-        action = choose_action(snap.state, snap.desired, snap.retry_requested)
+        action = choose_action(snap.state, snap.desired, snap.retry_requested, snap.release_pending)
         out = Outcome(action=action, provider_state=snap.provider_state, targets=snap.targets)
         target = self._target(snap, snap.targets)
         try:
-            if action in (Action.TEARDOWN, Action.STOP):
+            if action in (Action.TEARDOWN, Action.STOP, Action.RELEASE):
                 url = provider.jobs_endpoint(snap.provider_state)
                 if url and snap.jobs:
                     auth = provider.jobs_auth(snap.cloud_config)
@@ -228,8 +235,15 @@ class Reconciler:
                 )
         # Entering STOPPED, DELETED or FAILED closes usage, ends jobs and settles operations
         # (``states.ON_ENTER``); nothing here repeats it.
-        if out.error is not None:
+        if out.error is not None and out.action == Action.RELEASE:
+            self._release_failed(session, c, out.error, now)
+        elif out.error is not None:
             self._failed_pass(session, c, out.error, now)
+        elif out.action == Action.RELEASE:
+            c.release_pending, c.observed, c.dashboard_url = False, {}, None
+            if snap.provider_state:  # nodes may have run; say they no longer do
+                why = "the nodes of the FAILED cluster were stopped; retry it, or stop and start it, to bring them back"
+                record_event(session, c, EventKind.COMPUTE_RELEASED, why)
         elif out.action == Action.TEARDOWN:
             for to in (State.DELETING, State.DELETED):
                 transition(session, c, to, reason="deleted on request")
@@ -253,7 +267,7 @@ class Reconciler:
             transition(session, c, State.STARTING, reason="starting on request")
         elif state == State.FAILED and c.retry_requested:
             transition(session, c, State.PROVISIONING, reason="retrying on request")
-            c.retry_requested = False
+            c.retry_requested, c.release_pending = False, False
 
     def _ensured(
         self, session: Session, c: Cluster, snap: Snapshot, out: Outcome, provider: Provider | None, now: datetime
@@ -319,8 +333,25 @@ class Reconciler:
                 transition(session, c, State.DEGRADED, reason=message[:1000], code=code)
             if can_move(c.state, State.FAILED):
                 transition(session, c, State.FAILED, reason=why[:1000], code=code or type(error).__name__)
-                c.next_reconcile_at = None
+                # Entering FAILED asked for one more pass that stops the nodes (release).
+                c.attempts = 0
+                c.next_reconcile_at = now if c.release_pending else None
                 return
+        delay = planning.backoff(c.attempts, base=self.settings.reconcile_busy_seconds)
+        c.next_reconcile_at = now + timedelta(seconds=delay)
+
+    def _release_failed(self, session: Session, c: Cluster, error: Exception, now: datetime) -> None:
+        """A release that failed: retried with backoff; after the maximum attempts (or a
+        terminal error) given up, saying so, so the cluster is not looked at for ever."""
+        c.attempts += 1
+        code = getattr(error, "code", None)
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        if isinstance(error, TerminalError) or c.attempts >= self.settings.max_attempts:
+            why = f"could not stop the nodes of the FAILED cluster: {message}; delete it, or stop it again"
+            record_event(session, c, EventKind.ERROR, why[:1000], code=code, detail={"attempt": c.attempts})
+            c.release_pending, c.next_reconcile_at = False, None
+            return
+        record_event(session, c, EventKind.ERROR, message[:1000], code=code, detail={"attempt": c.attempts})
         delay = planning.backoff(c.attempts, base=self.settings.reconcile_busy_seconds)
         c.next_reconcile_at = now + timedelta(seconds=delay)
 
@@ -328,7 +359,7 @@ class Reconciler:
         state = c.state
         if state in (State.DELETED, State.STOPPED) and c.desired_state != DesiredState.RUNNING:
             return None
-        if state == State.FAILED and not c.retry_requested:
+        if state == State.FAILED and not c.retry_requested and not c.release_pending:
             return None
         if state in BUSY or c.desired_state != DesiredState.RUNNING or state == State.STOPPED:
             return now + timedelta(seconds=self.settings.reconcile_busy_seconds)

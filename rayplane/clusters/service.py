@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.clouds.models import Cloud
 from rayplane.clouds.repository import CloudRepository
-from rayplane.clouds.service import LOCAL, ensure_local_cloud, resolve_cloud
+from rayplane.clouds.service import LOCAL, effective_capacity, ensure_local_cloud, resolve_cloud
 from rayplane.clusters import intent
 from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.clusters.repository import ClusterRepository, OperationRepository
@@ -96,7 +96,12 @@ async def _validate(
         vcpus=tenant.quota_vcpus if tenant.quota_vcpus is not None else policy.quota_vcpus,
         clusters=tenant.quota_clusters if tenant.quota_clusters is not None else policy.quota_clusters,
     )
-    errors = validate_spec(spec, cloud, usage=Usage.of(others), quotas=quotas, new_cluster=cluster is None)
+    capacity = None
+    if cloud.provider == LOCAL:
+        capacity = effective_capacity(dict(cloud.config.get("capacity", {})), policy.local_capacity)
+    errors = validate_spec(
+        spec, cloud, usage=Usage.of(others), quotas=quotas, new_cluster=cluster is None, capacity=capacity
+    )
     known = {e.field for e in errors}
     plan = await policy.guard.plan_violations(session, principal.tenant_id, spec, cluster=cluster, starting=False)
     errors += [e for e in plan if e not in errors and not (e.field in known and e.field.endswith(".vm_size"))]

@@ -41,7 +41,8 @@ ALLOWED: dict[State, frozenset[State]] = {
     S.STOPPING: frozenset({S.STOPPED, S.DELETING}),
     S.STOPPED: frozenset({S.STARTING, S.DELETING}),
     S.STARTING: frozenset({S.RUNNING, S.FAILED, S.DELETING}),
-    S.FAILED: frozenset({S.PROVISIONING, S.DELETING}),
+    # A FAILED cluster can be retried, deleted, or stopped (so a stop asked of it completes).
+    S.FAILED: frozenset({S.PROVISIONING, S.STOPPING, S.DELETING}),
     S.DELETING: frozenset({S.DELETED}),
     S.DELETED: frozenset(),
 }
@@ -59,15 +60,17 @@ class Effect(enum.Enum):
     FORGET_NODES = "forget the observed nodes and the dashboard address"
     RETIRE = "mark the record deleted and stop reconciling it"
     SETTLE_OPERATIONS = "settle the operations this state answers"
+    RELEASE_COMPUTE = "stop the nodes in the next pass, leaving the state as it is"
 
 
 E = Effect
 ON_ENTER: dict[State, tuple[Effect, ...]] = {
     S.STOPPED: (E.CLOSE_USAGE, E.END_JOBS, E.FORGET_NODES, E.SETTLE_OPERATIONS),
     S.DELETED: (E.CLOSE_USAGE, E.END_JOBS, E.FORGET_NODES, E.RETIRE, E.SETTLE_OPERATIONS),
-    # Rayplane stops watching a FAILED cluster, so it bills none of it and keeps no job
-    # "running" that nobody will ever finish; a retry opens new intervals as nodes are seen.
-    S.FAILED: (E.CLOSE_USAGE, E.END_JOBS, E.SETTLE_OPERATIONS),
+    # A FAILED cluster holds no compute: its nodes are stopped by the next pass (RELEASE),
+    # it bills nothing from this instant, and no job stays "running" that nobody will ever
+    # finish. A retry, or a stop then a start, brings nodes back and opens new intervals.
+    S.FAILED: (E.CLOSE_USAGE, E.END_JOBS, E.RELEASE_COMPUTE, E.SETTLE_OPERATIONS),
 }
 
 # How END_JOBS ends a job, per state entered: (job status, message).
@@ -131,6 +134,9 @@ def _run(session: Session, cluster: Cluster, state: State, effect: Effect, now: 
         job_store.end_unfinished(session, cluster.id, status=status, message=message, at=now)
     elif effect is E.FORGET_NODES:
         cluster.observed, cluster.dashboard_url = {}, None
+        cluster.release_pending = False
+    elif effect is E.RELEASE_COMPUTE:
+        cluster.release_pending, cluster.next_reconcile_at = True, now
     elif effect is E.RETIRE:
         cluster.deleted_at, cluster.next_reconcile_at = now, None
     elif effect is E.SETTLE_OPERATIONS:

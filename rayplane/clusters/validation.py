@@ -77,10 +77,19 @@ def shape_errors(spec: ClusterSpec, base: str = "body", *, no_gpus_on: str | Non
 
 
 def validate_spec(
-    spec: ClusterSpec, cloud: Cloud, *, usage: Usage, quotas: Quotas, new_cluster: bool
+    spec: ClusterSpec,
+    cloud: Cloud,
+    *,
+    usage: Usage,
+    quotas: Quotas,
+    new_cluster: bool,
+    capacity: dict[str, Any] | None = None,
 ) -> list[FieldError]:
+    """Every problem with ``spec`` on ``cloud``; ``capacity`` overrides the cloud's stored
+    one (the service passes it narrowed to the operator's limits)."""
     errors: list[FieldError] = []
-    capacity: dict[str, Any] = cloud.config.get("capacity", {})
+    if capacity is None:
+        capacity = dict(cloud.config.get("capacity", {}))
     local = cloud.provider == "local"
     if cloud.ray_versions and spec.ray_version not in cloud.ray_versions:
         errors.append(FieldError("body.ray_version", f"cloud {cloud.name!r} runs Ray {', '.join(cloud.ray_versions)}"))

@@ -55,6 +55,8 @@ class Action(enum.StrEnum):
     ENSURE = "ensure"
     STOP = "stop"
     TEARDOWN = "teardown"
+    # Stop the nodes of a FAILED cluster, which stays FAILED (``states.ON_ENTER``).
+    RELEASE = "release"
     NONE = "none"
 
 
@@ -72,3 +74,4 @@ class EventKind(enum.StrEnum):
     STOP_REQUESTED = "stop_requested"
     DELETE_REQUESTED = "delete_requested"
     BUDGET_STOP = "budget_stop"
+    COMPUTE_RELEASED = "compute_released"

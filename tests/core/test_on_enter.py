@@ -149,3 +149,68 @@ async def test_entering_deleted_retires_the_record(
     assert open_intervals(sync_sessions, cid) == 0
     assert jobs(sync_sessions, cid) == [("STOPPED", "the cluster was deleted")]
     assert running_ops(sync_sessions, cid) == []
+
+
+async def fail(cid: str, provider: ScriptedProvider, reconciler: Reconciler, sessions: sessionmaker[Session]) -> None:
+    """A terminal error on a RUNNING cluster, then the pass that releases its nodes."""
+    provider.fail_next = [TerminalError("the subscription was disabled", code="SubscriptionNotFound")]
+    reconciler.reconcile(cid)
+    assert reconciler.reconcile(cid) == "release"
+    assert provider.running.get(cid) is None  # the nodes were stopped
+    with sessions() as s:
+        cluster = s.get(Cluster, cid)
+        assert cluster is not None
+        assert (cluster.state, cluster.release_pending, cluster.next_reconcile_at) == (State.FAILED, False, None)
+
+
+async def test_a_failed_cluster_can_be_stopped_started_and_deleted(
+    committed: tuple[httpx.AsyncClient, Actor],
+    reconciler: Reconciler,
+    provider: ScriptedProvider,
+    sync_sessions: sessionmaker[Session],
+) -> None:
+    """``:stop`` and ``DELETE`` work from FAILED, and no operation is left Running with no
+    pass to settle it (today a stop of a FAILED cluster stays Running for ever)."""
+    client, actor = committed
+    cid = await running_cluster(client, actor, reconciler, sync_sessions)
+    await fail(cid, provider, reconciler, sync_sessions)
+
+    r = await client.post(f"/v1/clusters/{cid}:stop", headers=actor.headers)
+    assert r.status_code == 202
+    reconciler.reconcile(cid)
+    op = (await client.get(r.headers["Operation-Location"], headers=actor.headers)).json()
+    assert op["status"] == "Succeeded"
+    assert (await client.get(f"/v1/clusters/{cid}", headers=actor.headers)).json()["state"] == "STOPPED"
+
+    r = await client.post(f"/v1/clusters/{cid}:start", headers=actor.headers)
+    assert r.status_code == 202
+    for _ in range(3):
+        reconciler.reconcile(cid)
+    assert (await client.get(f"/v1/clusters/{cid}", headers=actor.headers)).json()["state"] == "RUNNING"
+    assert open_intervals(sync_sessions, cid) == 2  # billed again once nodes are observed
+
+    await fail(cid, provider, reconciler, sync_sessions)
+    r = await client.delete(f"/v1/clusters/{cid}", headers=actor.headers)
+    assert r.status_code == 202
+    reconciler.reconcile(cid)
+    op = (await client.get(r.headers["Operation-Location"], headers=actor.headers)).json()
+    assert op["status"] == "Succeeded"
+    assert running_ops(sync_sessions, cid) == []
+    assert open_intervals(sync_sessions, cid) == 0
+
+
+async def test_a_start_or_update_of_a_failed_cluster_is_answered_not_left_running(
+    committed: tuple[httpx.AsyncClient, Actor],
+    reconciler: Reconciler,
+    provider: ScriptedProvider,
+    sync_sessions: sessionmaker[Session],
+) -> None:
+    client, actor = committed
+    cid = await running_cluster(client, actor, reconciler, sync_sessions)
+    await fail(cid, provider, reconciler, sync_sessions)
+    r = await client.post(f"/v1/clusters/{cid}:start", headers=actor.headers)
+    assert r.status_code == 202
+    reconciler.reconcile(cid)
+    op = (await client.get(r.headers["Operation-Location"], headers=actor.headers)).json()
+    assert (op["status"], op["error_code"]) == ("Failed", "SubscriptionNotFound")
+    assert running_ops(sync_sessions, cid) == []

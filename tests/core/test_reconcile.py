@@ -191,7 +191,13 @@ async def test_retriable_errors_back_off_then_fail_and_retry_recovers(
     assert c.state == "FAILED"
     assert c.state_code == "AllocationFailed"
     assert "gave up after 3 attempts" in (c.state_reason or "")
-    assert c.next_reconcile_at is None
+    # Entering FAILED asks for one pass that releases whatever compute the cluster had.
+    assert c.release_pending
+    assert c.next_reconcile_at is not None
+    assert reconciler.reconcile(cid) == "release"
+    c = cluster(sync_sessions, cid)
+    assert (c.state, c.release_pending, c.next_reconcile_at) == ("FAILED", False, None)
+    assert provider.calls[-1] == ("stop", cid)
     assert ops(sync_sessions, cid) == [("create", "Failed")]
     r = await client.post(f"/v1/clusters/{cid}:retry", headers=actor.headers)
     assert r.status_code == 202

@@ -48,7 +48,7 @@ DESIGN_TABLE = {
     "STOPPING": {"STOPPED", "DELETING"},
     "STOPPED": {"STARTING", "DELETING"},
     "STARTING": {"RUNNING", "FAILED", "DELETING"},
-    "FAILED": {"PROVISIONING", "DELETING"},
+    "FAILED": {"PROVISIONING", "STOPPING", "DELETING"},  # STOPPING: a stop asked of a FAILED cluster completes
     "DELETING": {"DELETED"},
     "DELETED": set(),
 }

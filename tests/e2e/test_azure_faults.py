@@ -141,3 +141,28 @@ def test_spot_eviction_degrades_the_cluster_then_the_nodes_are_replaced(stack: S
     lost = [e for e in stack.events(cid) if e["kind"] == "node_lost"]
     assert lost, stack.events(cid)
     assert "group work: 0 of 1 nodes running" in lost[0]["reason"]
+
+
+def test_a_running_cluster_that_fails_is_suspended_and_can_be_deleted(stack: Stack, azure: EmulatedAzure) -> None:
+    """A terminal Azure error while RUNNING (a resize onto a size with no quota): the cluster
+    goes FAILED, its RayCluster is suspended (no pods left billed or running), the resize's
+    operation is answered Failed, and a delete from FAILED finishes."""
+    cid = create(stack, spec("failing", "Standard_D2s_v5", "Standard_D2s_v5"))
+    cluster = stack.wait_state(cid, "RUNNING", timeout=300)
+    pool = PoolKey("Standard_D16s_v5", False).name
+    azure.admin.post("/_emulator/arm/fail-next", json={"code": "QuotaExceeded", "match": pool})
+    groups = [{"name": "work", "vm_size": "Standard_D16s_v5", "min_nodes": 1, "max_nodes": 2}]
+    r = stack.request("PATCH", f"/v1/clusters/{cid}", json={"worker_groups": groups})
+    assert r.status_code == 202, r.text
+    resize = r.headers["Operation-Location"]
+    failed = stack.wait_state(cid, "FAILED", timeout=240)
+    assert failed["state_code"] == "QuotaExceeded"
+    assert stack.request("GET", resize).json()["status"] == "Failed"
+    wait_for(lambda: any(e["kind"] == "compute_released" for e in stack.events(cid)), 120, "the release pass")
+    ns = "rp-" + cid.lower().replace("_", "-")
+    rc = azure.custom().get_namespaced_custom_object("ray.io", "v1", ns, "rayclusters", cluster["name"])
+    assert rc["spec"].get("suspend") is True
+    r = stack.request("DELETE", f"/v1/clusters/{cid}")
+    assert r.status_code == 202, r.text
+    stack.wait_state(cid, "DELETED", timeout=240)
+    assert stack.request("GET", r.headers["Operation-Location"]).json()["status"] == "Succeeded"
