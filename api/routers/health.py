@@ -27,7 +27,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
-    "/readyz", summary="Readiness: the database and the broker answer", responses={503: {"description": "not ready; see Retry-After"}}
+    "/readyz",
+    summary="Readiness: the database and the broker answer",
+    responses={503: {"description": "not ready; see Retry-After"}},
 )
 async def readyz(request: Request) -> Response:
     state = app_state(request)
