@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -141,6 +142,12 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         lifespan=lifespan,
         openapi_url="/openapi.json",
     )
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return limits.document(base_openapi())
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
     if state is not None:
         app.state.rayplane = state
     app.state.jobs_access = jobs_access

@@ -194,3 +194,24 @@ class RequestLimits:
             ]
         path = scope.get("path", "")
         return next((methods for pattern, methods in self._paths if pattern.match(path)), [])
+
+
+def document(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add to an OpenAPI document what this module and ``api.outage`` answer on every route:
+    413 where a request has a body, 503 (with ``Retry-After``) everywhere. Idempotent."""
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    retry = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                responses.setdefault(
+                    "413", {"description": "The body is over this endpoint's limit", "content": problem}
+                )
+            unavailable = responses.setdefault(
+                "503", {"description": "The database or the broker is unavailable; retry later", "content": problem}
+            )
+            unavailable.setdefault("headers", retry)
+            if "429" in responses:
+                responses["429"].setdefault("headers", retry)
+    return schema
