@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -16,7 +17,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import rayplane.all_models  # noqa: F401 - every mapper must be known before the first flush
-from api import problems
+from api import limits, outage, problems
+from api.headers import SecurityHeaders
+from api.limits import RequestLimits
 from api.middleware import RequestContextMiddleware
 from api.nudges import Nudger
 from api.routers import (
@@ -49,6 +52,10 @@ Rayplane is the control plane of a managed-Ray service on Azure.
 Every error is RFC 9457 `application/problem+json`. Every response carries `X-Request-ID`.
 Authenticate with `Authorization: Bearer <API key>` or an Entra ID access token.
 """
+
+
+#: The routers' modules, in the order their routes are tried.
+ROUTERS = (health, tenant, members, api_keys, audit, clouds, clusters, jobs, marketplace, billing, portal)
 
 
 def redis_client(url: str) -> Redis:
@@ -135,12 +142,22 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         lifespan=lifespan,
         openapi_url="/openapi.json",
     )
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return limits.document(base_openapi())
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
     if state is not None:
         app.state.rayplane = state
     app.state.jobs_access = jobs_access
     problems.install(app)
-    for module in (health, tenant, members, api_keys, audit, clouds, clusters, jobs, marketplace, billing, portal):
+    outage.install(app)
+    limits.install(app)
+    for module in ROUTERS:
         app.include_router(module.router)
+    # Outermost last: SecurityHeaders > RequestContext > CORS > RequestLimits > the router.
+    app.add_middleware(RequestLimits)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -151,6 +168,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
             max_age=600,
         )
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -48,6 +48,7 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "No such resource in the caller's tenant",
         409: "Conflicts with the current state",
         412: "If-Match does not name the current ETag",
+        413: "The body is over this endpoint's limit (see docs/operations.md)",
         415: "The body is not JSON",
         422: "Invalid input; errors[] names each field",
         429: "Too many requests; see Retry-After",

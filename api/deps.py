@@ -17,11 +17,10 @@ import structlog
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import ratelimit
+from api import authguard, ratelimit
 from api.state import AppState
 from rayplane.audit.service import AuditEvent, record
 from rayplane.common.principal import Principal
-from rayplane.identity.auth import authenticate
 from rayplane.jobs.access import JobsAccess
 from rayplane.tenants.service import require_writable
 
@@ -104,10 +103,12 @@ async def get_principal(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
     state = app_state(request)
-    principal = await authenticate(
-        session, authorization, hashing_key=state.hashing_key, validator=state.entra, cache=state.auth_cache
-    )
-    request.state.principal = principal
+    # ``api.limits`` authenticates a request that carries a body before reading it.
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        client = request.client.host if request.client else None
+        principal = await authguard.authenticate(state, session, authorization, client)
+        request.state.principal = principal
     structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
     await ratelimit.hit(state.redis, principal.tenant_id, state.settings.rate_limit_per_minute)
     if request.method in MUTATING:

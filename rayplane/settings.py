@@ -58,6 +58,18 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(default=10.0, ge=0)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
 
+    # Request limits (api/limits.py, docs/operations.md). A body is refused with 413 from its
+    # Content-Length, or while it streams, before any of it is parsed.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_package_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    # A working-dir zip is refused (422) when its central directory declares more than this in
+    # all, or more than ``max_package_compression_ratio`` times its own size (zip bombs).
+    max_package_uncompressed_bytes: int = Field(default=1024**3, ge=1024)
+    max_package_compression_ratio: float = Field(default=200.0, gt=1)
+    # Failed authentications per minute, per client address and per API-key prefix (429 after).
+    auth_failures_per_minute: int = Field(default=30, ge=0)
+    auth_failures_per_key_per_minute: int = Field(default=10, ge=0)
+
     # Clusters and the local provider.
     local_clouds: bool | None = Field(default=None, description="default: on in dev mode")
     local_cpus: int | None = Field(default=None, ge=1)

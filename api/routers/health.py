@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import app_state
+from api.outage import RETRY_AFTER
 from api.problems import problem
 from rayplane.billing import reports
 from rayplane.db.engine import ping
@@ -26,7 +27,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
-    "/readyz", summary="Readiness: the database and the broker answer", responses={503: {"description": "not ready"}}
+    "/readyz",
+    summary="Readiness: the database and the broker answer",
+    responses={503: {"description": "not ready; see Retry-After"}},
 )
 async def readyz(request: Request) -> Response:
     state = app_state(request)
@@ -48,8 +51,7 @@ async def readyz(request: Request) -> Response:
     if all(v == "ok" for v in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks})
     failing = ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
-    resp = problem(503, f"not ready: {failing}", instance="/readyz")
-    return resp
+    return problem(503, f"not ready: {failing}", instance="/readyz", headers=RETRY_AFTER)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

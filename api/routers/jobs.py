@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import tempfile
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems
-from api.deps import Caller, IdempotencyKey, Session, jobs_access, set_audit_target
+from api.deps import Caller, IdempotencyKey, Session, app_state, jobs_access, set_audit_target
 from rayplane.clusters.service import job_target
+from rayplane.common.principal import Role
 from rayplane.jobs import service
 from rayplane.jobs.schemas import JobCreate, JobOut, PackageOut
+from rayplane.jobs.service import PackageLimits
 
 router = APIRouter(prefix="/v1/clusters/{cluster_id}", tags=["jobs"])
 ZIP_SCHEMA = {"type": "string", "format": "binary"}
+#: How much of an upload stays in memory before its temporary file goes to disk.
+SPOOL_BYTES = 1024 * 1024
 
 
 @router.post(
@@ -94,7 +100,7 @@ async def stop_job(cluster_id: str, job_id: str, request: Request, session: Sess
     name="jobs.upload_package",
     status_code=201,
     response_model=PackageOut,
-    responses=problems(404, 409, 415, 422),
+    responses=problems(403, 404, 409, 413, 415, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -103,9 +109,20 @@ async def stop_job(cluster_id: str, job_id: str, request: Request, session: Sess
     },
 )
 async def upload_package(cluster_id: str, request: Request, session: Session, caller: Caller) -> PackageOut:
-    """Upload a zipped working directory (``Content-Type: application/zip``) for ``runtime_env.working_dir``."""
-    data = await request.body()
+    """Upload a zipped working directory (``Content-Type: application/zip``) for ``runtime_env.working_dir``.
+
+    Up to ``RAYPLANE_MAX_PACKAGE_BYTES`` (413 beyond, cut while it streams); refused with 422
+    when its central directory declares more than ``RAYPLANE_MAX_PACKAGE_UNCOMPRESSED_BYTES``
+    or an absurd compression ratio."""
+    # The role and the cluster are checked before the body is read; the body then streams to
+    # a temporary file (in memory up to SPOOL_BYTES), never whole into memory.
+    caller.require(Role.MEMBER)
     target = await job_target(session, caller, cluster_id)
-    uri, size = await service.upload_package(caller, target, data, jobs_access(request))
+    settings = app_state(request).settings
+    limits = PackageLimits(settings.max_package_uncompressed_bytes, settings.max_package_compression_ratio)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as archive:
+        async for chunk in request.stream():
+            archive.write(chunk)
+        uri, size = await service.upload_package(caller, target, archive, jobs_access(request), limits)
     set_audit_target(request, "package", uri)
     return PackageOut(uri=uri, size_bytes=size)

@@ -6,17 +6,49 @@ cloud, quotas) are checked by ``rayplane.clusters.validation`` with the same fie
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from rayplane.clusters.spec import ClusterSpec
 from rayplane.clusters.values import DesiredState, OperationKind, OperationStatus, State
 
 DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 GROUP_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-LABEL_KEY = r"^[a-zA-Z0-9]([-a-zA-Z0-9_./]{0,61}[a-zA-Z0-9])?$"
+# Labels are bounded as Kubernetes bounds them (they may become KubeRay labels): a key is an
+# optional DNS-subdomain prefix (<= 253) and "/", then a name (<= 63); a value is empty or a
+# name; at most MAX_LABELS of them.
+MAX_LABELS = 32
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _label_key(key: str) -> str:
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix)):
+        raise ValueError("a label key's prefix is a DNS subdomain of at most 253 characters (e.g. example.com/)")
+    if not (len(name) <= 63 and _LABEL_NAME.match(name)):
+        raise ValueError(
+            "a label key's name is 1-63 characters: letters, digits, '-', '_' and '.', "
+            "beginning and ending with a letter or digit"
+        )
+    return key
+
+
+def _label_value(value: str) -> str:
+    if value and not (len(value) <= 63 and _LABEL_NAME.match(value)):
+        raise ValueError(
+            "a label value is empty or 1-63 characters: letters, digits, '-', '_' and '.', "
+            "beginning and ending with a letter or digit"
+        )
+    return value
+
+
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]
+Labels = dict[LabelKey, LabelValue]
 
 
 class HeadSpec(BaseModel):
@@ -46,7 +78,7 @@ class ClusterCreate(BaseModel):
     head: HeadSpec = Field(default_factory=HeadSpec)
     worker_groups: list[WorkerGroupSpec] = Field(default_factory=list, max_length=16)
     idle_timeout_minutes: int | None = Field(default=None, ge=1, le=10080, description="Stop when idle this long")
-    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    labels: Labels = Field(default_factory=dict, max_length=MAX_LABELS)
 
 
 class ClusterPatch(BaseModel):
@@ -56,7 +88,7 @@ class ClusterPatch(BaseModel):
 
     worker_groups: list[WorkerGroupSpec] | None = Field(default=None, max_length=16)
     idle_timeout_minutes: int | None = Field(default=None, ge=1, le=10080)
-    labels: dict[str, str] | None = Field(default=None, max_length=32)
+    labels: Labels | None = Field(default=None, max_length=MAX_LABELS)
 
 
 class ClusterOut(BaseModel):

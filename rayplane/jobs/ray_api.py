@@ -7,9 +7,10 @@ Async for the API, sync for the workers; both share the parsing below.
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -113,9 +114,18 @@ class RayJobsClient:
         r.raise_for_status()
         return bool(r.json().get("stopped", False))
 
-    async def upload_package(self, name: str, data: bytes) -> str:
-        """Upload a zipped working dir; returns the ``gcs://`` URI for ``runtime_env``."""
-        r = await self._call("PUT", f"/api/packages/gcs/{name}", content=data)
+    async def upload_package(self, name: str, archive: IO[bytes], size: int) -> str:
+        """Upload a zipped working dir of ``size`` bytes from ``archive``, streamed in blocks
+        (with a Content-Length, as Ray's dashboard expects); returns the ``gcs://`` URI."""
+
+        async def blocks() -> AsyncIterator[bytes]:
+            archive.seek(0)
+            while block := archive.read(1024 * 1024):
+                yield block
+
+        r = await self._call(
+            "PUT", f"/api/packages/gcs/{name}", content=blocks(), headers={"Content-Length": str(size)}
+        )
         r.raise_for_status()
         return f"gcs://{name}"
 

@@ -7,8 +7,13 @@ workers keep the status current and keep the final logs, so a job outlives its c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import io
+import zipfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import IO
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,8 +28,6 @@ from rayplane.jobs.ray_api import RayJobsClient, RayUnavailable
 from rayplane.jobs.repository import JobRepository
 from rayplane.jobs.schemas import JobCreate
 from rayplane.jobs.target import JobTarget
-
-MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 
 
 async def submit_job(
@@ -154,20 +157,70 @@ async def follow_logs(
         await client.aclose()
 
 
-async def upload_package(principal: Principal, cluster: JobTarget, data: bytes, access: JobsAccess) -> tuple[str, int]:
-    principal.require(Role.MEMBER)
-    if not data:
+@dataclass(frozen=True)
+class PackageLimits:
+    """What a working-dir zip may declare (``RAYPLANE_MAX_PACKAGE_UNCOMPRESSED_BYTES`` and
+    ``RAYPLANE_MAX_PACKAGE_COMPRESSION_RATIO``); its own size is cut by the API as it streams."""
+
+    uncompressed_bytes: int = 1024**3
+    compression_ratio: float = 200.0
+
+
+#: Below this many declared bytes the compression ratio is not judged: a few small, very
+#: repetitive files compress far beyond any sensible ratio and harm nobody.
+RATIO_FLOOR_BYTES = 16 * 1024 * 1024
+_BLOCK = 1024 * 1024
+
+
+def inspect_package(archive: IO[bytes], limits: PackageLimits) -> tuple[int, str]:
+    """``(size, sha256 hex)`` of a zip fit to upload, else ``InvalidInput`` on ``body``.
+
+    Reads only the archive's end and its central directory (``zipfile`` seeks there), never
+    decompresses: a zip bomb is refused from what it declares, the sum of its entries'
+    uncompressed sizes (overlapping entries each count in full), against a limit and against
+    a ratio to the archive's own size. Blocking file I/O: run it in a thread."""
+    archive.seek(0, io.SEEK_END)
+    size = archive.tell()
+    if size == 0:
         raise InvalidInput.on("body", "empty package")
-    if len(data) > MAX_PACKAGE_BYTES:
-        raise InvalidInput.on("body", f"package larger than {MAX_PACKAGE_BYTES // 2**20} MiB")
-    if not data.startswith(b"PK"):
+    archive.seek(0)
+    if archive.read(2) != b"PK":
         raise InvalidInput.on("body", "not a zip archive")
-    name = f"_ray_pkg_{hashlib.sha256(data).hexdigest()[:32]}.zip"
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        raise InvalidInput.on("body", "not a readable zip archive (its central directory is damaged)") from None
+    if declared > limits.uncompressed_bytes:
+        raise InvalidInput.on(
+            "body", f"the archive unpacks to {declared} bytes, over the limit of {limits.uncompressed_bytes}"
+        )
+    if declared > RATIO_FLOOR_BYTES and declared > limits.compression_ratio * size:
+        raise InvalidInput.on(
+            "body",
+            f"the archive unpacks to {declared // size}x its size, over the limit of "
+            f"{limits.compression_ratio:g}x (a zip bomb?)",
+        )
+    digest = hashlib.sha256()
+    archive.seek(0)
+    while block := archive.read(_BLOCK):
+        digest.update(block)
+    return size, digest.hexdigest()
+
+
+async def upload_package(
+    principal: Principal, cluster: JobTarget, archive: IO[bytes], access: JobsAccess, limits: PackageLimits
+) -> tuple[str, int]:
+    """Check the zip in ``archive`` (``inspect_package``) and upload it to the cluster's Ray
+    under its hash, streamed from the file. The caller must not use ``archive`` meanwhile."""
+    principal.require(Role.MEMBER)
+    size, sha = await asyncio.to_thread(inspect_package, archive, limits)
+    name = f"_ray_pkg_{sha[:32]}.zip"
     client = await access.client_for(cluster, cluster.endpoint(), http_timeout=120)
     try:
-        uri = await client.upload_package(name, data)
+        uri = await client.upload_package(name, archive, size)
     except RayUnavailable as exc:
         raise Unavailable(str(exc)) from None
     finally:
         await client.aclose()
-    return uri, len(data)
+    return uri, size

@@ -3,6 +3,7 @@ Ray's dashboard over real HTTP: parsing, 404s, errors, headers and TLS trust."""
 
 from __future__ import annotations
 
+import io
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -98,7 +99,9 @@ async def test_submit_info_logs_stop_and_upload(ray: FakeRay) -> None:
         assert await client.logs("s1") == "line 1\n"
         assert await client.stop("s1") is True
         assert await client.stop("s1") is False  # already stopped: Ray says so
-        assert await client.upload_package("_ray_pkg_abc.zip", b"PK\x03\x04zip") == "gcs://_ray_pkg_abc.zip"
+        assert (
+            await client.upload_package("_ray_pkg_abc.zip", io.BytesIO(b"PK\x03\x04zip"), 7) == "gcs://_ray_pkg_abc.zip"
+        )
     finally:
         await client.aclose()
     assert ray.packages == {"_ray_pkg_abc.zip": b"PK\x03\x04zip"}
@@ -133,7 +136,7 @@ async def test_an_unreachable_dashboard_is_ray_unavailable(closed_port_url: str)
             with pytest.raises(RayUnavailable, match="did not answer"):
                 await call
         with pytest.raises(RayUnavailable):
-            await client.upload_package("p.zip", b"PK")
+            await client.upload_package("p.zip", io.BytesIO(b"PK"), 2)
     finally:
         await client.aclose()
 
@@ -145,7 +148,8 @@ async def test_server_errors_are_http_errors_and_a_refusal_on_submit(ray: FakeRa
     ray.fail_with = 503
     client = RayJobsClient(ray.url)
     try:
-        for call in (client.info("s1"), client.logs("s1"), client.stop("s1"), client.upload_package("p.zip", b"PK")):
+        upload = client.upload_package("p.zip", io.BytesIO(b"PK"), 2)
+        for call in (client.info("s1"), client.logs("s1"), client.stop("s1"), upload):
             with pytest.raises(httpx.HTTPStatusError) as caught:
                 await call
             assert caught.value.response.status_code == 503

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.clusters.models import Cluster
 from rayplane.clusters.values import State
+from rayplane.common.errors import InvalidInput
 from rayplane.common.principal import Role
 from rayplane.jobs import service
 from rayplane.jobs.models import Job
@@ -263,3 +264,42 @@ async def test_packages_are_checked_then_uploaded_under_their_hash(
     name = f"_ray_pkg_{hashlib.sha256(data).hexdigest()[:32]}.zip"
     assert r.json() == {"uri": f"gcs://{name}", "size_bytes": len(data)}
     assert ray.packages == {name: data}
+
+
+def declaring(size: int) -> bytes:
+    """A small, valid zip whose central directory declares one entry of ``size`` bytes."""
+    data = zipped(**{"big.bin": "x"})
+    central = data.rindex(b"PK\x01\x02")  # the central directory's only entry
+    at = central + 24  # its uncompressed size (4 bytes, little-endian)
+    return data[:at] + size.to_bytes(4, "little") + data[at + 4 :]
+
+
+def test_a_zip_is_judged_by_its_central_directory_only() -> None:
+    limits = service.PackageLimits(uncompressed_bytes=2**30, compression_ratio=200)
+    size, sha = service.inspect_package(io.BytesIO(good := zipped(**{"main.py": "print('hi')\n"})), limits)
+    assert (size, sha) == (len(good), hashlib.sha256(good).hexdigest())
+    # Declared over the limit: refused without decompressing anything.
+    with pytest.raises(InvalidInput, match="unpacks to 3221225472 bytes, over the limit of 1073741824"):
+        service.inspect_package(io.BytesIO(declaring(3 * 2**30)), limits)
+    # 32 MiB of zeros is a few KiB zipped: an absurd ratio.
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros", b"\0" * (32 * 2**20))
+    with pytest.raises(InvalidInput, match="over the limit of 200x"):
+        service.inspect_package(io.BytesIO(out.getvalue()), limits)
+    # A damaged central directory is not a zip this cluster can use.
+    with pytest.raises(InvalidInput, match="not a readable zip archive"):
+        service.inspect_package(io.BytesIO(b"PK\x03\x04" + b"\0" * 100), limits)
+
+
+async def test_a_zip_bomb_is_refused_before_ray_sees_it(
+    client: httpx.AsyncClient, owner: Actor, cid: str, ray: FakeRay
+) -> None:
+    r = await client.post(
+        f"/v1/clusters/{cid}/packages",
+        headers={**owner.headers, "Content-Type": "application/zip"},
+        content=declaring(2**31),
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "body"
+    assert ray.packages == {}
