@@ -197,8 +197,9 @@ class RequestLimits:
 
 
 def document(schema: dict[str, Any]) -> dict[str, Any]:
-    """Add to an OpenAPI document what this module and ``api.outage`` answer on every route:
-    413 where a request has a body, 503 (with ``Retry-After``) everywhere. Idempotent."""
+    """Add to an OpenAPI document what this module, ``api.outage`` and ``api.problems`` answer
+    on every route: 400 and 413 where a request has a body, 422 as problem+json, 503 (with
+    ``Retry-After``) everywhere. Idempotent."""
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     retry = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
     for item in schema.get("paths", {}).values():
@@ -208,6 +209,10 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
                 responses.setdefault(
                     "413", {"description": "The body is over this endpoint's limit", "content": problem}
                 )
+                responses.setdefault("400", {"description": "The body could not be parsed", "content": problem})
+            if "422" in responses:
+                # FastAPI documents its own validation answer as application/json; ours is a problem.
+                responses["422"]["content"] = problem
             unavailable = responses.setdefault(
                 "503", {"description": "The database or the broker is unavailable; retry later", "content": problem}
             )

@@ -19,12 +19,7 @@ from rayplane.marketplace.client import FulfillmentClient
 from rayplane.settings import Settings
 from tests.conftest import AUDIENCE, HASHING_KEY
 from tests.emulators.test_marketplace_support import Marketplace
-from tests.marketplace.support import Buyer, LiveApi
-
-NAMESPACE = uuid.UUID("6f0cf3f6-0c62-4a55-9a37-2f1d1b3e6a10")
-PUBLISHER_TENANT = str(uuid.uuid5(NAMESPACE, "publisher-tenant"))
-PUBLISHER_APP = str(uuid.uuid5(NAMESPACE, "publisher-app"))
-SECRET = "emulator-secret"  # what the emulator's Entra accepts for any client
+from tests.marketplace.support import PUBLISHER_APP, PUBLISHER_TENANT, SECRET, Buyer, LiveApi
 
 
 @pytest.fixture(scope="session")

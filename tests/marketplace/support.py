@@ -30,6 +30,10 @@ from tests.e2e.stack import free_port, wait_for
 from tests.support.entra import mint
 
 ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = uuid.UUID("6f0cf3f6-0c62-4a55-9a37-2f1d1b3e6a10")
+PUBLISHER_TENANT = str(uuid.uuid5(NAMESPACE, "publisher-tenant"))
+PUBLISHER_APP = str(uuid.uuid5(NAMESPACE, "publisher-app"))
+SECRET = "emulator-secret"  # what the emulator's Entra accepts for any client
 
 
 class LiveApi:

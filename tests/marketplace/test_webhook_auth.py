@@ -22,8 +22,7 @@ from rayplane.marketplace.client import FulfillmentClient
 from rayplane.marketplace.models import WebhookEvent
 from rayplane.marketplace.token import MARKETPLACE_RESOURCE
 from tests.emulators.test_marketplace_support import Marketplace
-from tests.marketplace.conftest import PUBLISHER_APP, PUBLISHER_TENANT
-from tests.marketplace.support import LiveApi, cleanup, delivered
+from tests.marketplace.support import PUBLISHER_APP, PUBLISHER_TENANT, LiveApi, cleanup, delivered
 
 FAULTS = ["missing", "wrong_aud", "wrong_tid", "wrong_azp", "wrong_iss", "expired", "not_yet_valid", "bad_signature"]
 
