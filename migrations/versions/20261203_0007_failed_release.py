@@ -1,7 +1,7 @@
 """clusters: release_pending, set when a cluster enters FAILED until its compute is released
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-03 20:55:00
 
 A FAILED cluster holds no compute: entering FAILED marks it, and one more reconcile pass
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
