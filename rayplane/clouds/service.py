@@ -97,6 +97,11 @@ async def _create_azure(
     return await repo.add(cloud)
 
 
+def authorize_create(principal: Principal) -> None:
+    """The role a create needs; checked before an idempotent replay too."""
+    principal.require(Role.ADMIN)
+
+
 async def create_cloud(
     session: AsyncSession,
     principal: Principal,
@@ -108,7 +113,7 @@ async def create_cloud(
 ) -> Cloud:
     """Create a cloud. An Azure cloud starts VALIDATING; the caller nudges the validation task
     after commit (``rayplane.clouds.validate``), which sets READY or ERROR."""
-    principal.require(Role.ADMIN)
+    authorize_create(principal)
     validate_name(body.name)
     repo = CloudRepository(session)
     if body.provider == "azure":

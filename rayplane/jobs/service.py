@@ -27,10 +27,15 @@ from rayplane.jobs.target import JobTarget
 MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 
 
+def authorize_submit(principal: Principal) -> None:
+    """The role a submission needs; checked before an idempotent replay too."""
+    principal.require(Role.MEMBER)
+
+
 async def submit_job(
     session: AsyncSession, principal: Principal, cluster: JobTarget, body: JobCreate, access: JobsAccess
 ) -> Job:
-    principal.require(Role.MEMBER)
+    authorize_submit(principal)
     url = cluster.endpoint()
     job_id = new_id("job")
     submission_id = body.submission_id or f"rayplane-{job_id}"
