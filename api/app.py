@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,6 +19,7 @@ import rayplane.all_models  # noqa: F401 - every mapper must be known before the
 from api import problems
 from api.middleware import RequestContextMiddleware
 from api.nudges import Nudger
+from api.nul import reject_nul
 from api.routers import (
     api_keys,
     audit,
@@ -134,6 +135,8 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
+        # Before every route's own dependencies: no NUL reaches SQL (see api/nul.py).
+        dependencies=[Depends(reject_nul)],
     )
     if state is not None:
         app.state.rayplane = state
