@@ -35,9 +35,12 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from rayplane.common.upstream import one_line
+from rayplane.logs import get_logger
 from rayplane.marketplace.token import MarketplaceToken, MarketplaceTokenError
 from rayplane.settings import Settings
 
+log = get_logger("rayplane.marketplace.client")
 API_VERSION = "2018-08-31"
 BASE = "/api/saas/subscriptions"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -218,7 +221,8 @@ class FulfillmentClient:
                 bearer = self._token()
             except MarketplaceTokenError as exc:
                 # Entra refused the publisher app (a wrong or expired secret): not worth retrying here.
-                raise FulfillmentError(401, "PublisherTokenRefused", str(exc)[:300]) from None
+                log.warning("marketplace_token_refused", error=str(exc))
+                raise FulfillmentError(401, "PublisherTokenRefused", one_line(str(exc), 300)) from None
             sent = {
                 "Authorization": f"Bearer {bearer}",
                 "x-ms-requestid": request_id,

@@ -33,12 +33,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.common.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated, Unavailable
 from rayplane.common.principal import Principal, Role
+from rayplane.common.upstream import one_line
 from rayplane.identity import keys
 from rayplane.identity.auth import bearer_token
 from rayplane.identity.entra import EntraValidator
 from rayplane.identity.models import Member
 from rayplane.identity.repository import MemberRepository
 from rayplane.identity.service import add_member
+from rayplane.logs import get_logger
 from rayplane.marketplace import plans
 from rayplane.marketplace.client import FulfillmentClient, FulfillmentError, Subscription
 from rayplane.marketplace.models import MarketplaceSubscription
@@ -73,6 +75,7 @@ def _unavailable(exc: Exception) -> Unavailable:
     return Unavailable(f"the Azure Marketplace API could not be used right now ({type(exc).__name__}); try again")
 
 
+log = get_logger("rayplane.marketplace.purchase")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -262,5 +265,6 @@ async def _first_activation(
     try:
         await _call(client.activate, sub.id, sub.plan_id, sub.quantity)
     except FulfillmentError as exc:
-        raise Conflict(f"the Marketplace refused the activation: {exc.code}: {exc.message}") from None
+        log.warning("marketplace_activation_refused", status=exc.status, code=exc.code, error=exc.message)
+        raise Conflict(f"the Marketplace refused the activation: {exc.code}: {one_line(exc.message)}") from None
     return Activation(tenant, record, member, created=created)
