@@ -194,7 +194,7 @@ def test_subscribe_links_the_tenant_already_bound_to_the_buyers_entra_tenant(
         tenant = session.get(Tenant, existing.id)
         assert tenant is not None
         assert tenant.status == "active"
-        # Delivered again, the same operation changes nothing.
+        # The event is settled: a later delivery of it is skipped, not applied twice.
         event = session.execute(select(WebhookEvent).where(WebhookEvent.subscription_id == sub.id)).scalar_one()
         assert event.status == "done"
 
