@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,6 +22,7 @@ from api.headers import SecurityHeaders
 from api.limits import RequestLimits
 from api.middleware import RequestContextMiddleware
 from api.nudges import Nudger
+from api.nul import reject_nul
 from api.routers import (
     api_keys,
     audit,
@@ -141,6 +142,8 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
+        # Before every route's own dependencies: no NUL reaches SQL (see api/nul.py).
+        dependencies=[Depends(reject_nul)],
     )
     base_openapi = app.openapi
 

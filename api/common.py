@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import app_state
+from api.deps import app_state, set_audit_target
 from rayplane.common import idempotency
 from rayplane.common.paging import DEFAULT_LIMIT, MAX_LIMIT
 from rayplane.common.principal import Principal
@@ -70,6 +70,16 @@ def with_etag(response: Response, etag: str) -> None:
     response.headers["ETag"] = etag
 
 
+OMITTED_MARKER = "secret_omitted"
+
+
+def without_secrets(payload: Any, secrets: tuple[str, ...]) -> Any:
+    """``payload`` as it may be stored: each secret field set to null, ``secret_omitted`` true."""
+    if not secrets or not isinstance(payload, dict):
+        return payload
+    return {**payload, **dict.fromkeys(secrets), OMITTED_MARKER: True}
+
+
 async def idempotent_create(
     request: Request,
     session: AsyncSession,
@@ -77,16 +87,38 @@ async def idempotent_create(
     key: str | None,
     body: BaseModel,
     create: Callable[[], Awaitable[tuple[int, Any, dict[str, str]]]],
+    *,
+    authorize: Callable[[], None],
+    target_type: str,
+    secrets: tuple[str, ...] = (),
 ) -> JSONResponse:
     """Run ``create`` once per ``Idempotency-Key``; replay its stored answer afterwards.
 
     ``create`` returns ``(status, json-able body, headers)``. Without a key it simply runs.
+
+    Contract:
+    - ``authorize`` (the route's role rule, raising ``Forbidden``) runs before anything
+      else, so a replay is never an answer the caller's role could not have had;
+    - a stored answer is replayed only to the credential that made it (see
+      ``rayplane.common.idempotency``), with ``Idempotent-Replayed: true``;
+    - the fields named in ``secrets`` are never stored: the first answer carries them, a
+      replay has them null and ``secret_omitted: true`` (the client lists or revokes the
+      resource and creates a new one if it lost the secret);
+    - the audit entry of a replay names the resource (``target_type`` and the stored body's
+      ``id``) and says ``idempotent_replay``.
     """
+    authorize()
     fingerprint = idempotency.request_fingerprint(request.method, request.url.path, body.model_dump(mode="json"))
     if key is not None:
-        stored = await idempotency.begin(session, principal.tenant_id, key, fingerprint)
+        stored = await idempotency.begin(session, principal.tenant_id, key, fingerprint, principal.credential)
         if stored is not None:
-            request.state.audit_detail = {"idempotent_replay": True}
+            target_id = stored.body.get("id") if isinstance(stored.body, dict) else None
+            detail: dict[str, Any] = {"idempotent_replay": True}
+            if secrets:
+                detail[OMITTED_MARKER] = True
+            if isinstance(target_id, str):
+                set_audit_target(request, target_type, target_id)
+            request.state.audit_detail = detail
             headers = {**stored.headers, "Idempotent-Replayed": "true"}
             return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
     status, payload, headers = await create()
@@ -98,7 +130,8 @@ async def idempotent_create(
             principal.tenant_id,
             key,
             fingerprint,
-            idempotency.StoredResponse(status, encoded, headers),
+            principal.credential,
+            idempotency.StoredResponse(status, without_secrets(encoded, secrets), headers),
             ttl,
         )
     return JSONResponse(encoded, status_code=status, headers=headers)

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -150,6 +150,25 @@ async def _integrity(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # Last resort: the database refused a value (NUL in text, out of range, malformed) that
+    # no check at the edge (api/nul.py, the schemas) caught. The client sent it, so 422; the
+    # log names the error class and SQLSTATE only (the engines hide parameters anyway).
+    orig = getattr(exc, "orig", exc)
+    log.warning(
+        "database_refused_value",
+        path=request.url.path,
+        error=type(orig).__name__,
+        sqlstate=getattr(orig, "sqlstate", None),
+    )
+    return problem(
+        422,
+        "the database refused a value in this request (for example a NUL character or a number out of range)",
+        instance=_instance(request),
+        field_errors=[{"field": "request", "message": "a value the database cannot store"}],
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
     log.error("unhandled_error", path=request.url.path, exc_info=exc)
@@ -164,4 +183,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(StaleDataError, _stale)
     app.add_exception_handler(IntegrityError, _integrity)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -35,6 +35,10 @@ async def list_keys(
 async def create_key(
     body: ApiKeyCreate, session: Session, caller: Caller, request: Request, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
+    """Create a key; the whole key is in this answer only. A replay of the same
+    ``Idempotency-Key`` (by the same credential) has ``key: null`` and ``secret_omitted: true``:
+    Rayplane never keeps the key, so a client that lost it revokes this key and creates another."""
+
     async def create() -> tuple[int, object, dict[str, str]]:
         key, raw = await service.create_api_key(
             session, caller, app_state(request).hashing_key, name=body.name, role=body.role, expires_at=body.expires_at
@@ -43,7 +47,17 @@ async def create_key(
         out = ApiKeyCreated.model_validate({**ApiKeyOut.model_validate(key).model_dump(), "key": raw})
         return 201, out, {"ETag": key.etag, "Location": f"/v1/api-keys/{key.id}"}
 
-    return await idempotent_create(request, session, caller, idempotency_key, body, create)
+    return await idempotent_create(
+        request,
+        session,
+        caller,
+        idempotency_key,
+        body,
+        create,
+        authorize=lambda: service.authorize_api_key_create(caller, body.role),
+        target_type="api_key",
+        secrets=("key",),
+    )
 
 
 @router.get("/{key_id}", name="api_keys.get", response_model=ApiKeyOut, responses=problems(404))

@@ -69,7 +69,16 @@ async def create_cloud(
         _validate_after_commit(request, cloud)
         return 201, _out(request, cloud), {"ETag": cloud.etag, "Location": f"/v1/clouds/{cloud.id}"}
 
-    return await idempotent_create(request, session, caller, idempotency_key, body, create)
+    return await idempotent_create(
+        request,
+        session,
+        caller,
+        idempotency_key,
+        body,
+        create,
+        authorize=lambda: service.authorize_create(caller),
+        target_type="cloud",
+    )
 
 
 @router.get("/{cloud_id}", name="clouds.get", response_model=CloudOut, responses=problems(404))

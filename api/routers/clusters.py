@@ -70,7 +70,16 @@ async def create_cluster(
         payload, headers = accept(request, cluster, op)
         return 202, payload, headers
 
-    return await idempotent_create(request, session, caller, idempotency_key, body, create)
+    return await idempotent_create(
+        request,
+        session,
+        caller,
+        idempotency_key,
+        body,
+        create,
+        authorize=lambda: service.authorize_create(caller),
+        target_type="cluster",
+    )
 
 
 @router.get("/v1/clusters", name="clusters.list", response_model=ListPage[ClusterOut], responses=problems(422))

@@ -40,7 +40,16 @@ async def submit_job(
         set_audit_target(request, "job", job.id)
         return 201, JobOut.model_validate(job), {"Location": f"/v1/clusters/{cluster_id}/jobs/{job.id}"}
 
-    return await idempotent_create(request, session, caller, idempotency_key, body, create)
+    return await idempotent_create(
+        request,
+        session,
+        caller,
+        idempotency_key,
+        body,
+        create,
+        authorize=lambda: service.authorize_submit(caller),
+        target_type="job",
+    )
 
 
 @router.get("/jobs", name="jobs.list", response_model=ListPage[JobOut], responses=problems(404, 422))

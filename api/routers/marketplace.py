@@ -45,7 +45,10 @@ async def fulfillment(request: Request) -> FulfillmentClient:
             # MSAL may fetch the authority's metadata while it is built: not on the event loop.
             state.marketplace = await asyncio.to_thread(FulfillmentClient, state.settings)
         except MarketplaceTokenError:
-            raise Unavailable("the Azure Marketplace is not configured on this server") from None
+            raise Unavailable(
+                "the Azure Marketplace integration is not configured on this server: an operator must set "
+                "RAYPLANE_MARKETPLACE_PUBLISHER_TENANT_ID and the publisher app's client id and secret"
+            ) from None
     return state.marketplace
 
 
@@ -116,19 +119,21 @@ async def activate(body: ActivateIn, request: Request, session: Session, authori
 async def receive_webhook(request: Request, session: Session, authorization: Authorization = None) -> WebhookAck:
     """Called by the Azure Marketplace for each subscription operation (ChangePlan, Suspend, …),
     with an Entra token of the Marketplace's. Stored once per operation id and answered at
-    once; a worker confirms the operation with the Fulfillment API and applies it."""
+    once; a worker confirms the operation with the Fulfillment API and applies it. Any JSON
+    object with ``id`` and ``subscriptionId`` is accepted: other fields may be missing, empty
+    or unknown (the operation the worker reads is what counts)."""
     state = app_state(request)
     await webhook.authenticate(state.entra, state.settings, authorization)
     payload, document = webhook.parse(await request.body())
     inserted = await webhook.receive(session, payload, document)
     if inserted:
-        nudger, operation_id = state.nudger, payload.id
+        nudger, operation_id = state.nudger, payload.operation_id
 
         async def nudge() -> None:
             await nudger.marketplace_event(operation_id)
 
         after_commit(request, nudge)
-    return WebhookAck(status="received" if inserted else "duplicate", operation_id=payload.id.lower())
+    return WebhookAck(status="received" if inserted else "duplicate", operation_id=payload.operation_id.lower())
 
 
 @router.get("/subscription", name="marketplace.subscription", response_model=TenantPlanOut, responses=problems())

@@ -38,7 +38,16 @@ async def add_member(
         set_audit_target(request, "member", member.id)
         return 201, MemberOut.model_validate(member), {"ETag": member.etag, "Location": f"/v1/members/{member.id}"}
 
-    return await idempotent_create(request, session, caller, idempotency_key, body, create)
+    return await idempotent_create(
+        request,
+        session,
+        caller,
+        idempotency_key,
+        body,
+        create,
+        authorize=lambda: service.authorize_member_add(caller, body.role),
+        target_type="member",
+    )
 
 
 @router.get("/{member_id}", name="members.get", response_model=MemberOut, responses=problems(404))

@@ -46,6 +46,7 @@ from rayplane.billing.faults import crash_point
 from rayplane.billing.metrics import METERING_EVENTS, BillingGauges, gauge_params
 from rayplane.billing.models import MeteringRecord
 from rayplane.billing.periods import floor_hour
+from rayplane.common.upstream import one_line
 from rayplane.db.base import utcnow
 from rayplane.logs import get_logger
 from rayplane.marketplace.metering_client import MAX_BATCH, MeteringClient, MeteringError, UsageEvent, UsageResult
@@ -220,12 +221,13 @@ class Metering:
                 # Retriable: the batch may have arrived, so it stays submitted and is resent
                 # (answered Duplicate if it did). Refused: it surely did not; back to pending.
                 retriable = isinstance(exc, MeteringError) and exc.retriable
+                reason = one_line(str(exc), 300)  # served by the billing API: no upstream paths
                 with self.sessions() as session, session.begin():
                     store.note_failure(
-                        session, [i for i, _ in sent], str(exc), status="submitted" if retriable else "pending"
+                        session, [i for i, _ in sent], reason, status="submitted" if retriable else "pending"
                     )
-                log.warning("metering_batch_failed", events=len(sent), retriable=retriable, error=str(exc)[:300])
-                result.error = str(exc)[:300]
+                log.warning("metering_batch_failed", events=len(sent), retriable=retriable, error=str(exc)[:20_000])
+                result.error = reason
                 return
             result.batches += 1
             crash_point("metering_after_send")

@@ -122,6 +122,11 @@ def effective_capacity(capacity: dict[str, Any], limit: dict[str, Any]) -> dict[
     return {key: min(value, limit[key]) if key in limit else value for key, value in capacity.items()}
 
 
+def authorize_create(principal: Principal) -> None:
+    """The role a create needs; checked before an idempotent replay too."""
+    principal.require(Role.ADMIN)
+
+
 async def create_cloud(
     session: AsyncSession,
     principal: Principal,
@@ -133,7 +138,7 @@ async def create_cloud(
 ) -> Cloud:
     """Create a cloud. An Azure cloud starts VALIDATING; the caller nudges the validation task
     after commit (``rayplane.clouds.validate``), which sets READY or ERROR."""
-    principal.require(Role.ADMIN)
+    authorize_create(principal)
     validate_name(body.name)
     repo = CloudRepository(session)
     if body.provider == "azure":

@@ -25,6 +25,7 @@ from rayplane.clusters.models import Cluster
 from rayplane.clusters.spec import HEAD_GROUP, ClusterSpec
 from rayplane.clusters.states import can_move, record_event, transition
 from rayplane.clusters.values import Action, DesiredState, EventKind, OperationKind, State
+from rayplane.common.upstream import one_line
 from rayplane.db.base import utcnow
 from rayplane.jobs import store as job_store
 from rayplane.jobs import sync as job_sync
@@ -323,10 +324,13 @@ class Reconciler:
     def _failed_pass(self, session: Session, c: Cluster, error: Exception, now: datetime) -> None:
         c.attempts += 1
         code = getattr(error, "code", None)
-        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        full = getattr(error, "message", None) or str(error) or type(error).__name__
+        # Users read events and reasons: one line of the cloud's text, without its paths or
+        # traceback; the whole text is in the log.
+        message = one_line(full, 500)
         terminal = isinstance(error, TerminalError) or c.attempts >= self.settings.max_attempts
-        record_event(session, c, EventKind.ERROR, message[:1000], code=code, detail={"attempt": c.attempts})
-        log.warning("reconcile_failed", cluster_id=c.id, attempt=c.attempts, code=code, error=message[:300])
+        record_event(session, c, EventKind.ERROR, message, code=code, detail={"attempt": c.attempts})
+        log.warning("reconcile_failed", cluster_id=c.id, attempt=c.attempts, code=code, error=full[:20_000])
         if terminal and c.desired_state != DesiredState.DELETED:
             why = message if isinstance(error, TerminalError) else f"gave up after {c.attempts} attempts: {message}"
             if c.state == State.RUNNING:

@@ -109,10 +109,15 @@ async def _validate(
         raise invalid(errors)
 
 
+def authorize_create(principal: Principal) -> None:
+    """The role a create needs; checked before an idempotent replay too."""
+    principal.require(Role.MEMBER)
+
+
 async def create_cluster(
     session: AsyncSession, principal: Principal, body: ClusterCreate, policy: ClusterPolicy
 ) -> tuple[Cluster, Operation]:
-    principal.require(Role.MEMBER)
+    authorize_create(principal)
     await policy.guard.may_run(session, principal.tenant_id, "create")
     cloud = await _cloud_for(session, principal, body.cloud, policy)
     if await ClusterRepository(session).get_live_by_name(principal.tenant_id, body.name) is not None:

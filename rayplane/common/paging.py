@@ -41,7 +41,8 @@ def decode_cursor(cursor: str | None) -> str | None:
         after = data["after"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise InvalidInput.on("query.cursor", "not a cursor returned by this API") from None
-    if not isinstance(after, str):
+    # A NUL could never come from an id of ours, and Postgres text cannot hold it.
+    if not isinstance(after, str) or "\x00" in after:
         raise InvalidInput.on("query.cursor", "not a cursor returned by this API")
     return after
 

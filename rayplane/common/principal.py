@@ -36,6 +36,12 @@ class Principal:
     member_id: str | None = None
     api_key_id: str | None = None
 
+    @property
+    def credential(self) -> str:
+        """The credential that authenticated this call: ``api_key:<key id>`` for an API key,
+        ``member:<member id>`` for an Entra token (the member its ``oid`` maps to)."""
+        return f"{self.actor_type}:{self.actor_id}"
+
     def require(self, role: Role) -> None:
         """Raise ``Forbidden`` unless the caller holds at least ``role``."""
         if not self.role.at_least(role):

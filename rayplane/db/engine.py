@@ -3,6 +3,10 @@
 The API uses the async engine (psycopg 3 async); workers and the CLI use the sync one.
 Services receive a session and only ``flush``; whoever opened the session (the API's
 request scope, a worker task) commits or rolls back.
+
+Every engine hides statement parameters (``hide_parameters=True``): a database error's
+text, and so every log line and traceback that carries it, shows the SQL but never the
+values, which include key digests, tokens and whatever a client sent.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ def make_async_engine(
         max_overflow=max_overflow,
         pool_pre_ping=pre_ping,
         pool_recycle=recycle_seconds,
+        hide_parameters=True,
     )
 
 
@@ -41,6 +46,7 @@ def make_sync_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> 
         max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
+        hide_parameters=True,
     )
 
 

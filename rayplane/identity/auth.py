@@ -73,7 +73,8 @@ async def authenticate_entra(session: AsyncSession, token: str, validator: Entra
     tenants = TenantRepository(session)
 
     async def known(tid: str) -> bool:
-        return await tenants.get_by_entra_tid(tid) is not None
+        # The tid is not verified yet: a NUL in it would be a database error, not a stranger.
+        return "\x00" not in tid and await tenants.get_by_entra_tid(tid) is not None
 
     claims = await validator.validate(token, known)
     tenant = await tenants.get_by_entra_tid(str(claims["tid"]))

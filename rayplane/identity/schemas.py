@@ -52,7 +52,16 @@ class ApiKeyOut(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyOut):
-    key: str = Field(description="The whole key. Shown once: Rayplane keeps only a keyed hash.")
+    key: str | None = Field(
+        description="The whole key. Shown once: Rayplane keeps only a keyed hash. Null in an idempotent replay."
+    )
+    secret_omitted: bool = Field(
+        default=False,
+        description=(
+            "True in an idempotent replay (Idempotent-Replayed: true): the key is not kept, so it is not in "
+            "the answer; revoke this key and create another if it was lost"
+        ),
+    )
 
 
 class ApiKeyCreate(BaseModel):

@@ -31,6 +31,12 @@ def _grantable(principal: Principal, role: Role, field: str) -> None:
 # ---- API keys -------------------------------------------------------------------------
 
 
+def authorize_api_key_create(principal: Principal, role: Role) -> None:
+    """Members and above create keys, of at most their own role; checked before a replay too."""
+    principal.require(Role.MEMBER)
+    _grantable(principal, role, "body.role")
+
+
 async def create_api_key(
     session: AsyncSession,
     principal: Principal,
@@ -41,8 +47,7 @@ async def create_api_key(
     expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the whole key, which is never retrievable again."""
-    principal.require(Role.MEMBER)
-    _grantable(principal, role, "body.role")
+    authorize_api_key_create(principal, role)
     if expires_at is not None and expires_at <= datetime.now(UTC):
         raise InvalidInput.on("body.expires_at", "must be in the future")
     prefix, raw = keys.generate()
@@ -102,6 +107,12 @@ async def get_member(session: AsyncSession, principal: Principal, member_id: str
     return found(await MemberRepository(session).get(principal.tenant_id, member_id), "member", member_id)
 
 
+def authorize_member_add(principal: Principal, role: Role) -> None:
+    """Admins and above add members, of at most their own role; checked before a replay too."""
+    principal.require(Role.ADMIN)
+    _grantable(principal, role, "body.role")
+
+
 async def add_member(
     session: AsyncSession,
     principal: Principal,
@@ -111,8 +122,7 @@ async def add_member(
     email: str | None = None,
     display_name: str | None = None,
 ) -> Member:
-    principal.require(Role.ADMIN)
-    _grantable(principal, role, "body.role")
+    authorize_member_add(principal, role)
     repo = MemberRepository(session)
     if await repo.get_by_oid(principal.tenant_id, oid) is not None:
         raise Conflict(f"a member with oid {oid} already exists in this tenant")

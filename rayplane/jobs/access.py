@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rayplane.common.errors import Unavailable
+from rayplane.common.upstream import one_line
 from rayplane.jobs.ray_api import RayJobsClient
 from rayplane.jobs.target import JobTarget
+from rayplane.logs import get_logger
+
+log = get_logger("rayplane.jobs")
 
 Auth = tuple[dict[str, str], str | bool]
 # (provider kind, cloud config) -> (headers, TLS verify)
@@ -35,7 +39,8 @@ class JobsAccess:
         try:
             return await asyncio.to_thread(self.resolver, target.provider, dict(target.cloud_config))
         except Exception as exc:  # noqa: BLE001 - surfaced as 503 with the reason
-            raise Unavailable(f"cannot reach the cluster's API server: {exc}") from None
+            log.warning("jobs_auth_failed", provider=target.provider, error=str(exc))
+            raise Unavailable(f"cannot reach the cluster's API server: {one_line(str(exc))}") from None
 
     async def client_for(self, target: JobTarget, url: str, *, http_timeout: float = 10.0) -> RayJobsClient:
         headers, verify = await self.auth_for(target)

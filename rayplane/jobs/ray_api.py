@@ -16,6 +16,8 @@ import httpx
 
 # Keep the tail of very long logs: the end is where a failure explains itself.
 MAX_LOG_BYTES = 1_000_000
+# How much of a refusal's text is kept (for the log; clients get one line of it).
+MAX_REFUSAL_CHARS = 20_000
 
 
 class RayUnavailable(Exception):
@@ -90,7 +92,8 @@ class RayJobsClient:
     async def submit(self, body: dict[str, Any]) -> str:
         r = await self._call("POST", "/api/jobs/", json=body)
         if r.status_code >= 400:
-            raise ValueError(r.text[:500])
+            # Ray answers a refusal with its traceback; the exception is at the end of it.
+            raise ValueError(r.text[-MAX_REFUSAL_CHARS:])
         return str(r.json()["submission_id"])
 
     async def info(self, submission_id: str) -> RayJobInfo | None:

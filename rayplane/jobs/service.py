@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rayplane.common.errors import Conflict, InvalidInput, Unavailable, found
 from rayplane.common.paging import Page, decode_cursor, page_of
 from rayplane.common.principal import Principal, Role
+from rayplane.common.upstream import one_line
 from rayplane.db.base import utcnow
 from rayplane.db.ids import new_id
 from rayplane.jobs.access import Auth, JobsAccess
@@ -28,12 +29,20 @@ from rayplane.jobs.ray_api import RayJobsClient, RayUnavailable
 from rayplane.jobs.repository import JobRepository
 from rayplane.jobs.schemas import JobCreate
 from rayplane.jobs.target import JobTarget
+from rayplane.logs import get_logger
+
+log = get_logger("rayplane.jobs")
+
+
+def authorize_submit(principal: Principal) -> None:
+    """The role a submission needs; checked before an idempotent replay too."""
+    principal.require(Role.MEMBER)
 
 
 async def submit_job(
     session: AsyncSession, principal: Principal, cluster: JobTarget, body: JobCreate, access: JobsAccess
 ) -> Job:
-    principal.require(Role.MEMBER)
+    authorize_submit(principal)
     url = cluster.endpoint()
     job_id = new_id("job")
     submission_id = body.submission_id or f"rayplane-{job_id}"
@@ -71,7 +80,10 @@ async def submit_job(
     except RayUnavailable as exc:
         raise Unavailable(str(exc)) from None
     except ValueError as exc:
-        raise InvalidInput.on("body", f"Ray refused the job: {exc}") from None
+        # The client gets one line of Ray's answer; the whole text (a traceback with the
+        # head's paths) goes to the log, tied to the answer by the bound request id.
+        log.warning("ray_refused_job", cluster_id=cluster.cluster_id, submission_id=submission_id, error=str(exc))
+        raise InvalidInput.on("body", f"Ray refused the job: {one_line(str(exc))}") from None
     finally:
         await client.aclose()
     return job

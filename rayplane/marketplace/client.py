@@ -27,17 +27,20 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urljoin
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from rayplane.common.upstream import one_line
+from rayplane.logs import get_logger
 from rayplane.marketplace.token import MarketplaceToken, MarketplaceTokenError
 from rayplane.settings import Settings
 
+log = get_logger("rayplane.marketplace.client")
 API_VERSION = "2018-08-31"
 BASE = "/api/saas/subscriptions"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -57,6 +60,33 @@ class FulfillmentError(RuntimeError):
         return self.status is None or self.status in RETRY_STATUSES
 
 
+def _as_utc(value: datetime) -> datetime:
+    """Microsoft's documentation shows times without an offset ("2018-12-01T00:00:00"):
+    those are UTC. Every time read from the Marketplace is aware, so comparing two never
+    raises."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _int_or_none(value: Any) -> Any:
+    # The Marketplace sends "" (and null) for a quantity that does not apply.
+    return None if value == "" else value
+
+
+UtcTime = Annotated[datetime, AfterValidator(_as_utc)]
+Quantity = Annotated[int | None, BeforeValidator(_int_or_none)]
+W = TypeVar("W", bound="_Wire")
+
+
+def _parse(model: type[W], response: httpx.Response, document: Any = None) -> W:
+    """``model`` from the answer; an answer of another shape is a ``FulfillmentError``."""
+    try:
+        return model.model_validate(_body(response) if document is None else document)
+    except ValidationError as exc:
+        raise FulfillmentError(
+            response.status_code, "UnexpectedAnswer", f"not a {model.__name__}: {one_line(str(exc))}"
+        ) from None
+
+
 class _Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
@@ -71,8 +101,8 @@ class Party(_Wire):
 
 
 class Term(_Wire):
-    start_date: datetime | None = None
-    end_date: datetime | None = None
+    start_date: UtcTime | None = None
+    end_date: UtcTime | None = None
     term_unit: str | None = None
 
 
@@ -115,9 +145,9 @@ class Operation(_Wire):
     offer_id: str | None = None
     publisher_id: str | None = None
     plan_id: str | None = None
-    quantity: int | None = None
+    quantity: Quantity = None
     action: str
-    time_stamp: datetime | None = None
+    time_stamp: UtcTime | None = None
     status: str
     error_status_code: str | None = None
     error_message: str | None = None
@@ -218,7 +248,8 @@ class FulfillmentClient:
                 bearer = self._token()
             except MarketplaceTokenError as exc:
                 # Entra refused the publisher app (a wrong or expired secret): not worth retrying here.
-                raise FulfillmentError(401, "PublisherTokenRefused", str(exc)[:300]) from None
+                log.warning("marketplace_token_refused", error=str(exc))
+                raise FulfillmentError(401, "PublisherTokenRefused", one_line(str(exc), 300)) from None
             sent = {
                 "Authorization": f"Bearer {bearer}",
                 "x-ms-requestid": request_id,
@@ -287,16 +318,23 @@ class FulfillmentClient:
 
     def get_operation(self, subscription_id: str, operation_id: str) -> Operation:
         response = self.request("GET", f"{BASE}/{subscription_id}/operations/{operation_id}")
-        return Operation.model_validate(_body(response))
+        return _parse(Operation, response)
 
     def operation_at(self, location: str) -> Operation:
         """The operation an ``Operation-Location`` URL names."""
-        return Operation.model_validate(_body(self.request("GET", location)))
+        return _parse(Operation, self.request("GET", location))
 
     def list_operations(self, subscription_id: str) -> list[Operation]:
-        """The subscription's operations still InProgress."""
-        page = _body(self.request("GET", f"{BASE}/{subscription_id}/operations"))
-        return [Operation.model_validate(op) for op in page.get("operations", [])]
+        """The subscription's operations still InProgress.
+
+        An answer without an ``operations`` list raises ``FulfillmentError``
+        (``UnexpectedAnswer``): "no operations" must never stand for "could not read them"."""
+        response = self.request("GET", f"{BASE}/{subscription_id}/operations")
+        page = _body(response)
+        listed = page.get("operations")
+        if not isinstance(listed, list):
+            raise FulfillmentError(response.status_code, "UnexpectedAnswer", "the answer has no operations list")
+        return [_parse(Operation, response, op) for op in listed]
 
     def patch_operation(self, subscription_id: str, operation_id: str, status: Literal["Success", "Failure"]) -> None:
         """Accept or reject an InProgress operation (409 ``FulfillmentError`` once it is not)."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from rayplane.common.upstream import one_line
 from rayplane.marketplace.client import FulfillmentClient, FulfillmentError
 from rayplane.settings import Settings
 
@@ -151,7 +152,7 @@ class MeteringClient:
         try:
             response = self._http.request("POST", BATCH_PATH, json={"request": [e.wire() for e in events]})
         except FulfillmentError as exc:
-            raise MeteringError(str(exc), retriable=exc.retriable) from None
+            raise MeteringError(one_line(str(exc), 300), retriable=exc.retriable) from None
         try:
             body = response.json()
         except ValueError:

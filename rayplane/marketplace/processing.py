@@ -24,9 +24,15 @@ stay stopped); Unsubscribe wants every cluster deleted and makes the tenant read
 ``close_expired`` closes it after the retention period; Renew is recorded; unknown actions
 are logged and acknowledged.
 
-Failures: a Marketplace API failure leaves the event ``received`` with a later
+``Subscribe`` (sent for plans that activate without the landing page) creates or links the
+tenant as activation does (``rayplane.marketplace.subscribe``); the subscription's parties
+are read from the Fulfillment API before the apply transaction.
+
+Failures: any failure of a pass (a Marketplace API failure, an answer of an unexpected
+shape, a bug) counts as an attempt: the event stays ``received`` with a later
 ``next_attempt_at`` (exponential, capped), until ``MAX_ATTEMPTS`` attempts were made; then it
-ends ``failed`` with the reason.
+ends ``failed`` with the reason and the ``marketplace_event_failed`` error log (the alert of
+docs/operations.md).
 """
 
 from __future__ import annotations
@@ -40,12 +46,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rayplane.audit.models import AuditEntry
 from rayplane.clusters import bulk
+from rayplane.common.upstream import one_line
 from rayplane.db.base import utcnow
 from rayplane.db.ids import new_id
 from rayplane.logs import get_logger
 from rayplane.marketplace import plans, store
-from rayplane.marketplace.client import FulfillmentClient, FulfillmentError, Operation
+from rayplane.marketplace.client import FulfillmentClient, FulfillmentError, Operation, Subscription
 from rayplane.marketplace.models import MarketplaceSubscription, WebhookEvent
+from rayplane.marketplace.subscribe import subscribe
 from rayplane.tenants.models import Tenant
 from rayplane.tenants.service import ACTIVE, CLOSED, READ_ONLY, SUSPENDED
 
@@ -106,17 +114,28 @@ class EventProcessor:
         if claimed is None:
             return Outcome("skipped", "not waiting for processing")
         subscription_id, attempts = claimed
+        try:
+            return self._pass(operation_id, subscription_id, attempts)
+        except Exception as exc:
+            log.exception("marketplace_event_error", operation_id=operation_id, attempt=attempts)
+            why = f"unexpected error: {type(exc).__name__}: {one_line(str(exc))}"
+            return self._failed_attempt(operation_id, attempts, None, why)
+
+    def _pass(self, operation_id: str, subscription_id: str, attempts: int) -> Outcome:
         answer = ""
+        purchase: Subscription | None = None
         try:
             op = self.client.get_operation(subscription_id, operation_id)
             if op.status == "InProgress" and op.action in ACK_ACTIONS:
                 op, answer = self._answer(op)
+            if op.action == "Subscribe" and op.status == "Succeeded":
+                purchase = self.client.get(op.subscription_id)  # its parties say who owns it
         except FulfillmentError as exc:
             return self._failed_attempt(operation_id, attempts, exc)
         if op.status == "InProgress":
             # Not ours to answer, or not settled yet: look again later.
             return self._failed_attempt(operation_id, attempts, None, f"operation still InProgress ({op.action})")
-        return self._apply(operation_id, op, answer)
+        return self._apply(operation_id, op, answer, purchase)
 
     def _claim(self, operation_id: str) -> tuple[str, int] | None:
         with self.sessions.begin() as session:
@@ -192,7 +211,7 @@ class EventProcessor:
 
     # ---- applying ----------------------------------------------------------------------
 
-    def _apply(self, operation_id: str, op: Operation, answer: str) -> Outcome:
+    def _apply(self, operation_id: str, op: Operation, answer: str, purchase: Subscription | None = None) -> Outcome:
         with self.sessions.begin() as session:
             event = store.load_event(session, operation_id, lock=True)
             if event is None or event.status != "received":
@@ -201,7 +220,13 @@ class EventProcessor:
                 event.time_stamp = op.time_stamp
             sub = store.load_subscription(session, op.subscription_id, lock=True)
             clusters: list[str] = []
-            if sub is None:
+            if sub is None and purchase is not None:
+                result, sub = subscribe(session, purchase)
+                if sub is not None:
+                    if op.time_stamp is not None:
+                        sub.last_event_at = op.time_stamp
+                    _audit(session, sub, op, result, 200)
+            elif sub is None:
                 result = "unknown subscription; recorded, not applied"
             elif op.status != "Succeeded":
                 result = f"the Marketplace reports {op.status}; recorded, not applied"
@@ -234,6 +259,8 @@ class EventProcessor:
             return f"quantity {op.quantity}", []
         if action == "Renew":
             return "renewed", []
+        if action == "Subscribe":
+            return "already activated; recorded", []
         if action not in ("Suspend", "Reinstate", "Unsubscribe"):
             log.warning("marketplace_unknown_action", action=action, operation_id=op.id)
             return f"unknown action {action!r}; acknowledged", []

@@ -33,12 +33,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.common.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated, Unavailable
 from rayplane.common.principal import Principal, Role
+from rayplane.common.upstream import one_line
 from rayplane.identity import keys
 from rayplane.identity.auth import bearer_token
 from rayplane.identity.entra import EntraValidator
 from rayplane.identity.models import Member
 from rayplane.identity.repository import MemberRepository
 from rayplane.identity.service import add_member
+from rayplane.logs import get_logger
 from rayplane.marketplace import plans
 from rayplane.marketplace.client import FulfillmentClient, FulfillmentError, Subscription
 from rayplane.marketplace.models import MarketplaceSubscription
@@ -73,6 +75,17 @@ def _unavailable(exc: Exception) -> Unavailable:
     return Unavailable(f"the Azure Marketplace API could not be used right now ({type(exc).__name__}); try again")
 
 
+log = get_logger("rayplane.marketplace.purchase")
+
+
+def _misconfigured() -> Unavailable:
+    """Entra refused the publisher app: a configuration fault that retrying will not fix."""
+    return Unavailable(
+        "the Azure Marketplace integration is not configured correctly on this server "
+        "(Entra ID refused the publisher app's credentials); an operator must fix it"
+    )
+
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -86,8 +99,11 @@ async def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
     except MarketplaceTokenError as exc:
-        raise _unavailable(exc) from None
+        log.warning("marketplace_token_refused", error=str(exc))
+        raise _misconfigured() from None
     except FulfillmentError as exc:
+        if exc.code == "PublisherTokenRefused":
+            raise _misconfigured() from None
         if exc.status is not None and exc.status < 500 and exc.status not in (401, 403, 429):
             raise
         raise _unavailable(exc) from None
@@ -136,7 +152,7 @@ def _tid_of(token: str) -> str | None:
         return None
 
 
-def _tenant_name(display: str) -> str:
+def tenant_name(display: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", display.lower()).strip("-")[:40].strip("-")
     if not slug or not slug[0].isalpha():
         slug = "t-" + slug if slug else "tenant"
@@ -144,7 +160,7 @@ def _tenant_name(display: str) -> str:
 
 
 async def _new_tenant(session: AsyncSession, sub: Subscription, tid: str) -> Tenant:
-    base = _tenant_name(sub.name or sub.id)
+    base = tenant_name(sub.name or sub.id)
     name = base if len(base) >= 3 else f"{base}-mkt"
     if await TenantRepository(session).get_by_name(name) is not None:
         name = f"{name[:50]}-{secrets.token_hex(3)}"
@@ -262,5 +278,6 @@ async def _first_activation(
     try:
         await _call(client.activate, sub.id, sub.plan_id, sub.quantity)
     except FulfillmentError as exc:
-        raise Conflict(f"the Marketplace refused the activation: {exc.code}: {exc.message}") from None
+        log.warning("marketplace_activation_refused", status=exc.status, code=exc.code, error=exc.message)
+        raise Conflict(f"the Marketplace refused the activation: {exc.code}: {one_line(exc.message)}") from None
     return Activation(tenant, record, member, created=created)

@@ -95,18 +95,20 @@ class TenantPlanOut(BaseModel):
 
 
 class WebhookIn(BaseModel):
-    """The Marketplace's webhook body (documented fields; others are kept as sent)."""
+    """The Marketplace's webhook body, as documented. Only ``id`` and ``subscriptionId`` are
+    required; every other field may be missing, empty or of another type, and unknown fields
+    are kept as sent (``rayplane.marketplace.webhook.parse`` reads it, tolerantly)."""
 
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1, max_length=64, description="The operation id")
     subscriptionId: str = Field(min_length=1, max_length=64)  # noqa: N815 - Azure's spelling
-    action: str = Field(min_length=1, max_length=40)
-    timeStamp: datetime | None = None  # noqa: N815
+    action: str | None = Field(default=None, description="Claimed only: the operation read from Azure decides")
+    timeStamp: str | None = Field(default=None, description="ISO 8601; no offset means UTC")  # noqa: N815
     activityId: str | None = None  # noqa: N815
     offerId: str | None = None  # noqa: N815
     planId: str | None = None  # noqa: N815
-    quantity: int | None = None
+    quantity: int | str | None = None
     status: str | None = None
     subscription: dict[str, Any] | None = None
 

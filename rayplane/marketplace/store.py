@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from rayplane.clusters import statements
 from rayplane.clusters.spec import ClusterSpec
-from rayplane.identity.models import ApiKey
+from rayplane.identity.models import ApiKey, Member
 from rayplane.marketplace.models import MarketplaceSubscription, WebhookEvent
 from rayplane.tenants.models import Tenant
 
@@ -96,3 +96,37 @@ def revoke_api_keys(session: Session, tenant_id: str, at: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+# ---- a Subscribe webhook (the tenant created or linked by the worker) -------------------
+
+
+def lock_purchase(session: Session, subscription_id: str) -> None:
+    """The advisory lock the API's activation takes (``MarketplaceRepository.lock_purchase``):
+    a landing-page activation and a Subscribe webhook of one subscription never both bind it."""
+    key = func.hashtextextended("marketplace-activate:" + subscription_id.lower(), 0)
+    session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def tenant_by_entra_tid(session: Session, tid: str, *, lock: bool = False) -> Tenant | None:
+    stmt = select(Tenant).where(Tenant.entra_tenant_id == tid)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def tenant_name_taken(session: Session, name: str) -> bool:
+    return session.execute(select(Tenant.id).where(Tenant.name == name)).first() is not None
+
+
+def current_subscription_of(session: Session, tenant_id: str) -> MarketplaceSubscription | None:
+    """The tenant's subscription that is not Unsubscribed (at most one: a partial unique index)."""
+    stmt = select(MarketplaceSubscription).where(
+        MarketplaceSubscription.tenant_id == tenant_id, MarketplaceSubscription.status != "Unsubscribed"
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def member_by_oid(session: Session, tenant_id: str, oid: str) -> Member | None:
+    stmt = select(Member).where(Member.tenant_id == tenant_id, Member.oid == oid)
+    return session.execute(stmt).scalar_one_or_none()

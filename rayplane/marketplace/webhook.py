@@ -18,19 +18,18 @@ takes one insert (plus, once per ``jwks_cache_seconds``, the metadata and JWKS f
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rayplane.common.errors import FieldError, InvalidInput, Unauthenticated
+from rayplane.common.errors import InvalidInput, Unauthenticated
 from rayplane.db.base import utcnow
 from rayplane.identity.auth import bearer_token
 from rayplane.identity.entra import EntraValidator
 from rayplane.logs import get_logger
 from rayplane.marketplace.repository import MarketplaceRepository
-from rayplane.marketplace.schemas import WebhookIn
 from rayplane.marketplace.token import MARKETPLACE_RESOURCE
 from rayplane.settings import Settings
 
@@ -38,6 +37,9 @@ log = get_logger("rayplane.marketplace.webhook")
 
 # How long the beat sweep leaves a new event to the nudged worker before sending it again.
 INTAKE_HOLD = timedelta(seconds=15)
+MAX_ID = 64  # the column's width; Marketplace ids are GUIDs
+MAX_ACTION = 40
+NUL = "\x00"
 
 
 async def authenticate(validator: EntraValidator, settings: Settings, authorization: str | None) -> dict[str, Any]:
@@ -53,37 +55,85 @@ async def authenticate(validator: EntraValidator, settings: Settings, authorizat
     )
 
 
-def parse(raw: bytes) -> tuple[WebhookIn, dict[str, Any]]:
-    """The payload, validated, and as sent (what is stored)."""
+@dataclass(frozen=True)
+class Intake:
+    """What intake keeps of a webhook body: the operation it names, and what it claims.
+
+    Only the two ids are required; ``action`` and ``time_stamp`` are the body's claims, kept
+    for operators (empty or None when missing or malformed). The worker acts on the
+    operation it GETs from the Fulfillment API, never on these."""
+
+    operation_id: str
+    subscription_id: str
+    action: str
+    time_stamp: datetime | None
+
+
+def _id(document: dict[str, Any], name: str) -> str:
+    value = document.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID or NUL in value:
+        raise InvalidInput.on(f"body.{name}", f"a non-empty string of at most {MAX_ID} characters")
+    return value.strip()
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    # Microsoft's documented examples carry no offset: those times are UTC.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _storable(value: Any) -> Any:
+    """The document without NUL characters, which a JSONB column cannot hold."""
+    if isinstance(value, str):
+        return value.replace(NUL, "")
+    if isinstance(value, dict):
+        return {str(k).replace(NUL, ""): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def parse(raw: bytes) -> tuple[Intake, dict[str, Any]]:
+    """The intake and the document to store, from any JSON object with the two ids.
+
+    Tolerant on purpose: the Marketplace asks publishers not to deserialise webhooks
+    strictly, and a 4xx to a ChangePlan or ChangeQuantity webhook rejects the customer's
+    change. So unknown fields, empty ones (``"quantity": ""``) and malformed claims are
+    accepted; only a body that names no operation or subscription is refused (422)."""
     try:
         document = json.loads(raw)
     except ValueError:
         raise InvalidInput.on("body", "not JSON") from None
     if not isinstance(document, dict):
         raise InvalidInput.on("body", "must be a JSON object")
-    try:
-        return WebhookIn.model_validate(document), document
-    except ValidationError as exc:
-        errors = [FieldError("body." + ".".join(str(p) for p in e["loc"]), str(e["msg"])) for e in exc.errors()[:10]]
-        raise InvalidInput("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors) from None
+    operation_id, subscription_id = _id(document, "id"), _id(document, "subscriptionId")
+    action = document.get("action")
+    claimed = action.replace(NUL, "")[:MAX_ACTION] if isinstance(action, str) else ""
+    intake = Intake(operation_id, subscription_id, claimed, _time(document.get("timeStamp")))
+    return intake, _storable(document)
 
 
-async def receive(session: AsyncSession, payload: WebhookIn, document: dict[str, Any]) -> bool:
+async def receive(session: AsyncSession, payload: Intake, document: dict[str, Any]) -> bool:
     """Store the event; True when it is new (then the caller nudges a worker after commit)."""
     now = utcnow()
     inserted = await MarketplaceRepository(session).insert_event(
-        operation_id=payload.id,
-        subscription_id=payload.subscriptionId,
+        operation_id=payload.operation_id,
+        subscription_id=payload.subscription_id,
         action=payload.action,
-        time_stamp=payload.timeStamp,
+        time_stamp=payload.time_stamp,
         payload=document,
         received_at=now,
         next_attempt_at=now + INTAKE_HOLD,
     )
     log.info(
         "marketplace_webhook",
-        operation_id=payload.id,
-        subscription_id=payload.subscriptionId,
+        operation_id=payload.operation_id,
+        subscription_id=payload.subscription_id,
         action=payload.action,
         duplicate=not inserted,
     )

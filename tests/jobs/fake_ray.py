@@ -3,7 +3,9 @@
 It answers the routes Rayplane calls, as Ray's dashboard does: ``POST /api/jobs/``,
 ``GET /api/jobs/{id}``, ``GET /api/jobs/{id}/logs``, ``POST /api/jobs/{id}/stop`` and
 ``PUT /api/packages/gcs/{name}``; an unknown job is a 404, a duplicate submission id a 400.
-Every request is recorded, and ``fail_with`` makes every answer that status.
+Every request is recorded, and ``fail_with`` makes every answer that status;
+``refuse_submit`` makes a submission answer 400 with that text, as Ray's job head answers a
+refused submission (``traceback.format_exc()`` as ``text/plain``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class FakeRay:
     packages: dict[str, bytes] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     fail_with: int | None = None
+    refuse_submit: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def job(self, submission_id: str, status: str = "RUNNING", logs: str = "", **fields: Any) -> None:
@@ -53,6 +56,8 @@ class FakeRay:
             return self.fail_with, {"error": "injected"}
         parts = path.strip("/").split("/")  # api, jobs, <id>, [logs|stop]
         with self.lock:
+            if method == "POST" and parts == ["api", "jobs"] and self.refuse_submit is not None:
+                return 400, self.refuse_submit
             if method == "POST" and parts == ["api", "jobs"]:
                 doc = json.loads(body)
                 sid = doc["submission_id"]
@@ -86,9 +91,10 @@ def _handler(ray: FakeRay) -> type[BaseHTTPRequestHandler]:
             with ray.lock:
                 ray.requests.append(Seen(self.command, self.path, dict(self.headers.items()), body))
             status, doc = ray.answer(self.command, self.path, body)
-            data = json.dumps(doc).encode()
+            text = isinstance(doc, str)
+            data = doc.encode() if text else json.dumps(doc).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/plain" if text else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

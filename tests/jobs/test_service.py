@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import logging
 import socket
 import zipfile
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from rayplane.common.errors import InvalidInput
 from rayplane.common.principal import Role
 from rayplane.jobs import service
 from rayplane.jobs.models import Job
+from rayplane.logs import configure_logging
 from tests.jobs.fake_ray import FakeRay, fake_ray
 from tests.support.factories import Actor, Factory
 
@@ -121,6 +124,44 @@ async def test_ray_refusing_the_job_is_422_and_keeps_nothing(
     assert error["field"] == "body"
     assert "Ray refused the job" in error["message"]
     assert "already exists" in error["message"]
+    assert await job_ids(client, owner, cid) == []
+
+
+RAY_TRACEBACK = """Traceback (most recent call last):
+  File "/home/ray/anaconda3/lib/python3.11/site-packages/ray/dashboard/modules/job/job_head.py", line 341, in submit_job
+    resp = await job_agent_client.submit_job_internal(submit_request)
+  File "/home/ray/anaconda3/lib/python3.11/site-packages/ray/_private/runtime_env/working_dir.py", line 88, in upload
+    raise ValueError(f"{path} is not a valid URI")
+ValueError: /tmp/ray/session_2026-11-27/runtime_resources/nope.zip is not a valid URI
+"""
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    configure_logging("DEBUG", "json", stream=stream)
+    yield stream
+    logging.getLogger().handlers[:] = []
+
+
+async def test_ray_s_traceback_is_one_line_without_paths_and_the_whole_goes_to_the_log(
+    client: httpx.AsyncClient, owner: Actor, cid: str, ray: FakeRay, json_logs: io.StringIO
+) -> None:
+    ray.refuse_submit = RAY_TRACEBACK
+    r = await client.post(
+        f"/v1/clusters/{cid}/jobs",
+        headers={**owner.headers, "X-Request-ID": "req-ray-refused"},
+        json={"entrypoint": "true"},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == "body: Ray refused the job: ValueError: <path> is not a valid URI"
+    assert "Traceback" not in r.text
+    assert "/home/ray" not in r.text
+    assert "/tmp/ray" not in r.text
+    [line] = [json.loads(x) for x in json_logs.getvalue().splitlines() if "ray_refused_job" in x]
+    assert line["level"] == "warning"
+    assert line["request_id"] == "req-ray-refused"
+    assert "site-packages/ray/dashboard" in line["error"]
     assert await job_ids(client, owner, cid) == []
 
 

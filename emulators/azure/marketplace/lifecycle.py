@@ -13,6 +13,8 @@ Operations (``action``):
   the publisher must PATCH Success and that Failure leaves the subscription Suspended.
   Without it, Reinstate applies at once.
 * Suspend, Unsubscribe, Renew: inform-only; applied when created, the operation Succeeded.
+* Subscribe: inform-only, sent for plans that activate without the landing page; it makes a
+  PendingFulfillmentStart subscription Subscribed.
 * Any other action is recorded Succeeded and changes nothing (webhook receivers must
   tolerate actions they do not know).
 
@@ -275,6 +277,8 @@ class Lifecycle:
             subscription["saasSubscriptionStatus"] = "Subscribed"
         elif action == "Unsubscribe":
             subscription["saasSubscriptionStatus"] = "Unsubscribed"
+        elif action == "Subscribe":
+            subscription["saasSubscriptionStatus"] = "Subscribed"
         elif action == "Renew":
             term = subscription["term"]
             if term.get("endDate"):
