@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -136,7 +137,9 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
                 await current.redis.aclose()
                 await current.engine.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the fastapi-offline wheel: /docs and /redoc need no CDN.
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="Rayplane",
         version=__version__,
         description=DESCRIPTION,

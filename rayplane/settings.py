@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     def local_clouds_enabled(self) -> bool:
         return self.is_dev if self.local_clouds is None else self.local_clouds
 
+    def served_providers(self) -> frozenset[str]:
+        """The kinds of cloud this control plane can run clusters on."""
+        kinds = {"local"} if self.local_clouds_enabled else set()
+        if self.azure_client_id:
+            kinds.add("azure")
+        return frozenset(kinds)
+
     def local_capacity(self) -> dict[str, float | int]:
         """This machine's capacity unless configured: what a tenant's ``local`` cloud may use."""
         cpus = self.local_cpus or os.cpu_count() or 1

@@ -25,6 +25,9 @@ def _out(request: Request, cloud: Cloud) -> CloudOut:
     out.admin_consent_url = service.admin_consent_url(
         cloud, authority=settings.entra_authority, client_id=settings.azure_client_id, redirect_uri=redirect
     )
+    reason = service.unavailable_reason(cloud, settings.served_providers())
+    if reason is not None:
+        out.status, out.status_reason = service.UNAVAILABLE, reason
     return out
 
 

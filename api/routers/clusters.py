@@ -26,6 +26,7 @@ def policy(request: Request) -> service.ClusterPolicy:
         quota_vcpus=s.default_quota_vcpus,
         quota_clusters=s.default_quota_clusters,
         guard=TenantRules(),
+        served=s.served_providers(),
     )
 
 

@@ -127,6 +127,24 @@ def authorize_create(principal: Principal) -> None:
     principal.require(Role.ADMIN)
 
 
+UNAVAILABLE = "UNAVAILABLE"
+
+
+def unavailable_reason(cloud: Cloud, served: frozenset[str]) -> str | None:
+    """Why no cluster can run on ``cloud`` here (this control plane has no provider of its
+    kind, ``served``), with what to do; None when its provider is there."""
+    if cloud.provider in served:
+        return None
+    if cloud.provider == "azure":
+        return (
+            "this control plane has no Azure app configured, so nothing can reach this cloud: set "
+            "RAYPLANE_AZURE_CLIENT_ID (and its secret or certificate); in dev mode, start with RAYPLANE_DEMO_AZURE=1"
+        )
+    return (
+        f"this control plane runs no {cloud.provider!r} provider (local clouds need dev mode or RAYPLANE_LOCAL_CLOUDS)"
+    )
+
+
 async def create_cloud(
     session: AsyncSession,
     principal: Principal,

@@ -71,6 +71,8 @@ class Outcome:
     events: tuple[ProviderEvent, ...] = ()
     scale_reasons: list[str] = field(default_factory=list)
     jobs: job_sync.Updates = field(default_factory=dict)
+    # A teardown done without reaching the cloud: why (recorded, and the resources named).
+    unreachable: str | None = None
 
 
 def choose_action(state: State, desired: DesiredState, retry_requested: bool, release_pending: bool = False) -> Action:
@@ -191,6 +193,21 @@ class Reconciler:
                     out.provider_state = exc.provider_state
         return out
 
+    @staticmethod
+    def _without_provider(snap: Snapshot) -> Outcome:
+        """A cluster whose cloud kind has no provider in this process (the Azure app is not
+        configured, or the demo emulator is gone): a delete closes the records at once, since
+        retrying cannot reach the cloud either; anything else fails terminally, saying why."""
+        action = choose_action(snap.state, snap.desired, snap.retry_requested, snap.release_pending)
+        error = TerminalError(
+            f"this control plane has no provider for {snap.cloud_provider!r} clouds, so the cloud cannot be "
+            "reached (for Azure: configure RAYPLANE_AZURE_CLIENT_ID; in dev mode start with RAYPLANE_DEMO_AZURE=1)",
+            code="ProviderUnavailable",
+        )
+        if action == Action.TEARDOWN:
+            return Outcome(Action.TEARDOWN, {}, snap.targets, unreachable=error.message)
+        return Outcome(Action.NONE, snap.provider_state, snap.targets, error=error)
+
     # ---- phase 3 ----------------------------------------------------------------------
     def reconcile(self, cluster_id: str) -> str:
         """One pass; returns what happened ("busy", "gone", or the action taken)."""
@@ -199,15 +216,7 @@ class Reconciler:
             return "busy"
         provider = self.providers.get(snap.cloud_provider)
         try:
-            if provider is None:
-                out = Outcome(
-                    Action.NONE,
-                    snap.provider_state,
-                    snap.targets,
-                    error=TerminalError(f"no provider for {snap.cloud_provider!r} clouds"),
-                )
-            else:
-                out = self._work(snap, provider)
+            out = self._without_provider(snap) if provider is None else self._work(snap, provider)
             with self.sessions() as session, session.begin():
                 cluster = store.load(session, cluster_id, lock=True)
                 if cluster is None:
@@ -246,6 +255,9 @@ class Reconciler:
                 why = "the nodes of the FAILED cluster were stopped; retry it, or stop and start it, to bring them back"
                 record_event(session, c, EventKind.COMPUTE_RELEASED, why)
         elif out.action == Action.TEARDOWN:
+            if out.unreachable:
+                why = f"deleted without reaching the cloud: {out.unreachable}; its resources may remain there"
+                record_event(session, c, EventKind.ERROR, why[:1000], code="ProviderUnavailable")
             for to in (State.DELETING, State.DELETED):
                 transition(session, c, to, reason="deleted on request")
         elif out.action == Action.STOP:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.clouds.models import Cloud
 from rayplane.clouds.repository import CloudRepository
-from rayplane.clouds.service import LOCAL, effective_capacity, ensure_local_cloud, resolve_cloud
+from rayplane.clouds.service import LOCAL, effective_capacity, ensure_local_cloud, resolve_cloud, unavailable_reason
 from rayplane.clusters import intent
 from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.clusters.repository import ClusterRepository, OperationRepository
@@ -71,6 +71,8 @@ class ClusterPolicy:
     quota_vcpus: int
     quota_clusters: int
     guard: TenantGuard = field(default_factory=NoGuard)
+    # Kinds of cloud this control plane has a provider for; None: every kind.
+    served: frozenset[str] | None = None
 
 
 async def _cloud_for(session: AsyncSession, principal: Principal, ref: str | None, policy: ClusterPolicy) -> Cloud:
@@ -89,6 +91,10 @@ async def _validate(
     cluster: Cluster | None,
 ) -> None:
     """One pass: every catalog, cloud, quota and plan error at once, as one 422."""
+    if policy.served is not None:
+        reason = unavailable_reason(cloud, policy.served)
+        if reason is not None:
+            raise InvalidInput.on("body.cloud", f"cloud {cloud.name!r} is unavailable: {reason}")
     tenant = await TenantRepository(session).get(principal.tenant_id)
     assert tenant is not None
     others = await ClusterRepository(session).live_specs(principal.tenant_id, excluding=cluster.id if cluster else None)
