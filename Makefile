@@ -8,8 +8,14 @@ STAMP := $(VENV)/.installed
 
 # rayplane and, as a distribution of its own, the Azure emulator (a dev and test component that
 # is not in the production wheel or image).
+# An interrupted first run must not leave a half-made .venv that later runs trust: the venv
+# counts as made only once pip runs in it (the .created marker), else it is made again.
 $(STAMP): pyproject.toml emulators/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if [ ! -f $(VENV)/.created ] || ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
+		echo "creating $(VENV)"; \
+		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip --version >/dev/null && \
+		touch $(VENV)/.created; \
+	fi
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local,embedded]' -e ./emulators 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import rayplane, cli, ops, emulators.azure, fastapi, celery, ray"
 	touch $(STAMP)
