@@ -1,7 +1,8 @@
 """docker-compose.yml and infra/Dockerfile stay honest against the code they run.
 
-``docker-compose config`` (Debian's docker-compose 1.29; CI installs it) validates and
-renders the file without a Docker engine. The commands must be the process kinds that
+The file is rendered and validated as ``docker-compose config`` would (interpolation,
+extension fields, the Compose Specification's JSON schema: ``tests/support/compose.py``), so
+``make test`` needs no Compose tool and no Docker engine. The commands must be the process kinds that
 ``rayplane dev`` supervises plus ``migrate``, and the health checks must name endpoints
 the API serves. Needs no database: no fixture from conftest.py is used.
 """
@@ -12,18 +13,16 @@ import asyncio
 import inspect
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from api.app import create_app
 from ops.dev import STOP_ORDER, Supervisor, process_argv
 from rayplane.settings import Settings
+from tests.support.compose import ComposeError, render
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -34,34 +33,15 @@ INFRA_SERVICES = {"postgres", "redis"}
 RAYPLANE_SERVICES = {"migrate", "api", "worker", "beat"}
 
 
-def _compose_config(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    executable = shutil.which("docker-compose")
-    if executable is None:
-        pytest.fail(
-            "docker-compose is not on PATH; install it with `apt-get install docker-compose` "
-            "(CI installs it; it is needed only for `docker-compose config`)"
-        )
-    # Hermetic: no RAYPLANE_* or secret from the caller, and an empty --env-file so a
-    # developer's .env next to docker-compose.yml cannot supply a missing secret.
+def _env(values: dict[str, str]) -> dict[str, str]:
+    # Hermetic: no RAYPLANE_* or secret from the caller, as an empty --env-file would make it.
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RAYPLANE_", "COMPOSE_")) and k not in SECRETS}
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("")
-    return subprocess.run(
-        [executable, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "--project-directory", str(ROOT), "config"],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return {**base, **values}
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> dict[str, Any]:
-    result = _compose_config(tmp_path, SECRETS)
-    assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
-    parsed: dict[str, Any] = yaml.safe_load(result.stdout)
-    return parsed
+def config() -> dict[str, Any]:
+    return render(COMPOSE_FILE, _env(SECRETS))
 
 
 def _services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -158,11 +138,21 @@ def test_api_healthcheck_is_readiness(config: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("missing", sorted(SECRETS))
-def test_no_default_secret(tmp_path: Path, missing: str) -> None:
+def test_no_default_secret(missing: str) -> None:
     env = {k: v for k, v in SECRETS.items() if k != missing}
-    result = _compose_config(tmp_path, env)
-    assert result.returncode != 0, f"docker-compose config succeeded without {missing}"
-    assert missing in result.stderr
+    with pytest.raises(ComposeError) as refused:
+        render(COMPOSE_FILE, _env(env))
+    assert missing in str(refused.value)
+
+
+def test_the_renderer_refuses_what_compose_refuses(tmp_path: Path) -> None:
+    bad = tmp_path / "compose.yml"
+    bad.write_text("services:\n  api:\n    image: x\n    restart: sometimes\n    ports: {a: 1}\n")
+    with pytest.raises(ComposeError, match="ports"):
+        render(bad, {})
+    escaped = tmp_path / "escaped.yml"
+    escaped.write_text("services:\n  api:\n    image: x\n    command: ['echo', '$$HOME', '${A:-d}', '${B-e}']\n")
+    assert render(escaped, {"B": ""})["services"]["api"]["command"] == ["echo", "$HOME", "d", ""]
 
 
 def test_dockerfile_entrypoint_is_rayplane() -> None:

@@ -188,6 +188,19 @@ def test_killed_worker_node_degrades_then_recovers(stack: Stack) -> None:
     assert ("node_lost", "DEGRADED") in kinds
     assert kinds.index(("state_changed", "DEGRADED")) < len(kinds) - 1
     assert len(stack.ray_node_processes(cid)) == 2
+    # Each event was recorded once, with its text; the passes after the recovery add none
+    # (the local provider's notes about the dead node once became blank events every pass).
+    events = stack.events(cid)
+    assert all(e["reason"] for e in events), events
+    assert [e for e in events if e["kind"] == "provider"] == []
+    seen: set[str] = set()
+
+    def passes() -> int:
+        seen.add(str(stack.cluster(cid)["observed"].get("observed_at")))
+        return len(seen)
+
+    wait_for(lambda: passes() >= 4, 120, "three more reconcile passes", interval=0.5)
+    assert len(stack.events(cid)) == len(events)
     delete(stack, cid)
 
 
