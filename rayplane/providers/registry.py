@@ -14,6 +14,7 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
         providers["local"] = LocalProvider(
             settings.ray_root(),
             idle_node_seconds=settings.scale_down_idle_seconds,
+            node_user=settings.local_node_user or None,
         )
     if settings.azure_client_id:
         from rayplane.providers.azure import AzureProvider

@@ -31,6 +31,7 @@ import pytest
 
 from rayplane.providers.base import ClusterTarget, GroupTarget, NodeShape, Observation, RetriableError
 from rayplane.providers.local import LocalProvider, processes, store
+from tests.support.nodeuser import grant_node_user_access
 
 T = TypeVar("T")
 
@@ -136,6 +137,7 @@ def gone(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[LocalProvider]:
+    grant_node_user_access()  # also without the repo's conftest
     root = Path(tempfile.mkdtemp(prefix="rpt", dir="/tmp"))  # short: Ray's socket paths
     prov = LocalProvider(root, head_timeout=90.0)
     yield prov
