@@ -13,6 +13,7 @@ signalled; ``ray stop`` is never run (it would stop every Ray process on the mac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
@@ -26,7 +27,16 @@ from typing import Any
 
 import httpx
 
-from rayplane.providers.base import ClusterTarget, Observation, Provider, RetriableError, Step, TerminalError
+from rayplane.providers.base import (
+    ClusterTarget,
+    Observation,
+    Provider,
+    RetriableError,
+    Step,
+    TerminalError,
+    check_ray_auth,
+    ray_headers,
+)
 from rayplane.providers.local import commands, isolation, processes, store
 from rayplane.providers.local.isolation import NodeUser
 from rayplane.providers.local.observe import observe_cluster, parse_nodes
@@ -38,6 +48,8 @@ from rayplane.providers.local.store import ClusterFile
 EVENT_SECONDS = 600.0
 # The nodes' HOME and TMPDIR, inside the cluster's directory.
 HOME_DIR = "home"
+# The cluster's Ray token, for its nodes (RAY_AUTH_TOKEN_PATH).
+TOKEN_FILE = "ray_token"  # noqa: S105 - a file name
 
 
 class LocalProvider(Provider):
@@ -70,20 +82,30 @@ class LocalProvider(Provider):
 
     def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         cdir = self._cluster_dir(target.cluster_id)
+        if not target.ray_token:
+            raise TerminalError("a local cluster needs its Ray token", code="RayTokenMissing")
         ray = processes.ray_binary()
         user = self._run_as(ray)
         shapes = node_resources(target)
         with store.locked(cdir, self.lock_timeout):
             self._prepare(cdir, user)
+            self._write_token(cdir, user, target.ray_token)
             cf = store.merge(store.read(cdir, target.cluster_id), state)
             self._drop_dead(cdir, cf)
             self._kill_orphans(cdir, cf)
             head = cf.head()
+            if head is not None and _auth_mode(head, self.http_timeout) == "disabled":
+                # A head started before Rayplane turned token authentication on: it and its
+                # workers start again with it (a head that is still starting says nothing).
+                self._stop_records(cdir, cf, [*cf.workers(), head], remove_dirs=False)
+                cf.add_event("Ray head restarted with token authentication on")
+                store.write(cdir, cf)
+                head = None
             if head is None:
                 # No head: workers of an old head (if any survived) cannot be kept.
                 self._stop_records(cdir, cf, cf.workers(), remove_dirs=True)
                 head = self._start_head(ray, cdir, cf, shapes[HEAD_GROUP], user)
-            self._wait_for_dashboard(cdir, cf, head)
+            self._wait_for_dashboard(cdir, cf, head, target.ray_token)
             stale = [w for w in cf.workers() if (w.head_pid, w.head_create_time) != (head.pid, head.create_time)]
             surplus = stale + self._surplus(target, [w for w in cf.workers() if w not in stale])
             self._stop_records(cdir, cf, surplus, remove_dirs=True)
@@ -110,6 +132,7 @@ class LocalProvider(Provider):
             idle_node_seconds=self.idle_node_seconds,
             timeout=self.http_timeout,
             running=running,
+            headers=ray_headers(target.ray_token),
         )
         recent = cf.recent_events(EVENT_SECONDS)
         return dataclasses.replace(obs, messages=(*obs.messages, *recent)) if recent else obs
@@ -201,6 +224,21 @@ class LocalProvider(Provider):
             python = ray.parent / "python"
             isolation.check_can_run_ray(self._user, str(python if python.exists() else sys.executable))
         return self._user
+
+    def _write_token(self, cdir: Path, user: NodeUser | None, token: str) -> None:
+        """``<cluster dir>/ray_token``: the nodes' RAY_AUTH_TOKEN_PATH, readable by the node
+        user alone (it is the cluster's own token: its jobs may see it, nothing else)."""
+        path = cdir / TOKEN_FILE
+        with contextlib.suppress(OSError):
+            if path.read_text() == token:
+                return
+        tmp = cdir / f".{TOKEN_FILE}.tmp"
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        isolation.own(tmp, user, 0o400)
+        os.replace(tmp, path)
 
     def _prepare(self, cdir: Path, user: NodeUser | None) -> None:
         """Directories a node user can reach: the root and the cluster's directory are
@@ -370,15 +408,20 @@ class LocalProvider(Provider):
         )
 
     def _env(self, ray: Path, cdir: Path, user: NodeUser | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Set explicitly, whatever the host has (``~/.ray/auth_token``, ``RAY_AUTH_MODE``):
+        token authentication on, with the cluster's token from its file."""
         name = user.name if user is not None else isolation.current_user()
-        return isolation.node_env(bindir=ray.parent, home=cdir / HOME_DIR, user=name, extra=extra)
+        auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(cdir / TOKEN_FILE)}
+        return isolation.node_env(bindir=ray.parent, home=cdir / HOME_DIR, user=name, extra={**auth, **(extra or {})})
 
-    def _wait_for_dashboard(self, cdir: Path, cf: ClusterFile, head: NodeRecord) -> None:
+    def _wait_for_dashboard(self, cdir: Path, cf: ClusterFile, head: NodeRecord, token: str) -> None:
         """Poll the head's dashboard until it lists the head alive; on timeout or an early death, kill
-        the head and raise RetriableError with the end of its log."""
+        the head and raise RetriableError with the end of its log. A head that refuses the
+        token is left running and reported as ``RayAuthFailed``: it answered."""
         url = _dashboard_url(head)
         deadline = time.monotonic() + self.head_timeout
-        with httpx.Client(timeout=min(2.0, self.http_timeout), trust_env=False) as client:
+        headers = ray_headers(token)
+        with httpx.Client(timeout=min(2.0, self.http_timeout), trust_env=False, headers=headers) as client:
             while True:
                 alive = processes.is_alive(head)
                 if alive and _head_registered(client, url):
@@ -408,12 +451,28 @@ def _dashboard_url(head: NodeRecord) -> str:
 
 def _head_registered(client: httpx.Client, url: str) -> bool:
     """The dashboard answers and lists the head node ALIVE (its raylet registers a few
-    seconds after the dashboard is up)."""
+    seconds after the dashboard is up); ``RayAuthFailed`` if it refuses our token."""
     try:
         resp = client.get(url + "/api/v0/nodes", params={"detail": "1"})
-        return resp.status_code == 200 and any(n.is_head and n.alive for n in parse_nodes(resp.json()))
-    except (httpx.HTTPError, ValueError):
+    except httpx.HTTPError:
         return False
+    check_ray_auth(url, resp.status_code)
+    try:
+        return resp.status_code == 200 and any(n.is_head and n.alive for n in parse_nodes(resp.json()))
+    except ValueError:
+        return False
+
+
+def _auth_mode(head: NodeRecord, timeout: float) -> str | None:
+    """The head's authentication mode ("token", "disabled"), from the one dashboard route that
+    needs no token; None when it does not answer (dead, or still starting)."""
+    if not processes.is_alive(head):
+        return None
+    try:
+        resp = httpx.get(_dashboard_url(head) + "/api/authentication_mode", timeout=timeout, trust_env=False)
+        return str(resp.json().get("authentication_mode")) if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
 
 
 def _last_error(log_path: Path) -> str:
