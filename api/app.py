@@ -106,19 +106,22 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-def _jobs_access(settings: Settings) -> JobsAccess:
-    """Jobs on Azure clusters go through the AKS API server's proxy, with the provider's token."""
+def _jobs_access(settings: Settings, secret_key: bytes) -> JobsAccess:
+    """Jobs on Azure clusters go through the AKS API server's proxy, with the provider's token;
+    every call carries the cluster's Ray token, opened with ``secret_key``."""
     if not settings.azure_client_id:
-        return JobsAccess()
+        return JobsAccess(secret_key=secret_key)
     from rayplane.providers.azure import AzureProvider
 
     azure = AzureProvider(settings)
-    return JobsAccess(lambda kind, config: azure.jobs_auth(config) if kind == "azure" else ({}, True))
+    return JobsAccess(
+        lambda kind, config: azure.jobs_auth(config) if kind == "azure" else ({}, True), secret_key=secret_key
+    )
 
 
 def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:
     settings = settings or (state.settings if state else get_settings())
-    jobs_access = _jobs_access(settings)
+    jobs_access = _jobs_access(settings, state.hashing_key if state else settings.hashing_key())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -119,7 +119,9 @@ class RequestContextMiddleware:
             LATENCY.labels(method, template).observe(elapsed)
             state = scope.get("state", {})
             principal = state.get("principal")
-            if method in MUTATING and status >= 400 and principal is not None and not state.get("audited"):
+            # Reads that hand out a secret (``audit_read``) are audited like changes.
+            audited_kind = method in MUTATING or state.get("audit_read")
+            if audited_kind and status >= 400 and principal is not None and not state.get("audited"):
                 await self._audit_failure(scope, status)
             log.info(
                 "request",

@@ -217,6 +217,10 @@ class RayplaneClient:
         r = self.request("GET", f"/v1/clusters/{cluster_id}")
         return Versioned(cast(Cluster, r.json()), r.headers.get("ETag"))
 
+    def ray_token(self, cluster_id: str) -> str:
+        """``GET /v1/clusters/{id}/ray-token``: the cluster's Ray token (members and above)."""
+        return str(self._json("GET", f"/v1/clusters/{cluster_id}/ray-token")["token"])
+
     def update_cluster(self, cluster_id: str, patch: Mapping[str, Any], if_match: str | None = None) -> Accepted:
         """``PATCH /v1/clusters/{id}`` (``worker_groups`` replaces the whole list)."""
         headers = {"If-Match": if_match} if if_match else {}

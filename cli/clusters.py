@@ -347,16 +347,27 @@ def events(
 def dashboard(
     cluster: ClusterArg,
     open_: Annotated[bool, typer.Option("--open", help="Open it in a web browser.")] = False,
+    token_only: Annotated[
+        bool, typer.Option("--token", help="Print only the cluster's Ray token (for RAY_AUTH_TOKEN).")
+    ] = False,
 ) -> None:
-    """Print the URL of the cluster's Ray dashboard (or open it).
+    """Print the URL of the cluster's Ray dashboard and its Ray token (or open it).
 
-    Example: [bold]rayplane clusters dashboard demo --open[/bold]
+    Every cluster runs with Ray's token authentication: the dashboard asks for the token,
+    and Ray's tools read it from RAY_AUTH_TOKEN. Needs the member role.
+
+    Example: [bold]RAY_AUTH_TOKEN=$(rayplane clusters dashboard demo --token) ray job list --address URL[/bold]
     """
     with client() as api:
         c = resolve_cluster(api, cluster)
-    url = c.get("dashboard_url")
-    if not url:
-        fail(f"cluster {c['name']} has no dashboard while {c['state']}", EXIT_CONFLICT)
+        url = c.get("dashboard_url")
+        if not url:
+            fail(f"cluster {c['name']} has no dashboard while {c['state']}", EXIT_CONFLICT)
+        token = api.ray_token(c["id"])
+    if token_only:
+        sys.stdout.write(token + "\n")
+        return
     out().print(url, soft_wrap=True)
+    out().print(f"Ray token: {token}", soft_wrap=True)
     if open_ and not webbrowser.open(url):
         notice("could not open a browser; open the URL above", "yellow")

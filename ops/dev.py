@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import httpx
 
 from ops.demo_azure import AzureDemo
-from rayplane.db.engine import async_session_factory, make_async_engine
+from rayplane.clusters import store as cluster_store
+from rayplane.db.engine import async_session_factory, make_async_engine, make_sync_engine, sync_session_factory
 from rayplane.db.migrate import upgrade
 from rayplane.embedded import EmbeddedServices
 from rayplane.identity.bootstrap import BootstrapResult, ensure_dev_tenant
@@ -172,19 +173,38 @@ class Supervisor:
     def _stop_local_clusters(self) -> None:
         """Local Ray nodes outlive a crashed worker on purpose; they do not outlive `rayplane dev`.
 
-        Their records stay, so the next start finds the clusters down and brings them back.
+        Only this instance's clusters: those under its own Ray root that its own database
+        knows (another `rayplane dev` on this machine has another data dir, root and
+        database). If the database cannot be read, the root alone decides, since it is
+        this instance's. Their records stay, so the next start finds the clusters down and
+        brings them back.
         """
         if not self.settings.local_clouds_enabled:
             return
         try:
             from rayplane.providers.local import LocalProvider
 
-            stopped = LocalProvider(self.settings.local_ray_root).stop_all()
+            stopped = LocalProvider(self.settings.ray_root()).stop_all(self._own_local_clusters())
         except Exception as exc:  # noqa: BLE001 - shutdown goes on; the error is reported
             log.error("local_clusters_not_stopped", error=str(exc))
             return
         if stopped:
             log.info("local_clusters_stopped", clusters=stopped)
+
+    def _own_local_clusters(self) -> list[str] | None:
+        """Ids of the local clusters in this instance's database; None if it cannot say."""
+        url = self.env.get("RAYPLANE_DATABASE_URL")
+        if not url:
+            return None
+        engine = make_sync_engine(url, pool_size=1, max_overflow=0)
+        try:
+            with sync_session_factory(engine)() as session:
+                return cluster_store.ids_on_provider(session, "local")
+        except Exception as exc:  # noqa: BLE001 - fall back to this instance's own root
+            log.warning("local_clusters_unknown", error=str(exc))
+            return None
+        finally:
+            engine.dispose()
 
     def run(self) -> int:
         signal.signal(signal.SIGINT, self._on_signal)

@@ -11,10 +11,11 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -75,7 +76,10 @@ class Settings(BaseSettings):
     local_cpus: int | None = Field(default=None, ge=1)
     local_memory_gib: float | None = Field(default=None, gt=0)
     local_max_nodes: int = Field(default=16, ge=1)
-    local_ray_root: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "rayplane")
+    # Unset: derived from ``data_dir`` (``ray_root()``), so two control planes never share one.
+    local_ray_root: Path | None = None
+    # As root, local Ray nodes run as this user (created if missing); empty keeps them root.
+    local_node_user: str = "rayplane-ray"
     default_quota_vcpus: int = Field(default=2000, ge=0)
     default_quota_clusters: int = Field(default=50, ge=0)
     task_queue: str = "rayplane"
@@ -184,16 +188,48 @@ class Settings(BaseSettings):
             memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
         return {"cpus": cpus, "memory_gib": memory, "gpus": 0, "max_nodes": self.local_max_nodes}
 
+    def ray_root(self) -> Path:
+        """Where this control plane's local Ray nodes live: ``RAYPLANE_LOCAL_RAY_ROOT``, else
+        ``/tmp/rp-<8 hex digits of a hash of the resolved data dir>``.
+
+        One root per control plane (per data dir, and so per database in dev), so stopping
+        one instance never reaches another's clusters. It is short on purpose: Ray's unix
+        socket paths under it must stay within Linux's 107 bytes (``LocalProvider`` refuses
+        a root that is too long), which a data dir deep in a checkout would not allow.
+        """
+        return self.local_ray_root if self.local_ray_root is not None else default_ray_root(self.data_dir)
+
     def hashing_key(self) -> bytes:
-        """The HMAC key for API keys; in dev it is generated once and kept in ``data_dir``."""
+        """The HMAC key for API keys; in dev it is generated once and kept in ``data_dir``.
+
+        The file is readable by its owner only (0600, tightened again if someone widened it).
+        Processes starting together race to create it: each writes a private temporary file
+        and hard-links it into place, which fails if the name exists, so every process reads
+        one complete key and never a half-written one.
+        """
         if self.secret_key is not None:
             return self.secret_key.get_secret_value().encode()
         path = self.data_dir / "secret_key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(32))
+            tmp = self.data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_urlsafe(32))
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
         return path.read_text().strip().encode()
+
+
+def default_ray_root(data_dir: Path) -> Path:
+    """``/tmp/rp-<8 hex digits>``: one short directory per resolved data dir."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+    return Path("/tmp") / f"rp-{digest}"  # noqa: S108 - per instance; the provider sets its mode
 
 
 def _describe(error: ValidationError) -> str:

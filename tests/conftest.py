@@ -31,10 +31,17 @@ from rayplane.identity.entra import EntraValidator
 from rayplane.settings import Settings
 from rayplane.tenants.models import Tenant
 from tests.support.factories import Actor, Factory
+from tests.support.nodeuser import grant_node_user_access
 from tests.support.services import scratch_database, servers
 
 AUDIENCE = "api://rayplane-test"
 HASHING_KEY = b"test-hashing-key"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def node_user_access() -> None:
+    """Local Ray nodes run as an unprivileged user when tests run as root (see the helper)."""
+    grant_node_user_access()
 
 
 @pytest.fixture(scope="session")

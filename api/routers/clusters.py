@@ -8,11 +8,28 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems, with_etag
-from api.deps import Caller, IdempotencyKey, IfMatch, Session, after_commit, app_state, set_audit_target
+from api.deps import (
+    Caller,
+    IdempotencyKey,
+    IfMatch,
+    Session,
+    after_commit,
+    app_state,
+    audit_event,
+    set_audit_target,
+)
+from rayplane.audit.service import record
 from rayplane.billing.guard import TenantRules
 from rayplane.clusters import service
 from rayplane.clusters.models import Cluster, Operation
-from rayplane.clusters.schemas import ClusterCreate, ClusterEventOut, ClusterOut, ClusterPatch, OperationOut
+from rayplane.clusters.schemas import (
+    ClusterCreate,
+    ClusterEventOut,
+    ClusterOut,
+    ClusterPatch,
+    OperationOut,
+    RayTokenOut,
+)
 from rayplane.common.principal import Principal
 
 router = APIRouter(tags=["clusters"])
@@ -178,6 +195,32 @@ async def delete_cluster(
     """Tear the cluster down. Its record, events and jobs stay readable as DELETED."""
     cluster, op = await service.delete_cluster(session, caller, cluster_id, if_match=if_match)
     return accepted(request, cluster, op)
+
+
+@router.get(
+    "/v1/clusters/{cluster_id}/ray-token",
+    name="clusters.ray_token",
+    response_model=RayTokenOut,
+    responses=problems(403, 404, 409, 503),
+)
+async def get_ray_token(cluster_id: str, request: Request, session: Session, caller: Caller) -> JSONResponse:
+    """The cluster's Ray token, for its dashboard, Jobs API and Ray clients (members and above).
+
+    Every call is audited, granted or refused; the answer is never cached."""
+    set_audit_target(request, "cluster", cluster_id)
+    request.state.audit_read = True  # a refusal is audited by the middleware, after the rollback
+    cluster, token = await service.ray_token(session, caller, cluster_id, app_state(request).hashing_key)
+    await _audit_read(request, caller, 200)
+    body = RayTokenOut(token=token, dashboard_url=cluster.dashboard_url).model_dump(mode="json")
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+async def _audit_read(request: Request, caller: Principal, status: int) -> None:
+    """Reads are not audited by the unit of work (it may run on a read replica), so a read
+    that hands out a secret writes its entry in a transaction of its own on the primary,
+    before the answer is sent: no token leaves without its record."""
+    async with app_state(request).sessions() as session, session.begin():
+        await record(session, caller, audit_event(request, status))
 
 
 @router.get(

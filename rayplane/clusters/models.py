@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
@@ -65,6 +65,9 @@ class Cluster(ResourceMixin, Base):
     observed_generation: Mapped[int] = mapped_column(Integer, default=0)
     provider_state: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     dashboard_url: Mapped[str | None] = mapped_column(String(500))
+    # The cluster's Ray token, Fernet-sealed (``rayplane.common.raytoken``); written only by
+    # the reconciler, NULL until its first pass. Never in an API answer but ``ray-token``'s.
+    ray_token_sealed: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     retry_requested: Mapped[bool] = mapped_column(default=False)
     # Set on entering FAILED: the next pass stops the cluster's nodes (a FAILED cluster holds

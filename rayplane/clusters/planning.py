@@ -53,6 +53,7 @@ def cluster_target(
     targets: Mapping[str, int],
     cloud_config: dict[str, Any],
     pool_demand: Mapping[str, int] | None = None,
+    ray_token: str = "",
 ) -> ClusterTarget:
     """What a provider is asked to make: the spec's shapes with each group's count now."""
     groups = tuple(
@@ -75,6 +76,7 @@ def cluster_target(
         groups=groups,
         cloud_config=cloud_config,
         pool_demand=dict(pool_demand or {}),
+        ray_token=ray_token,
     )
 
 

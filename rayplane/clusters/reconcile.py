@@ -13,6 +13,7 @@ too many attempts, or a terminal error, end in FAILED with the reason and the cl
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,12 +26,21 @@ from rayplane.clusters.models import Cluster
 from rayplane.clusters.spec import HEAD_GROUP, ClusterSpec
 from rayplane.clusters.states import can_move, record_event, transition
 from rayplane.clusters.values import Action, DesiredState, EventKind, OperationKind, State
+from rayplane.common import raytoken
 from rayplane.common.upstream import one_line
 from rayplane.db.base import utcnow
 from rayplane.jobs import store as job_store
 from rayplane.jobs import sync as job_sync
 from rayplane.logs import get_logger
-from rayplane.providers.base import ClusterTarget, Observation, Provider, ProviderError, ProviderEvent, TerminalError
+from rayplane.providers.base import (
+    ClusterTarget,
+    Observation,
+    Provider,
+    ProviderError,
+    ProviderEvent,
+    TerminalError,
+    ray_headers,
+)
 from rayplane.settings import Settings
 from rayplane.usage import store as usage
 
@@ -59,6 +69,9 @@ class Snapshot:
     pool_demand: dict[str, int]
     jobs: dict[str, str]  # job id -> submission id of unfinished jobs
     dashboard_url: str | None
+    # The cluster's Ray token, opened; None when the sealed one does not open with this
+    # secret key (only stop and teardown can proceed without it).
+    ray_token: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -130,6 +143,14 @@ class Reconciler:
                 transition(session, c, State.DELETING, reason="deleting on request")
             cloud = store.load_cloud(session, c.cloud_id)
             jobs = {j.id: j.submission_id for j in job_store.active(session, c.id)}
+            if c.ray_token_sealed is None:
+                # The only writer of the column; the row is locked, so two passes cannot
+                # give one cluster two tokens.
+                c.ray_token_sealed = raytoken.seal(self._token_key, raytoken.new_token())
+            try:
+                token: str | None = raytoken.open_token(self._token_key, c.ray_token_sealed)
+            except raytoken.TokenUnreadable:
+                token = None
             return Snapshot(
                 cluster_id=c.id,
                 name=c.name,
@@ -147,6 +168,7 @@ class Reconciler:
                 pool_demand=self._pool_demand(session, cloud),
                 jobs=jobs,
                 dashboard_url=c.dashboard_url,
+                ray_token=token,
             )
 
     def _pool_demand(self, session: Session, cloud: Cloud | None) -> dict[str, int]:
@@ -157,10 +179,19 @@ class Reconciler:
             return {}
         return store.pool_demand(session, cloud.id)
 
+    @functools.cached_property
+    def _token_key(self) -> bytes:
+        return self.settings.hashing_key()
+
     def _target(self, snap: Snapshot, targets: dict[str, int]) -> ClusterTarget:
         return planning.cluster_target(
-            snap.cluster_id, snap.name, snap.spec, targets, snap.cloud_config, snap.pool_demand
+            snap.cluster_id, snap.name, snap.spec, targets, snap.cloud_config, snap.pool_demand, snap.ray_token or ""
         )
+
+    def _jobs_auth(self, provider: Provider, snap: Snapshot) -> job_sync.Auth:
+        """The provider's way in (a proxy's token, its CA) plus the cluster's Ray token."""
+        headers, verify = provider.jobs_auth(snap.cloud_config)
+        return {**headers, **ray_headers(snap.ray_token or "")}, verify
 
     def _work(self, snap: Snapshot, provider: Provider) -> Outcome:
         action = choose_action(snap.state, snap.desired, snap.retry_requested, snap.release_pending)
@@ -170,18 +201,23 @@ class Reconciler:
             if action in (Action.TEARDOWN, Action.STOP, Action.RELEASE):
                 url = provider.jobs_endpoint(snap.provider_state)
                 if url and snap.jobs:
-                    auth = provider.jobs_auth(snap.cloud_config)
+                    auth = self._jobs_auth(provider, snap)
                     out.jobs = job_sync.fetch(url, snap.jobs, final=True, auth=auth)
                 fn = provider.teardown if action == Action.TEARDOWN else provider.stop
                 step = fn(target, snap.provider_state)
                 out.provider_state, out.events = step.state, step.events
             elif action == Action.ENSURE:
+                if snap.ray_token is None:
+                    raise TerminalError(
+                        "the cluster's Ray token cannot be opened with this RAYPLANE_SECRET_KEY (was it rotated?)",
+                        code="RayTokenUnreadable",
+                    )
                 if snap.provider_state and snap.state not in (State.STOPPED, State.PENDING):
                     out.observation = provider.observe(target, snap.provider_state)
                     out.targets, out.scale_reasons = planning.autoscale(snap.spec, snap.targets, out.observation)
                     target = self._target(snap, out.targets)
                     if out.observation.head_alive and out.observation.dashboard_url and snap.jobs:
-                        auth = provider.jobs_auth(snap.cloud_config)
+                        auth = self._jobs_auth(provider, snap)
                         out.jobs = job_sync.fetch(out.observation.dashboard_url, snap.jobs, final=False, auth=auth)
                 step = provider.ensure(target, snap.provider_state)
                 out.provider_state, out.events = step.state, step.events

@@ -141,3 +141,15 @@ class ClusterEventOut(BaseModel):
     reason: str | None = None
     code: str | None = None
     detail: dict[str, Any] | None = None
+
+
+class RayTokenOut(BaseModel):
+    """A cluster's Ray token: what Ray's dashboard, Jobs API and clients require."""
+
+    token: str = Field(description="Ray's authentication token for this cluster (a secret)")
+    header: str = Field(
+        default="X-Ray-Authorization",
+        description="Send it as `<header>: Bearer <token>` (or `Authorization` when talking to Ray directly); "
+        "Ray's tools read it from the RAY_AUTH_TOKEN environment variable",
+    )
+    dashboard_url: str | None = None

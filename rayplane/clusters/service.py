@@ -25,7 +25,8 @@ from rayplane.clusters.spec import ClusterSpec
 from rayplane.clusters.states import record_created
 from rayplane.clusters.validation import Quotas, Usage, validate_spec
 from rayplane.clusters.values import DesiredState, OperationKind, State
-from rayplane.common.errors import Conflict, FieldError, Forbidden, InvalidInput, found, invalid
+from rayplane.common import raytoken
+from rayplane.common.errors import Conflict, FieldError, Forbidden, InvalidInput, Unavailable, found, invalid
 from rayplane.common.etags import check_if_match
 from rayplane.common.paging import Page, decode_cursor, page_of
 from rayplane.common.principal import Principal, Role
@@ -322,4 +323,22 @@ async def job_target(session: AsyncSession, principal: Principal, cluster_id: st
         dashboard_url=cluster.dashboard_url,
         provider=cloud.provider if cloud else "local",
         cloud_config=dict(cloud.config) if cloud else {},
+        ray_token_sealed=cluster.ray_token_sealed,
     )
+
+
+async def ray_token(
+    session: AsyncSession, principal: Principal, cluster_id: str, secret_key: bytes
+) -> tuple[Cluster, str]:
+    """The cluster's Ray token, opened, for members and above (a viewer may look at a cluster
+    but not act on it through Ray). ``Conflict`` before the reconciler's first pass has given
+    the cluster one (a second or so after create)."""
+    principal.require(Role.MEMBER)
+    cluster = await get_cluster(session, principal, cluster_id)
+    _not_deleted(cluster)
+    if cluster.ray_token_sealed is None:
+        raise Conflict(f"cluster {cluster.name!r} has no Ray token yet; it gets one when it first starts")
+    try:
+        return cluster, raytoken.open_token(secret_key, cluster.ray_token_sealed)
+    except raytoken.TokenUnreadable as exc:
+        raise Unavailable(str(exc)) from None

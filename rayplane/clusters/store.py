@@ -123,3 +123,14 @@ def live_for_tenant(session: Session, tenant_id: str) -> list[Cluster]:
         .execution_options(populate_existing=True)
     )
     return list(session.execute(stmt).scalars())
+
+
+def ids_on_provider(session: Session, provider: str) -> list[str]:
+    """Ids of the clusters not yet deleted on clouds of kind ``provider`` (for the dev
+    supervisor, which stops only its own database's local clusters)."""
+    rows = session.execute(
+        select(Cluster.id)
+        .join(Cloud, Cloud.id == Cluster.cloud_id)
+        .where(Cloud.provider == provider, Cluster.deleted_at.is_(None))
+    )
+    return [str(r) for r in rows.scalars()]

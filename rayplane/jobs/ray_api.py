@@ -24,6 +24,23 @@ class RayUnavailable(Exception):
     """The cluster's dashboard did not answer (head down, stopped, or still starting)."""
 
 
+class RayAuthRefused(RayUnavailable):
+    """The dashboard answered but refused the cluster's Ray token (HTTP 401 or 403).
+
+    A kind of ``RayUnavailable`` (the call cannot be made now, and callers that skip an
+    unreachable cluster skip this too) whose message says it is an authentication problem."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the cluster's Ray dashboard refused Rayplane's token for it (HTTP {status})")
+        self.status = status
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    if response.status_code in (401, 403):
+        raise RayAuthRefused(response.status_code)
+    return response
+
+
 @dataclass(frozen=True)
 class RayJobInfo:
     submission_id: str
@@ -85,7 +102,7 @@ class RayJobsClient:
 
     async def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
-            return await self._client.request(method, self.base + path, **kw)
+            return _checked(await self._client.request(method, self.base + path, **kw))
         except httpx.HTTPError as exc:
             raise RayUnavailable(f"the cluster's Ray dashboard did not answer ({type(exc).__name__})") from None
 
@@ -146,7 +163,7 @@ class RayJobsSyncClient:
 
     def _get(self, path: str) -> httpx.Response:
         try:
-            return httpx.get(self.base + path, timeout=self.timeout, headers=self.headers, verify=self.verify)
+            return _checked(httpx.get(self.base + path, timeout=self.timeout, headers=self.headers, verify=self.verify))
         except httpx.HTTPError as exc:
             raise RayUnavailable(f"the cluster's Ray dashboard did not answer ({type(exc).__name__})") from None
 

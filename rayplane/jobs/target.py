@@ -24,6 +24,9 @@ class JobTarget:
     dashboard_url: str | None
     provider: str
     cloud_config: dict[str, Any] = field(default_factory=dict)
+    # The cluster's Ray token, sealed as stored (``rayplane.common.raytoken``); the
+    # ``JobsAccess`` of the process opens it and sends it on every call.
+    ray_token_sealed: str | None = field(default=None, repr=False)
 
     def endpoint(self) -> str:
         """The Jobs API base URL; ``Conflict`` when the cluster cannot take jobs now."""

@@ -119,6 +119,11 @@ class ClusterTarget:
     # cloud's running clusters may use per ``"<vm size>|<spot>"`` (lower case), so a shared
     # pool is sized once for all of them. Empty for providers without shared pools.
     pool_demand: Mapping[str, int] = field(default_factory=dict)
+    # The cluster's Ray token: every node runs with Ray's token authentication on and this
+    # token, and every call to its dashboard sends it (``ray_headers``). Providers refuse
+    # to start a cluster without one. ``repr`` leaves it out, so logs of a target do not
+    # carry it.
+    ray_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,35 @@ class Observation:
     cluster_idle_seconds: float | None = None
     # Provider-specific facts worth showing to users (e.g. a node that failed to start).
     messages: tuple[str, ...] = ()
+
+
+# The header that carries a cluster's Ray token to its dashboard: the one Ray's dashboard
+# reads when ``Authorization`` is absent, which the Kubernetes API server's service proxy
+# consumes for its own bearer token.
+RAY_AUTH_HEADER = "X-Ray-Authorization"
+
+
+def ray_headers(token: str) -> dict[str, str]:
+    """Headers that authenticate a call to a cluster's dashboard (none without a token)."""
+    return {RAY_AUTH_HEADER: f"Bearer {token}"} if token else {}
+
+
+class RayAuthFailed(RetriableError):
+    """The head answered but refused the cluster's token (HTTP 401/403): an authentication
+    problem, never "the head did not answer" (which would restart a healthy head)."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(
+            f"the Ray dashboard at {url} refused the cluster's token (HTTP {status}); the head runs with "
+            "another token or none Rayplane knows",
+            code="RayAuthFailed",
+        )
+
+
+def check_ray_auth(url: str, status: int) -> None:
+    """Raise ``RayAuthFailed`` for Ray's answers to a missing (401) or wrong (403) token."""
+    if status in (401, 403):
+        raise RayAuthFailed(url, status)
 
 
 class Provider(abc.ABC):
@@ -178,8 +212,9 @@ class Provider(abc.ABC):
         """Base URL of the Ray dashboard (Jobs REST API) while the head runs, else None."""
 
     def jobs_auth(self, cloud_config: dict[str, Any]) -> tuple[dict[str, str], str | bool]:
-        """(headers, TLS verify) for calls to ``jobs_endpoint``: none for a local dashboard;
-        a bearer token and the API server's CA when jobs go through a Kubernetes proxy."""
+        """(headers, TLS verify) to reach ``jobs_endpoint``: none for a local dashboard; a
+        bearer token and the API server's CA when jobs go through a Kubernetes proxy. The
+        cluster's Ray token (``ray_headers``) is added by the caller, on every cloud."""
         return {}, True
 
     def ray_versions(self, cloud_config: dict[str, Any]) -> list[str]:

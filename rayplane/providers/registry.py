@@ -11,7 +11,11 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
     if settings.local_clouds_enabled:
         from rayplane.providers.local import LocalProvider
 
-        providers["local"] = LocalProvider(settings.local_ray_root, idle_node_seconds=settings.scale_down_idle_seconds)
+        providers["local"] = LocalProvider(
+            settings.ray_root(),
+            idle_node_seconds=settings.scale_down_idle_seconds,
+            node_user=settings.local_node_user or None,
+        )
     if settings.azure_client_id:
         from rayplane.providers.azure import AzureProvider
 

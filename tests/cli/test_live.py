@@ -209,7 +209,13 @@ def test_list_get_and_dashboard_by_name_or_id(cli: Cli, created: tuple[Result, d
     table = ok(cli("clusters", "list")).stdout.splitlines()
     assert table[0].split()[:3] == ["NAME", "STATE", "HEAD"]
     assert table[1].split()[:2] == [NAME, "RUNNING"]
-    assert ok(cli("clusters", "dashboard", NAME)).stdout.strip() == created[1]["dashboard_url"]
+    url, token_line = ok(cli("clusters", "dashboard", NAME)).stdout.strip().splitlines()
+    assert url == created[1]["dashboard_url"]
+    token = ok(cli("clusters", "dashboard", NAME, "--token")).stdout.strip()
+    assert token_line == f"Ray token: {token}"
+    # The cluster runs with Ray's token authentication, and the token the CLI got opens it.
+    assert httpx.get(url + "/api/v0/nodes", timeout=30).status_code == 401
+    assert httpx.get(url + "/api/v0/nodes", headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code == 200
     missing = cli("clusters", "get", "no-such-cluster")
     assert_clean_failure(missing)
     assert missing.returncode == 3

@@ -22,6 +22,7 @@ import psutil
 
 from rayplane.identity.bootstrap import read_env_file
 from rayplane.procs import stop_process_group
+from rayplane.settings import default_ray_root
 
 
 def free_port() -> int:
@@ -42,9 +43,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 
 class Stack:
-    def __init__(self, workdir: Path, database_url: str, redis_url: str, ray_root: Path) -> None:
+    def __init__(
+        self, workdir: Path, database_url: str, redis_url: str, ray_root: Path | None, *, queue: str = ""
+    ) -> None:
+        """``ray_root`` None: the control plane derives its own from its data dir."""
         self.workdir = workdir
-        self.ray_root = ray_root
+        self.ray_root = ray_root if ray_root is not None else default_ray_root((workdir / "data").resolve())
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "stack.log"
@@ -55,14 +59,14 @@ class Stack:
             "RAYPLANE_REDIS_URL": redis_url,
             "RAYPLANE_DATA_DIR": str(workdir / "data"),
             "RAYPLANE_API_PORT": str(self.port),
-            "RAYPLANE_LOCAL_RAY_ROOT": str(ray_root),
+            **({"RAYPLANE_LOCAL_RAY_ROOT": str(ray_root)} if ray_root is not None else {}),
             "RAYPLANE_LOCAL_CPUS": "2",
             "RAYPLANE_LOCAL_MEMORY_GIB": "8",
             "RAYPLANE_SWEEP_INTERVAL_SECONDS": "1",
             "RAYPLANE_RECONCILE_STEADY_SECONDS": "2",
             "RAYPLANE_SWEEP_HOLD_SECONDS": "10",
             "RAYPLANE_SCALE_DOWN_IDLE_SECONDS": "20",
-            "RAYPLANE_TASK_QUEUE": f"e2e-{os.getpid()}",
+            "RAYPLANE_TASK_QUEUE": f"e2e-{os.getpid()}{queue}",
             "RAYPLANE_LOG_LEVEL": "INFO",
         }
         self.proc: subprocess.Popen[bytes] | None = None

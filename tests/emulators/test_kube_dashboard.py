@@ -208,3 +208,27 @@ def test_running_job_is_failed_after_a_restart(fresh_emulator: EmulatorProcess) 
     assert after["error_type"] == "JOB_SUPERVISOR_ACTOR_DIED"
     with pytest.raises(ProcessLookupError):
         wait_for(lambda: os.kill(pid, 0), timeout=5, what="the old driver to be gone")
+
+
+def test_a_raycluster_with_token_auth_answers_only_to_its_token(emulator: EmulatorProcess) -> None:
+    """KubeRay's ``authOptions`` (mode token, the token in a Secret's ``auth_token``): the
+    dashboard behind the proxy wants ``X-Ray-Authorization`` (the API server consumes
+    ``Authorization``), 401 without it and 403 with another token, as Ray answers."""
+    rc = small_raycluster("rc")
+    rc["spec"]["authOptions"] = {"mode": "token", "secretName": "ray-token"}
+    env = KubeRayEnv(emulator, json.loads(_crd_json()))
+    env.cluster.add_pool("cpu", autoscale=True, max_count=3, vcpus=4, memory_gib=16)
+    with env.cluster.http() as http:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "ray-token", "namespace": "default"},
+            "stringData": {"auth_token": "s3cret"},
+        }
+        assert http.post("/api/v1/namespaces/default/secrets", json=secret).status_code == 201
+        env.create(rc)
+        env.wait_ready("rc", 1)
+        missing = http.get(f"{PROXY}/api/version")
+        assert (missing.status_code, missing.text) == (401, "Unauthorized: Missing authentication token")
+        assert http.get(f"{PROXY}/api/version", headers={"X-Ray-Authorization": "Bearer nope"}).status_code == 403
+        assert http.get(f"{PROXY}/api/version", headers={"X-Ray-Authorization": "Bearer s3cret"}).status_code == 200

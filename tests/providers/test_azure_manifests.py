@@ -152,3 +152,25 @@ def test_kuberay_objects_install_crds_before_the_operator() -> None:
     assert "ClusterRoleBinding" in kinds
     deployment = manifests.kuberay_objects()[-1]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "quay.io/kuberay/operator:v1.7.0"
+
+
+def test_rayclusters_run_with_token_auth_from_rayplanes_secret(validator: jsonschema.Draft7Validator) -> None:
+    """KubeRay v1.7.0's ``authOptions``: token mode, the token from the Secret Rayplane
+    writes (key ``auth_token``), valid against the strict CRD schema."""
+    typed = ClusterSpec.from_json(SPEC)
+    target = planning.cluster_target(
+        "clu_01JD3W5Z8K2M4N6P8R0T2V4X6Y", "train", typed, planning.group_targets(typed, {}), {}, None, "tok-123"
+    )
+    obj = manifests.ray_cluster(target, replicas={})
+    assert obj["spec"]["authOptions"] == {"mode": "token", "secretName": manifests.AUTH_SECRET}
+    assert list(validator.iter_errors(obj)) == []
+    secret = manifests.auth_secret(target)
+    assert secret["metadata"] == {
+        "name": manifests.AUTH_SECRET,
+        "namespace": obj["metadata"]["namespace"],
+        "labels": {manifests.MANAGED_LABEL: "true"},
+    }
+    assert secret["data"] == {"auth_token": "dG9rLTEyMw=="}  # base64 of the token
+    assert "tok-123" not in repr(target)  # targets are logged; the token is not
+    with pytest.raises(ValueError, match="Ray token"):
+        manifests.auth_secret(_target())

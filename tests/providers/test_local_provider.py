@@ -31,6 +31,7 @@ import pytest
 
 from rayplane.providers.base import ClusterTarget, GroupTarget, NodeShape, Observation, RetriableError
 from rayplane.providers.local import LocalProvider, processes, store
+from tests.support.nodeuser import grant_node_user_access
 
 T = TypeVar("T")
 
@@ -41,6 +42,11 @@ D2 = NodeShape("Standard_D2s_v5", vcpus=2, memory_gib=8.0)
 CAPACITY = {"capacity": {"cpus": 2, "memory_gib": 8, "gpus": 0}}
 A = "cl_test_local_aaaaaaaaaa"
 B = "cl_test_local_bbbbbbbbbb"
+TOKENS = {A: "token-a-" + "a" * 32, B: "token-b-" + "b" * 32}
+
+
+def auth(cluster_id: str) -> dict[str, str]:
+    return {"X-Ray-Authorization": f"Bearer {TOKENS[cluster_id]}"}
 
 
 def target(cluster_id: str, count: int) -> ClusterTarget:
@@ -53,6 +59,7 @@ def target(cluster_id: str, count: int) -> ClusterTarget:
         head=D2,
         groups=(GroupTarget("cpu", D2, count=count, min_nodes=0, max_nodes=2),),
         cloud_config=CAPACITY,
+        ray_token=TOKENS[cluster_id],
     )
 
 
@@ -136,6 +143,7 @@ def gone(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[LocalProvider]:
+    grant_node_user_access()  # also without the repo's conftest
     root = Path(tempfile.mkdtemp(prefix="rpt", dir="/tmp"))  # short: Ray's socket paths
     prov = LocalProvider(root, head_timeout=90.0)
     yield prov
@@ -162,7 +170,7 @@ def test_ensure_starts_a_head_and_a_worker(provider: LocalProvider, cluster_a: d
     cluster_a["state"] = state
     assert obs.dashboard_url == state["dashboard_url"] == provider.jobs_endpoint(state)
     assert {n.group for n in obs.node_details} == {"head", "cpu"}
-    nodes = httpx.get(f"{obs.dashboard_url}/api/v0/nodes", params={"detail": "1"}, timeout=10).json()
+    nodes = httpx.get(f"{obs.dashboard_url}/api/v0/nodes", params={"detail": "1"}, headers=auth(A), timeout=10).json()
     alive = [n for n in nodes["data"]["result"]["result"] if n["state"] == "ALIVE"]
     by_kind = {n["is_head_node"]: n for n in alive}
     assert by_kind[True]["resources_total"]["rayplane_group_head"] == 1.0
@@ -242,7 +250,7 @@ def test_pending_demand_shows_for_the_group(provider: LocalProvider, cluster_a: 
         'python -c "import ray; ray.init(); ray.get([ray.remote(num_cpus=1)'
         "(lambda: __import__('time').sleep(30)).remote() for _ in range(3)])\""
     )
-    job = httpx.post(f"{url}/api/jobs/", json={"entrypoint": entrypoint}, timeout=30).json()
+    job = httpx.post(f"{url}/api/jobs/", json={"entrypoint": entrypoint}, headers=auth(A), timeout=30).json()
     try:
         # Two nodes of 1 CPU run two tasks; the third waits for a node of group cpu.
         obs = wait_for(
@@ -251,7 +259,7 @@ def test_pending_demand_shows_for_the_group(provider: LocalProvider, cluster_a: 
         assert obs.pending_demand == {"cpu": 1}
         assert obs.cluster_idle_seconds is not None
     finally:
-        httpx.post(f"{url}/api/jobs/{job['submission_id']}/stop", timeout=30)
+        httpx.post(f"{url}/api/jobs/{job['submission_id']}/stop", headers=auth(A), timeout=30)
 
 
 def test_a_caller_killed_midway_is_adopted_not_duplicated(
@@ -266,7 +274,8 @@ def test_a_caller_killed_midway_is_adopted_not_duplicated(
             from rayplane.providers.local import LocalProvider
             shape = NodeShape("Standard_D2s_v5", vcpus=2, memory_gib=8.0)
             target = ClusterTarget(cluster_id={B!r}, name="b", ray_version="2.60.0", image=None, head=shape,
-                groups=(GroupTarget("cpu", shape, count=1, min_nodes=0, max_nodes=2),), cloud_config={CAPACITY!r})
+                groups=(GroupTarget("cpu", shape, count=1, min_nodes=0, max_nodes=2),), cloud_config={CAPACITY!r},
+                ray_token={TOKENS[B]!r})
             LocalProvider(Path({str(provider.root)!r}), head_timeout=90.0).ensure(target, {{}})
             """
         )

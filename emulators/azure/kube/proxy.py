@@ -6,14 +6,18 @@ The port's target must be served by a Running pod the service selects, else the 
 ``no endpoints available for service "<name>"``. The only thing behind a pod here is the
 simulated Ray dashboard: the head service of a RayCluster, on the head container's
 ``dashboard`` port (8265 by default), reaches :class:`Dashboard` for that RayCluster; any other
-target is a 502, as a connection refused by the pod would be.
+target is a 502, as a connection refused by the pod would be. A RayCluster with token
+authentication (``authOptions``) answers only requests that carry its token.
 """
 
 from __future__ import annotations
 
+import base64
+import hmac
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request, Response
+from fastapi.responses import PlainTextResponse
 
 from emulators.azure.kube import errors as err
 from emulators.azure.kube import raypods
@@ -104,6 +108,9 @@ class ServiceProxy:
             head = self.ray_head(cluster, rc)
             if head is None:
                 raise unavailable
+            refused = self._ray_auth(cluster, rc, request)
+            if refused is not None:
+                return refused
             body = await request.body()
             return await self.dashboard.handle(head, request.method, path, request.query_params, body)
         ip = (pods[0].get("status") or {}).get("podIP")
@@ -113,6 +120,31 @@ class ServiceProxy:
             f"error trying to reach service: dial tcp {ip}:{target}: connect: connection refused",
             {},
         )
+
+    def _ray_auth(self, cluster: str, rc: Obj, request: Request) -> Response | None:
+        """Ray's token check, for a RayCluster with ``authOptions.mode: token``: the token is
+        the ``auth_token`` of the Secret ``authOptions.secretName`` (default: the RayCluster's
+        name), as KubeRay v1.7.0 hands it to Ray. The real API server consumes the
+        ``Authorization`` header (its own bearer token), so Ray sees ``X-Ray-Authorization``
+        or the dashboard's cookie; 401 without a token and 403 for a wrong one, as Ray answers."""
+        auth = (rc.get("spec") or {}).get("authOptions") or {}
+        if auth.get("mode") != "token":
+            return None
+        m = rc["metadata"]
+        secret = self.objects.get(
+            cluster, res.SECRETS.key, str(m.get("namespace", "")), auth.get("secretName") or m["name"]
+        )
+        raw = ((secret or {}).get("data") or {}).get("auth_token")
+        expected = base64.b64decode(raw).decode() if raw else None
+        sent = request.headers.get("x-ray-authorization", "")
+        cookie = request.cookies.get("ray-authentication-token")
+        if not sent and cookie:
+            sent = "Bearer " + cookie
+        if not sent:
+            return PlainTextResponse("Unauthorized: Missing authentication token", status_code=401)
+        if expected is None or not hmac.compare_digest(sent, "Bearer " + expected):
+            return PlainTextResponse("Forbidden: Invalid authentication token", status_code=403)
+        return None
 
     def _raycluster(self, cluster: str, service: Obj) -> Obj | None:
         m = service.get("metadata") or {}

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import math
@@ -38,6 +39,9 @@ OPERATOR_FILE = "operator.yaml"
 KUBERAY_VERSION = "v1.7.0"
 
 SPOT_TAINT_KEY = "kubernetes.azure.com/scalesetpriority"
+# The Secret with the cluster's Ray token (``authOptions.secretName``) and its data key.
+AUTH_SECRET = "rayplane-ray-token"  # noqa: S105 - a name, not a secret
+AUTH_TOKEN_KEY = "auth_token"  # noqa: S105 - KubeRay's key name
 POOL_LABEL = "kubernetes.azure.com/agentpool"
 MANAGED_LABEL = "rayplane.io/managed"
 DEFAULT_IMAGE = "rayproject/ray"
@@ -229,6 +233,10 @@ def ray_cluster(target: ClusterTarget, *, replicas: dict[str, int], suspend: boo
         "spec": {
             "rayVersion": target.ray_version,
             "suspend": suspend,
+            # Ray's token authentication with Rayplane's token: KubeRay reads it from this
+            # Secret (key ``auth_token``), sets RAY_AUTH_MODE=token and RAY_AUTH_TOKEN in every
+            # Ray container, and generates no token of its own.
+            "authOptions": {"mode": "token", "secretName": AUTH_SECRET},
             "enableInTreeAutoscaling": True,
             "autoscalerOptions": {
                 "upscalingMode": "Default",
@@ -245,6 +253,21 @@ def ray_cluster(target: ClusterTarget, *, replicas: dict[str, int], suspend: boo
             },
             "workerGroupSpecs": groups,
         },
+    }
+
+
+def auth_secret(target: ClusterTarget) -> dict[str, Any]:
+    """The Secret holding the cluster's Ray token, in the cluster's namespace, under the key
+    KubeRay v1.7.0 reads (``auth_token``, its RAY_AUTH_TOKEN_SECRET_KEY)."""
+    if not target.ray_token:
+        raise ValueError("a RayCluster needs its Ray token")
+    ns, _ = resource_name(target)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": AUTH_SECRET, "namespace": ns, "labels": {MANAGED_LABEL: "true"}},
+        "type": "Opaque",
+        "data": {AUTH_TOKEN_KEY: base64.b64encode(target.ray_token.encode()).decode()},
     }
 
 

@@ -289,9 +289,13 @@ class AzureProvider(Provider):
         namespace, name = manifests.resource_name(target)
         replicas = {g.name: g.count for g in effective.groups}
         obj = manifests.ray_cluster(effective, replicas=replicas, suspend=False)
-        digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+        secret = manifests.auth_secret(target)
+        # The digest covers the token's Secret too (a one-way hash of 32 random bytes): the
+        # Secret is written before the RayCluster that names it, and again if it changes.
+        digest = hashlib.sha256(json.dumps([obj, secret], sort_keys=True).encode()).hexdigest()[:16]
         if state.get("applied") != digest or state.get("suspended"):
             kube.apply(manifests.namespace(target))
+            kube.apply(secret)
             kube.apply(obj)
             state["applied"], state["suspended"] = digest, False
         for group in state.pop("recycle", []):

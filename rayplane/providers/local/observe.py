@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from rayplane.providers.base import ClusterTarget, NodeInfo, Observation
+from rayplane.providers.base import ClusterTarget, NodeInfo, Observation, check_ray_auth
 from rayplane.providers.local.commands import NODE_LABEL
 from rayplane.providers.local.shapes import GROUP_RESOURCE_PREFIX, HEAD_GROUP, NodeResources
 
@@ -231,20 +231,23 @@ def observe_cluster(
     idle_node_seconds: float,
     timeout: float = 5.0,
     running: set[str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Observation:
     """Ask the dashboard; a dashboard that does not answer means the head is down.
 
     ``running`` names the nodes whose processes are alive: Ray marks a killed node DEAD
     only once its health checks time out (15 s or more), so a node Ray still lists ALIVE
     counts only if its ``rayplane.io/node`` label names a running node (nodes without the
-    label are counted as Ray reports them)."""
+    label are counted as Ray reports them). ``headers`` carry the cluster's Ray token; a
+    dashboard that refuses it raises ``RayAuthFailed`` (it answered: the head is up)."""
     zero = {g.name: 0 for g in target.groups}
     if dashboard_url is None:
         return Observation(head_alive=False, dashboard_url=None, nodes=zero)
     messages: list[str] = []
-    with httpx.Client(base_url=dashboard_url, timeout=timeout, trust_env=False) as client:
+    with httpx.Client(base_url=dashboard_url, timeout=timeout, trust_env=False, headers=dict(headers or {})) as client:
         try:
             resp = client.get("/api/v0/nodes", params={"detail": "1", "limit": "10000"})
+            check_ray_auth(dashboard_url, resp.status_code)
             resp.raise_for_status()
             nodes = parse_nodes(resp.json())
         except (httpx.HTTPError, ValueError):

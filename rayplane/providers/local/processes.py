@@ -37,13 +37,19 @@ CREATE_TIME_TOLERANCE = 0.05
 # A short-lived intermediate: starts the node in a new session, prints its pid and exits
 # at once, so the node is re-parented (to init or a subreaper) and never becomes a zombie
 # of the starter, and dies with neither the intermediate nor the starter.
+# With a "user" (uid, gid), the node drops to it (no supplementary groups) before exec, and
+# creates its files private to it.
 _LAUNCHER = r"""
 import json, os, subprocess, sys
 spec = json.loads(sys.stdin.read())
+who = {}
+if spec.get("user"):
+    uid, gid = spec["user"]
+    who = {"user": uid, "group": gid, "extra_groups": [], "umask": 0o077}
 with open(spec["log"], "ab", buffering=0) as log:
     proc = subprocess.Popen(
         spec["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        env=spec["env"], cwd=spec["cwd"], start_new_session=True, close_fds=True,
+        env=spec["env"], cwd=spec["cwd"], start_new_session=True, close_fds=True, **who,
     )
 sys.stdout.write(str(proc.pid))
 sys.stdout.flush()
@@ -90,20 +96,16 @@ def ray_binary() -> Path:
     return Path(found)
 
 
-def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a node: ours, with the ray binary's directory first on PATH (so a
-    job's ``python`` is the interpreter that has Ray) and no inherited cluster address."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    bindir = str(ray_binary().parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    env.update(extra or {})
-    return env
+def spawn_detached(
+    argv: Sequence[str], *, env: dict[str, str], log_path: Path, cwd: Path, user: tuple[int, int] | None = None
+) -> tuple[int, float]:
+    """Start ``argv`` in a new session through a short-lived intermediate; (pid, create_time).
 
-
-def spawn_detached(argv: Sequence[str], *, env: dict[str, str], log_path: Path, cwd: Path) -> tuple[int, float]:
-    """Start ``argv`` in a new session through a short-lived intermediate; (pid, create_time)."""
-    spec = json.dumps({"argv": list(argv), "env": env, "log": str(log_path), "cwd": str(cwd)})
+    ``env`` is the node's whole environment (nothing of ours is added); ``user`` (uid, gid)
+    runs it as that user, which needs root."""
+    spec = json.dumps(
+        {"argv": list(argv), "env": env, "log": str(log_path), "cwd": str(cwd), "user": list(user) if user else None}
+    )
     done = subprocess.run(
         [sys.executable, "-I", "-c", _LAUNCHER],
         input=spec.encode(),

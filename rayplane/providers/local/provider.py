@@ -13,18 +13,32 @@ signalled; ``ray stop`` is never run (it would stop every Ray process on the mac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
+import os
 import shutil
+import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from rayplane.providers.base import ClusterTarget, Observation, Provider, RetriableError, Step, TerminalError
-from rayplane.providers.local import commands, processes, store
+from rayplane.providers.base import (
+    ClusterTarget,
+    Observation,
+    Provider,
+    RetriableError,
+    Step,
+    TerminalError,
+    check_ray_auth,
+    ray_headers,
+)
+from rayplane.providers.local import commands, isolation, processes, store
+from rayplane.providers.local.isolation import NodeUser
 from rayplane.providers.local.observe import observe_cluster, parse_nodes
 from rayplane.providers.local.processes import NodeRecord
 from rayplane.providers.local.shapes import HEAD_GROUP, NodeResources, node_resources
@@ -32,6 +46,10 @@ from rayplane.providers.local.store import ClusterFile
 
 # How long a node that died stays in ``Observation.messages``.
 EVENT_SECONDS = 600.0
+# The nodes' HOME and TMPDIR, inside the cluster's directory.
+HOME_DIR = "home"
+# The cluster's Ray token, for its nodes (RAY_AUTH_TOKEN_PATH).
+TOKEN_FILE = "ray_token"  # noqa: S105 - a file name
 
 
 class LocalProvider(Provider):
@@ -46,8 +64,14 @@ class LocalProvider(Provider):
         http_timeout: float = 3.0,
         idle_node_seconds: float = 300.0,
         lock_timeout: float = 180.0,
+        node_user: str | None = isolation.DEFAULT_NODE_USER,
     ) -> None:
+        """``node_user``: the OS user nodes run as when this process is root (created if
+        missing); None keeps them as root (see ``isolation``)."""
         self.root = Path(root)
+        self.node_user = node_user
+        self._user: NodeUser | None = None
+        self._user_known = False
         self.head_timeout = head_timeout
         self.stop_timeout = stop_timeout
         self.http_timeout = http_timeout
@@ -58,25 +82,37 @@ class LocalProvider(Provider):
 
     def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         cdir = self._cluster_dir(target.cluster_id)
+        if not target.ray_token:
+            raise TerminalError("a local cluster needs its Ray token", code="RayTokenMissing")
         ray = processes.ray_binary()
+        user = self._run_as(ray)
         shapes = node_resources(target)
         with store.locked(cdir, self.lock_timeout):
+            self._prepare(cdir, user)
+            self._write_token(cdir, user, target.ray_token)
             cf = store.merge(store.read(cdir, target.cluster_id), state)
             self._drop_dead(cdir, cf)
             self._kill_orphans(cdir, cf)
             head = cf.head()
+            if head is not None and _auth_mode(head, self.http_timeout) == "disabled":
+                # A head started before Rayplane turned token authentication on: it and its
+                # workers start again with it (a head that is still starting says nothing).
+                self._stop_records(cdir, cf, [*cf.workers(), head], remove_dirs=False)
+                cf.add_event("Ray head restarted with token authentication on")
+                store.write(cdir, cf)
+                head = None
             if head is None:
                 # No head: workers of an old head (if any survived) cannot be kept.
                 self._stop_records(cdir, cf, cf.workers(), remove_dirs=True)
-                head = self._start_head(ray, cdir, cf, shapes[HEAD_GROUP])
-            self._wait_for_dashboard(cdir, cf, head)
+                head = self._start_head(ray, cdir, cf, shapes[HEAD_GROUP], user)
+            self._wait_for_dashboard(cdir, cf, head, target.ray_token)
             stale = [w for w in cf.workers() if (w.head_pid, w.head_create_time) != (head.pid, head.create_time)]
             surplus = stale + self._surplus(target, [w for w in cf.workers() if w not in stale])
             self._stop_records(cdir, cf, surplus, remove_dirs=True)
             for group in target.groups:
                 have = sum(1 for w in cf.workers() if w.group == group.name)
                 for _ in range(max(0, group.count - have)):
-                    self._start_worker(ray, cdir, cf, head, group.name, shapes[group.name])
+                    self._start_worker(ray, cdir, cf, head, group.name, shapes[group.name], user)
             return Step(self._state(cdir, cf))
 
     def observe(self, target: ClusterTarget, state: dict[str, Any]) -> Observation:
@@ -96,6 +132,7 @@ class LocalProvider(Provider):
             idle_node_seconds=self.idle_node_seconds,
             timeout=self.http_timeout,
             running=running,
+            headers=ray_headers(target.ray_token),
         )
         recent = cf.recent_events(EVENT_SECONDS)
         return dataclasses.replace(obs, messages=(*obs.messages, *recent)) if recent else obs
@@ -127,22 +164,28 @@ class LocalProvider(Provider):
             raise RetriableError(f"could not remove {cdir}", code="TeardownIncomplete")
         return Step({})
 
-    def stop_all(self) -> list[str]:
-        """Stop the nodes of every cluster under ``root``; returns the cluster ids touched.
+    def stop_all(self, owned: Collection[str] | None = None) -> list[str]:
+        """Stop the nodes of the clusters under ``root`` that ``owned`` names (every one when
+        ``owned`` is None); returns the cluster ids touched.
 
         For the dev supervisor's shutdown: Ray nodes are detached on purpose (they outlive a
         crashed worker), so when the whole control plane stops on this machine it stops them
-        too. Directories stay, so the reconciler restarts these clusters on the next start.
+        too. The supervisor passes the ids of its own database's local clusters, so even a
+        root shared with another control plane (an explicit ``RAYPLANE_LOCAL_RAY_ROOT``)
+        never costs the other one its clusters; a directory is matched by the cluster id
+        recorded in its ``nodes.json``, not by its name. Directories stay, so the reconciler
+        restarts these clusters on the next start.
         """
         touched: list[str] = []
         if not self.root.is_dir():
             return touched
+        wanted = None if owned is None else set(owned)
         for cdir in sorted(p for p in self.root.iterdir() if (p / store.STATE_FILE).is_file()):
             try:
                 owner = str(json.loads((cdir / store.STATE_FILE).read_text()).get("cluster_id") or "")
             except (OSError, ValueError, AttributeError):
                 continue
-            if not owner:
+            if not owner or (wanted is not None and owner not in wanted):
                 continue
             with store.locked(cdir, self.lock_timeout):
                 cf = store.read(cdir, owner)
@@ -172,6 +215,42 @@ class LocalProvider(Provider):
             return []
 
     # -- nodes ----------------------------------------------------------------------
+
+    def _run_as(self, ray: Path) -> NodeUser | None:
+        """The user nodes run as (resolved once), checked able to run Ray."""
+        if not self._user_known:
+            self._user, self._user_known = isolation.resolve_node_user(self.node_user), True
+        if self._user is not None:
+            python = ray.parent / "python"
+            isolation.check_can_run_ray(self._user, str(python if python.exists() else sys.executable))
+        return self._user
+
+    def _write_token(self, cdir: Path, user: NodeUser | None, token: str) -> None:
+        """``<cluster dir>/ray_token``: the nodes' RAY_AUTH_TOKEN_PATH, readable by the node
+        user alone (it is the cluster's own token: its jobs may see it, nothing else)."""
+        path = cdir / TOKEN_FILE
+        with contextlib.suppress(OSError):
+            if path.read_text() == token:
+                return
+        tmp = cdir / f".{TOKEN_FILE}.tmp"
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        isolation.own(tmp, user, 0o400)
+        os.replace(tmp, path)
+
+    def _prepare(self, cdir: Path, user: NodeUser | None) -> None:
+        """Directories a node user can reach: the root and the cluster's directory are
+        searchable but not listable (0711, ours); ``home`` (the nodes' HOME and TMPDIR) is
+        the node user's alone."""
+        if user is not None:
+            for path in (self.root, cdir):
+                if path.stat().st_uid == os.geteuid():
+                    path.chmod(0o711)
+        home = cdir / HOME_DIR
+        home.mkdir(exist_ok=True)
+        isolation.own(home, user, 0o700)
 
     def _cluster_dir(self, cluster_id: str) -> Path:
         cdir = store.cluster_dir(self.root, cluster_id)
@@ -237,12 +316,15 @@ class LocalProvider(Provider):
         ports: dict[str, int],
         res: NodeResources,
         head: NodeRecord | None,
+        user: NodeUser | None,
     ) -> NodeRecord:
         temp_dir = cdir / name
         temp_dir.mkdir(parents=True, exist_ok=True)
+        isolation.own(temp_dir, user, 0o700)
         log_path = temp_dir / "start.log"
+        who = (user.uid, user.gid) if user is not None else None
         try:
-            pid, create_time = processes.spawn_detached(argv, env=env, log_path=log_path, cwd=temp_dir)
+            pid, create_time = processes.spawn_detached(argv, env=env, log_path=log_path, cwd=temp_dir, user=who)
         except (OSError, RuntimeError) as exc:
             raise RetriableError(f"could not start Ray node {name}: {exc}", code="NodeStartFailed") from exc
         rec = NodeRecord(
@@ -263,7 +345,9 @@ class LocalProvider(Provider):
         store.write(cdir, cf)  # at once: a caller killed from here on leaves a record
         return rec
 
-    def _start_head(self, ray: Path, cdir: Path, cf: ClusterFile, res: NodeResources) -> NodeRecord:
+    def _start_head(
+        self, ray: Path, cdir: Path, cf: ClusterFile, res: NodeResources, user: NodeUser | None
+    ) -> NodeRecord:
         preferred = [cf.head_ports[p] for p in commands.HEAD_PORTS if p in cf.head_ports]
         try:
             picked = processes.pick_ports(len(commands.HEAD_PORTS), preferred=preferred)
@@ -273,13 +357,30 @@ class LocalProvider(Provider):
         cf.head_ports = dict(ports)
         temp_dir = cdir / HEAD_GROUP
         argv = commands.head_command(ray, temp_dir, ports, res, HEAD_GROUP)
-        env = processes.node_env(commands.head_env(ports))
+        env = self._env(ray, cdir, user, commands.head_env(ports))
         return self._spawn(
-            cdir, cf, name=HEAD_GROUP, group=HEAD_GROUP, index=0, argv=argv, env=env, ports=ports, res=res, head=None
+            cdir,
+            cf,
+            name=HEAD_GROUP,
+            group=HEAD_GROUP,
+            index=0,
+            argv=argv,
+            env=env,
+            ports=ports,
+            res=res,
+            head=None,
+            user=user,
         )
 
     def _start_worker(
-        self, ray: Path, cdir: Path, cf: ClusterFile, head: NodeRecord, group: str, res: NodeResources
+        self,
+        ray: Path,
+        cdir: Path,
+        cf: ClusterFile,
+        head: NodeRecord,
+        group: str,
+        res: NodeResources,
+        user: NodeUser | None,
     ) -> NodeRecord:
         index = cf.next_index
         cf.next_index += 1
@@ -299,18 +400,28 @@ class LocalProvider(Provider):
             group=group,
             index=index,
             argv=argv,
-            env=processes.node_env(),
+            env=self._env(ray, cdir, user),
             ports=ports,
             res=res,
             head=head,
+            user=user,
         )
 
-    def _wait_for_dashboard(self, cdir: Path, cf: ClusterFile, head: NodeRecord) -> None:
+    def _env(self, ray: Path, cdir: Path, user: NodeUser | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Set explicitly, whatever the host has (``~/.ray/auth_token``, ``RAY_AUTH_MODE``):
+        token authentication on, with the cluster's token from its file."""
+        name = user.name if user is not None else isolation.current_user()
+        auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(cdir / TOKEN_FILE)}
+        return isolation.node_env(bindir=ray.parent, home=cdir / HOME_DIR, user=name, extra={**auth, **(extra or {})})
+
+    def _wait_for_dashboard(self, cdir: Path, cf: ClusterFile, head: NodeRecord, token: str) -> None:
         """Poll the head's dashboard until it lists the head alive; on timeout or an early death, kill
-        the head and raise RetriableError with the end of its log."""
+        the head and raise RetriableError with the end of its log. A head that refuses the
+        token is left running and reported as ``RayAuthFailed``: it answered."""
         url = _dashboard_url(head)
         deadline = time.monotonic() + self.head_timeout
-        with httpx.Client(timeout=min(2.0, self.http_timeout), trust_env=False) as client:
+        headers = ray_headers(token)
+        with httpx.Client(timeout=min(2.0, self.http_timeout), trust_env=False, headers=headers) as client:
             while True:
                 alive = processes.is_alive(head)
                 if alive and _head_registered(client, url):
@@ -340,12 +451,28 @@ def _dashboard_url(head: NodeRecord) -> str:
 
 def _head_registered(client: httpx.Client, url: str) -> bool:
     """The dashboard answers and lists the head node ALIVE (its raylet registers a few
-    seconds after the dashboard is up)."""
+    seconds after the dashboard is up); ``RayAuthFailed`` if it refuses our token."""
     try:
         resp = client.get(url + "/api/v0/nodes", params={"detail": "1"})
-        return resp.status_code == 200 and any(n.is_head and n.alive for n in parse_nodes(resp.json()))
-    except (httpx.HTTPError, ValueError):
+    except httpx.HTTPError:
         return False
+    check_ray_auth(url, resp.status_code)
+    try:
+        return resp.status_code == 200 and any(n.is_head and n.alive for n in parse_nodes(resp.json()))
+    except ValueError:
+        return False
+
+
+def _auth_mode(head: NodeRecord, timeout: float) -> str | None:
+    """The head's authentication mode ("token", "disabled"), from the one dashboard route that
+    needs no token; None when it does not answer (dead, or still starting)."""
+    if not processes.is_alive(head):
+        return None
+    try:
+        resp = httpx.get(_dashboard_url(head) + "/api/authentication_mode", timeout=timeout, trust_env=False)
+        return str(resp.json().get("authentication_mode")) if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
 
 
 def _last_error(log_path: Path) -> str:
