@@ -17,6 +17,7 @@ import typer
 
 from cli.client import ApiError, ApiUnreachable, Cluster, RayplaneClient
 from cli.config import ConfigError, Overrides, Target, resolve
+from cli.messages import detail_text, field_errors
 from cli.output import Format, print_error
 
 EXIT_OK = 0
@@ -26,6 +27,7 @@ EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
 EXIT_TIMEOUT = 5
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 EXIT_CODES_HELP = (
     "[bold]Exit codes[/bold]: 0 ok · 1 API or job failure · 2 usage or configuration error ·"
@@ -146,7 +148,7 @@ def problem_line(exc: ApiError) -> str:
     fields = exc.field_errors
     if fields and all(f"{name}: {msg}" in detail for name, msg in fields[:5]):
         detail = ""
-    line = f"{exc.title}: {detail}" if detail and detail != exc.title else exc.title
+    line = f"{exc.title}: {detail_text(detail)}" if detail and detail != exc.title else exc.title
     if exc.status == 401 and GLOBALS.target is not None:
         line += f" (credential from {GLOBALS.target.credential_source}; run `rayplane login`)"
     if exc.status >= 500 and exc.request_id:
@@ -164,7 +166,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except ApiError as exc:
-            print_error(problem_line(exc), exc.field_errors)
+            print_error(problem_line(exc), field_errors(exc.field_errors))
             raise typer.Exit(exit_code_for(exc.status)) from None
         except ApiUnreachable as exc:
             print_error(str(exc))
@@ -178,6 +180,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             print_error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            quiet_broken_pipe()
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
             if os.environ.get("RAYPLANE_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
@@ -185,6 +189,18 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper
+
+
+def quiet_broken_pipe() -> NoReturn:
+    """The reader of stdout went away (``rayplane clusters list | head -1``): exit quietly.
+
+    stdout is pointed at /dev/null first, so the interpreter's final flush of what is still
+    buffered cannot fail again with a second complaint. The exit code is what a process
+    killed by SIGPIPE reports, as ``ls | head -1`` does.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os._exit(EXIT_BROKEN_PIPE)
 
 
 def is_cluster_id(ref: str) -> bool:
