@@ -119,7 +119,7 @@ def create(
         c = accepted.cluster
         notice(f"Creating cluster {c['name']} ({c['id']})")
         if wait_:
-            c = follow_to(api, accepted, "RUNNING", timeout)
+            c = follow_to(api, accepted, "RUNNING", timeout, verb="create")
         elif fmt(output) == "table":
             notice(f"Watch it with: rayplane clusters events {c['name']} --follow", "dim")
     show_cluster(c, output)
@@ -208,7 +208,7 @@ def scale(
         c = accepted.cluster
         if wait_:
             target_gen = c["generation"]
-            c = follow_to(api, accepted, "RUNNING", timeout, feed, done=lambda x: _applied(x, target_gen))
+            c = follow_to(api, accepted, "RUNNING", timeout, feed, done=lambda x: _applied(x, target_gen), verb="scale")
     show_cluster(c, output)
 
 
@@ -216,17 +216,45 @@ def _applied(c: Cluster, generation: int) -> bool:
     return c["state"] == "RUNNING" and c["observed_generation"] >= generation
 
 
-def _action(cluster: str, action: str, goal: str, wait_: bool, timeout: float, output: Any) -> None:
+#: What each action leaves a cluster in, and the states in which there is nothing to do:
+#: (goal, {state: how to say it is there already}).
+ALREADY: dict[str, tuple[str, dict[str, str]]] = {
+    "stop": ("STOPPED", {"STOPPED": "already stopped", "STOPPING": "already stopping"}),
+    "start": ("RUNNING", {"RUNNING": "already running", "STARTING": "already starting"}),
+    "retry": ("RUNNING", {}),
+    "delete": ("DELETED", {"DELETED": "already deleted", "DELETING": "already being deleted"}),
+}
+#: The desired state each action asks for: a cluster STOPPED with a start pending is not "already stopped".
+DESIRED = {"stop": "stopped", "start": "running", "retry": "running", "delete": "deleted"}
+
+
+def _action(cluster: str, action: str, wait_: bool, timeout: float, output: Any, yes: bool = True) -> None:
+    """Request ``action`` on the cluster the user named, or say why there is nothing to do.
+
+    A cluster already where the action would take it is not asked again: the answer names
+    what the user typed and is the same however often the command runs (exit 0).
+    """
+    goal, already = ALREADY[action]
     with client() as api:
-        cid = resolve_cluster(api, cluster)["id"]
-        feed = EventFeed(api, cid)
+        c = resolve_cluster(api, cluster)
+        where = f"cluster {cluster!r}" + (f" ({c['id']})" if c["id"] != cluster else "")
+        settled = c["state"] in already and (c["state"] == "DELETED" or c["desired_state"] == DESIRED[action])
+        if settled:
+            notice(f"{where} is {already[c['state']]}")
+            if wait_ and c["state"] != goal:
+                c = follow_to(api, c, goal, timeout, verb=action)
+            show_cluster(c, output)
+            return
+        if action == "delete":
+            confirm(f"Delete {where} and stop everything running on it?", yes)
+        feed = EventFeed(api, c["id"])
         if wait_:
             feed.skip_existing()
-        accepted = api.delete_cluster(cid) if action == "delete" else api.cluster_action(cid, action)  # type: ignore[arg-type]
+        accepted = api.delete_cluster(c["id"]) if action == "delete" else api.cluster_action(c["id"], action)  # type: ignore[arg-type]
         c = accepted.cluster
         notice(f"{action.capitalize()} requested for {c['name']} ({c['id']})")
         if wait_:
-            c = follow_to(api, accepted, goal, timeout, feed)
+            c = follow_to(api, accepted, goal, timeout, feed, verb=action)
     show_cluster(c, output)
 
 
@@ -239,7 +267,7 @@ def stop(
 
     Example: [bold]rayplane clusters stop demo --wait[/bold]
     """
-    _action(cluster, "stop", "STOPPED", wait_, timeout, output)
+    _action(cluster, "stop", wait_, timeout, output)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -251,7 +279,7 @@ def start(
 
     Example: [bold]rayplane clusters start demo --wait[/bold]
     """
-    _action(cluster, "start", "RUNNING", wait_, timeout, output)
+    _action(cluster, "start", wait_, timeout, output)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -263,7 +291,7 @@ def retry(
 
     Example: [bold]rayplane clusters retry demo --wait[/bold]
     """
-    _action(cluster, "retry", "RUNNING", wait_, timeout, output)
+    _action(cluster, "retry", wait_, timeout, output)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -279,8 +307,7 @@ def delete(
 
     Example: [bold]rayplane clusters delete demo --yes --wait[/bold]
     """
-    confirm(f"Delete cluster {cluster} and stop everything running on it?", yes)
-    _action(cluster, "delete", "DELETED", wait_, timeout, output)
+    _action(cluster, "delete", wait_, timeout, output, yes=yes)
 
 
 @app.command("wait", epilog=EXIT_CODES_HELP)
