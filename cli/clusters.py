@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.billing import show_estimate
 from cli.client import ApiError, ApiUnreachable, Cluster
 from cli.context import (
     EXIT_CODES_HELP,
@@ -84,16 +85,20 @@ def create(
     idle_timeout: Annotated[
         int | None, typer.Option(help="Stop after this many idle minutes.", show_default=False)
     ] = None,
+    estimate: Annotated[
+        bool, typer.Option("--estimate", help="Show the cluster's hourly cost range and create nothing.")
+    ] = False,
     wait_: WaitOption = False,
     timeout: TimeoutOption = 1800,
     output: OutputOption = None,
 ) -> None:
-    """Create a Ray cluster from flags or a spec file.
+    """Create a Ray cluster from flags or a spec file (or, with --estimate, price it).
 
     Examples:
       [bold]rayplane clusters create --name demo --head Standard_D4s_v5 \\
         --workers cpu=Standard_D8s_v5:0-4:spot --wait[/bold]
       [bold]rayplane clusters create -f cluster.yaml --label team=ml[/bold]
+      [bold]rayplane clusters create -f cluster.yaml --estimate[/bold]
 
     A spec file has the fields of POST /v1/clusters: name, cloud, ray_version, head.vm_size,
     worker_groups[] (name, vm_size, min_nodes, max_nodes, spot, fallback_to_on_demand), labels,
@@ -111,9 +116,14 @@ def create(
             image=image,
             labels=label,
             idle_timeout=idle_timeout,
+            require_name=not estimate,
         )
     except SpecError as exc:
         fail(str(exc), EXIT_USAGE)
+    if estimate:
+        with client() as api:
+            show_estimate(spec.get("name") or "unnamed", api.estimate_cluster(spec), output)
+        return
     with client() as api:
         accepted = api.create_cluster(spec)
         c = accepted.cluster

@@ -11,12 +11,13 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
 from cli.client import ApiError, ApiUnreachable, Cluster, RayplaneClient
-from cli.config import ConfigError, Overrides, Target, resolve
+from cli.config import ConfigError, Overrides, Target, find_dev_env, resolve
 from cli.messages import detail_text, field_errors
 from cli.output import Format, print_error
 
@@ -34,10 +35,26 @@ EXIT_CODES_HELP = (
     " 3 not found · 4 conflict or stale version · 5 timed out waiting · 130 interrupted."
 )
 
-ROOT_EPILOG = (
-    "Start with [bold]rayplane login[/bold], then [bold]rayplane clusters create --help[/bold]."
-    " Each command's --help has examples; docs/cli.md has the whole reference.\n\n" + EXIT_CODES_HELP
-)
+
+def root_epilog() -> str:
+    """The end of ``rayplane --help``: where to start, which depends on what is configured here.
+
+    With a dev stack's ``.rayplane/dev.env`` in reach (or a key in the environment) there is
+    nothing to log in to; telling the user to start with ``rayplane login`` would send them
+    the wrong way.
+    """
+    dev_env = find_dev_env(Path.cwd())
+    if dev_env is not None:
+        start = f"The dev stack's {dev_env} is used: no login needed. Try [bold]rayplane clusters list[/bold]"
+    elif os.environ.get("RAYPLANE_API_KEY"):
+        start = "RAYPLANE_API_KEY is set: no login needed. Try [bold]rayplane clusters list[/bold]"
+    else:
+        start = "Start with [bold]rayplane login[/bold] (or [bold]make run[/bold] in a checkout)"
+    return (
+        f"{start}, then [bold]rayplane clusters create --help[/bold]; [bold]rayplane doctor[/bold] checks the"
+        " setup. Each command's --help has examples; docs/cli.md has the whole reference.\n\n" + EXIT_CODES_HELP
+    )
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -19,8 +19,8 @@ from typing import Any, NoReturn
 
 import typer
 
-from cli import __version__, account, clusters, jobs, login
-from cli.context import EXIT_FAILURE, ROOT_EPILOG, global_options, quiet_broken_pipe
+from cli import __version__, account, billing, clouds, clusters, doctor, jobs, login
+from cli.context import EXIT_FAILURE, global_options, quiet_broken_pipe, root_epilog
 from cli.output import print_error
 
 # Typer ships its own copy of click; its exception classes are reached through a public one.
@@ -109,19 +109,24 @@ OPERATOR_VERBS = {
     "openapi": "Write (or --check) the OpenAPI document of the API, openapi/openapi.json.",
 }
 
-# The user-facing commands (see docs/cli.md) and the options every command accepts.
-app.callback(epilog=ROOT_EPILOG)(global_options)
+# The user-facing commands (see docs/cli.md), grouped in help panels in this order, and the
+# options every command accepts. Typer lists a group's own commands before those of the apps
+# added to it, so every command comes from an added app and the panels keep this order.
+app.callback(epilog=root_epilog())(global_options)
 app.add_typer(clusters.app, rich_help_panel="Clusters and jobs")
 app.add_typer(jobs.app, rich_help_panel="Clusters and jobs")
+app.add_typer(billing.reports_app)
+app.add_typer(billing.budget_app, rich_help_panel=billing.PANEL)
 app.add_typer(login.app)
 app.add_typer(login.config_app, rich_help_panel="Account")
 app.add_typer(account.tenant_app, rich_help_panel="Account")
 app.add_typer(account.keys_app, rich_help_panel="Account")
 app.add_typer(account.members_app, rich_help_panel="Account")
-app.add_typer(account.clouds_app, rich_help_panel="Account")
+app.add_typer(clouds.app, rich_help_panel="Account")
+app.add_typer(doctor.app)
 
 
-@app.command()
+@doctor.app.command(rich_help_panel="Help")
 def version() -> None:
     """Print the version.
 

@@ -121,6 +121,7 @@ def build_spec(
     image: str | None = None,
     labels: list[str] | None = None,
     idle_timeout: int | None = None,
+    require_name: bool = True,
 ) -> dict[str, Any]:
     """The body of ``POST /v1/clusters`` from a spec file (or nothing) and flags."""
     spec = dict(base or {})
@@ -137,6 +138,6 @@ def build_spec(
         spec["idle_timeout_minutes"] = idle_timeout
     if labels:
         spec["labels"] = {**(spec.get("labels") or {}), **parse_labels(labels)}
-    if not spec.get("name"):
+    if require_name and not spec.get("name"):
         raise SpecError("a cluster needs a name: --name NAME, or 'name:' in the spec file")
     return spec
