@@ -28,7 +28,6 @@ EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
 EXIT_TIMEOUT = 5
 EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 EXIT_CODES_HELP = (
     "[bold]Exit codes[/bold]: 0 ok · 1 API or job failure · 2 usage or configuration error ·"
@@ -212,12 +211,12 @@ def quiet_broken_pipe() -> NoReturn:
     """The reader of stdout went away (``rayplane clusters list | head -1``): exit quietly.
 
     stdout is pointed at /dev/null first, so the interpreter's final flush of what is still
-    buffered cannot fail again with a second complaint. The exit code is what a process
-    killed by SIGPIPE reports, as ``ls | head -1`` does.
+    buffered cannot fail again with a second complaint. Exit 1, as click does when ``--help``
+    meets a closed pipe.
     """
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
-    os._exit(EXIT_BROKEN_PIPE)
+    os._exit(EXIT_FAILURE)
 
 
 def is_cluster_id(ref: str) -> bool:

@@ -40,24 +40,28 @@ def usage_line(exc: Exception) -> str:
 
 
 def _plain_placeholders() -> None:
-    """Help without ``<bool>`` after flags (a flag takes no value) and ``NAME`` for ``<str>``.
+    """Help without ``<bool>`` after flags (a flag takes no value) and without ``<str>``.
 
-    Typer's rich help prints each option's Python type as its placeholder; a user reading
+    Typer's rich help prints each parameter's Python type as its placeholder; a user reading
     ``--wait <bool>`` would type ``--wait true``. Flags get no placeholder; a string option
-    gets its own name in capitals, as click does (``--cloud CLOUD``).
+    gets its own name in capitals, as click does (``--cloud CLOUD``); a string argument
+    none, since its name is already shown (``CLUSTER``).
     """
-    option = getattr(typer.core, "TyperOption", None)
-    shown = getattr(option, "display_type_rich", None)
-    if option is None or shown is None:  # another Typer: its own help format
-        return
+    for kind, is_option in (("TyperOption", True), ("TyperArgument", False)):
+        cls = getattr(typer.core, kind, None)
+        shown = getattr(cls, "display_type_rich", None)
+        if cls is None or shown is None:  # another Typer: its own help format
+            continue
 
-    def display_type_rich(self: Any, ctx: Any) -> str | None:
-        if getattr(self, "is_flag", False):
-            return None
-        value = shown(self, ctx)
-        return str(self.name).upper() if value == "<str>" and self.name else value
+        def display_type_rich(self: Any, ctx: Any, shown: Any = shown, is_option: bool = is_option) -> str | None:
+            if getattr(self, "is_flag", False):
+                return None
+            value = shown(self, ctx)
+            if value != "<str>":
+                return value  # type: ignore[no-any-return]
+            return str(self.name).upper() if is_option and self.name else None
 
-    setattr(option, "display_type_rich", display_type_rich)  # noqa: B010 - mypy: a method is read-only
+        setattr(cls, "display_type_rich", display_type_rich)  # noqa: B010 - mypy: a method is read-only
 
 
 _plain_placeholders()
