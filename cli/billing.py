@@ -90,9 +90,11 @@ def show_estimate(name: str, estimate: Report, output: Any) -> None:
     if estimate.get("complete"):
         total = _range(estimate.get("min_usd_per_hour"), estimate.get("max_usd_per_hour"))
         out().print(f"Total: {total} per hour", soft_wrap=True)
-    else:
+    elif any(line.get("usd_per_node_hour") is not None for line in estimate.get("lines") or []):
         low, high = estimate.get("priced_min_usd_per_hour"), estimate.get("priced_max_usd_per_hour")
         out().print(f"Total: unknown (the priced part is {_range(low, high)} per hour)", soft_wrap=True)
+    else:
+        out().print("Total: unknown (no size of this spec has a catalog price)", soft_wrap=True)
         unpriced_note(estimate.get("unpriced_vm_sizes") or [], "the total")
     if estimate.get("note"):
         notice(str(estimate["note"]), "dim")
