@@ -33,7 +33,7 @@ from cli.context import (
 from cli.output import dump, notice, out, render_list, render_one
 from cli.specs import SpecError, build_spec, load_spec_file
 from cli.views import CLUSTER_COLUMNS, EVENT_COLUMNS, cluster_fields, event_text
-from cli.watch import EventFeed, follow_to
+from cli.watch import EventFeed, follow_to, request_goes_on
 
 app = typer.Typer(
     name="clusters",
@@ -127,10 +127,11 @@ def create(
     with client() as api:
         accepted = api.create_cluster(spec)
         c = accepted.cluster
-        notice(f"Creating cluster {c['name']} ({c['id']})")
-        if wait_:
-            c = follow_to(api, accepted, "RUNNING", timeout, verb="create")
-        elif fmt(output) == "table":
+        with request_goes_on(c["name"], "RUNNING", "create") if wait_ else contextlib.nullcontext():
+            notice(f"Creating cluster {c['name']} ({c['id']})")
+            if wait_:
+                c = follow_to(api, accepted, "RUNNING", timeout, verb="create")
+        if not wait_ and fmt(output) == "table":
             notice(f"Watch it with: rayplane clusters events {c['name']} --follow", "dim")
     show_cluster(c, output)
 
@@ -262,9 +263,10 @@ def _action(cluster: str, action: str, wait_: bool, timeout: float, output: Any,
             feed.skip_existing()
         accepted = api.delete_cluster(c["id"]) if action == "delete" else api.cluster_action(c["id"], action)  # type: ignore[arg-type]
         c = accepted.cluster
-        notice(f"{action.capitalize()} requested for {c['name']} ({c['id']})")
-        if wait_:
-            c = follow_to(api, accepted, goal, timeout, feed, verb=action)
+        with request_goes_on(c["name"], goal, action) if wait_ else contextlib.nullcontext():
+            notice(f"{action.capitalize()} requested for {c['name']} ({c['id']})")
+            if wait_:
+                c = follow_to(api, accepted, goal, timeout, feed, verb=action)
     show_cluster(c, output)
 
 

@@ -7,8 +7,9 @@ and prints only the events whose ids it has not printed yet.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from rich.console import Group
@@ -182,15 +183,25 @@ def follow_to(
         cluster, op = accepted, None
     feed = feed or EventFeed(api, cluster["id"])
     check = done or (lambda c: c["state"] == goal)
-    try:
+    with request_goes_on(cluster["name"], goal, verb):
         settled = Waiter(api, cluster, op, check, goal, timeout, feed).run()
+    notice(f"{settled['name']} is {settled['state']}", styled_state(settled["state"]) or "")
+    return settled
+
+
+@contextlib.contextmanager
+def request_goes_on(name: str, goal: str, verb: str | None) -> Iterator[None]:
+    """Ctrl-C from here on stops the waiting, not the request: say so and how to follow it (exit 130).
+
+    Commands enter it as soon as the API accepted their request, so that a Ctrl-C that lands
+    between the acceptance and the waiting is told the same way.
+    """
+    try:
+        yield
     except KeyboardInterrupt:
-        name = cluster["name"]
         going_on = f"the {verb} of {name} goes on" if verb else f"{name} is not changed by it"
         raise CliError(
             f"stopped waiting; {going_on}. Follow it with: rayplane clusters wait {name} --state {goal}"
             f" (or look: rayplane clusters get {name})",
             EXIT_INTERRUPTED,
         ) from None
-    notice(f"{settled['name']} is {settled['state']}", styled_state(settled["state"]) or "")
-    return settled
