@@ -322,7 +322,7 @@ def test_ctrl_c_during_wait_says_the_stop_goes_on_and_a_second_stop_says_already
     )
     ok(cli("clusters", "wait", NAME, "--state", "STOPPED", "--timeout", "300"))
     again = [ok(cli("clusters", "stop", NAME)) for _ in range(2)]
-    assert again[0].stderr.splitlines()[0] == f"cluster {NAME!r} is already stopped"
+    assert again[0].stderr.splitlines()[0] == f"cluster {NAME!r} ({created[1]['id']}) is already stopped"
     assert again[0].stderr == again[1].stderr
 
 

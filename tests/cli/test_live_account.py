@@ -92,7 +92,8 @@ def test_clouds_add_azure_prints_azures_error_and_what_to_do(cli: Cli) -> None:
     assert_clean_failure(result)
     assert result.returncode == 1
     error = result.stderr.splitlines()[-1]
-    assert error.startswith("error: cloud cli-broken cannot be used: AKS cluster 'nope' was not found"), error
+    expected = "error: cloud cli-broken cannot be used: ResourceNotFound: AKS cluster 'nope' was not found"
+    assert error.startswith(expected), error
     assert error.endswith("When that is fixed: rayplane clouds validate cli-broken --wait")
     again = cli("clouds", "validate", "cli-broken", "--wait")
     assert again.returncode == 1
