@@ -1,16 +1,16 @@
-"""Account commands: ``rayplane tenant``, ``api-keys``, ``members`` and ``clouds``.
+"""Account commands: ``rayplane tenant``, ``api-keys`` and ``members``.
 
-Usage and overview reports are not here: the API has no endpoints for them yet.
+Clouds are in :mod:`cli.clouds`; usage, overview and the budget in :mod:`cli.billing`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
-from cli.client import ApiKey, Member, RayplaneClient, Tenant
+from cli.client import ApiKey, Member, Tenant
 from cli.context import (
     EXIT_CODES_HELP,
     EXIT_NOT_FOUND,
@@ -36,7 +36,6 @@ def _group(name: str, help_: str, example: str) -> typer.Typer:
 tenant_app = _group("tenant", "Your tenant (organisation).", "rayplane tenant get")
 keys_app = _group("api-keys", "API keys for the CLI and automation.", "rayplane api-keys list")
 members_app = _group("members", "People in your tenant and their roles.", "rayplane members list")
-clouds_app = _group("clouds", "Where clusters run.", "rayplane clouds list")
 
 RoleOption = Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")]
 T = TypeVar("T", ApiKey, Member)
@@ -220,27 +219,3 @@ def members_remove(
         confirm(f"Remove {label} ({found['id']}) from the tenant?", yes)
         api.remove_member(found["id"])
     out().print(f"Removed {label} ({found['id']}).")
-
-
-# ---- clouds ------------------------------------------------------------------------------
-def _clouds(api: RayplaneClient) -> list[Any]:
-    return list(api.list_clouds())
-
-
-@clouds_app.command("list", epilog=EXIT_CODES_HELP)
-@handle_errors
-def clouds_list(output: OutputOption = None) -> None:
-    """List the clouds clusters can run on (--cloud takes a name or id from here).
-
-    Example: [bold]rayplane clouds list[/bold]
-    """
-    columns = [
-        Column("NAME", lambda c: c["name"]),
-        Column("PROVIDER", lambda c: c["provider"]),
-        Column("STATUS", lambda c: c["status"]),
-        Column("DEFAULT", lambda c: "yes" if c["is_default"] else ""),
-        Column("RAY VERSIONS", lambda c: ", ".join(c.get("ray_versions") or []), max_width=40),
-        Column("ID", lambda c: c["id"]),
-    ]
-    with client() as api:
-        render_list(_clouds(api), columns, fmt(output), empty="No clouds.")

@@ -34,6 +34,9 @@ from cli.resources import (
 )
 
 T = TypeVar("T")
+#: Billing answers (usage, overview, budget, estimate) as the API sends them. Kept open: the
+#: renderers read them with ``.get`` so that fields the API adds later are not an error.
+Report = dict[str, Any]
 Token = str | Callable[[], str] | None
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "Package",
     "Page",
     "RayplaneClient",
+    "Report",
     "Tenant",
     "Versioned",
 ]
@@ -249,6 +253,32 @@ class RayplaneClient:
         """``GET /v1/clouds``, every page."""
         return self._pages("/v1/clouds")
 
+    def create_cloud(self, body: Mapping[str, Any]) -> Cloud:
+        """``POST /v1/clouds`` (an Azure cloud starts VALIDATING)."""
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        return cast(Cloud, self._json("POST", "/v1/clouds", json=body, headers=headers))
+
+    def get_cloud(self, cloud_id: str) -> Cloud:
+        """``GET /v1/clouds/{id}``."""
+        return cast(Cloud, self._json("GET", f"/v1/clouds/{cloud_id}"))
+
+    def validate_cloud(self, cloud_id: str) -> Cloud:
+        """``POST /v1/clouds/{id}:validate``: check an Azure cloud's access again (202)."""
+        return cast(Cloud, self._json("POST", f"/v1/clouds/{cloud_id}:validate"))
+
+    def delete_cloud(self, cloud_id: str) -> None:
+        """``DELETE /v1/clouds/{id}`` (409 while clusters live on it)."""
+        self.request("DELETE", f"/v1/clouds/{cloud_id}")
+
+    def probe(self, path: str) -> httpx.Response:
+        """``GET path`` answered as it is, error or not (``/healthz``, ``/readyz``)."""
+        try:
+            return self._http.get(path, timeout=5)
+        except httpx.TimeoutException:
+            raise ApiUnreachable(self.base_url, "no answer within 5s") from None
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, _reason(exc)) from None
+
     # ---- jobs -------------------------------------------------------------------------
     def upload_package(self, cluster_id: str, data: bytes) -> Package:
         """``POST /v1/clusters/{id}/packages`` with a zip body."""
@@ -291,6 +321,33 @@ class RayplaneClient:
     def stop_job(self, cluster_id: str, job_id: str) -> Job:
         """``POST /v1/clusters/{id}/jobs/{job}:stop``."""
         return cast(Job, self._json("POST", f"/v1/clusters/{cluster_id}/jobs/{job_id}:stop"))
+
+    # ---- billing ----------------------------------------------------------------------
+    def estimate_cluster(self, spec: Mapping[str, Any]) -> Report:
+        """``POST /v1/clusters:estimate``: the hourly cost range of a create body; creates nothing."""
+        return cast(Report, self._json("POST", "/v1/clusters:estimate", json=spec))
+
+    def get_usage(self, *, frm: str | None = None, to: str | None = None, group_by: str = "day") -> Report:
+        """``GET /v1/usage``: vCPU-, GPU- and node-hours with their cost, grouped."""
+        return cast(Report, self._json("GET", "/v1/usage", params={"from": frm, "to": to, "group_by": group_by}))
+
+    def get_overview(self) -> Report:
+        """``GET /v1/overview``: clusters by state, nodes, spend against the budget, recent events."""
+        return cast(Report, self._json("GET", "/v1/overview"))
+
+    def get_budget(self) -> Versioned[Report]:
+        """``GET /v1/budget`` with its ETag (404 when none is set)."""
+        r = self.request("GET", "/v1/budget")
+        return Versioned(cast(Report, r.json()), r.headers.get("ETag"))
+
+    def put_budget(self, body: Mapping[str, Any], if_match: str | None = None) -> Report:
+        """``PUT /v1/budget``: set or replace the monthly budget."""
+        headers = {"If-Match": if_match} if if_match else {}
+        return cast(Report, self._json("PUT", "/v1/budget", json=body, headers=headers))
+
+    def delete_budget(self, if_match: str | None = None) -> None:
+        """``DELETE /v1/budget``."""
+        self.request("DELETE", "/v1/budget", headers={"If-Match": if_match} if if_match else {})
 
     # ---- account ----------------------------------------------------------------------
     def get_tenant(self) -> Tenant:

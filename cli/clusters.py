@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.billing import show_estimate
 from cli.client import ApiError, ApiUnreachable, Cluster
 from cli.context import (
     EXIT_CODES_HELP,
@@ -32,7 +33,7 @@ from cli.context import (
 from cli.output import dump, notice, out, render_list, render_one
 from cli.specs import SpecError, build_spec, load_spec_file
 from cli.views import CLUSTER_COLUMNS, EVENT_COLUMNS, cluster_fields, event_text
-from cli.watch import EventFeed, follow_to
+from cli.watch import EventFeed, follow_to, request_goes_on
 
 app = typer.Typer(
     name="clusters",
@@ -84,16 +85,20 @@ def create(
     idle_timeout: Annotated[
         int | None, typer.Option(help="Stop after this many idle minutes.", show_default=False)
     ] = None,
+    estimate: Annotated[
+        bool, typer.Option("--estimate", help="Show the cluster's hourly cost range and create nothing.")
+    ] = False,
     wait_: WaitOption = False,
     timeout: TimeoutOption = 1800,
     output: OutputOption = None,
 ) -> None:
-    """Create a Ray cluster from flags or a spec file.
+    """Create a Ray cluster from flags or a spec file (or, with --estimate, price it).
 
     Examples:
       [bold]rayplane clusters create --name demo --head Standard_D4s_v5 \\
         --workers cpu=Standard_D8s_v5:0-4:spot --wait[/bold]
       [bold]rayplane clusters create -f cluster.yaml --label team=ml[/bold]
+      [bold]rayplane clusters create -f cluster.yaml --estimate[/bold]
 
     A spec file has the fields of POST /v1/clusters: name, cloud, ray_version, head.vm_size,
     worker_groups[] (name, vm_size, min_nodes, max_nodes, spot, fallback_to_on_demand), labels,
@@ -111,16 +116,22 @@ def create(
             image=image,
             labels=label,
             idle_timeout=idle_timeout,
+            require_name=not estimate,
         )
     except SpecError as exc:
         fail(str(exc), EXIT_USAGE)
+    if estimate:
+        with client() as api:
+            show_estimate(spec.get("name") or "unnamed", api.estimate_cluster(spec), output)
+        return
     with client() as api:
         accepted = api.create_cluster(spec)
         c = accepted.cluster
-        notice(f"Creating cluster {c['name']} ({c['id']})")
-        if wait_:
-            c = follow_to(api, accepted, "RUNNING", timeout)
-        elif fmt(output) == "table":
+        with request_goes_on(c["name"], "RUNNING", "create") if wait_ else contextlib.nullcontext():
+            notice(f"Creating cluster {c['name']} ({c['id']})")
+            if wait_:
+                c = follow_to(api, accepted, "RUNNING", timeout, verb="create")
+        if not wait_ and fmt(output) == "table":
             notice(f"Watch it with: rayplane clusters events {c['name']} --follow", "dim")
     show_cluster(c, output)
 
@@ -208,7 +219,7 @@ def scale(
         c = accepted.cluster
         if wait_:
             target_gen = c["generation"]
-            c = follow_to(api, accepted, "RUNNING", timeout, feed, done=lambda x: _applied(x, target_gen))
+            c = follow_to(api, accepted, "RUNNING", timeout, feed, done=lambda x: _applied(x, target_gen), verb="scale")
     show_cluster(c, output)
 
 
@@ -216,17 +227,46 @@ def _applied(c: Cluster, generation: int) -> bool:
     return c["state"] == "RUNNING" and c["observed_generation"] >= generation
 
 
-def _action(cluster: str, action: str, goal: str, wait_: bool, timeout: float, output: Any) -> None:
+#: What each action leaves a cluster in, and the states in which there is nothing to do:
+#: (goal, {state: how to say it is there already}).
+ALREADY: dict[str, tuple[str, dict[str, str]]] = {
+    "stop": ("STOPPED", {"STOPPED": "already stopped", "STOPPING": "already stopping"}),
+    "start": ("RUNNING", {"RUNNING": "already running", "STARTING": "already starting"}),
+    "retry": ("RUNNING", {}),
+    "delete": ("DELETED", {"DELETED": "already deleted", "DELETING": "already being deleted"}),
+}
+#: The desired state each action asks for: a cluster STOPPED with a start pending is not "already stopped".
+DESIRED = {"stop": "stopped", "start": "running", "retry": "running", "delete": "deleted"}
+
+
+def _action(cluster: str, action: str, wait_: bool, timeout: float, output: Any, yes: bool = True) -> None:
+    """Request ``action`` on the cluster the user named, or say why there is nothing to do.
+
+    A cluster already where the action would take it is not asked again: the answer names
+    what the user typed and is the same however often the command runs (exit 0).
+    """
+    goal, already = ALREADY[action]
     with client() as api:
-        cid = resolve_cluster(api, cluster)["id"]
-        feed = EventFeed(api, cid)
+        c = resolve_cluster(api, cluster)
+        where = f"cluster {cluster!r}" + (f" ({c['id']})" if c["id"] != cluster else "")
+        settled = c["state"] in already and (c["state"] == "DELETED" or c["desired_state"] == DESIRED[action])
+        if settled:
+            notice(f"{where} is {already[c['state']]}")
+            if wait_ and c["state"] != goal:
+                c = follow_to(api, c, goal, timeout, verb=action)
+            show_cluster(c, output)
+            return
+        if action == "delete":
+            confirm(f"Delete {where} and stop everything running on it?", yes)
+        feed = EventFeed(api, c["id"])
         if wait_:
             feed.skip_existing()
-        accepted = api.delete_cluster(cid) if action == "delete" else api.cluster_action(cid, action)  # type: ignore[arg-type]
+        accepted = api.delete_cluster(c["id"]) if action == "delete" else api.cluster_action(c["id"], action)  # type: ignore[arg-type]
         c = accepted.cluster
-        notice(f"{action.capitalize()} requested for {c['name']} ({c['id']})")
-        if wait_:
-            c = follow_to(api, accepted, goal, timeout, feed)
+        with request_goes_on(c["name"], goal, action) if wait_ else contextlib.nullcontext():
+            notice(f"{action.capitalize()} requested for {c['name']} ({c['id']})")
+            if wait_:
+                c = follow_to(api, accepted, goal, timeout, feed, verb=action)
     show_cluster(c, output)
 
 
@@ -239,7 +279,7 @@ def stop(
 
     Example: [bold]rayplane clusters stop demo --wait[/bold]
     """
-    _action(cluster, "stop", "STOPPED", wait_, timeout, output)
+    _action(cluster, "stop", wait_, timeout, output)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -251,7 +291,7 @@ def start(
 
     Example: [bold]rayplane clusters start demo --wait[/bold]
     """
-    _action(cluster, "start", "RUNNING", wait_, timeout, output)
+    _action(cluster, "start", wait_, timeout, output)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -263,7 +303,7 @@ def retry(
 
     Example: [bold]rayplane clusters retry demo --wait[/bold]
     """
-    _action(cluster, "retry", "RUNNING", wait_, timeout, output)
+    _action(cluster, "retry", wait_, timeout, output)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -279,8 +319,7 @@ def delete(
 
     Example: [bold]rayplane clusters delete demo --yes --wait[/bold]
     """
-    confirm(f"Delete cluster {cluster} and stop everything running on it?", yes)
-    _action(cluster, "delete", "DELETED", wait_, timeout, output)
+    _action(cluster, "delete", wait_, timeout, output, yes=yes)
 
 
 @app.command("wait", epilog=EXIT_CODES_HELP)

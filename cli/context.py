@@ -11,12 +11,14 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
 from cli.client import ApiError, ApiUnreachable, Cluster, RayplaneClient
-from cli.config import ConfigError, Overrides, Target, resolve
+from cli.config import ConfigError, Overrides, Target, find_dev_env, resolve
+from cli.messages import detail_text, field_errors
 from cli.output import Format, print_error
 
 EXIT_OK = 0
@@ -32,10 +34,26 @@ EXIT_CODES_HELP = (
     " 3 not found · 4 conflict or stale version · 5 timed out waiting · 130 interrupted."
 )
 
-ROOT_EPILOG = (
-    "Start with [bold]rayplane login[/bold], then [bold]rayplane clusters create --help[/bold]."
-    " Each command's --help has examples; docs/cli.md has the whole reference.\n\n" + EXIT_CODES_HELP
-)
+
+def root_epilog() -> str:
+    """The end of ``rayplane --help``: where to start, which depends on what is configured here.
+
+    With a dev stack's ``.rayplane/dev.env`` in reach (or a key in the environment) there is
+    nothing to log in to; telling the user to start with ``rayplane login`` would send them
+    the wrong way.
+    """
+    dev_env = find_dev_env(Path.cwd())
+    if dev_env is not None:
+        start = f"The dev stack's {dev_env} is used: no login needed. Try [bold]rayplane clusters list[/bold]"
+    elif os.environ.get("RAYPLANE_API_KEY"):
+        start = "RAYPLANE_API_KEY is set: no login needed. Try [bold]rayplane clusters list[/bold]"
+    else:
+        start = "Start with [bold]rayplane login[/bold] (or [bold]make run[/bold] in a checkout)"
+    return (
+        f"{start}, then [bold]rayplane clusters create --help[/bold]; [bold]rayplane doctor[/bold] checks the"
+        " setup. Each command's --help has examples; docs/cli.md has the whole reference.\n\n" + EXIT_CODES_HELP
+    )
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -146,7 +164,7 @@ def problem_line(exc: ApiError) -> str:
     fields = exc.field_errors
     if fields and all(f"{name}: {msg}" in detail for name, msg in fields[:5]):
         detail = ""
-    line = f"{exc.title}: {detail}" if detail and detail != exc.title else exc.title
+    line = f"{exc.title}: {detail_text(detail)}" if detail and detail != exc.title else exc.title
     if exc.status == 401 and GLOBALS.target is not None:
         line += f" (credential from {GLOBALS.target.credential_source}; run `rayplane login`)"
     if exc.status >= 500 and exc.request_id:
@@ -164,7 +182,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except ApiError as exc:
-            print_error(problem_line(exc), exc.field_errors)
+            print_error(problem_line(exc), field_errors(exc.field_errors))
             raise typer.Exit(exit_code_for(exc.status)) from None
         except ApiUnreachable as exc:
             print_error(str(exc))
@@ -178,6 +196,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             print_error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            quiet_broken_pipe()
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
             if os.environ.get("RAYPLANE_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
@@ -185,6 +205,18 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper
+
+
+def quiet_broken_pipe() -> NoReturn:
+    """The reader of stdout went away (``rayplane clusters list | head -1``): exit quietly.
+
+    stdout is pointed at /dev/null first, so the interpreter's final flush of what is still
+    buffered cannot fail again with a second complaint. Exit 1, as click does when ``--help``
+    meets a closed pipe.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os._exit(EXIT_FAILURE)
 
 
 def is_cluster_id(ref: str) -> bool:

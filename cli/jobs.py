@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import queue
 import shlex
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Sequence
@@ -99,45 +101,86 @@ def settle(api: RayplaneClient, job: Job, within: float) -> Job:
     """Poll until the job's status is terminal, for at most ``within`` seconds."""
     deadline = time.monotonic() + within
     while job["status"] not in JOB_TERMINAL and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         job = api.get_job(job["cluster_id"], job["id"])
     return job
 
 
-def follow(api: RayplaneClient, job: Job, timeout: float | None = None) -> Job:
+def _pump(api: RayplaneClient, job: Job, sink: queue.Queue[tuple[str, str]]) -> None:
+    """Read the job's log stream into ``sink``: ``("text", chunk)``… then ``("end", "clean"|"dropped")``."""
+    end = "clean"
+    try:
+        for chunk in api.follow_job_logs(job["cluster_id"], job["id"]):
+            sink.put(("text", chunk))
+    except (httpx.TransportError, ApiUnreachable):
+        end = "dropped"
+    except Exception as exc:  # noqa: BLE001 - handed to the main thread, which reports it
+        sink.put(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    sink.put(("end", end))
+
+
+def follow(api: RayplaneClient, job: Job, timeout: float | None = None, cluster: str | None = None) -> Job:
     """Stream the job's log to stdout until it ends; the job, in its terminal status.
 
     If the stream drops while the job runs, it is reopened and the text already written
     is skipped. The worker records the final status shortly after Ray reports it, hence
-    the polling once the stream has ended.
+    the polling once the stream has ended. The stream is read by a thread, so that with
+    ``timeout`` the wait ends at the deadline (:class:`CliError`, exit 5) even while the job
+    prints nothing.
     """
     deadline = time.monotonic() + timeout if timeout else None
+    hint = f"rayplane jobs logs --cluster {cluster or job['cluster_id']} {job['id']} --follow"
+
+    def check_deadline() -> None:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise CliError(
+                f"timed out after {timeout:g}s following job {job['id']} (it is {job['status']}; the job goes on,"
+                f" follow it with: {hint})",
+                EXIT_TIMEOUT,
+            )
+
     written = 0
     while True:
-        received, clean = 0, True
-        try:
-            for chunk in api.follow_job_logs(job["cluster_id"], job["id"]):
-                fresh = chunk[max(0, written - received) :]
-                received += len(chunk)
-                if fresh:
-                    sys.stdout.write(fresh)
-                    sys.stdout.flush()
-                    written += len(fresh)
-        except (httpx.TransportError, ApiUnreachable):
-            clean = False
-        job = settle(api, job, 60 if clean else 2)
+        received, end = 0, ""
+        sink: queue.Queue[tuple[str, str]] = queue.Queue()
+        threading.Thread(target=_pump, args=(api, job, sink), daemon=True).start()
+        while not end:
+            try:
+                kind, value = sink.get(timeout=min(1.0, _left(deadline) or 1.0))
+            except queue.Empty:
+                check_deadline()
+                continue
+            if kind == "error":
+                raise CliError(f"reading the log of {job['id']} failed: {value}")
+            if kind == "end":
+                end = value
+                break
+            fresh = value[max(0, written - received) :]
+            received += len(value)
+            if fresh:
+                sys.stdout.write(fresh)
+                sys.stdout.flush()
+                written += len(fresh)
+            check_deadline()
+        left = _left(deadline)
+        job = settle(api, job, min(60.0 if end == "clean" else 2.0, left if left is not None else 60.0))
         if job["status"] in JOB_TERMINAL:
             return job
-        if deadline is not None and time.monotonic() > deadline:
-            raise CliError(f"timed out following job {job['id']} (it is {job['status']})", EXIT_TIMEOUT)
-        if not clean:
-            time.sleep(1)
+        check_deadline()
+        if end != "clean":
+            time.sleep(min(1.0, _left(deadline) or 1.0))
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (at least a few milliseconds), or None without one."""
+    return None if deadline is None else max(0.01, deadline - time.monotonic())
 
 
 def follow_or_detach(api: RayplaneClient, job: Job, cluster: str, timeout: float | None = None) -> Job:
     """:func:`follow`, where Ctrl-C stops following but leaves the job running."""
     try:
-        return follow(api, job, timeout)
+        return follow(api, job, timeout, cluster)
     except KeyboardInterrupt:
         hint = f"rayplane jobs stop --cluster {cluster} {job['id']}"
         raise CliError(

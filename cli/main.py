@@ -13,15 +13,87 @@ or configuration, 3 not found, 4 conflict, 5 timed out waiting, 130 interrupted.
 from __future__ import annotations
 
 import os
+import re
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
-from cli import __version__, account, clusters, jobs, login
-from cli.context import ROOT_EPILOG, global_options
+from cli import __version__, account, billing, clouds, clusters, doctor, jobs, login
+from cli.context import EXIT_FAILURE, global_options, quiet_broken_pipe, root_epilog
+from cli.output import print_error
 
-app = typer.Typer(
+# Typer ships its own copy of click; its exception classes are reached through a public one.
+ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_SUGGESTIONS = re.compile(r" Did you mean ('[^']*')(?:, '[^']*')*\?$")
+
+
+def usage_line(exc: Exception) -> str:
+    """A usage error as one line: the complaint and the best suggestion, or where help is."""
+    message = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
+    message = _SUGGESTIONS.sub(r" Did you mean \1?", message).replace("Value error, ", "")
+    if "Did you mean" not in message and "Possible options" not in message:
+        ctx = getattr(exc, "ctx", None)
+        path = ctx.command_path if ctx is not None else "rayplane"
+        message += f" (see '{path} --help')"
+    return message
+
+
+def _plain_placeholders() -> None:
+    """Help without ``<bool>`` after flags (a flag takes no value) and without ``<str>``.
+
+    Typer's rich help prints each parameter's Python type as its placeholder; a user reading
+    ``--wait <bool>`` would type ``--wait true``. Flags get no placeholder; a string option
+    gets its own name in capitals, as click does (``--cloud CLOUD``); a string argument
+    none, since its name is already shown (``CLUSTER``).
+    """
+    for kind, is_option in (("TyperOption", True), ("TyperArgument", False)):
+        cls = getattr(typer.core, kind, None)
+        shown = getattr(cls, "display_type_rich", None)
+        if cls is None or shown is None:  # another Typer: its own help format
+            continue
+
+        def display_type_rich(self: Any, ctx: Any, shown: Any = shown, is_option: bool = is_option) -> str | None:
+            if getattr(self, "is_flag", False):
+                return None
+            value = shown(self, ctx)
+            if value != "<str>":
+                return value  # type: ignore[no-any-return]
+            return str(self.name).upper() if is_option and self.name else None
+
+        setattr(cls, "display_type_rich", display_type_rich)  # noqa: B010 - mypy: a method is read-only
+
+
+_plain_placeholders()
+
+
+class RayplaneTyper(typer.Typer):
+    """The root app: the same commands, with usage errors on one line instead of a panel.
+
+    Typer draws a usage error as a box with a usage header; a user who mistyped a word needs
+    the one line that says what was wrong and what was meant.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        command = typer.main.get_command(self)
+        kwargs.setdefault("prog_name", "rayplane")
+        kwargs["standalone_mode"] = False  # errors come back here to be told in one line
+        try:
+            result = command.main(*args, **kwargs)
+        except ClickException as exc:
+            print_error(usage_line(exc))
+            sys.exit(int(getattr(exc, "exit_code", 2)))
+        except BrokenPipeError:
+            quiet_broken_pipe()
+        except Exception as exc:
+            if type(exc).__name__ != "Abort":  # EOF at a prompt
+                raise
+            print_error("cancelled; nothing was changed")
+            sys.exit(EXIT_FAILURE)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+app = RayplaneTyper(
     name="rayplane",
     help="Rayplane: managed Ray clusters on Azure, or on this machine in dev mode.",
     no_args_is_help=True,
@@ -41,19 +113,24 @@ OPERATOR_VERBS = {
     "openapi": "Write (or --check) the OpenAPI document of the API, openapi/openapi.json.",
 }
 
-# The user-facing commands (see docs/cli.md) and the options every command accepts.
-app.callback(epilog=ROOT_EPILOG)(global_options)
+# The user-facing commands (see docs/cli.md), grouped in help panels in this order, and the
+# options every command accepts. Typer lists a group's own commands before those of the apps
+# added to it, so every command comes from an added app and the panels keep this order.
+app.callback(epilog=root_epilog())(global_options)
 app.add_typer(clusters.app, rich_help_panel="Clusters and jobs")
 app.add_typer(jobs.app, rich_help_panel="Clusters and jobs")
+app.add_typer(billing.reports_app)
+app.add_typer(billing.budget_app, rich_help_panel=billing.PANEL)
 app.add_typer(login.app)
 app.add_typer(login.config_app, rich_help_panel="Account")
 app.add_typer(account.tenant_app, rich_help_panel="Account")
 app.add_typer(account.keys_app, rich_help_panel="Account")
 app.add_typer(account.members_app, rich_help_panel="Account")
-app.add_typer(account.clouds_app, rich_help_panel="Account")
+app.add_typer(clouds.app, rich_help_panel="Account")
+app.add_typer(doctor.app)
 
 
-@app.command()
+@doctor.app.command(rich_help_panel="Help")
 def version() -> None:
     """Print the version.
 

@@ -140,4 +140,5 @@ class Cloud(TypedDict):
     is_default: bool
     config: dict[str, Any]
     ray_versions: list[str]
+    admin_consent_url: str | None
     created_at: str

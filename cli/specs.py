@@ -86,12 +86,28 @@ def load_spec_file(path: str) -> dict[str, Any]:
         raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         data = yaml.safe_load(text) if not path.endswith(".json") else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        first = " ".join(str(exc).split())
-        raise SpecError(f"{path} is not valid YAML/JSON: {first}") from None
+    except yaml.MarkedYAMLError as exc:
+        raise SpecError(f"{_shown(path)} is not valid YAML: {_yaml_problem(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{_shown(path)} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{_shown(path)} is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping with at least 'name' (see `rayplane clusters create --help`)")
     return data
+
+
+def _shown(path: str) -> str:
+    return "standard input" if path == "-" else path
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """``line 3, column 7: mapping values are not allowed here`` (1-based, as editors count)."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = exc.problem or exc.context or "cannot parse"
+    context = f" ({exc.context})" if exc.context and exc.problem else ""
+    return where + problem + context
 
 
 def build_spec(
@@ -105,6 +121,7 @@ def build_spec(
     image: str | None = None,
     labels: list[str] | None = None,
     idle_timeout: int | None = None,
+    require_name: bool = True,
 ) -> dict[str, Any]:
     """The body of ``POST /v1/clusters`` from a spec file (or nothing) and flags."""
     spec = dict(base or {})
@@ -121,6 +138,6 @@ def build_spec(
         spec["idle_timeout_minutes"] = idle_timeout
     if labels:
         spec["labels"] = {**(spec.get("labels") or {}), **parse_labels(labels)}
-    if not spec.get("name"):
+    if require_name and not spec.get("name"):
         raise SpecError("a cluster needs a name: --name NAME, or 'name:' in the spec file")
     return spec

@@ -39,7 +39,7 @@ def cluster_fields(c: Cluster, cloud: str | None = None) -> Sequence[tuple[str, 
     spec = c["spec"]
     state = c["state"] + (f" ({c['state_reason']})" if c.get("state_reason") else "")
     groups = [f"{group_cell(c, g)}  {g['vm_size']}" for g in spec.get("worker_groups") or []]
-    return [
+    rows: list[tuple[str, object]] = [
         ("Name", c["name"]),
         ("ID", c["id"]),
         ("State", state if c["state"] != "FAILED" else f"{state} [{c.get('state_code') or '-'}]"),
@@ -54,6 +54,9 @@ def cluster_fields(c: Cluster, cloud: str | None = None) -> Sequence[tuple[str, 
         ("Generation", f"{c['observed_generation']}/{c['generation']} applied"),
         ("Created", f"{c['created_at']} ({age(c['created_at'])} ago)"),
     ]
+    if c["state"] == "DELETED":  # nothing is left to apply; "1/2 applied" would read as work pending
+        rows = [row for row in rows if row[0] != "Generation"]
+    return rows
 
 
 def transition(event: ClusterEvent) -> str:

@@ -7,8 +7,9 @@ and prints only the events whose ids it has not printed yet.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from rich.console import Group
@@ -17,7 +18,7 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from cli.client import Accepted, ApiError, ApiUnreachable, Cluster, ClusterEvent, Operation, RayplaneClient
-from cli.context import EXIT_CONFLICT, EXIT_FAILURE, EXIT_TIMEOUT, CliError
+from cli.context import EXIT_CONFLICT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TIMEOUT, CliError
 from cli.output import duration, err, notice, styled_state
 from cli.views import event_text
 
@@ -113,17 +114,30 @@ class Waiter:
         return finished
 
     def _poll(self, show: Callable[[Text], None]) -> bool:
-        if self.feed is not None:
-            for event in self.feed.poll():
-                show(event_text(event))
+        self._show_events(show)
         # The operation first: once it has settled, the cluster read after it is settled too.
         op = self.api.get_operation(self.operation_id) if self.operation_id else None
         self.cluster = self.api.get_cluster(self.cluster["id"]).body
         finished = self._check(op)
-        if finished and self.feed is not None:
-            for event in self.feed.poll():
-                show(event_text(event))
+        if finished:
+            self._show_events(show)
         return finished
+
+    def _show_events(self, show: Callable[[Text], None]) -> None:
+        if self.feed is None:
+            return
+        for event in self.feed.poll():
+            if not self._beside_the_point(event):
+                show(event_text(event))
+
+    def _beside_the_point(self, event: ClusterEvent) -> bool:
+        """A move to UPDATING while the cluster is on its way to DELETED or STOPPED.
+
+        A reconcile pass that began before the request sees the new generation and records
+        RUNNING → UPDATING just before it notices the delete; nothing is updated. The event
+        stays in ``clusters events``; a wait for the delete does not show it.
+        """
+        return self.goal in ("DELETED", "STOPPED") and event.get("to_state") == "UPDATING"
 
     def run(self) -> Cluster:
         """Wait; the settled cluster, or :class:`CliError` (failure, cancel, timeout)."""
@@ -156,14 +170,38 @@ def follow_to(
     timeout: float,
     feed: EventFeed | None = None,
     done: Callable[[Cluster], bool] | None = None,
+    verb: str | None = None,
 ) -> Cluster:
-    """Follow an accepted request (or a cluster) to ``goal``, printing events as they come."""
+    """Follow an accepted request (or a cluster) to ``goal``, printing events as they come.
+
+    ``verb`` names the request (``delete``…) for Ctrl-C, which stops the waiting and says
+    the request goes on and how to follow it (exit 130).
+    """
     if isinstance(accepted, Accepted):
         cluster, op = accepted.cluster, accepted.operation_id
     else:
         cluster, op = accepted, None
     feed = feed or EventFeed(api, cluster["id"])
     check = done or (lambda c: c["state"] == goal)
-    settled = Waiter(api, cluster, op, check, goal, timeout, feed).run()
+    with request_goes_on(cluster["name"], goal, verb):
+        settled = Waiter(api, cluster, op, check, goal, timeout, feed).run()
     notice(f"{settled['name']} is {settled['state']}", styled_state(settled["state"]) or "")
     return settled
+
+
+@contextlib.contextmanager
+def request_goes_on(name: str, goal: str, verb: str | None) -> Iterator[None]:
+    """Ctrl-C from here on stops the waiting, not the request: say so and how to follow it (exit 130).
+
+    Commands enter it as soon as the API accepted their request, so that a Ctrl-C that lands
+    between the acceptance and the waiting is told the same way.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        going_on = f"the {verb} of {name} goes on" if verb else f"{name} is not changed by it"
+        raise CliError(
+            f"stopped waiting; {going_on}. Follow it with: rayplane clusters wait {name} --state {goal}"
+            f" (or look: rayplane clusters get {name})",
+            EXIT_INTERRUPTED,
+        ) from None

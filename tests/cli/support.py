@@ -13,8 +13,8 @@ Result = subprocess.CompletedProcess[str]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without any RAYPLANE_* setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAYPLANE_")}
+    """The test process's environment without any RAYPLANE_* or RAY_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAYPLANE_", "RAY_"))}
     env.update({"COLUMNS": "200", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env

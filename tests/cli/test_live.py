@@ -2,7 +2,7 @@
 plane on the local provider: real API, Celery worker and beat, Postgres, Redis and Ray.
 
 One cluster (1-CPU head, 1-2 one-CPU workers) carries the cluster and job tests in file order;
-the module's fixture deletes every cluster and waits for it before stopping the stack.
+the session's stack (tests/cli/conftest.py) deletes every cluster and waits for it before it stops.
 """
 
 from __future__ import annotations
@@ -10,74 +10,27 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
+import signal
 import stat
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 import yaml
 
 from emulators.azure.server import EmulatorProcess
 from tests.cli.support import Cli, Result, assert_clean_failure, explain
-from tests.e2e.stack import Stack
-from tests.support.services import scratch_database
+from tests.e2e.stack import Stack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-CLI_REDIS_DB = 8
 AUDIENCE = "api://rayplane-cli-test"
 NAME = f"cli-{uuid.uuid4().hex[:6]}"
 SHAPE = ["--head", "Standard_D2s_v5", "--workers", "cpu=Standard_D2s_v5:1-2"]
-
-
-def redis_url_for(base: str) -> str:
-    return base.rsplit("/", 1)[0] + f"/{CLI_REDIS_DB}" if base.startswith("redis://") else base
-
-
-@pytest.fixture(scope="module")
-def stack(admin_db_url: str, redis_url: str, emulator: EmulatorProcess) -> Iterator[Stack]:
-    with scratch_database(admin_db_url) as db, tempfile.TemporaryDirectory(prefix="rpc-") as tmp:
-        ray_root = Path(tempfile.mkdtemp(prefix="rpc", dir="/tmp"))
-        s = Stack(Path(tmp), db, redis_url_for(redis_url), ray_root)
-        s.env.update(
-            {
-                "RAYPLANE_TASK_QUEUE": f"cli-{os.getpid()}",
-                "RAYPLANE_ENTRA_AUTHORITY": emulator.origin,
-                "RAYPLANE_ENTRA_AUDIENCE": AUDIENCE,
-                "RAYPLANE_CA_BUNDLE": str(emulator.ca_path),
-            }
-        )
-        try:
-            yield s.start()
-        finally:
-            try:
-                s.delete_all()
-            finally:
-                s.stop()
-            leftovers = [
-                p
-                for p in psutil.process_iter(["cmdline", "status"])
-                if str(ray_root) in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
-            ]
-            for p in leftovers:
-                p.kill()
-            shutil.rmtree(ray_root, ignore_errors=True)
-            assert leftovers == [], "Ray processes outlived the test stack"
-
-
-@pytest.fixture(scope="module")
-def cli(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Cli:
-    """The CLI pointed at the stack through RAYPLANE_API_URL / RAYPLANE_API_KEY."""
-    key = stack.headers["Authorization"].removeprefix("Bearer ")
-    return Cli(tmp_path_factory.mktemp("cli"), {"RAYPLANE_API_URL": stack.url, "RAYPLANE_API_KEY": key})
 
 
 def ok(result: Result) -> Result:
@@ -162,8 +115,40 @@ def test_bad_spec_names_the_field_on_one_line(cli: Cli) -> None:
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert lines[0] == "error: Invalid input"
-    assert lines[1].startswith("  body.worker_groups.0.vm_size: unknown VM size 'Standard_Nope_v9'")
+    assert lines[1].startswith("  worker_groups[0].vm_size: unknown VM size 'Standard_Nope_v9'")
     assert len(lines) == 2
+    assert as_json(cli("clusters", "list", "-o", "json")) == []
+
+
+def test_a_spec_file_is_answered_with_its_yaml_paths_and_rules_in_words(cli: Cli) -> None:
+    (cli.home / "spec.yaml").write_text(
+        "name: Bad_Name\nhead: {vm_size: Standard_D2s_v5}\n"
+        "worker_groups:\n  - {name: cpu, vm_size: Standard_D2s_v5, min_nodes: 0, max_nodes: 5000}\n"
+    )
+    result = cli("clusters", "create", "-f", "spec.yaml")
+    assert_clean_failure(result)
+    assert result.returncode == 2
+    fields = dict(line.strip().split(": ", 1) for line in result.stderr.splitlines()[1:])
+    assert (
+        fields["name"]
+        == "must be lower-case letters, digits and '-', starting with a letter, ending with a letter or digit"
+    )
+    assert "worker_groups[0].max_nodes" in fields
+    assert "body." not in result.stderr
+    assert "[a-z]" not in result.stderr
+
+
+def test_estimate_prices_a_spec_and_creates_nothing(cli: Cli) -> None:
+    shape = ["--name", "priced", "--head", "Standard_D2s_v5", "--workers", "cpu=Standard_D8s_v5:0-4"]
+    estimate = as_json(cli("clusters", "create", *shape, "--estimate", "-o", "json"))
+    assert [(x["group"], x["vm_size"], x["min_nodes"], x["max_nodes"]) for x in estimate["lines"]] == [
+        ("head", "Standard_D2s_v5", 1, 1),
+        ("cpu", "Standard_D8s_v5", 0, 4),
+    ]
+    table = ok(cli("clusters", "create", *shape, "--estimate"))
+    assert table.stdout.splitlines()[0].split()[:3] == ["GROUP", "VM", "SIZE"]
+    assert "Total: " in table.stdout
+    assert "Nothing was created" in table.stderr
     assert as_json(cli("clusters", "list", "-o", "json")) == []
 
 
@@ -262,6 +247,19 @@ def test_jobs_list_get_and_logs(cli: Cli, created: tuple[Result, dict[str, Any]]
     assert ok(cli("jobs", "list", "-c", NAME)).stdout.splitlines()[0].split()[:2] == ["ID", "STATUS"]
 
 
+def test_follow_with_a_timeout_exits_5_at_the_deadline(cli: Cli, created: tuple[Result, dict[str, Any]]) -> None:
+    started = time.monotonic()
+    result = cli(*("jobs", "submit", "-c", NAME, "--follow", "--timeout", "3"), *("--", "sleep", "120"))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 5, explain(result)
+    assert "timed out after 3s following job" in result.stderr
+    assert elapsed < 20, f"took {elapsed:.0f}s"  # the CLI's start and the submit, plus the 3 s
+    job = re.search(r"Submitted (job_\w+)", result.stderr)
+    assert job, result.stderr
+    stopped = as_json(cli("jobs", "stop", "-c", NAME, job[1], "--wait", "-o", "json"))
+    assert stopped["status"] == "STOPPED"
+
+
 def test_scale_updates_one_group_with_if_match(cli: Cli, created: tuple[Result, dict[str, Any]]) -> None:
     result = cli(
         "clusters", "scale", NAME, "cpu", "--min", "0", "--max", "1", "--wait", "--timeout", "300", "-o", "json"
@@ -287,14 +285,82 @@ def test_events_as_json(cli: Cli, created: tuple[Result, dict[str, Any]]) -> Non
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
 
 
+def test_a_closed_pipe_ends_the_listing_quietly(cli: Cli, created: tuple[Result, dict[str, Any]]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `rayplane clusters list | head -1`, after head has exited
+    try:
+        proc = subprocess.run(
+            cli.argv("clusters", "list"),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env=cli.environ(),
+            cwd=cli.home,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == 1
+
+
+def test_ctrl_c_during_wait_says_the_stop_goes_on_and_a_second_stop_says_already(
+    cli: Cli, created: tuple[Result, dict[str, Any]]
+) -> None:
+    proc = subprocess.Popen(
+        cli.argv("clusters", "stop", NAME, "--wait"),
+        cwd=cli.home,
+        env=cli.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert first.startswith(f"Stop requested for {NAME}"), first
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"error: stopped waiting; the stop of {NAME} goes on. Follow it with: rayplane clusters wait {NAME}"
+        f" --state STOPPED (or look: rayplane clusters get {NAME})"
+    )
+    ok(cli("clusters", "wait", NAME, "--state", "STOPPED", "--timeout", "300"))
+    again = [ok(cli("clusters", "stop", NAME)) for _ in range(2)]
+    assert again[0].stderr.splitlines()[0] == f"cluster {NAME!r} ({created[1]['id']}) is already stopped"
+    assert again[0].stderr == again[1].stderr
+
+
+def test_doctor_reports_a_cluster_busy_too_long(cli: Cli, stack: Stack, created: tuple[Result, dict[str, Any]]) -> None:
+    cid = created[1]["id"]
+    ok(cli("clusters", "start", NAME))
+    wait_for(lambda: stack.cluster(cid)["state"] == "STARTING", 60, "the cluster to be STARTING", interval=0.1)
+    doctor = cli("doctor", "--stuck-minutes", "0")
+    assert doctor.returncode == 1, explain(doctor)
+    found = re.search(rf"FAIL\s+clusters\s+busy longer than 0 min: {NAME} STARTING for \d+s", doctor.stdout)
+    assert found, doctor.stdout
+    assert "see why with `rayplane clusters events NAME`" in doctor.stdout
+    ok(cli("clusters", "wait", NAME, "--state", "RUNNING", "--timeout", "300"))
+
+
 def test_delete_with_yes_and_wait(cli: Cli, created: tuple[Result, dict[str, Any]]) -> None:
     refused = cli("clusters", "delete", NAME)  # no terminal to confirm on, no --yes
     assert_clean_failure(refused)
     assert refused.returncode == 2
     result = cli("clusters", "delete", NAME, "--yes", "--wait", "--timeout", "300", "-o", "json")
-    assert as_json(result)["state"] == "DELETED"
+    deleted = as_json(result)
+    assert deleted["state"] == "DELETED"
     assert "DELETING → DELETED" in result.stderr
+    assert "UPDATING" not in result.stderr  # nothing is updated on the way to DELETED
     assert as_json(cli("clusters", "list", "-o", "json")) == []
     assert as_json(cli("clusters", "get", NAME, "-o", "json"))["state"] == "DELETED"
+    assert "Generation" not in ok(cli("clusters", "get", NAME)).stdout
     # jobs and their logs outlive the cluster
-    assert len(as_json(cli("jobs", "list", "-c", NAME, "-o", "json"))) == 3
+    assert len(as_json(cli("jobs", "list", "-c", NAME, "-o", "json"))) == 4
+    # deleting again answers the same way each time, naming what was typed
+    twice = [ok(cli("clusters", "delete", NAME, "--yes")) for _ in range(2)]
+    assert twice[0].stderr.splitlines()[0] == f"cluster {NAME!r} ({deleted['id']}) is already deleted"
+    assert twice[0].stderr == twice[1].stderr
+    by_id = ok(cli("clusters", "delete", deleted["id"], "--yes"))
+    assert by_id.stderr.splitlines()[0] == f"cluster {deleted['id']!r} is already deleted"

@@ -105,9 +105,17 @@ def test_spec_needs_a_name_and_a_readable_file(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(SpecError, match="expected a mapping"):
         load_spec_file(str(tmp_path / "list.yaml"))
-    (tmp_path / "broken.json").write_text("{not json")
-    with pytest.raises(SpecError, match="not valid YAML/JSON"):
+    (tmp_path / "broken.json").write_text('{"name": "x",\n  not json}')
+    with pytest.raises(SpecError, match=r"broken.json is not valid JSON: line 2, column 3: Expecting property name"):
         load_spec_file(str(tmp_path / "broken.json"))
+
+
+def test_yaml_errors_name_the_line_and_column(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: demo\nhead:\n  vm_size: Standard_D4s_v5\n   bad: x\n")
+    with pytest.raises(SpecError) as raised:
+        load_spec_file(str(spec))
+    assert str(raised.value) == f"{spec} is not valid YAML: line 4, column 7: mapping values are not allowed here"
 
 
 def test_working_dir_zip_skips_junk_and_is_reproducible(tmp_path: Path) -> None:
