@@ -341,7 +341,14 @@ class Reconciler:
         usage.record_observation(session, tenant_id=c.tenant_id, cluster_id=c.id, groups=groups, at=now)
         missing = planning.shortfalls(snap.targets, obs)
         state = c.state
-        if state == State.RUNNING and c.generation > c.observed_generation:
+        # The spec this pass applied (the snapshot's generation), and only while the cluster is
+        # still wanted running: a stop or delete recorded mid-pass is for the next pass, and
+        # must not show a spurious RUNNING -> UPDATING first.
+        if (
+            state == State.RUNNING
+            and snap.generation > c.observed_generation
+            and c.desired_state == DesiredState.RUNNING
+        ):
             transition(session, c, State.UPDATING, reason="applying a spec change")
         elif state == State.RUNNING and missing:
             transition(session, c, State.DEGRADED, reason="; ".join(missing), code="NodeLost")
@@ -349,7 +356,8 @@ class Reconciler:
         elif state in (State.PROVISIONING, State.STARTING, State.UPDATING, State.DEGRADED) and not missing:
             reason = "recovered" if state == State.DEGRADED else "head and worker groups are up"
             transition(session, c, State.RUNNING, reason=reason)
-            c.observed_generation = c.generation
+            # What this pass applied: a change recorded mid-pass is not observed yet.
+            c.observed_generation = snap.generation
         elif state in (State.PROVISIONING, State.STARTING) and self._stuck(c, now):
             transition(session, c, State.FAILED, reason="timed out: " + "; ".join(missing), code="ProvisioningTimeout")
         self._idle_check(session, c, obs, now)
