@@ -18,7 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Names of the routes whose answers carry a secret.
-SECRET_ROUTES = frozenset({"api_keys.create"})
+SECRET_ROUTES = frozenset({"api_keys.create", "clusters.ray_token"})
 
 
 class SecurityHeaders:

@@ -275,7 +275,7 @@ class FulfillmentClient:
     def resolve(self, marketplace_token: str) -> ResolvedPurchase:
         """The purchase a landing-page token names (400 ``FulfillmentError`` when invalid/expired)."""
         response = self.request("POST", f"{BASE}/resolve", headers={"x-ms-marketplace-token": marketplace_token})
-        return ResolvedPurchase.model_validate(_body(response))
+        return _parse(ResolvedPurchase, response)
 
     def activate(self, subscription_id: str, plan_id: str, quantity: int | None = None) -> None:
         """Start billing; harmless to repeat with the same plan."""
@@ -285,21 +285,22 @@ class FulfillmentClient:
         self.request("POST", f"{BASE}/{subscription_id}/activate", json=body)
 
     def get(self, subscription_id: str) -> Subscription:
-        return Subscription.model_validate(_body(self.request("GET", f"{BASE}/{subscription_id}")))
+        return _parse(Subscription, self.request("GET", f"{BASE}/{subscription_id}"))
 
     def list_subscriptions(self) -> Iterator[Subscription]:
         """Every subscription of the publisher, following ``@nextLink`` page by page."""
         url: str | None = BASE
         while url:
-            page = _body(self.request("GET", url))
+            response = self.request("GET", url)
+            page = _body(response)
             for item in page.get("subscriptions", []):
-                yield Subscription.model_validate(item)
+                yield _parse(Subscription, response, item)
             link = page.get("@nextLink")
             url = urljoin(self.base_url + "/", str(link)) if link else None
 
     def list_plans(self, subscription_id: str) -> list[AvailablePlan]:
-        page = _body(self.request("GET", f"{BASE}/{subscription_id}/listAvailablePlans"))
-        return [AvailablePlan.model_validate(p) for p in page.get("plans", [])]
+        response = self.request("GET", f"{BASE}/{subscription_id}/listAvailablePlans")
+        return [_parse(AvailablePlan, response, p) for p in _body(response).get("plans", [])]
 
     def change_plan(self, subscription_id: str, plan_id: str) -> str:
         """Ask for another plan; the ``Operation-Location`` URL (a webhook follows)."""

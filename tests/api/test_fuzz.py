@@ -97,4 +97,10 @@ def test_every_operation_answers_as_documented(case: schemathesis.Case[Any], liv
     headers = dict(owner.headers)
     if case.headers and "Authorization" in case.headers:
         headers.pop("Authorization")  # the generated header is what is being tested
-    case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS)
+    try:
+        case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS)
+    except Exception as failure:
+        # The server's own account of a failure (its traceback is logged, never answered).
+        logged = [line for line in live.log.read_text().splitlines() if '"level": "error"' in line]
+        failure.add_note("server log errors:\n" + "\n".join(logged[-5:]))
+        raise

@@ -35,8 +35,8 @@ def test_worker_purges_expired_idempotency_records(database_url: str, redis_url:
             conn.execute(
                 text(
                     "INSERT INTO idempotency_records"
-                    " (tenant_id, key, request_hash, status_code, body, headers, expires_at)"
-                    " VALUES (:t, :k, 'h', 201, '{}', '{}', :e)"
+                    " (tenant_id, key, credential, request_hash, status_code, body, headers, expires_at)"
+                    " VALUES (:t, :k, 'api_key:test', 'h', 201, '{}', '{}', :e)"
                 ),
                 {"t": tenant_id, "k": key, "e": expires},
             )
