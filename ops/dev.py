@@ -40,6 +40,8 @@ from rayplane.settings import Settings
 log = get_logger("rayplane.dev")
 
 STOP_ORDER = ("beat", "worker", "api")
+# A -W/PYTHONWARNINGS filter: the start of Celery's ROOT_DISCOURAGED message (celery.platforms).
+ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
 
 
 def process_argv(kind: str, settings: Settings) -> list[str]:
@@ -296,7 +298,8 @@ def child_environment(data_dir: Path) -> dict[str, str]:
     runtime.chmod(0o700)  # the XDG spec: owned by the user, mode 0700
     return {
         "XDG_RUNTIME_DIR": str(runtime),
-        "PYTHONWARNINGS": "ignore:You're running the worker with superuser privileges",
+        # Added to the user's own filters, not in their place.
+        "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), ROOT_WARNING_FILTER])),
     }
 
 

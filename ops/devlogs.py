@@ -81,7 +81,11 @@ def readable(service: str, record: dict[str, Any]) -> str:
     to its last line (the whole of it is in the service's file).
     """
     level = str(record.get("level", "info")).upper()
-    parts = [f"{_clock(record)} {service:<10} {level:<8} {record.get('event', '')}"]
+    # A multi-line message (Celery's, a traceback's) stays on one line; the file has it whole.
+    event = " ".join(str(record.get("event", "")).split())
+    if len(event) > 2 * _MAX_VALUE:
+        event = event[: 2 * _MAX_VALUE - 1] + "…"
+    parts = [f"{_clock(record)} {service:<10} {level:<8} {event}"]
     parts += [f"{k}={_value(v)}" for k, v in record.items() if k not in _HEAD]
     exception = str(record.get("exception") or "").strip()
     if exception:
