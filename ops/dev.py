@@ -229,7 +229,11 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        sink = self.sink = LogSink(self.log_dir, sys.stderr, verbose=self.verbose)
+        # The terminal is a copy of our stderr: fd 2 itself is lent to the embedded servers
+        # while they start (LogSink.stderr_of_children), and lines shown then must not follow it.
+        sys.stderr.flush()
+        terminal = open(os.dup(sys.stderr.fileno()), "w", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
+        sink = self.sink = LogSink(self.log_dir, terminal, verbose=self.verbose)
         configure_logging(self.settings.log_level, "json", stream=sink.stream("supervisor"))
         # Set before anything starts, so the embedded servers inherit it as well as our children.
         os.environ.update(child_environment(self.data_dir))
@@ -276,6 +280,7 @@ class Supervisor:
             self.embedded.stop()
             log.info("all_stopped")
             sink.close()
+            terminal.close()
         return status
 
 
