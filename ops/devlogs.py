@@ -71,7 +71,8 @@ def _value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     if len(text) > _MAX_VALUE:
         text = text[: _MAX_VALUE - 1] + "…"
-    return json.dumps(text) if (" " in text or not text) else text
+    # Quoted (with escapes) when it holds whitespace, so a newline cannot break the line.
+    return json.dumps(text, ensure_ascii=False) if (not text or any(c.isspace() for c in text)) else text
 
 
 def readable(service: str, record: dict[str, Any]) -> str:
