@@ -247,6 +247,9 @@ class Supervisor:
                 "RAYPLANE_DATABASE_URL": database_url,
                 "RAYPLANE_REDIS_URL": redis_url,
                 "RAYPLANE_DATA_DIR": str(self.data_dir),
+                # The files are JSON lines and the terminal is rendered from them: a console
+                # format set for the shell would arrive here as unparsed text.
+                "RAYPLANE_LOG_FORMAT": "json",
             }
             if self.settings.demo_azure:
                 self.azure_demo = AzureDemo(self.data_dir)

@@ -102,7 +102,8 @@ class LogSink:
         self.terminal = terminal
         self.verbose = verbose
         self._files: dict[str, logging.Handler] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler that logs may run while this thread holds the lock.
+        self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
         log_dir.mkdir(parents=True, exist_ok=True)
 
