@@ -61,10 +61,9 @@ def audit_event(request: Request, status_code: int) -> AuditEvent:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     state = app_state(request)
-    factory = state.sessions
-    if request.method not in MUTATING and state.read_sessions is not None:
-        factory = state.read_sessions
-    async with factory() as session:
+    read_sessions = state.read_sessions if request.method not in MUTATING else None
+    autocommit = read_sessions is not None
+    async with (read_sessions or state.sessions)() as session:
         try:
             yield session
         except BaseException:
@@ -76,7 +75,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             status = getattr(route, "status_code", None) or 200
             await record(session, principal, audit_event(request, status))
             request.state.audited = True
-        await session.commit()
+        # In autocommit every statement has committed already; only unflushed ORM changes
+        # would need the commit (its flush), so a clean read session just closes.
+        if not autocommit or session.new or session.dirty or session.deleted:
+            await session.commit()
     for hook in getattr(request.state, "after_commit", []):
         await hook()
 
