@@ -66,8 +66,8 @@ def api_engine(settings: Settings) -> AsyncEngine:
     # short recycling keeps idle ones from going stale behind load balancers.
     # The pool keeps every connection it opens (up to size + overflow, the same ceiling):
     # an overflow connection is closed when it comes back to a full pool, so load hovering
-    # around ``db_pool_size`` opened and closed a Postgres connection per request (9% of the
-    # API's CPU under benchmarks/api_read.py, plus a backend start in Postgres each time).
+    # around ``db_pool_size`` opened and closed a Postgres connection per request (seen as
+    # connect and close in a profile of benchmarks/api_read.py, plus a backend start in Postgres).
     return make_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size + settings.db_max_overflow,

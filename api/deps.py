@@ -5,7 +5,10 @@ with ``scope="function"``, commits *before* the response is sent, so a client th
 2xx can immediately read what it wrote. On any exception it rolls back. Services only
 flush. For a mutating request that succeeds, the audit entry is written inside the same
 transaction, so the change and its audit row commit or vanish together; failures are
-audited by the middleware in a transaction of their own after the rollback.
+audited by the middleware in a transaction of their own after the rollback. Safe methods
+(GET, HEAD, OPTIONS) get a session in autocommit when the app state has ``read_sessions``
+(``api.app.build_state`` sets it): no BEGIN or COMMIT round trip, and a session left with
+no pending ORM change is closed without a commit call.
 """
 
 from __future__ import annotations
