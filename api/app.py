@@ -73,10 +73,14 @@ def api_engine(settings: Settings) -> AsyncEngine:
     # No pre-ping on the hot path: it was 15% of a cached read's CPU. A connection the server
     # closed fails one request, is invalidated with the pool's other idle connections, and
     # short recycling keeps idle ones from going stale behind load balancers.
+    # The pool keeps every connection it opens (up to size + overflow, the same ceiling):
+    # an overflow connection is closed when it comes back to a full pool, so load hovering
+    # around ``db_pool_size`` opened and closed a Postgres connection per request (seen as
+    # connect and close in a profile of benchmarks/api_read.py, plus a backend start in Postgres).
     return make_async_engine(
         settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=settings.db_pool_size + settings.db_max_overflow,
+        max_overflow=0,
         pre_ping=False,
         recycle_seconds=300,
     )
@@ -93,6 +97,11 @@ def build_state(settings: Settings) -> AppState:
         settings=settings,
         engine=engine,
         sessions=async_session_factory(engine),
+        # Safe methods run in autocommit on the same pool: no BEGIN and no COMMIT round trip.
+        # Reads see what they saw before (under READ COMMITTED every statement takes its
+        # own snapshot anyway); the few single-statement writes a GET may make (the
+        # minutely last_used_at, dev mode's local cloud) commit on their own.
+        read_sessions=async_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")),
         redis=redis_client(settings.redis_url),
         entra=EntraValidator(
             authority=settings.entra_authority,

@@ -5,7 +5,10 @@ with ``scope="function"``, commits *before* the response is sent, so a client th
 2xx can immediately read what it wrote. On any exception it rolls back. Services only
 flush. For a mutating request that succeeds, the audit entry is written inside the same
 transaction, so the change and its audit row commit or vanish together; failures are
-audited by the middleware in a transaction of their own after the rollback.
+audited by the middleware in a transaction of their own after the rollback. Safe methods
+(GET, HEAD, OPTIONS) get a session in autocommit when the app state has ``read_sessions``
+(``api.app.build_state`` sets it): no BEGIN or COMMIT round trip, and a session left with
+no pending ORM change is closed without a commit call.
 """
 
 from __future__ import annotations
@@ -67,10 +70,9 @@ def audit_event(request: Request, status_code: int) -> AuditEvent:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     state = app_state(request)
-    factory = state.sessions
-    if request.method not in MUTATING and state.read_sessions is not None:
-        factory = state.read_sessions
-    async with factory() as session:
+    read_sessions = state.read_sessions if request.method not in MUTATING else None
+    autocommit = read_sessions is not None
+    async with (read_sessions or state.sessions)() as session:
         try:
             yield session
         except BaseException:
@@ -82,7 +84,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             status = getattr(route, "status_code", None) or 200
             await record(session, principal, audit_event(request, status))
             request.state.audited = True
-        await session.commit()
+        # In autocommit every statement has committed already; only unflushed ORM changes
+        # would need the commit (its flush), so a clean read session just closes.
+        if not autocommit or session.new or session.dirty or session.deleted:
+            await session.commit()
     for hook in getattr(request.state, "after_commit", []):
         await hook()
 

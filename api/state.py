@@ -24,8 +24,8 @@ class AppState:
     hashing_key: bytes
     nudger: Nudger
     auth_cache: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
-    # Optional separate sessions for safe methods (GET, HEAD, OPTIONS); None means ``sessions``.
-    # An autocommit factory here measured no faster (benchmarks/RESULTS.md), so none is set.
+    # Separate sessions for safe methods (GET, HEAD, OPTIONS); None means ``sessions``.
+    # ``build_state`` sets an autocommit factory on the same pool (two round trips fewer).
     read_sessions: async_sessionmaker[AsyncSession] | None = None
     # The SaaS Fulfillment client, made on first use (api/routers/marketplace.py): a server
     # without Marketplace settings starts, and only the Marketplace endpoints answer 503.

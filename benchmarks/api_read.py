@@ -2,13 +2,20 @@
 
     python benchmarks/api_read.py [--duration 15] [--connections 32] [--repeats 3]
 
+Production defaults: the rate limiter is on (at a limit no run reaches, so it never
+refuses but pays its Redis round trip), the log level is the default (INFO: one access
+line per request), the principal cache has its default TTL. The load is spread over
+``--keys`` API keys in ``--tenants`` tenants: each request presents one of the keys (a
+wrk Lua script rotates them) and reads another key of the same tenant, so credential
+verification and the limiter's buckets see many keys and tenants, not one hot entry.
+
 What it does:
 
 1. Finds Postgres and Redis the way the tests do (``RAYPLANE_DATABASE_URL`` /
    ``RAYPLANE_REDIS_URL``, else 127.0.0.1:5432 / :6379, else the embedded servers),
    creates a scratch database and runs the migrations on it.
-2. Creates a tenant, an owner API key (the credential) and a second key (the row that is
-   read) through the real services.
+2. Creates the tenants and their API keys through the real services; key ``i`` of a
+   tenant reads key ``i + 1`` of the same tenant (the bare server reads the same rows).
 3. Starts two uvicorn servers, one worker process each, with identical environment:
    (a) the real app, ``uvicorn --factory api.app:app_from_env``;
    (b) ``benchmarks/bare_app.py``: one endpoint, one ``SELECT``, same engine and pool.
@@ -78,24 +85,46 @@ from tests.support.services import scratch_database, servers  # noqa: E402
 
 @dataclass(frozen=True)
 class Seed:
-    owner_key: str  # the credential (whole key)
-    read_key_id: str  # the row both servers read
+    pairs: list[tuple[str, str]]  # (whole key presented as the credential, id of the key it reads)
 
 
-async def _seed(database_url: str, hashing_key: bytes) -> Seed:
+ROLES = (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER)
+
+
+async def _seed(database_url: str, hashing_key: bytes, *, tenants: int, keys: int) -> Seed:
     engine = make_async_engine(database_url, pool_size=1, max_overflow=0)
+    pairs: list[tuple[str, str]] = []
     try:
         async with async_session_factory(engine)() as session:
-            tenant = await create_tenant(session, name="bench-" + secrets.token_hex(5), display_name="Benchmark")
-            system = Principal(tenant_id=tenant.id, role=Role.OWNER, actor_type="system", actor_id="system:benchmark")
-            _, owner_raw = await create_api_key(session, system, hashing_key, name="benchmark owner", role=Role.OWNER)
-            target, _ = await create_api_key(
-                session, system, hashing_key, name="benchmark read target", role=Role.VIEWER
-            )
+            for t in range(tenants):
+                tenant = await create_tenant(session, name=f"bench-{t}-" + secrets.token_hex(4), display_name="Bench")
+                system = Principal(tenant_id=tenant.id, role=Role.OWNER, actor_type="system", actor_id="system:bench")
+                made = [
+                    await create_api_key(session, system, hashing_key, name=f"bench {i}", role=ROLES[i % len(ROLES)])
+                    for i in range(t, keys, tenants)  # keys spread evenly over the tenants
+                ]
+                pairs += [(raw, made[(i + 1) % len(made)][0].id) for i, (_, raw) in enumerate(made)]
             await session.commit()
-            return Seed(owner_key=owner_raw, read_key_id=target.id)
     finally:
         await engine.dispose()
+    return Seed(pairs)
+
+
+def rotation_script(path: Path, requests: list[tuple[str, str]]) -> Path:
+    """A wrk Lua script sending ``(path, Authorization)`` pairs in turn, each thread from its own offset."""
+    rows = ",\n".join(f'  {{"{p}", "{a}"}}' for p, a in requests)
+    path.write_text(
+        f"local reqs = {{\n{rows}\n}}\n"
+        "local counter = 1\n"
+        "local i = 0\n"
+        "setup = function(thread) thread:set('offset', counter * 7919) counter = counter + 1 end\n"
+        "init = function(args) i = offset or 0 end\n"
+        "request = function()\n"
+        "  i = i % #reqs + 1\n"
+        "  return wrk.format('GET', reqs[i][1], {['Authorization'] = reqs[i][2]})\n"
+        "end\n"
+    )
+    return path
 
 
 # ---- servers --------------------------------------------------------------------------
@@ -188,15 +217,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--rate-limit-per-minute",
         type=int,
-        default=0,
-        help="RAYPLANE_RATE_LIMIT_PER_MINUTE; 0 (default) disables the limiter and its Redis round trip",
+        default=1_000_000_000,
+        help="RAYPLANE_RATE_LIMIT_PER_MINUTE (default 1e9: on, never refusing; 0 turns the limiter off)",
     )
+    p.add_argument("--log-level", default=None, help="RAYPLANE_LOG_LEVEL (default: unset, the production default)")
+    p.add_argument("--tenants", type=int, default=5, help="tenants the keys are spread over (default 5)")
+    p.add_argument("--keys", type=int, default=200, help="API keys presented in turn (default 200)")
     p.add_argument("--results", type=Path, default=RESULTS, help="markdown file whose figures block is rewritten")
     p.add_argument("--no-write", action="store_true", help="print the figures only")
     args = p.parse_args(argv)
-    for name in ("duration", "connections", "threads", "repeats"):
+    for name in ("duration", "connections", "threads", "repeats", "tenants"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
+    if args.keys < 2 * args.tenants:
+        p.error("--keys must be at least twice --tenants (each key reads another of its tenant)")
     return args
 
 
@@ -221,7 +255,7 @@ def benchmark(args: argparse.Namespace) -> int:
         database_url = stack.enter_context(scratch_database(admin_url, prefix="rayplane_bench"))
         upgrade(database_url)
         secret = secrets.token_urlsafe(32)
-        seed = asyncio.run(_seed(database_url, secret.encode()))
+        seed = asyncio.run(_seed(database_url, secret.encode(), tenants=args.tenants, keys=args.keys))
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rayplane-bench-")))
 
         settings = {
@@ -233,27 +267,30 @@ def benchmark(args: argparse.Namespace) -> int:
             "RAYPLANE_DB_POOL_SIZE": str(args.pool_size),
             "RAYPLANE_DB_MAX_OVERFLOW": str(args.max_overflow),
             "RAYPLANE_RATE_LIMIT_PER_MINUTE": str(args.rate_limit_per_minute),
-            "RAYPLANE_LOG_LEVEL": "WARNING",
         }
+        if args.log_level:
+            settings["RAYPLANE_LOG_LEVEL"] = args.log_level
         env = server_env(settings)
         real = stack.enter_context(running_server("real", "api.app:app_from_env", env, work))
         bare = stack.enter_context(running_server("bare", "benchmarks.bare_app:app_from_env", env, work))
 
-        auth = {"Authorization": f"Bearer {seed.owner_key}"}
-        real_path, bare_path = f"/v1/api-keys/{seed.read_key_id}", f"/bare/{seed.read_key_id}"
+        scripts = {
+            "real": rotation_script(work / "real.lua", [(f"/v1/api-keys/{i}", f"Bearer {k}") for k, i in seed.pairs]),
+            "bare": rotation_script(work / "bare.lua", [(f"/bare/{i}", f"Bearer {k}") for k, i in seed.pairs]),
+        }
+        first_key, first_id = seed.pairs[0]
         wait_ready(real, "/readyz", {})
-        wait_ready(real, real_path, auth)
-        wait_ready(bare, bare_path, {})
+        wait_ready(real, f"/v1/api-keys/{first_id}", {"Authorization": f"Bearer {first_key}"})
+        wait_ready(bare, f"/bare/{first_id}", {})
         print(f"servers ready: real {real.base_url}  bare {bare.base_url}", flush=True)
 
         def argv_for(server: Server, duration: int) -> list[str]:
-            is_real = server is real
             return wrk_argv(
-                server.base_url + (real_path if is_real else bare_path),
+                server.base_url,
                 threads=args.threads,
                 connections=args.connections,
                 duration=duration,
-                header=f"Authorization: Bearer {seed.owner_key}" if is_real else None,
+                script=scripts[server.label],
             )
 
         if args.warmup > 0:
@@ -282,15 +319,16 @@ def benchmark(args: argparse.Namespace) -> int:
               f"{'met' if ratio >= TARGET_RATIO else 'NOT MET'}")  # fmt: skip
         if not args.no_write:
             wrk_commands = [
-                shlex.join(argv_for(real, args.duration))
-                .replace(seed.owner_key, "<owner key>")
-                .replace(real.base_url, "http://127.0.0.1:<port>")
-                .replace(seed.read_key_id, "{id}"),
-                shlex.join(argv_for(bare, args.duration))
-                .replace(bare.base_url, "http://127.0.0.1:<port>")
-                .replace(seed.read_key_id, "{id}"),
+                shlex.join(argv_for(server, args.duration))
+                .replace(server.base_url, "http://127.0.0.1:<port>")
+                .replace(str(work), "<tmp>")
+                for server in (real, bare)
             ]
-            block = figures_block(rounds, facts, _display_command(), settings, wrk_commands)
+            note = (
+                f"Real: each request presents one of {len(seed.pairs)} API keys of {args.tenants} tenants in turn "
+                "(all four roles) and reads another key of the same tenant."
+            )
+            block = figures_block(rounds, facts, _display_command(), settings, wrk_commands, note)
             write_results(args.results, block)
             print(f"figures written to {args.results}")
     return 0

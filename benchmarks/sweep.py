@@ -23,9 +23,9 @@ What it does:
    - ``indexed``: the query as written (the planner picks ``ix_clusters_due``);
    - ``naive``: the same call after ``SET LOCAL enable_indexscan = off`` and
      ``enable_bitmapscan = off`` (sequential scans only);
-   each with ``limit=500`` and ``limit=2000``. After those rounds,
-   ``ix_clusters_due`` is dropped and the indexed variants run again as ``no-due-index``
-   (the planner free to use the primary key, just not the due index).
+   - ``no-due-index``: the query as written on a second copy of the data set without
+     ``ix_clusters_due`` (the planner's best plan without it: the fair baseline);
+   each with ``limit=500`` and ``limit=2000``, all interleaved in the same rounds.
 4. After every sweep, outside the timing: the claimed rows get their original (past)
    ``next_reconcile_at`` back, so every repeat claims the same rows, then ``VACUUM clusters``
    (autovacuum is off for the table, so no background vacuum lands inside a timing; pass
@@ -291,37 +291,44 @@ def run_rounds(items: list[tuple[Bench, str, int]], repeats: int) -> list[Series
 
 
 def measure(admin_url: str, sets: list[DataSet], repeats: int, *, vacuum: bool) -> list[DataSetResult]:
+    """Each data set is seeded twice, alike: once as migrated and once without the due index;
+    the three variants then run interleaved in the same rounds."""
     with ExitStack() as stack:
-        benches: list[Bench] = []
+        pairs: list[tuple[Bench, Bench]] = []
         results: list[DataSetResult] = []
         for ds in sets:
-            url = stack.enter_context(scratch_database(admin_url, prefix="rayplane_bench_sweep"))
-            upgrade(url)
-            started = time.perf_counter()
-            due_ids, due_at = seed(url, ds)
-            seed_seconds = time.perf_counter() - started
-            bench = Bench(url, ds, due_ids, due_at, vacuum=vacuum)
-            stack.callback(bench.close)
-            row = bench.admin.execute("SELECT pg_total_relation_size('clusters')").fetchone()
+            made: list[Bench] = []
+            for _ in range(2):
+                url = stack.enter_context(scratch_database(admin_url, prefix="rayplane_bench_sweep"))
+                upgrade(url)
+                started = time.perf_counter()
+                due_ids, due_at = seed(url, ds)
+                seed_seconds = time.perf_counter() - started
+                bench = Bench(url, ds, due_ids, due_at, vacuum=vacuum)
+                stack.callback(bench.close)
+                made.append(bench)
+            indexed, bare = made
+            bare.drop_due_index()
+            row = indexed.admin.execute("SELECT pg_total_relation_size('clusters')").fetchone()
             assert row is not None
             table_mb = int(row[0]) / 2**20
             print(f"{ds.label}: seeded in {seed_seconds:.1f} s; clusters with indexes: {table_mb:.1f} MiB", flush=True)
-            benches.append(bench)
+            pairs.append((indexed, bare))
             results.append(DataSetResult(ds, [], {}, seed_seconds, table_mb))
-        for bench, res in zip(benches, results, strict=True):
+        for (indexed, bare), res in zip(pairs, results, strict=True):
             for limit in LIMITS:
-                res.plans[f"indexed limit={limit} custom plan"] = bench.explain(limit)
-                res.plans[f"indexed limit={limit} generic plan"] = bench.explain(limit, generic=True)
-                res.plans[f"naive limit={limit}"] = bench.explain(limit, naive=True)
-        print("timing indexed and naive sweeps ...", flush=True)
-        items = [(b, v, limit) for b in benches for limit in LIMITS for v in ("indexed", "naive")]
+                res.plans[f"indexed limit={limit} custom plan"] = indexed.explain(limit)
+                res.plans[f"indexed limit={limit} generic plan"] = indexed.explain(limit, generic=True)
+                res.plans[f"no-due-index limit={limit}"] = bare.explain(limit)
+                res.plans[f"naive limit={limit}"] = indexed.explain(limit, naive=True)
+        print("timing indexed, no-due-index and naive sweeps, interleaved ...", flush=True)
+        items = [
+            (bench, variant, limit)
+            for indexed, bare in pairs
+            for limit in LIMITS
+            for bench, variant in ((indexed, "indexed"), (bare, "no-due-index"), (indexed, "naive"))
+        ]
         series = run_rounds(items, repeats)
-        for bench, res in zip(benches, results, strict=True):
-            bench.drop_due_index()
-            for limit in LIMITS:
-                res.plans[f"no-due-index limit={limit}"] = bench.explain(limit)
-        print("timing no-due-index sweeps ...", flush=True)
-        series += run_rounds([(b, "no-due-index", limit) for b in benches for limit in LIMITS], repeats)
         for res in results:
             res.series = [s for s in series if s.dataset == res.dataset]
     return results

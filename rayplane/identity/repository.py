@@ -51,30 +51,33 @@ class MemberRepository:
 
 # Authentication reads only these columns, with a statement built once: ORM loading of a
 # whole ApiKey was the largest CPU item of an authenticated read (benchmarks/RESULTS.md).
+# Table columns, not ORM attributes: a statement without ORM entities skips the ORM's
+# compile and result-setup steps in ``Session.execute``.
+_KEYS = ApiKey.__table__.c
 _CREDENTIAL = select(
-    ApiKey.id,
-    ApiKey.tenant_id,
-    ApiKey.secret_hash,
-    ApiKey.role,
-    ApiKey.revoked_at,
-    ApiKey.expires_at,
-    ApiKey.last_used_at,
-).where(ApiKey.prefix == bindparam("prefix"))
+    _KEYS.id,
+    _KEYS.tenant_id,
+    _KEYS.secret_hash,
+    _KEYS.role,
+    _KEYS.revoked_at,
+    _KEYS.expires_at,
+    _KEYS.last_used_at,
+).where(_KEYS.prefix == bindparam("prefix"))
 
 
 # The columns of the API key resource, read without building an ORM instance (hot GET path).
 _VIEW = select(
-    ApiKey.id,
-    ApiKey.name,
-    ApiKey.prefix,
-    ApiKey.role,
-    ApiKey.created_by,
-    ApiKey.created_at,
-    ApiKey.expires_at,
-    ApiKey.revoked_at,
-    ApiKey.last_used_at,
-    ApiKey.version,
-).where(ApiKey.tenant_id == bindparam("tenant_id"), ApiKey.id == bindparam("key_id"))
+    _KEYS.id,
+    _KEYS.name,
+    _KEYS.prefix,
+    _KEYS.role,
+    _KEYS.created_by,
+    _KEYS.created_at,
+    _KEYS.expires_at,
+    _KEYS.revoked_at,
+    _KEYS.last_used_at,
+    _KEYS.version,
+).where(_KEYS.tenant_id == bindparam("tenant_id"), _KEYS.id == bindparam("key_id"))
 
 
 class ApiKeyRepository:
