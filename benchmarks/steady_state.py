@@ -51,7 +51,7 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
-import rayplane.db.models  # noqa: E402, F401 - every mapper must be known before the first flush
+import rayplane.all_models  # noqa: E402, F401 - every mapper must be known before the first flush
 from benchmarks.api_read_report import cpu_seconds, loadavg  # noqa: E402
 from benchmarks.sweep_data import COLUMNS  # noqa: E402
 from rayplane.clusters import store  # noqa: E402
@@ -59,7 +59,7 @@ from rayplane.clusters.reconcile import Reconciler  # noqa: E402
 from rayplane.db.engine import make_sync_engine, sync_session_factory  # noqa: E402
 from rayplane.db.ids import new_id  # noqa: E402
 from rayplane.db.migrate import upgrade  # noqa: E402
-from rayplane.providers.base import ClusterTarget, Observation, Provider  # noqa: E402
+from rayplane.providers.base import ClusterTarget, Observation, Provider, Step  # noqa: E402
 from rayplane.settings import Settings  # noqa: E402
 from tests.support.services import scratch_database, servers  # noqa: E402
 
@@ -79,11 +79,12 @@ class InstantProvider(Provider):
         self.calls = 0
         self.cpu = 0.0  # process CPU spent inside this provider's methods
 
-    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def ensure(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         started = time.process_time()
         self.calls += 1
+        step = Step(state)
         self.cpu += time.process_time() - started
-        return state
+        return step
 
     def observe(self, target: ClusterTarget, state: dict[str, Any]) -> Observation:
         started = time.process_time()
@@ -91,11 +92,11 @@ class InstantProvider(Provider):
         self.cpu += time.process_time() - started
         return observation
 
-    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
-        return state
+    def stop(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
+        return Step(state)
 
-    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
-        return {}
+    def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
+        return Step({})
 
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:
         return None
