@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import app_state, set_audit_target
@@ -135,3 +135,14 @@ async def idempotent_create(
             ttl,
         )
     return JSONResponse(encoded, status_code=status, headers=headers)
+
+
+def _iso_only(value: object) -> object:
+    """A time in a query must be written as one (ISO 8601), not as a bare number that
+    pydantic would read as seconds since the epoch: the document says ``date-time``."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("a date-time such as 2026-12-01T00:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Query
 
-from api.common import Cursor, Limit, ListPage, problems
+from api.common import Cursor, IsoDateTime, Limit, ListPage, problems
 from api.deps import Caller, Session
 from rayplane.audit import service
 from rayplane.audit.schemas import AuditEntryOut
@@ -22,7 +20,7 @@ async def list_audit(
     cursor: str | None = Cursor,
     action: str | None = Query(None, description="Only this action, e.g. api_keys.create"),
     actor_id: str | None = Query(None, description="Only this actor (member or API key id)"),
-    since: datetime | None = Query(None, description="Only entries at or after this time"),
+    since: IsoDateTime | None = Query(None, description="Only entries at or after this time"),
 ) -> ListPage[AuditEntryOut]:
     """Newest first."""
     page = await service.list_entries(

@@ -3,11 +3,9 @@ the tenant's spending limit, and what was reported to the Azure Marketplace."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Query, Request, Response
 
-from api.common import Cursor, Limit, ListPage, problems, with_etag
+from api.common import Cursor, IsoDateTime, Limit, ListPage, problems, with_etag
 from api.deps import Caller, IfMatch, Session, set_audit_target
 from rayplane.billing import budgets, reports
 from rayplane.billing.schemas import BudgetIn, BudgetOut, GroupBy, MeteringRecordOut, MeteringStatus, UsageReport
@@ -28,8 +26,8 @@ To = Query(None, description="End, exclusive (ISO 8601). Default: now")
 async def get_usage(
     session: Session,
     caller: Caller,
-    frm: datetime | None = From,
-    to: datetime | None = To,
+    frm: IsoDateTime | None = From,
+    to: IsoDateTime | None = To,
     group_by: GroupBy = Query("day", description="day (UTC), cluster, or dimension (vcpu_hours, gpu_hours)"),
 ) -> UsageReport:
     """Observed vCPU-hours, GPU-hours and node-hours, with cost at catalog prices where known."""
@@ -47,8 +45,8 @@ async def list_metering_records(
     caller: Caller,
     limit: int = Limit,
     cursor: str | None = Cursor,
-    frm: datetime | None = Query(None, alias="from", description="Only hours at or after this time"),
-    to: datetime | None = Query(None, description="Only hours before this time"),
+    frm: IsoDateTime | None = Query(None, alias="from", description="Only hours at or after this time"),
+    to: IsoDateTime | None = Query(None, description="Only hours before this time"),
     status: MeteringStatus | None = Query(None, description="Only records in this status"),
 ) -> ListPage[MeteringRecordOut]:
     """Hourly usage reported (or to be reported) to the Marketplace, per dimension; admins only."""

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from rayplane.clusters.schemas import ClusterEventOut, HeadSpec, WorkerGroupSpec
 
@@ -155,12 +155,12 @@ class BudgetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount_usd: Decimal = Field(gt=0, le=10_000_000, decimal_places=2, description="Monthly limit, USD")
-    alert_thresholds: list[int] = Field(
+    alert_thresholds: list[StrictInt] = Field(
         default_factory=lambda: [50, 80, 100],
         max_length=10,
         description="Percents of the budget that raise an alert, once each per month",
     )
-    hard_stop: bool = Field(default=False, description="Stop every cluster when spend reaches the budget")
+    hard_stop: bool = Field(default=False, strict=True, description="Stop every cluster when spend reaches the budget")
 
     @field_validator("alert_thresholds")
     @classmethod

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 class Capacity(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cpus: int = Field(ge=1, le=4096, description="CPUs this cloud may use for Ray nodes")
-    memory_gib: float = Field(gt=0, le=65536)
-    gpus: int = Field(default=0, ge=0, le=512)
-    max_nodes: int = Field(default=16, ge=1, le=10000, description="Most Ray nodes (processes) at once")
+    cpus: int = Field(ge=1, le=4096, strict=True, description="CPUs this cloud may use for Ray nodes")
+    memory_gib: float = Field(gt=0, le=65536, strict=True)
+    gpus: int = Field(default=0, ge=0, le=512, strict=True)
+    max_nodes: int = Field(default=16, ge=1, le=10000, strict=True, description="Most Ray nodes (processes) at once")
 
 
 _GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -40,7 +40,7 @@ class AzureCloud(BaseModel):
     aks_cluster_name: str = Field(
         default="rayplane", min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9][-_a-zA-Z0-9]*$"
     )
-    container_insights: bool = Field(default=False, description="Enable Container Insights (managed mode)")
+    container_insights: bool = Field(default=False, strict=True, description="Enable Container Insights (managed mode)")
 
 
 class CloudCreate(BaseModel):
@@ -50,7 +50,7 @@ class CloudCreate(BaseModel):
     provider: Literal["local", "azure"] = "local"
     capacity: Capacity | None = Field(default=None, description="local only; defaults to this machine's")
     azure: AzureCloud | None = Field(default=None, description="azure only: the subscription and access mode")
-    default: bool = Field(default=False, description="Use this cloud when a cluster names none")
+    default: bool = Field(default=False, strict=True, description="Use this cloud when a cluster names none")
 
 
 class CloudOut(BaseModel):

@@ -62,10 +62,12 @@ class WorkerGroupSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=30, pattern=GROUP_NAME, examples=["cpu"])
     vm_size: str = Field(min_length=1, max_length=64, examples=["Standard_D8s_v5"])
-    min_nodes: int = Field(default=0, ge=0, le=1000)
-    max_nodes: int = Field(default=1, ge=0, le=1000)
-    spot: bool = False
-    fallback_to_on_demand: bool = Field(default=False, description="Use regular VMs when spot capacity is short")
+    min_nodes: int = Field(default=0, ge=0, le=1000, strict=True)
+    max_nodes: int = Field(default=1, ge=0, le=1000, strict=True)
+    spot: bool = Field(default=False, strict=True)
+    fallback_to_on_demand: bool = Field(
+        default=False, strict=True, description="Use regular VMs when spot capacity is short"
+    )
 
 
 class ClusterCreate(BaseModel):
@@ -77,7 +79,9 @@ class ClusterCreate(BaseModel):
     image: str | None = Field(default=None, max_length=300)
     head: HeadSpec = Field(default_factory=HeadSpec)
     worker_groups: list[WorkerGroupSpec] = Field(default_factory=list, max_length=16)
-    idle_timeout_minutes: int | None = Field(default=None, ge=1, le=10080, description="Stop when idle this long")
+    idle_timeout_minutes: int | None = Field(
+        default=None, ge=1, le=10080, strict=True, description="Stop when idle this long"
+    )
     labels: Labels = Field(default_factory=dict, max_length=MAX_LABELS)
 
 
@@ -87,7 +91,7 @@ class ClusterPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     worker_groups: list[WorkerGroupSpec] | None = Field(default=None, max_length=16)
-    idle_timeout_minutes: int | None = Field(default=None, ge=1, le=10080)
+    idle_timeout_minutes: int | None = Field(default=None, ge=1, le=10080, strict=True)
     labels: Labels | None = Field(default=None, max_length=MAX_LABELS)
 
 

@@ -28,8 +28,8 @@ class JobCreate(BaseModel):
     entrypoint: str = Field(min_length=1, max_length=20000, examples=["python train.py"])
     runtime_env: RuntimeEnv = Field(default_factory=RuntimeEnv)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
-    entrypoint_num_cpus: float | None = Field(default=None, ge=0)
-    entrypoint_num_gpus: float | None = Field(default=None, ge=0)
+    entrypoint_num_cpus: float | None = Field(default=None, ge=0, strict=True)
+    entrypoint_num_gpus: float | None = Field(default=None, ge=0, strict=True)
     submission_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 

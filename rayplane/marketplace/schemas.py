@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rayplane.tenants.schemas import TenantOut
 
 GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# A purchase token travels in an HTTP header to the Marketplace: printable ASCII only.
+PRINTABLE_ASCII = r"^[!-~]+$"
 
 
 class ResolveIn(BaseModel):
@@ -18,6 +20,7 @@ class ResolveIn(BaseModel):
     token: str = Field(
         min_length=1,
         max_length=4096,
+        pattern=PRINTABLE_ASCII,
         description="The landing page's ?token= value, URL-decoded",
         examples=["GYbrq1JtV2r4x0Qz8lTDgFh6bX0f1Q..."],
     )
@@ -57,7 +60,7 @@ class ActivateIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    token: str | None = Field(default=None, min_length=1, max_length=4096)
+    token: str | None = Field(default=None, min_length=1, max_length=4096, pattern=PRINTABLE_ASCII)
     subscription_id: str | None = Field(default=None, pattern=GUID)
 
     @model_validator(mode="after")
