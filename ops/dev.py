@@ -28,6 +28,7 @@ import httpx
 
 from ops.demo_azure import AzureDemo
 from ops.devlogs import LogSink
+from rayplane.clusters import restart
 from rayplane.clusters import store as cluster_store
 from rayplane.db.engine import async_session_factory, make_async_engine, make_sync_engine, sync_session_factory
 from rayplane.db.migrate import upgrade
@@ -210,6 +211,17 @@ class Supervisor:
         if stopped:
             log.info("local_clusters_stopped", clusters=stopped)
 
+    def _unconfirm_local_clusters(self, database_url: str) -> None:
+        """Before anything serves: local clusters recorded RUNNING are only so once the first
+        reconcile pass has seen their nodes (``rayplane.clusters.restart``)."""
+        engine = make_sync_engine(database_url, pool_size=1, max_overflow=0)
+        try:
+            checking = restart.unconfirm(sync_session_factory(engine))
+        finally:
+            engine.dispose()
+        if checking:
+            log.info("local_clusters_checking", clusters=checking)
+
     def _own_local_clusters(self) -> list[str] | None:
         """Ids of the local clusters in this instance's database; None if it cannot say."""
         url = self.env.get("RAYPLANE_DATABASE_URL")
@@ -255,6 +267,7 @@ class Supervisor:
                 self.azure_demo = AzureDemo(self.data_dir)
                 self.env |= self.azure_demo.start()
             upgrade(database_url)
+            self._unconfirm_local_clusters(database_url)
             boot = self._bootstrap(database_url)
             for kind in ("api", "worker", "beat"):
                 self.children[kind] = Child(kind, process_argv(kind, self.settings))

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from rayplane.clouds.models import Cloud
 from rayplane.clusters import statements
 from rayplane.clusters.models import Cluster, Operation
-from rayplane.clusters.values import DesiredState
+from rayplane.clusters.values import DesiredState, State
 from rayplane.db.base import utcnow
 
 
@@ -134,3 +134,16 @@ def ids_on_provider(session: Session, provider: str) -> list[str]:
         .where(Cloud.provider == provider, Cluster.deleted_at.is_(None))
     )
     return [str(r) for r in rows.scalars()]
+
+
+def live_on_provider(session: Session, provider: str, states: tuple[State, ...]) -> list[Cluster]:
+    """The clusters in ``states`` on clouds of kind ``provider``, locked in id order."""
+    stmt = (
+        select(Cluster)
+        .join(Cloud, Cloud.id == Cluster.cloud_id)
+        .where(Cloud.provider == provider, Cluster.deleted_at.is_(None), Cluster.state.in_(states))
+        .order_by(Cluster.id)
+        .with_for_update(of=Cluster)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.execute(stmt).scalars())
