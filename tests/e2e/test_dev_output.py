@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kombu import Connection, Exchange
+from kombu import Connection, Exchange, Queue
 
 from tests.e2e.stack import Stack, wait_for
 from tests.support.services import scratch_database
@@ -41,9 +41,17 @@ def readable_lines(stack: Stack) -> list[tuple[str, str, str]]:
 
 def publish_unknown_message(stack: Stack) -> None:
     queue = stack.env["RAYPLANE_TASK_QUEUE"]
+    exchange = Exchange(queue, type="direct")
     with Connection(stack.env["RAYPLANE_REDIS_URL"]) as conn:
+        # Declared with the message: on Redis a message routed through an exchange whose
+        # binding the worker has not declared yet is dropped, and the worker may still be
+        # starting when the banner shows.
         conn.Producer().publish(
-            {"not": "a task"}, exchange=Exchange(queue, type="direct"), routing_key=queue, serializer="json"
+            {"not": "a task"},
+            exchange=exchange,
+            routing_key=queue,
+            serializer="json",
+            declare=[Queue(queue, exchange, routing_key=queue)],
         )
 
 
@@ -97,6 +105,8 @@ def test_terminal_shows_the_banner_and_readable_warnings_and_files_keep_json(
     verbose.log = tmp_path / "verbose.log"
     try:
         verbose.start("--verbose")
+        # The banner is printed once the API is ready, after its first info lines.
+        wait_for(lambda: "Press Ctrl-C to stop." in verbose.log.read_text(), 30, "the banner")
         wait_for(
             lambda: [g for g in readable_lines(verbose) if g[0] == "api" and g[1] == "INFO"],
             30,
