@@ -66,8 +66,9 @@ def redis_client(url: str) -> Redis:
     return Redis.from_url(url, socket_timeout=5)
 
 
-def api_engine(settings: Settings) -> AsyncEngine:
-    """The API's engine (the benchmark's bare baseline uses this same pool)."""
+def api_engine(settings: Settings, *, autocommit: bool = False) -> AsyncEngine:
+    """The API's engine; ``autocommit`` for the engine of safe methods' sessions (the
+    benchmark's bare baseline reads through that same kind of pool)."""
     if not settings.database_url:
         raise RuntimeError("RAYPLANE_DATABASE_URL must be set for the API")
     # No pre-ping on the hot path: it was 15% of a cached read's CPU. A connection the server
@@ -83,6 +84,7 @@ def api_engine(settings: Settings) -> AsyncEngine:
         max_overflow=0,
         pre_ping=False,
         recycle_seconds=300,
+        autocommit=autocommit,
     )
 
 
@@ -93,15 +95,19 @@ def build_state(settings: Settings) -> AppState:
             "`rayplane dev` sets them for the embedded servers"
         )
     engine = api_engine(settings)
+    read_engine = api_engine(settings, autocommit=True)
     return AppState(
         settings=settings,
         engine=engine,
         sessions=async_session_factory(engine),
-        # Safe methods run in autocommit on the same pool: no BEGIN and no COMMIT round trip.
-        # Reads see what they saw before (under READ COMMITTED every statement takes its
-        # own snapshot anyway); the few single-statement writes a GET may make (the
-        # minutely last_used_at, dev mode's local cloud) commit on their own.
-        read_sessions=async_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")),
+        # Safe methods run on a pool of autocommit connections: no BEGIN and no COMMIT round
+        # trip, and no switching a shared connection into autocommit and back. Reads see
+        # what they saw before (under READ COMMITTED every statement takes its own snapshot
+        # anyway); the few single-statement writes a GET may make (the minutely
+        # last_used_at, dev mode's local cloud) commit on their own. The second pool has the
+        # same ceiling as the first and opens connections only as reads need them.
+        read_engine=read_engine,
+        read_sessions=async_session_factory(read_engine),
         redis=redis_client(settings.redis_url),
         entra=EntraValidator(
             authority=settings.entra_authority,
@@ -148,6 +154,8 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
                     current.marketplace.close()
                 await current.redis.aclose()
                 await current.engine.dispose()
+                if current.read_engine is not None:
+                    await current.read_engine.dispose()
 
     # Swagger UI and ReDoc from the fastapi-offline wheel: /docs and /redoc need no CDN.
     app = FastAPIOffline(

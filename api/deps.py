@@ -102,16 +102,16 @@ def after_commit(request: Request, hook: Callable[[], Awaitable[None]]) -> None:
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_principal(
-    request: Request,
-    session: Session,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
+async def get_principal(request: Request, session: Session) -> Principal:
     state = app_state(request)
     # ``api.limits`` authenticates a request that carries a body before reading it.
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         client = request.client.host if request.client else None
+        # Read from the request, not declared as a ``Header`` parameter: the header is not
+        # documented per route (the security scheme documents it) and every declared
+        # parameter costs each request a validation pass in FastAPI.
+        authorization = request.headers.get("authorization")
         principal = await authguard.authenticate(state, session, authorization, client)
         request.state.principal = principal
     structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)

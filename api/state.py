@@ -25,7 +25,8 @@ class AppState:
     nudger: Nudger
     auth_cache: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
     # Separate sessions for safe methods (GET, HEAD, OPTIONS); None means ``sessions``.
-    # ``build_state`` sets an autocommit factory on the same pool (two round trips fewer).
+    # ``build_state`` sets an autocommit engine and its factory (two round trips fewer).
+    read_engine: AsyncEngine | None = None
     read_sessions: async_sessionmaker[AsyncSession] | None = None
     # The SaaS Fulfillment client, made on first use (api/routers/marketplace.py): a server
     # without Marketplace settings starts, and only the Marketplace endpoints answer 503.

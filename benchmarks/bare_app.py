@@ -1,8 +1,8 @@
 """The baseline for ``api_read.py``: the least a FastAPI app must do to serve one row.
 
 One endpoint, ``GET /bare/{id}``, one ``SELECT`` on an async engine built by the same
-``make_async_engine`` with the same pool settings as the real app (read from the same
-``RAYPLANE_*`` environment), JSON out. No auth, no middleware, no session, no logging.
+``api_engine`` as the real app's engine for safe methods (autocommit connections, the same
+pool settings, read from the same ``RAYPLANE_*`` environment), JSON out. No auth, no middleware, no session, no logging.
 
 Run by the benchmark as ``uvicorn --factory benchmarks.bare_app:app_from_env``.
 """
@@ -30,7 +30,7 @@ def app_from_env() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = api_engine(settings)  # the very pool settings of the real app
+        engine = api_engine(settings, autocommit=True)  # the very pool the real app reads through
         app.state.engine = engine
         try:
             yield

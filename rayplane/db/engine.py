@@ -26,9 +26,26 @@ def normalize_url(url: str) -> str:
 
 
 def make_async_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = True, recycle_seconds: int = 1800
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pre_ping: bool = True,
+    recycle_seconds: int = 1800,
+    autocommit: bool = False,
 ) -> AsyncEngine:
-    """``pre_ping`` costs one round trip per checkout; the API turns it off (see docs/architecture.md)."""
+    """``pre_ping`` costs one round trip per checkout; the API turns it off (see docs/architecture.md).
+
+    ``autocommit`` makes an engine whose connections are in autocommit from the moment they
+    connect, for reads: no ``BEGIN``/``COMMIT`` round trips, and none of the per-checkout work
+    that an ``isolation_level`` execution option costs on a shared pool (switching the
+    connection into autocommit and back, and a ``rollback()`` call on every close and every
+    return to the pool). A connection of such a pool never holds a transaction, so it needs
+    no reset on return.
+    """
+    extra: dict[str, object] = {}
+    if autocommit:
+        extra = {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True, "pool_reset_on_return": None}
     return create_async_engine(
         normalize_url(url),
         pool_size=pool_size,
@@ -36,6 +53,7 @@ def make_async_engine(
         pool_pre_ping=pre_ping,
         pool_recycle=recycle_seconds,
         hide_parameters=True,
+        **extra,
     )
 
 
