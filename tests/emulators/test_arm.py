@@ -341,7 +341,7 @@ def test_unavailable_size_immutable_fields_and_cluster_profiles(
 
 
 def test_quota_counts_the_subscription_region_and_family(emu: EmulatorProcess, aks: ContainerServiceClient) -> None:
-    configure(emu, quota_vcpus={"*": 200, "Dsv5": 16})
+    configure(emu, quota_vcpus={"*": 200, "standardDSv5Family": 16})
     aks.managed_clusters.begin_create_or_update(RG, "c1", cluster_model()).result()  # 2 Dsv5 vCPUs
     aks.agent_pools.begin_create_or_update(RG, "c1", "a", pool_model(count=3)).result()  # 12 more
     with pytest.raises(HttpResponseError) as over:

@@ -48,15 +48,17 @@ class ArmConfig(BaseModel):
     #: Fraction of ARM requests answered 500 ``InternalServerError`` or 503 ``ServiceUnavailable``.
     rate_5xx: float = Field(0.0, ge=0, le=1)
     #: Regional vCPU quota per VM family: keys ``"<subscription>/<family>"``, ``"<family>"`` or
-    #: ``"*"`` (looked up in that order, families case-insensitive).
+    #: ``"*"`` (looked up in that order). Families are Azure's quota families
+    #: (``standardDSv5Family``; see ``emulators.azure.arm.skus``), case and spaces ignored.
     quota_vcpus: dict[str, int] = Field(default_factory=lambda: {"*": 200})
     #: VM sizes that exist but have no capacity: writes using them answer 400 ``SkuNotAvailable``.
     unavailable_sizes: list[str] = Field(default_factory=list)
 
     def quota_for(self, subscription: str, family: str) -> int:
         """The vCPU limit for ``family`` in ``subscription``."""
-        lowered = {key.lower(): value for key, value in self.quota_vcpus.items()}
-        for key in (f"{subscription}/{family}".lower(), family.lower(), "*"):
+        lowered = {key.replace(" ", "").lower(): value for key, value in self.quota_vcpus.items()}
+        wanted = family.replace(" ", "").lower()
+        for key in (f"{subscription.lower()}/{wanted}", wanted, "*"):
             if key in lowered:
                 return lowered[key]
         return 200

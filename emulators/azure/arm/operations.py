@@ -27,11 +27,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from emulators.azure.arm import skus
 from emulators.azure.arm.admin import AdminState
 from emulators.azure.arm.kubeconfig import drop_tokens
 from emulators.azure.arm.state import ArmStore, ClusterDoc, PoolDoc
 from emulators.azure.fleet import Fleet, PoolSpec
-from rayplane import catalog
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def status_document(op: dict[str, Any]) -> dict[str, Any]:
 
 def pool_spec(name: str, props: dict[str, Any]) -> PoolSpec:
     """The fleet's view of a pool with these (validated) properties."""
-    size = catalog.get(str(props["vmSize"]))
+    size = skus.get(str(props["vmSize"]))
     assert size is not None, "validated before the operation started"
     autoscale = bool(props.get("enableAutoScaling"))
     return PoolSpec(

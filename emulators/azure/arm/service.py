@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from emulators.azure.arm import resources, validation
+from emulators.azure.arm import resources, skus, validation
 from emulators.azure.arm.admin import AdminState
 from emulators.azure.arm.errors import ArmError, bad_request_content, operation_not_allowed
 from emulators.azure.arm.operations import TRANSIENT_STATE, Operations
 from emulators.azure.arm.state import ArmStore, ClusterDoc, PoolDoc
-from rayplane import catalog
 
 if TYPE_CHECKING:
     from emulators.azure.app import EmulatorContext
@@ -157,21 +156,26 @@ class ArmService:
             if pool.cluster not in regions:
                 owner = self.docs.cluster_by_key(pool.cluster)
                 regions[pool.cluster] = "" if owner is None else owner.location.lower().replace(" ", "")
-            size = catalog.get(str(pool.properties.get("vmSize", "")))
+            size = skus.get(str(pool.properties.get("vmSize", "")))
             if regions[pool.cluster] != region or size is None:
                 continue
             live = self.live_count(pool.cluster, pool.name)
             nodes = live if live is not None else int(pool.properties.get("count") or 0)
             if live is None and pool.properties.get("provisioningState") == "Failed":
                 nodes = 0
-            usage[size.family.lower()] = usage.get(size.family.lower(), 0) + nodes * size.vcpus
+            family = skus.family_key(size.family)
+            usage[family] = usage.get(family, 0) + nodes * size.vcpus
         for family, required in demand.items():
             limit = self.admin.config.quota_for(subscription, family)
             validation.quota(
-                family=family, location=region, limit=limit, usage=usage.get(family.lower(), 0), required=required
+                family=family,
+                location=region,
+                limit=limit,
+                usage=usage.get(skus.family_key(family), 0),
+                required=required,
             )
 
-    def checked_size(self, vm_size: Any, pool: str, location: str) -> catalog.VmSize:
+    def checked_size(self, vm_size: Any, pool: str, location: str) -> skus.VmSku:
         return validation.vm_size(str(vm_size), pool, location, self.admin.config.unavailable_sizes)
 
 

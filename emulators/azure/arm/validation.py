@@ -23,8 +23,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from emulators.azure.arm import skus
 from emulators.azure.arm.errors import ArmError, invalid_parameter, precondition_failed
-from rayplane import catalog
 
 _LINUX_POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _WINDOWS_POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,5}$")
@@ -32,9 +32,9 @@ _IMMUTABLE_POOL_FIELDS = ("vmSize", "scaleSetPriority", "osType")
 MAX_NODES_PER_POOL = 1000
 
 
-def vm_size(name: str, pool: str, location: str, unavailable: list[str]) -> catalog.VmSize:
-    """The catalog entry for ``name``; 400 when AKS would refuse it."""
-    size = catalog.get(name) if isinstance(name, str) else None
+def vm_size(name: str, pool: str, location: str, unavailable: list[str]) -> skus.VmSku:
+    """Azure's size called ``name`` (``emulators.azure.arm.skus``); 400 when AKS would refuse it."""
+    size = skus.get(name) if isinstance(name, str) else None
     if size is None:
         message = (
             f"The VM size of AgentPoolProfile:{pool} is not allowed in your subscription in location "
@@ -122,7 +122,8 @@ def quota(*, family: str, location: str, limit: int, usage: int, required: int) 
     if usage + required <= limit:
         return
     message = (
-        f"Operation could not be completed as it results in exceeding approved standard{family}Family Cores "
+        "Operation could not be completed as it results in exceeding approved "
+        f"{family.replace(' ', '')} Cores "
         f"quota. Additional details - Deployment Model: Resource Manager, Location: {location}, Current Limit: "
         f"{limit}, Current Usage: {usage}, Additional Required: {required}, (Minimum) New Limit Required: "
         f"{usage + required}. Submit a request for Quota increase at https://aka.ms/ProdportalCRP by specifying "
