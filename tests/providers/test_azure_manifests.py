@@ -89,9 +89,10 @@ def test_pods_are_pinned_to_their_pool_with_requests_from_the_catalog_minus_the_
     cpu_pod = cpu["template"]["spec"]
     assert cpu_pod["nodeSelector"] == {manifests.POOL_LABEL: PoolKey("Standard_D8s_v5", False).name}
     requests = cpu_pod["containers"][0]["resources"]["requests"]
-    # D8s_v5: 8 vCPU, 32 GiB. 8000m - 180m kubelet - 100m daemonsets; memory after the
-    # regressive reservation (1024+819.2+819.2+983.04 MiB), eviction and daemonset margin.
-    assert requests == {"cpu": "7720m", "memory": f"{int(32768 - 3645.44 - 356)}Mi"}
+    # D8s_v5: 8 vCPU, 32 GiB. 8000m - 180m kubelet - 400m AKS DaemonSets; memory less the
+    # kubelet's 20 MB x 30 pods + 50 MB (AKS 1.29+), the 100 Mi eviction threshold and 512 Mi
+    # of DaemonSets.
+    assert requests == {"cpu": "7420m", "memory": f"{int(32768 - 650 * 1e6 / 2**20 - 100) - 512}Mi"}
     assert "tolerations" not in cpu_pod
     gpu_pod = gpu["template"]["spec"]
     assert gpu_pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"

@@ -4,8 +4,8 @@
   name is a pure function of those two: ``rp`` + ``s``/``r`` + nine hex digits of a hash of
   the size (AKS allows 1-12 lowercase letters and digits for Linux pools, first a letter).
 * **Pod requests** are the VM's catalog figures minus what AKS keeps for the kubelet and
-  the system daemons (:func:`allocatable`), so one Ray pod fills one node and the cluster
-  autoscaler adds exactly one node per pod.
+  its own DaemonSets (:mod:`rayplane.providers.azure.reservations`), so one Ray pod fills
+  one node and the cluster autoscaler adds exactly one node per pod.
 * **RayCluster** objects follow KubeRay v1.7.0's ``ray.io/v1`` schema; every object made
   here is validated against the CRD copied into ``infra/kuberay/`` by the tests.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import math
 import re
 import sys
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from rayplane.providers.azure import reservations
 from rayplane.providers.base import ClusterTarget, NodeShape
 
 
@@ -82,6 +82,8 @@ def pool_properties(key: PoolKey, *, gpus: int, max_count: int, orchestrator_ver
         "vmSize": key.vm_size,
         "count": 0,
         "enableAutoScaling": True,
+        # One Ray pod per node: a low maxPods keeps the kubelet's memory reservation small.
+        "maxPods": reservations.RAY_POOL_MAX_PODS,
         "minCount": 0,
         "maxCount": max_count,
         "scaleSetPriority": "Spot" if key.spot else "Regular",
@@ -111,28 +113,6 @@ def pool_capacity_step(needed: int) -> int:
     return min(AKS_MAX_POOL_NODES, max(8, 1 << max(2 * needed - 1, 0).bit_length()))
 
 
-def allocatable(vcpus: int, memory_gib: float) -> tuple[int, int]:
-    """(millicores, MiB) a pod can request on a node of this size.
-
-    Kubelet reservations as AKS documents them: CPU by core count (60m for 1 core up to 740m
-    for 64), memory regressively (25% of the first 4 GiB, 20% of the next 4, 10% of the next
-    8, 6% of the next 112, 2% above) plus the 100 MiB hard eviction threshold; then a margin
-    for the system daemonsets every node runs (CNI, kube-proxy, monitoring agents).
-    """
-    cpu_reserved = {1: 60, 2: 100, 4: 140, 8: 180, 16: 260, 32: 420}.get(vcpus)
-    if cpu_reserved is None:
-        cpu_reserved = 740 if vcpus >= 64 else 60 + 20 * vcpus
-    mem_mib = memory_gib * 1024
-    reserved = 0.0
-    for size, share in ((4096, 0.25), (4096, 0.20), (8192, 0.10), (114688, 0.06), (math.inf, 0.02)):
-        part = min(size, max(mem_mib, 0))
-        reserved += part * share
-        mem_mib -= part
-    cpu = vcpus * 1000 - cpu_reserved - 100
-    memory = int(memory_gib * 1024 - reserved - 100 - 256)
-    return max(cpu, 100), max(memory, 256)
-
-
 def resource_name(target: ClusterTarget) -> tuple[str, str]:
     """(namespace, RayCluster name) of a Rayplane cluster: one namespace per cluster."""
     suffix = target.cluster_id.lower().replace("_", "-")
@@ -140,15 +120,16 @@ def resource_name(target: ClusterTarget) -> tuple[str, str]:
     return f"rp-{suffix}", name
 
 
-def _requests(shape: NodeShape, *, head: bool) -> tuple[int, int]:
-    cpu_m, mem_mib = allocatable(shape.vcpus, shape.memory_gib)
+def _requests(shape: NodeShape, *, head: bool, monitoring: bool) -> tuple[int, int]:
+    room = reservations.pod_room(shape.vcpus, shape.memory_gib, monitoring=monitoring)
+    cpu_m, mem_mib = room.cpu_m, room.memory_mib
     if head:
         cpu_m, mem_mib = max(cpu_m - AUTOSCALER_CPU_M, 100), max(mem_mib - AUTOSCALER_MEMORY_MIB, 256)
     return cpu_m, mem_mib
 
 
-def _pod_template(shape: NodeShape, container: str, image: str, *, head: bool) -> dict[str, Any]:
-    cpu_m, mem_mib = _requests(shape, head=head)
+def _pod_template(shape: NodeShape, container: str, image: str, *, head: bool, monitoring: bool) -> dict[str, Any]:
+    cpu_m, mem_mib = _requests(shape, head=head, monitoring=monitoring)
     requests: dict[str, str] = {"cpu": f"{cpu_m}m", "memory": f"{mem_mib}Mi"}
     limits: dict[str, str] = {"memory": f"{mem_mib}Mi"}
     if shape.gpus:
@@ -185,8 +166,8 @@ def _pod_template(shape: NodeShape, container: str, image: str, *, head: bool) -
     return {"metadata": {"labels": {MANAGED_LABEL: "true"}}, "spec": spec}
 
 
-def _ray_params(shape: NodeShape, *, head: bool) -> dict[str, str]:
-    cpu_m, mem_mib = _requests(shape, head=head)
+def _ray_params(shape: NodeShape, *, head: bool, monitoring: bool) -> dict[str, str]:
+    cpu_m, mem_mib = _requests(shape, head=head, monitoring=monitoring)
     params = {"num-cpus": str(max(cpu_m // 1000, 1)), "memory": str(mem_mib * 1024 * 1024)}
     if shape.gpus:
         params["num-gpus"] = str(shape.gpus)
@@ -205,11 +186,13 @@ def ray_cluster(target: ClusterTarget, *, replicas: dict[str, int], suspend: boo
     namespace, name = resource_name(target)
     image = target.image or f"{DEFAULT_IMAGE}:{target.ray_version}"
     gpu_image = target.image or f"{DEFAULT_IMAGE}:{target.ray_version}-gpu"
-    head_params = _ray_params(target.head, head=True)
+    # Container Insights runs its agent on every node: less room for the Ray pod.
+    monitoring = bool(target.cloud_config.get("container_insights"))
+    head_params = _ray_params(target.head, head=True, monitoring=monitoring)
     head_params["num-cpus"] = "0"  # keep tasks off the head: it holds the GCS and dashboard
     groups = []
     for group in target.groups:
-        params = _ray_params(group.shape, head=False)
+        params = _ray_params(group.shape, head=False, monitoring=monitoring)
         groups.append(
             {
                 "groupName": group.name,
@@ -218,7 +201,11 @@ def ray_cluster(target: ClusterTarget, *, replicas: dict[str, int], suspend: boo
                 "maxReplicas": group.max_nodes,
                 "rayStartParams": params,
                 "template": _pod_template(
-                    group.shape, "ray-worker", gpu_image if group.shape.gpus else image, head=False
+                    group.shape,
+                    "ray-worker",
+                    gpu_image if group.shape.gpus else image,
+                    head=False,
+                    monitoring=monitoring,
                 ),
             }
         )
@@ -249,7 +236,7 @@ def ray_cluster(target: ClusterTarget, *, replicas: dict[str, int], suspend: boo
             "headGroupSpec": {
                 "serviceType": "ClusterIP",
                 "rayStartParams": head_params,
-                "template": _pod_template(target.head, "ray-head", image, head=True),
+                "template": _pod_template(target.head, "ray-head", image, head=True, monitoring=monitoring),
             },
             "workerGroupSpecs": groups,
         },
