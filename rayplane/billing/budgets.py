@@ -125,8 +125,8 @@ async def _require_enforceable(session: AsyncSession, tenant_id: str, now: datet
         return
     listed = "; ".join(f"{size} ({', '.join(where)})" for size, where in sizes.items())
     message = (
-        f"a hard stop cannot be enforced: Rayplane's VM catalog has no price for {listed}, so their spend would not "
-        f"count toward the budget; delete or resize those clusters, or {NO_HARD_STOP_HINT}"
+        f"a hard stop cannot be enforced: Rayplane's VM catalog has no price for {listed}, and spend on a size "
+        f"without a price does not count toward the budget; delete or resize those clusters, or {NO_HARD_STOP_HINT}"
     )
     raise InvalidInput(f"body.hard_stop: {message}", errors=[FieldError("body.hard_stop", message)])
 
