@@ -80,6 +80,49 @@ ESTIMATE_COLUMNS = [
 ]
 
 
+def _fee_columns(fees: Sequence[Report], per: str) -> list[Column]:
+    """Columns of a fee table; PLAN only when several plans are shown (a tenant without one)."""
+    plans = {f.get("plan_id") for f in fees}
+    first = [Column("PLAN", lambda f: f.get("plan_id"))] if len(plans) > 1 else []
+    return [
+        *first,
+        Column("DIMENSION", lambda f: f.get("dimension")),
+        Column("USD/UNIT", lambda f: usd(f.get("usd_per_unit"), 4) + f" per {f.get('unit')}"),
+        *(
+            [
+                Column("UNITS/HOUR", lambda f: _units(f.get("min_units_per_hour"), f.get("max_units_per_hour"))),
+                Column("USD/HOUR", lambda f: _range(f.get("min_usd_per_hour"), f.get("max_usd_per_hour"))),
+            ]
+            if per == "hour"
+            else [
+                Column("QUANTITY", lambda f: hours(f.get("quantity"))),
+                Column("FEE", lambda f: usd(f.get("usd"), 4)),
+            ]
+        ),
+    ]
+
+
+def _units(lo: object, hi: object) -> str:
+    low, high = (f"{float(str(v)):g}" for v in (lo or 0, hi or 0))
+    return low if low == high else f"{low}-{high}"
+
+
+def show_fees(report: Report, per: str) -> None:
+    """The Rayplane fee table of an estimate (``per="hour"``) or a usage report (``per="window"``)."""
+    fees = report.get("fees") or []
+    if not fees:
+        return
+    plan = report.get("plan_id")
+    title = f"Rayplane fee, plan {plan}" if plan else "Rayplane fee by plan (this tenant has no Marketplace plan)"
+    out().print(f"\n{title}, billed by the Azure Marketplace:", style="bold", soft_wrap=True)
+    print_table(table(fees, _fee_columns(fees, per)))
+    if per == "hour" and report.get("fee_min_usd_per_hour") is not None:
+        total = _range(report.get("fee_min_usd_per_hour"), report.get("fee_max_usd_per_hour"))
+        out().print(f"Fee total: {total} per hour", soft_wrap=True)
+    elif per == "window" and report.get("fee_usd") is not None:
+        out().print(f"Fee total: {usd(report.get('fee_usd'), 4)}", soft_wrap=True)
+
+
 def show_estimate(name: str, estimate: Report, output: Any) -> None:
     """The estimate of cluster ``name`` as a table with its total, or as the API's JSON/YAML."""
     form = fmt(output)
@@ -96,6 +139,7 @@ def show_estimate(name: str, estimate: Report, output: Any) -> None:
     else:
         out().print("Total: unknown (no size of this spec has a catalog price)", soft_wrap=True)
         unpriced_note(estimate.get("unpriced_vm_sizes") or [], "the total")
+    show_fees(estimate, "hour")
     if estimate.get("note"):
         notice(str(estimate["note"]), "dim")
     notice(f"Nothing was created; the same command without --estimate creates {name}.", "dim")
@@ -156,6 +200,7 @@ def usage(
     )
     if totals.get("unpriced_vm_sizes"):
         unpriced_note(totals["unpriced_vm_sizes"], f"the cost ({hours(totals.get('unpriced_node_hours'))} node-hours)")
+    show_fees(report, "window")
 
 
 # ---- overview ----------------------------------------------------------------------------

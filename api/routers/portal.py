@@ -13,6 +13,7 @@ from api.common import problems
 from api.deps import Caller, Session
 from rayplane.billing import reports
 from rayplane.billing.estimate import estimate
+from rayplane.billing.fees import fee_plans
 from rayplane.billing.schemas import Estimate, EstimateRequest, Overview
 
 router = APIRouter(tags=["portal"])
@@ -25,10 +26,12 @@ async def get_overview(session: Session, caller: Caller) -> Overview:
 
 
 @router.post("/v1/clusters:estimate", name="clusters.estimate", response_model=Estimate, responses=problems(415, 422))
-async def estimate_cluster(body: EstimateRequest, caller: Caller) -> Estimate:
-    """Hourly cost range of a cluster spec (min nodes to max nodes) at catalog prices.
+async def estimate_cluster(body: EstimateRequest, session: Session, caller: Caller) -> Estimate:
+    """Hourly cost range of a cluster spec (min nodes to max nodes) at catalog prices, and
+    Rayplane's fee per metering dimension beside it.
 
     Accepts a ``POST /v1/clusters`` body as it is. Sizes without a catalog price are listed
-    in ``unpriced_vm_sizes`` and make the totals null; no price is ever invented.
+    in ``unpriced_vm_sizes`` and make the totals null; no price is ever invented. ``fees``
+    are the tenant's plan's (or every plan's, for a tenant without one).
     """
-    return estimate(body)
+    return estimate(body, await fee_plans(session, caller.tenant_id))

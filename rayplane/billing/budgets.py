@@ -8,6 +8,13 @@ and either the periodic check blocked the month, or the spend has already reache
 
 Raising the budget above the spend, or turning hard stop off, lifts a block at once; the
 next check re-blocks if the spend reaches the new amount.
+
+A hard stop is only set when it can be enforced: spend counts only sizes the catalog
+prices, so ``put_budget`` refuses ``hard_stop: true`` (422 on ``body.hard_stop``, naming
+each size and where it is used) while a cluster of the tenant that is not deleted (stopped
+ones too: they can be started) uses a size without a price, or such a size ran this month.
+While a hard stop is on, creating or resizing a cluster onto such a size is refused the same
+way (``hard_stop_violations``, through ``rayplane.billing.guard``).
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.billing.models import Budget
 from rayplane.billing.periods import month_start
-from rayplane.billing.pricing import Cost, cost_of
+from rayplane.billing.pricing import Cost, cost_of, usd_per_hour
 from rayplane.billing.repository import BillingRepository
 from rayplane.billing.schemas import BudgetAlertOut, BudgetIn, BudgetOut, SpendOut
-from rayplane.common.errors import Forbidden, NotFound
+from rayplane.clusters.spec import ClusterSpec
+from rayplane.common.errors import FieldError, Forbidden, InvalidInput, NotFound
 from rayplane.common.etags import check_if_match
 from rayplane.common.principal import Principal, Role
 from rayplane.db.base import utcnow
@@ -88,6 +96,57 @@ async def _view(session: AsyncSession, budget: Budget, now: datetime) -> BudgetO
     )
 
 
+NO_HARD_STOP_HINT = "set the budget without a hard stop (hard_stop: false; rayplane budget set AMOUNT --no-hard-stop)"
+
+
+def _unpriced(spec: ClusterSpec) -> list[tuple[str, str]]:
+    """``(field path, size)`` of the catalog sizes in ``spec`` that have no price."""
+    return [(path, name) for path, name, size in spec.sizes() if size is not None and usd_per_hour(name) is None]
+
+
+async def unenforceable_sizes(session: AsyncSession, tenant_id: str, now: datetime) -> dict[str, list[str]]:
+    """Sizes a hard stop could not count: ``{size: [where, ...]}`` for each size without a
+    catalog price that a live cluster's spec uses (where: ``cluster NAME``) or that ran this
+    month (where: ``usage this month``). Empty when a hard stop can be enforced."""
+    found: dict[str, list[str]] = {}
+    for name, spec in await BillingRepository(session).live_specs(tenant_id):
+        for _, size in _unpriced(spec):
+            where = found.setdefault(size, [])
+            if f"cluster {name}" not in where:
+                where.append(f"cluster {name}")
+    for size in sorted((await month_spend(session, tenant_id, now)).cost.unpriced_sizes):
+        found.setdefault(size, []).append("usage this month")
+    return dict(sorted(found.items()))
+
+
+async def _require_enforceable(session: AsyncSession, tenant_id: str, now: datetime) -> None:
+    sizes = await unenforceable_sizes(session, tenant_id, now)
+    if not sizes:
+        return
+    listed = "; ".join(f"{size} ({', '.join(where)})" for size, where in sizes.items())
+    message = (
+        f"a hard stop cannot be enforced: Rayplane's VM catalog has no price for {listed}, and spend on a size "
+        f"without a price does not count toward the budget; delete or resize those clusters, or {NO_HARD_STOP_HINT}"
+    )
+    raise InvalidInput(f"body.hard_stop: {message}", errors=[FieldError("body.hard_stop", message)])
+
+
+async def hard_stop_violations(session: AsyncSession, tenant_id: str, spec: ClusterSpec) -> list[FieldError]:
+    """While the tenant's budget has a hard stop: one error per size in ``spec`` (a create or
+    resize body, paths under ``body.``) that has no catalog price; ``[]`` otherwise."""
+    budget = await BillingRepository(session).budget(tenant_id)
+    if budget is None or not budget.hard_stop:
+        return []
+    return [
+        FieldError(
+            f"body.{path}",
+            f"{size} has no price in Rayplane's VM catalog, so the budget's hard stop could not count its spend; "
+            f"pick a priced size, or {NO_HARD_STOP_HINT}",
+        )
+        for path, size in _unpriced(spec)
+    ]
+
+
 async def get_budget(session: AsyncSession, principal: Principal) -> tuple[Budget, BudgetOut]:
     budget = await BillingRepository(session).budget(principal.tenant_id)
     if budget is None:
@@ -106,6 +165,8 @@ async def put_budget(
     if budget is not None:
         check_if_match(if_match, budget.etag)
     now = utcnow()
+    if body.hard_stop:
+        await _require_enforceable(session, principal.tenant_id, now)
     lifted = False
     if budget is None:
         budget = await repo.add(

@@ -3,7 +3,8 @@
 ``TenantRules`` implements ``rayplane.clusters.service.TenantGuard`` from the nouns above
 clusters: the Marketplace subscription's status and plan quotas
 (``rayplane.marketplace.entitlements``) and the hard-stop budget
-(``rayplane.billing.budgets``). The API hands it to the clusters service in its
+(``rayplane.billing.budgets``: its block, and on create and resize the sizes it could not
+price). The API hands it to the clusters service in its
 ``ClusterPolicy``, so clusters never import either noun.
 
 Lock order: the tenant row (``FOR SHARE``, by ``require_active``) before any cluster row,
@@ -29,4 +30,8 @@ class TenantRules:
     async def plan_violations(
         self, session: AsyncSession, tenant_id: str, spec: ClusterSpec, *, cluster: Cluster | None, starting: bool
     ) -> list[FieldError]:
-        return await entitlements.plan_violations(session, tenant_id, spec, cluster=cluster, starting=starting)
+        errors = await entitlements.plan_violations(session, tenant_id, spec, cluster=cluster, starting=starting)
+        if not starting:
+            # A start runs a spec that existed when the hard stop was set (and was checked then).
+            errors += await budgets.hard_stop_violations(session, tenant_id, spec)
+        return errors

@@ -3,6 +3,10 @@
 Windows: ``from`` defaults to the start of the current UTC month and ``to`` to now; a time
 without an offset is UTC; ``to`` must be after ``from``, and a report spans at most 366 days
 (both checked with the field named). Usage after now is not counted, even if ``to`` is later.
+
+A usage report also gives Rayplane's fee per metering dimension for the window's vCPU- and
+GPU-hours (``rayplane.billing.fees``): at the tenant's current plan's prices (a plan changed
+within the window is not split), or every plan's for a tenant without one.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.billing import budgets
 from rayplane.billing.dimensions import METERS
+from rayplane.billing.fees import fee_plans, usage_fees
 from rayplane.billing.metrics import BillingGauges, gauge_params
 from rayplane.billing.models import MeteringRecord
 from rayplane.billing.periods import month_start
@@ -97,10 +102,20 @@ async def usage_report(
     for s in slices:
         groups.setdefault(s.key, _Group(s.key, s.label)).add(s)
         total.add(s)
+    sums = {"vcpu_hours": total.vcpu_hours, "gpu_hours": total.gpu_hours}
+    plans = await fee_plans(session, principal.tenant_id)
+    fees = usage_fees(plans, sums)
+    own = {f.dimension: f for f in fees if f.plan_id == plans.current}
     if group_by == "dimension":
-        sums = {"vcpu_hours": total.vcpu_hours, "gpu_hours": total.gpu_hours}
         items = [
-            UsageRow(key=d, label=UNITS[d][0], quantity=round(sums[d], 6), unit=UNITS[d][1])
+            UsageRow(
+                key=d,
+                label=UNITS[d][0],
+                quantity=round(sums[d], 6),
+                unit=UNITS[d][1],
+                usd_per_unit=own[d].usd_per_unit if d in own else None,
+                fee_usd=own[d].usd if d in own else None,
+            )
             for d in METERS
             if d in UNITS
         ]
@@ -114,7 +129,17 @@ async def usage_report(
         unpriced_node_hours=round(total.cost.unpriced_node_hours, 6),
         unpriced_vm_sizes=sorted(total.cost.unpriced_sizes),
     )
-    return UsageReport(from_=lo, to=hi, group_by=group_by, items=items, totals=totals)
+    return UsageReport(
+        from_=lo,
+        to=hi,
+        group_by=group_by,
+        items=items,
+        totals=totals,
+        plan_id=plans.current,
+        fees=fees,
+        fee_usd=round(sum(f.usd for f in own.values()), 4) if plans.current else None,
+        fee_note=plans.note,
+    )
 
 
 async def overview(session: AsyncSession, principal: Principal) -> Overview:

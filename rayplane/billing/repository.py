@@ -18,6 +18,7 @@ from rayplane.billing.budget_store import SPEND
 from rayplane.billing.metering_store import GAUGES
 from rayplane.billing.models import Budget, BudgetAlert, MeteringRecord
 from rayplane.clusters.models import Cluster, ClusterEvent
+from rayplane.clusters.spec import ClusterSpec
 from rayplane.marketplace.models import MarketplaceSubscription
 from rayplane.usage.models import UsageInterval
 
@@ -150,6 +151,15 @@ class BillingRepository:
             .order_by(BudgetAlert.threshold)
         )
         return list((await self.session.execute(stmt)).scalars())
+
+    async def live_specs(self, tenant_id: str) -> list[tuple[str, ClusterSpec]]:
+        """``(name, spec)`` of the tenant's clusters not deleted (stopped ones included), by name."""
+        stmt = (
+            select(Cluster.name, Cluster.spec)
+            .where(Cluster.tenant_id == tenant_id, Cluster.deleted_at.is_(None))
+            .order_by(Cluster.name)
+        )
+        return [(str(name), spec) for name, spec in (await self.session.execute(stmt)).all()]
 
     # ---- overview -----------------------------------------------------------------------
     async def clusters_by_state(self, tenant_id: str) -> dict[str, int]:

@@ -59,6 +59,31 @@ class UsageRow(BaseModel):
     unpriced_vm_sizes: list[str] = Field(default_factory=list, description="Sizes whose cost is not included")
     quantity: float | None = None
     unit: str | None = None
+    usd_per_unit: float | None = Field(
+        default=None, description="group_by=dimension: Rayplane's fee per unit on the tenant's plan (null without one)"
+    )
+    fee_usd: float | None = Field(default=None, description="group_by=dimension: quantity x usd_per_unit")
+
+
+class FeeLine(BaseModel):
+    """Rayplane's fee for one metering dimension of one plan (billed by the Azure Marketplace)."""
+
+    plan_id: str = Field(examples=["team"])
+    dimension: str = Field(examples=["vcpu_hours"])
+    unit: str = Field(examples=["vCPU hour"])
+    usd_per_unit: float = Field(examples=[0.008], description="The plan's price for one unit")
+
+
+class EstimateFee(FeeLine):
+    min_units_per_hour: float = Field(description="Units per hour at min nodes (vCPUs or GPUs running)")
+    max_units_per_hour: float = Field(description="Units per hour at max nodes")
+    min_usd_per_hour: float
+    max_usd_per_hour: float
+
+
+class UsageFee(FeeLine):
+    quantity: float = Field(description="Units observed in the window")
+    usd: float = Field(description="quantity x usd_per_unit")
 
 
 class UsageTotals(BaseModel):
@@ -77,6 +102,16 @@ class UsageReport(BaseModel):
     currency: Literal["USD"] = "USD"
     items: list[UsageRow]
     totals: UsageTotals
+    plan_id: str | None = Field(
+        default=None, description="The tenant's Marketplace plan; null when it has none (then no fee is metered)"
+    )
+    fees: list[UsageFee] = Field(
+        default_factory=list,
+        description="Rayplane's fee per dimension for the window's usage: the tenant's plan, or every plan when it "
+        "has none (for comparison)",
+    )
+    fee_usd: float | None = Field(default=None, description="Sum of the fees of the tenant's plan; null without one")
+    fee_note: str | None = None
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -149,6 +184,21 @@ class Estimate(BaseModel):
     unpriced_vm_sizes: list[str]
     lines: list[EstimateLine]
     note: str
+    plan_id: str | None = Field(
+        default=None, description="The tenant's Marketplace plan; null when it has none (then no fee is metered)"
+    )
+    fees: list[EstimateFee] = Field(
+        default_factory=list,
+        description="Rayplane's fee per dimension beside the Azure compute price: the tenant's plan, or every plan "
+        "when it has none (for comparison)",
+    )
+    fee_min_usd_per_hour: float | None = Field(
+        default=None, description="The tenant's plan's fees at min nodes; null without a plan"
+    )
+    fee_max_usd_per_hour: float | None = Field(
+        default=None, description="The tenant's plan's fees at max nodes; null without a plan"
+    )
+    fee_note: str | None = None
 
 
 class BudgetIn(BaseModel):

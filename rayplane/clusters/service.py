@@ -47,8 +47,8 @@ class TenantGuard(Protocol):
     async def plan_violations(
         self, session: AsyncSession, tenant_id: str, spec: ClusterSpec, *, cluster: Cluster | None, starting: bool
     ) -> list[FieldError]:
-        """What the tenant's plan forbids in ``spec`` (``[]`` when it fits); paths start at
-        ``spec`` when ``starting``, else at ``body``."""
+        """What the tenant's plan (and, on create and resize, its hard-stop budget) forbids in
+        ``spec`` (``[]`` when it fits); paths start at ``spec`` when ``starting``, else at ``body``."""
 
 
 class NoGuard:

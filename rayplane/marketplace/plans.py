@@ -28,7 +28,7 @@ from rayplane.common.errors import FieldError
 PLANS_FILE = "plans.yaml"
 PLAN_KEYS = frozenset({"id", "display_name", "quotas", "dimensions"})
 QUOTA_KEYS = frozenset({"max_clusters", "max_nodes", "max_gpus", "vm_families", "spot_allowed"})
-DIMENSION_KEYS = frozenset({"id", "unit", "description", "price_note"})
+DIMENSION_KEYS = frozenset({"id", "unit", "description", "price_note", "usd_per_unit"})
 
 
 class PlanError(ValueError):
@@ -46,12 +46,17 @@ class Quotas:
 
 @dataclass(frozen=True, slots=True)
 class Dimension:
-    """A custom meter of the plan: ``id`` is the Marketplace dimension id."""
+    """A custom meter of the plan: ``id`` is the Marketplace dimension id.
+
+    ``usd_per_unit`` is Rayplane's fee for one ``unit`` on this plan, the figure set for the
+    dimension in Partner Center (the Marketplace bills it; Rayplane only shows it).
+    """
 
     id: str
     unit: str
     description: str
     price_note: str
+    usd_per_unit: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,13 @@ def _quotas(raw: object, where: str) -> Quotas:
     )
 
 
+def _fee(entry: Mapping[str, Any], where: str) -> float:
+    value = entry["usd_per_unit"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1000:
+        raise _fail(where, f"usd_per_unit must be a number from 0 to 1000, got {value!r}")
+    return float(value)
+
+
 def _dimensions(raw: object, where: str) -> tuple[Dimension, ...]:
     if not isinstance(raw, list) or not raw:
         raise _fail(where, "dimensions must be a non-empty list")
@@ -127,6 +139,7 @@ def _dimensions(raw: object, where: str) -> tuple[Dimension, ...]:
             unit=_text(entry, "unit", where),
             description=_text(entry, "description", where),
             price_note=_text(entry, "price_note", where),
+            usd_per_unit=_fee(entry, where),
         )
         if any(d.id == dim.id for d in found):
             raise _fail(where, f"dimension {dim.id!r} is listed twice")

@@ -8,11 +8,12 @@ row cascades from the tenant).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import Engine, create_engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from emulators.azure.server import EmulatorProcess
+from rayplane import catalog
 from rayplane.billing.models import MeteringRecord, MeteringWatermark
 from rayplane.catalog import get as catalog_size
 from rayplane.clusters.models import Cluster
@@ -222,3 +224,36 @@ def hours_ago(n: float, base: datetime | None = None) -> datetime:
     """The start of the UTC hour ``n`` hours before ``base``'s (now's) hour, plus any fraction."""
     start = (base or utcnow()).replace(minute=0, second=0, microsecond=0)
     return start - timedelta(hours=n)
+
+
+WithoutPrice = Callable[..., None]
+
+
+def catalog_price(name: str) -> float:
+    """The catalog's USD/hour for ``name``; fails the test when the size has none."""
+    size = catalog.get(name)
+    assert size is not None, name
+    assert size.price is not None, f"{name} has no catalog price"
+    return size.price.usd_per_hour
+
+
+@pytest.fixture
+def without_price(monkeypatch: pytest.MonkeyPatch) -> WithoutPrice:
+    """``without_price(name, ...)`` takes the catalog price away from those sizes for the
+    rest of the test: the shipped catalog prices every size, and the code under test must
+    still never invent a figure for one it cannot price. Lookups through ``catalog.get``
+    (pricing, estimates, specs read during the test) see the size unpriced."""
+    real = catalog.get
+
+    def hide(*names: str) -> None:
+        hidden = {name.casefold() for name in names}
+
+        def get(name: str) -> catalog.VmSize | None:
+            size = real(name)
+            if size is not None and size.name.casefold() in hidden:
+                return dataclasses.replace(size, price=None)
+            return size
+
+        monkeypatch.setattr(catalog, "get", get)
+
+    return hide

@@ -21,11 +21,14 @@ from rayplane.common.principal import Role
 from rayplane.db.ids import new_id
 from rayplane.marketplace.models import MarketplaceSubscription
 from rayplane.usage.models import UsageInterval
+from tests.billing.conftest import WithoutPrice, catalog_price
 from tests.support.factories import Actor, Factory
 
 DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
-A100 = 3.673  # Standard_NC24ads_A100_v4, USD/hour in the catalog
-H100 = 6.98  # Standard_NC40ads_H100_v5
+
+
+A100 = catalog_price("Standard_NC24ads_A100_v4")  # USD/hour
+H100 = catalog_price("Standard_NC40ads_H100_v5")
 
 
 async def new_cluster(client: httpx.AsyncClient, actor: Actor, name: str) -> str:
@@ -71,8 +74,12 @@ async def owner(factory: Factory) -> Actor:
 
 
 @pytest.fixture
-async def usage(client: httpx.AsyncClient, session: AsyncSession, owner: Actor) -> dict[str, str]:
-    """alpha: 2 x A100 from DAY 22:00 to DAY+1 02:00; beta: 3 x D4s_v5 (unpriced) on DAY+1 10:00-11:30."""
+async def usage(
+    client: httpx.AsyncClient, session: AsyncSession, owner: Actor, without_price: WithoutPrice
+) -> dict[str, str]:
+    """alpha: 2 x A100 from DAY 22:00 to DAY+1 02:00; beta: 3 x D4s_v5 (made unpriced for the test)
+    on DAY+1 10:00-11:30."""
+    without_price("Standard_D4s_v5")
     alpha = await new_cluster(client, owner, "alpha")
     beta = await new_cluster(client, owner, "beta")
     await add_interval(
@@ -280,7 +287,9 @@ async def test_overview(
     assert spend["hard_stop"] is False
 
 
-async def test_estimate_prices_from_the_catalog_and_never_invents_one(client: httpx.AsyncClient, owner: Actor) -> None:
+async def test_estimate_prices_from_the_catalog_and_never_invents_one(
+    client: httpx.AsyncClient, owner: Actor, without_price: WithoutPrice
+) -> None:
     priced = {
         "name": "gpu",  # a create body is accepted as it is
         "head": {"vm_size": "Standard_NC24ads_A100_v4"},
@@ -297,6 +306,7 @@ async def test_estimate_prices_from_the_catalog_and_never_invents_one(client: ht
     ]
     assert body["lines"][0]["price_region"] == "eastus"
 
+    without_price("Standard_D4s_v5")
     partial = {
         "head": {"vm_size": "Standard_D4s_v5"},
         "worker_groups": [{"name": "a", "vm_size": "Standard_NC24ads_A100_v4", "min_nodes": 1, "max_nodes": 3}],

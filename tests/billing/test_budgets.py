@@ -19,10 +19,10 @@ from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.db.base import utcnow
 from rayplane.db.ids import new_id
 from rayplane.usage.models import UsageInterval
-from tests.billing.conftest import Logs
+from tests.billing.conftest import Logs, catalog_price
 from tests.support.factories import Actor
 
-A100 = 3.673
+A100 = catalog_price("Standard_NC24ads_A100_v4")  # USD/hour
 NODES = 100
 
 

@@ -145,9 +145,14 @@ def test_estimate_prices_a_spec_and_creates_nothing(cli: Cli) -> None:
         ("head", "Standard_D2s_v5", 1, 1),
         ("cpu", "Standard_D8s_v5", 0, 4),
     ]
+    assert estimate["complete"] is True  # both sizes have a catalog price
+    # The live stack's tenant has no Marketplace plan: every plan's fee, per dimension.
+    assert {(f["plan_id"], f["dimension"]) for f in estimate["fees"]} >= {("starter", "vcpu_hours")}
     table = ok(cli("clusters", "create", *shape, "--estimate"))
     assert table.stdout.splitlines()[0].split()[:3] == ["GROUP", "VM", "SIZE"]
     assert "Total: " in table.stdout
+    assert "Rayplane fee by plan" in table.stdout
+    assert "per vCPU hour" in table.stdout
     assert "Nothing was created" in table.stderr
     assert as_json(cli("clusters", "list", "-o", "json")) == []
 

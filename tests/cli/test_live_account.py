@@ -35,6 +35,7 @@ def test_usage_and_overview(cli: Cli) -> None:
     table = ok(cli("usage"))
     assert "Total: " in table.stdout
     assert "vCPU-hours" in table.stdout
+    assert "Rayplane fee by plan" in table.stdout  # the live stack's tenant has no plan
     bad = cli("usage", "--by", "week")
     assert_clean_failure(bad)
     assert bad.returncode == 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,6 +103,80 @@ def test_every_price_is_sourced_and_dated() -> None:
         assert price.os == "linux", size.name
         assert isinstance(price.date, datetime.date), size.name
         assert price.date <= today, size.name
+
+
+# Sizes without a price, each explained in rayplane/catalog/README.md ("Sizes without a price").
+# A size leaves this list when a sourced price is added; a size is added only with its reason.
+UNPRICED = frozenset(
+    {
+        "Standard_B1s",
+        "Standard_B1ms",
+        "Standard_B2s",
+        "Standard_B2ms",
+        "Standard_B4ms",
+        "Standard_D1_v2",
+        "Standard_DS1_v2",
+        "Standard_D96s_v5",
+        "Standard_D48as_v5",
+        "Standard_D64as_v5",
+        "Standard_D96as_v5",
+        "Standard_E20s_v5",
+        "Standard_E48s_v5",
+        "Standard_E64s_v5",
+        "Standard_E96s_v5",
+        "Standard_E104is_v5",
+        "Standard_NC4as_T4_v3",
+        "Standard_NC8as_T4_v3",
+        "Standard_NC16as_T4_v3",
+        "Standard_NC64as_T4_v3",
+        "Standard_ND96asr_v4",
+        "Standard_ND96amsr_A100_v4",
+        "Standard_ND96isr_H100_v5",
+    }
+)
+README = Path(catalog.__file__).with_name("README.md")
+
+
+def test_every_size_has_a_price_or_is_on_the_documented_unpriced_list() -> None:
+    unpriced = {s.name for s in catalog.all_sizes() if s.price is None}
+    assert unpriced == UNPRICED
+    section = README.read_text(encoding="utf-8").split("## Sizes without a price", 1)[1].split("\n## ", 1)[0]
+    for name in sorted(UNPRICED):
+        assert f"`{name}`" in section, f"{name} is unpriced but not listed with its reason in {README}"
+
+
+def test_prices_are_for_the_shipped_region_and_linked_to_their_source() -> None:
+    for size in catalog.all_sizes():
+        if size.price is not None:
+            assert size.price.region == "eastus", size.name
+            assert size.price.source.startswith("https://"), size.name
+
+
+def test_prices_grow_with_size_within_a_family() -> None:
+    # Plausibility, not a derivation: within one family a size with more vCPUs (and so more
+    # GPUs, where it has them) never costs less than a smaller one.
+    checked = 0
+    for family, sizes in catalog.families().items():
+        priced = sorted((s for s in sizes if s.price is not None), key=lambda s: (s.vcpus, s.gpus))
+        for smaller, larger in itertools.pairwise(priced):
+            assert smaller.price is not None
+            assert larger.price is not None
+            assert larger.price.usd_per_hour > smaller.price.usd_per_hour, (family, smaller.name, larger.name)
+            checked += 1
+    assert checked >= 15
+
+
+def test_a_gpu_size_costs_more_than_a_cpu_size_with_as_many_vcpus() -> None:
+    cpu = [s for s in catalog.all_sizes() if s.price is not None and not s.has_gpu]
+    gpu = [s for s in catalog.all_sizes() if s.price is not None and s.has_gpu]
+    assert cpu
+    assert gpu
+    for g in gpu:
+        for c in cpu:
+            if c.vcpus <= g.vcpus:
+                assert g.price is not None
+                assert c.price is not None
+                assert g.price.usd_per_hour > c.price.usd_per_hour, (g.name, c.name)
 
 
 def test_catalog_shape() -> None:

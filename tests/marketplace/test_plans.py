@@ -16,7 +16,9 @@ GOOD: list[dict[str, Any]] = [
         "id": "tiny",
         "display_name": "Tiny",
         "quotas": {"max_clusters": 1, "max_nodes": 3, "max_gpus": 0, "vm_families": ["Dsv5"], "spot_allowed": False},
-        "dimensions": [{"id": "vcpu_hours", "unit": "vCPU hour", "description": "d", "price_note": "p"}],
+        "dimensions": [
+            {"id": "vcpu_hours", "unit": "vCPU hour", "description": "d", "price_note": "p", "usd_per_unit": 0.01}
+        ],
     }
 ]
 
@@ -34,6 +36,8 @@ def test_the_shipped_plans_are_the_offers_plans() -> None:
     for plan in plans.all_plans():
         assert plan.dimension_ids == {"vcpu_hours", "gpu_hours"}
         assert all(d.unit and d.price_note for d in plan.dimensions)
+        fee = {d.id: d.usd_per_unit for d in plan.dimensions}
+        assert 0 < fee["vcpu_hours"] < fee["gpu_hours"], plan.id
     starter, team, enterprise = (plans.get(i) for i in ("starter", "team", "enterprise"))
     assert starter is not None
     assert team is not None
@@ -62,6 +66,9 @@ def test_parse_accepts_a_good_document() -> None:
         (lambda d: d[0]["quotas"].update(spot_allowed="yes"), "spot_allowed"),
         (lambda d: d[0].update(dimensions=[]), "dimensions must be a non-empty list"),
         (lambda d: d[0]["dimensions"].append(dict(d[0]["dimensions"][0])), "listed twice"),
+        (lambda d: d[0]["dimensions"][0].update(usd_per_unit=-0.5), "usd_per_unit must be a number"),
+        (lambda d: d[0]["dimensions"][0].update(usd_per_unit="0.01"), "usd_per_unit must be a number"),
+        (lambda d: d[0]["dimensions"][0].pop("usd_per_unit"), "missing usd_per_unit"),
         (lambda d: d.append(copy.deepcopy(d[0])), "duplicate plan id"),
         (lambda d: d[0].update(id=" tiny"), "surrounding spaces"),
     ],

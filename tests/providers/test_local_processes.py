@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -170,6 +171,36 @@ def test_pick_ports_prefers_the_previous_ones_when_free() -> None:
     assert all(processes.PORT_RANGE[0] <= p < processes.PORT_RANGE[1] for p in first)
     assert processes.pick_ports(3, preferred=first) == first
     assert not set(processes.pick_ports(3, avoid=first)) & set(first)
+
+
+def test_a_taken_preferred_port_is_replaced_and_the_others_kept() -> None:
+    first = processes.pick_ports(3)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", first[1]))
+        taken.listen()
+        assert not processes.port_is_free(first[1])
+        again = processes.pick_ports(3, preferred=first)
+    assert again[0] == first[0]
+    assert again[2] == first[2]
+    assert again[1] != first[1]
+    assert len(set(again)) == 3
+    # A position without a preference gets a port no other position wants.
+    fresh = processes.pick_ports(3, preferred=[first[0], None, first[2]])
+    assert (fresh[0], fresh[2]) == (first[0], first[2])
+    assert fresh[1] not in first
+
+
+def test_a_port_whose_connections_linger_in_time_wait_counts_as_free() -> None:
+    port = processes.pick_ports(1)[0]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        conn.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+        client.close()
+    assert processes.port_is_free(port)
 
 
 def test_log_tail_reads_the_end(tmp_path: Path) -> None:

@@ -296,9 +296,13 @@ def kill_processes(procs: Sequence[psutil.Process], *, timeout: float = 5.0) -> 
 
 
 def port_is_free(port: int) -> bool:
+    """Nothing listens on ``port`` (IPv4 or IPv6). The probe binds with SO_REUSEADDR, as Ray's
+    servers do, so that connections of a node just stopped, still in TIME_WAIT, do not make its
+    port look taken (it is not: the node starting again binds it)."""
     for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):  # noqa: S104 - probing only
         try:
             with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((host, port))
         except OSError as exc:
             if family == socket.AF_INET6 and exc.errno in (97, 99):  # no IPv6 here
@@ -307,22 +311,32 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def pick_ports(count: int, *, avoid: Iterable[int] = (), preferred: Sequence[int] = ()) -> list[int]:
-    """``count`` distinct ports free right now: ``preferred`` when all are free, else random
-    ones from PORT_RANGE (a clash with another starter is caught when the node fails)."""
+def pick_ports(count: int, *, avoid: Iterable[int] = (), preferred: Sequence[int | None] = ()) -> list[int]:
+    """``count`` distinct ports free right now. Position ``i`` keeps ``preferred[i]`` when that
+    port is given, free, not in ``avoid`` and not already chosen; every other position gets a
+    random free port from PORT_RANGE (a clash with another starter is caught when the node
+    fails). Each port is kept or replaced on its own: one taken port does not move the others
+    (a head that starts again keeps its dashboard address when only another port is taken)."""
     avoid_set = set(avoid)
-    usable = len(preferred) == count and len(set(preferred)) == count and not (set(preferred) & avoid_set)
-    if usable and all(port_is_free(p) for p in preferred):
-        return list(preferred)
     chosen: list[int] = []
+    for i in range(count):
+        wanted = preferred[i] if i < len(preferred) else None
+        if wanted is not None and wanted not in avoid_set and wanted not in chosen and port_is_free(wanted):
+            chosen.append(wanted)
+        else:
+            chosen.append(_random_port(avoid_set, chosen, preferred))
+    return chosen
+
+
+def _random_port(avoid: set[int], chosen: list[int], preferred: Sequence[int | None]) -> int:
+    """A free port from PORT_RANGE outside ``avoid`` and ``chosen``; the preferred ports are
+    left for the positions that want them."""
     rng = random.SystemRandom()
     for _ in range(2000):
         port = rng.randrange(*PORT_RANGE)
-        if port in avoid_set or port in chosen or not port_is_free(port):
+        if port in avoid or port in chosen or port in preferred or not port_is_free(port):
             continue
-        chosen.append(port)
-        if len(chosen) == count:
-            return chosen
+        return port
     raise RuntimeError("no free ports left in the range Rayplane uses for Ray")
 
 

@@ -348,7 +348,9 @@ class LocalProvider(Provider):
     def _start_head(
         self, ray: Path, cdir: Path, cf: ClusterFile, res: NodeResources, user: NodeUser | None
     ) -> NodeRecord:
-        preferred = [cf.head_ports[p] for p in commands.HEAD_PORTS if p in cf.head_ports]
+        # The last head's ports, so that its dashboard address (and GCS address) stays the same
+        # across stop/start and restarts; pick_ports replaces only those now taken.
+        preferred = [cf.head_ports.get(p) for p in commands.HEAD_PORTS]
         try:
             picked = processes.pick_ports(len(commands.HEAD_PORTS), preferred=preferred)
         except RuntimeError as exc:
