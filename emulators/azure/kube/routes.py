@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from emulators.azure.fleet import cluster_key
 from emulators.azure.kube import errors as err
+from emulators.azure.kube import protobuf
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import ListOptions, Target
 
@@ -46,6 +47,8 @@ async def _body(request: Request, *, yaml_ok: bool = False) -> Any:
     raw = await request.body()
     if not raw.strip():
         return None
+    if protobuf.is_protobuf(request.headers.get("content-type")):
+        return protobuf.decode_body(raw)
     try:
         return json.loads(raw)
     except ValueError as exc:
