@@ -129,3 +129,88 @@ def test_protobuf_body_of_a_kind_without_a_table_is_415(cluster: KubeTestCluster
             headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
         )
         assert r.status_code == 400, r.text
+
+
+def test_create_ingress_merges_the_inline_rule_value(kubectl: Kubectl) -> None:
+    kubectl.run("create", "service", "clusterip", "web", "--tcp=80:8080")
+    kubectl.run("create", "ingress", "web", "--rule=example.com/api*=web:80")
+    (rule,) = kubectl.json("get", "ingress", "web")["spec"]["rules"]
+    assert rule["host"] == "example.com"
+    (path,) = rule["http"]["paths"]  # IngressRuleValue is embedded inline in Go
+    assert path["path"] == "/api"
+    assert path["pathType"] == "Prefix"
+    assert path["backend"] == {"service": {"name": "web", "port": {"number": 80}}}
+
+
+# -- OpenAPI ----------------------------------------------------------------------------------------
+def _install_kuberay_crd(kubectl: Kubectl) -> None:
+    kubectl.run("create", "-f", str(KUBERAY / "ray.io_rayclusters.yaml"))
+
+
+def test_apply_with_default_validation_and_explain(kubectl: Kubectl, tmp_path: Path) -> None:
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}}))
+    assert "configmap/cfg created" in kubectl.run("apply", "-f", str(manifest)).stdout
+    explained = kubectl.run("explain", "deployment.spec").stdout
+    assert "KIND:       Deployment" in explained
+    for field in ("replicas\t<integer>", "selector\t<LabelSelector>", "template\t<PodTemplateSpec>"):
+        assert field in explained
+    assert "containers\t<[]Container>" in kubectl.run("explain", "deployment.spec.template.spec").stdout
+    _install_kuberay_crd(kubectl)
+    explained = kubectl.run("explain", "raycluster.spec").stdout
+    assert "GROUP:      ray.io" in explained
+    assert "workerGroupSpecs\t<[]Object>" in explained
+    assert "headGroupSpec\t<Object>" in explained
+    assert "groupName" in kubectl.run("explain", "raycluster.spec.workerGroupSpecs").stdout
+    sample = str(KUBERAY / "ray-cluster.sample.yaml")
+    assert "raycluster.ray.io/raycluster-kuberay created" in kubectl.run("apply", "-f", sample).stdout
+
+
+def test_openapi_documents(cluster: KubeTestCluster, kubectl: Kubectl) -> None:
+    _install_kuberay_crd(kubectl)
+    with cluster.http() as http:
+        index = http.get("/openapi/v3").json()["paths"]
+        assert {"api/v1", "apis/apps/v1", "apis/ray.io/v1", "apis/apiextensions.k8s.io/v1"} <= set(index)
+        url = index["apis/apps/v1"]["serverRelativeURL"]
+        assert url.startswith("/openapi/v3/apis/apps/v1?hash=")
+        apps = http.get(url).json()
+        deployment = apps["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"]
+        assert deployment["x-kubernetes-group-version-kind"] == [
+            {"group": "apps", "version": "v1", "kind": "Deployment"}
+        ]
+        patch = apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+        assert {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}} in patch["parameters"]
+        containers = apps["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]
+        assert containers["x-kubernetes-patch-merge-key"] == "name"
+        assert containers["x-kubernetes-patch-strategy"] == "merge"
+        ray = http.get(index["apis/ray.io/v1"]["serverRelativeURL"]).json()["components"]["schemas"]
+        assert "workerGroupSpecs" in ray["io.ray.v1.RayCluster"]["properties"]["spec"]["properties"]
+        v2 = http.get("/openapi/v2", headers={"Accept": "application/json"}).json()
+        assert v2["swagger"] == "2.0"
+        assert "io.ray.v1.RayCluster" in v2["definitions"]
+        assert v2["definitions"]["io.k8s.api.core.v1.Pod"]["properties"]["spec"] == {
+            "$ref": "#/definitions/io.k8s.api.core.v1.PodSpec"
+        }
+        only_protobuf = {"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"}
+        assert http.get("/openapi/v2", headers=only_protobuf).status_code == 406
+
+
+# -- health and auth -------------------------------------------------------------------------------
+def test_health_endpoints_and_auth(cluster: KubeTestCluster, kubectl: Kubectl) -> None:
+    for endpoint in ("healthz", "livez", "readyz"):
+        assert kubectl.run("get", "--raw", f"/{endpoint}").stdout == "ok"
+        verbose = kubectl.run("get", "--raw", f"/{endpoint}?verbose").stdout
+        assert "[+]ping ok" in verbose
+        assert verbose.strip().endswith(f"{endpoint} check passed")
+        assert kubectl.run("get", "--raw", f"/{endpoint}/ping").stdout == "ok"
+    with cluster.http() as http:
+        assert http.get("/readyz").text == "ok"  # also under the cluster's own path
+        assert http.get("/healthz/nope").status_code == 404
+    assert kubectl.run("auth", "can-i", "create", "pods").stdout.strip() == "yes"
+    assert kubectl.run("auth", "can-i", "delete", "rayclusters.ray.io", "-n", "default").stdout.strip() == "yes"
+    whoami = kubectl.json("auth", "whoami")
+    assert whoami["kind"] == "SelfSubjectReview"
+    assert whoami["status"]["userInfo"]["username"] == "masterclient"
+    assert "system:masters" in whoami["status"]["userInfo"]["groups"]
+    resources = kubectl.run("api-resources", "--api-group=authorization.k8s.io").stdout
+    assert "selfsubjectaccessreviews" in resources

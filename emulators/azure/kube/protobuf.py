@@ -16,6 +16,8 @@ fields; https://protobuf.dev/programming-guides/encoding/) with the field tables
 * ``Time`` becomes an RFC 3339 string, ``Quantity`` its string, ``IntOrString`` an int or
   a string, ``bytes`` base64, ``RawExtension``/``FieldsV1`` the JSON they hold; maps are
   ``{key: value}`` objects.
+* Go structs embedded inline (``Volume``'s ``VolumeSource``, a ``ConfigMapKeySelector``'s
+  ``LocalObjectReference``) are nested messages in protobuf and merged into their parent here.
 * Fields the tables do not know are skipped, as a newer server's fields are by an older client.
 
 A kind without a table (custom resources never come as protobuf; built-in kinds the emulator
@@ -50,17 +52,18 @@ class Field:
     repeated: bool = False
     pointer: bool = False
     is_map: bool = False
+    inline: bool = False
 
 
 def _parse_field(token: str) -> tuple[int, Field]:
     name, _, rest = token.partition("=")
     digits = len(rest) - len(rest.lstrip("0123456789"))
     number, rest = int(rest[:digits]), rest[digits:]
-    repeated, pointer = rest.endswith("*"), rest.endswith("!")
-    rest = rest.rstrip("*!")
+    repeated, pointer, inline = rest.endswith("*"), rest.endswith("!"), rest.endswith("^")
+    rest = rest.rstrip("*!^")
     is_map = rest.startswith("{")
     kind = rest.lstrip("{") or "s"
-    return number, Field(name, kind, repeated, pointer, is_map)
+    return number, Field(name, kind, repeated, pointer, is_map, inline)
 
 
 @cache
@@ -229,6 +232,8 @@ def decode_message(message: str, buf: bytes) -> dict[str, Any]:
             out.setdefault(field.name, {})[key] = item
         elif field.repeated:
             out.setdefault(field.name, []).extend(_repeated(field, wire, value))
+        elif field.inline:
+            out.update(_value(field.kind, wire, value))
         else:
             out[field.name] = _value(field.kind, wire, value)
     for name in [n for n, v in out.items() if _is_zero(v)]:

@@ -9,7 +9,8 @@ encoding. Each message is a space-separated list of fields ``<jsonName>=<number>
   ``d`` double, ``T`` Time/MicroTime (RFC 3339 string), ``q`` resource.Quantity (string),
   ``n`` IntOrString, ``r`` RawExtension/FieldsV1 (embedded JSON), ``D`` Duration (string),
   ``@Name`` a nested message of this table, ``{x`` a ``map<string, x>`` (x one of the above).
-* flags: ``*`` repeated; ``!`` a pointer in Go (sent only when set, so a zero value counts).
+* flags: ``*`` repeated; ``!`` a pointer in Go (sent only when set, so a zero value counts);
+  ``^`` embedded in Go with ``json:",inline"`` (its fields belong to the enclosing object).
 
 Only the kinds ``kubectl create <kind>`` makes and the emulator serves are listed, with every
 message they reach except ``status`` (a create never carries one). Proto field names are the
@@ -37,6 +38,8 @@ KINDS = {
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("networking.k8s.io/v1", "NetworkPolicy"): "NetworkPolicy",
     ("coordination.k8s.io/v1", "Lease"): "Lease",
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
     # The body of a DELETE (meta/v1, registered in every group version).
     ("v1", "DeleteOptions"): "DeleteOptions",
     ("meta.k8s.io/v1", "DeleteOptions"): "DeleteOptions",
@@ -64,11 +67,11 @@ MESSAGES = {
     "ClusterRoleBinding": "metadata=1@ObjectMeta subjects=2@Subject* roleRef=3@RoleRef",
     "ClusterTrustBundleProjection": "name=1s! signerName=2s! labelSelector=3@LabelSelector! optional=5b! path=4",
     "ConfigMap": "metadata=1@ObjectMeta immutable=4b! data=2{s binaryData=3{y",
-    "ConfigMapEnvSource": "localObjectReference=1@LocalObjectReference optional=2b!",
-    "ConfigMapKeySelector": "localObjectReference=1@LocalObjectReference key=2 optional=3b!",
-    "ConfigMapProjection": "localObjectReference=1@LocalObjectReference items=2@KeyToPath* optional=4b!",
+    "ConfigMapEnvSource": "localObjectReference=1@LocalObjectReference^ optional=2b!",
+    "ConfigMapKeySelector": "localObjectReference=1@LocalObjectReference^ key=2 optional=3b!",
+    "ConfigMapProjection": "localObjectReference=1@LocalObjectReference^ items=2@KeyToPath* optional=4b!",
     "ConfigMapVolumeSource": (
-        "localObjectReference=1@LocalObjectReference items=2@KeyToPath* defaultMode=3i! optional=4b!"
+        "localObjectReference=1@LocalObjectReference^ items=2@KeyToPath* defaultMode=3i! optional=4b!"
     ),
     "Container": (
         "name=1 image=2 command=3s* args=4s* workingDir=5 ports=6@ContainerPort* "
@@ -99,7 +102,7 @@ MESSAGES = {
         "fieldRef=1@ObjectFieldSelector! resourceFieldRef=2@ResourceFieldSelector! "
         "configMapKeyRef=3@ConfigMapKeySelector! secretKeyRef=4@SecretKeySelector!"
     ),
-    "EphemeralContainer": "ephemeralContainerCommon=1@EphemeralContainerCommon targetContainerName=2",
+    "EphemeralContainer": "ephemeralContainerCommon=1@EphemeralContainerCommon^ targetContainerName=2",
     "EphemeralContainerCommon": (
         "name=1 image=2 command=3s* args=4s* workingDir=5 ports=6@ContainerPort* "
         "envFrom=19@EnvFromSource* env=7@EnvVar* resources=8@ResourceRequirements "
@@ -112,6 +115,8 @@ MESSAGES = {
     "EphemeralVolumeSource": "volumeClaimTemplate=1@PersistentVolumeClaimTemplate!",
     "ExecAction": "command=1s*",
     "FCVolumeSource": "targetWWNs=1s* lun=2i! fsType=3 readOnly=4b wwids=5s*",
+    "FieldSelectorAttributes": "rawSelector=1 requirements=2@FieldSelectorRequirement*",
+    "FieldSelectorRequirement": "key=1 operator=2 values=3s*",
     "FlexVolumeSource": "driver=1 fsType=2 secretRef=3@LocalObjectReference! readOnly=4b options=5{s",
     "FlockerVolumeSource": "datasetName=1 datasetUUID=2",
     "GCEPersistentDiskVolumeSource": "pdName=1 fsType=2 partition=3i readOnly=4b",
@@ -132,7 +137,7 @@ MESSAGES = {
     "ImageVolumeSource": "reference=1 pullPolicy=2",
     "Ingress": "metadata=1@ObjectMeta spec=2@IngressSpec",
     "IngressBackend": "service=4@IngressServiceBackend! resource=3@TypedLocalObjectReference!",
-    "IngressRule": "host=1 ingressRuleValue=2@IngressRuleValue",
+    "IngressRule": "host=1 ingressRuleValue=2@IngressRuleValue^",
     "IngressRuleValue": "http=1@HTTPIngressRuleValue!",
     "IngressServiceBackend": "name=1 port=2@ServiceBackendPort",
     "IngressSpec": "ingressClassName=4s! defaultBackend=1@IngressBackend! tls=2@IngressTLS* rules=3@IngressRule*",
@@ -147,6 +152,7 @@ MESSAGES = {
     ),
     "KeyToPath": "key=1 path=2 mode=3i!",
     "LabelSelector": "matchLabels=1{s matchExpressions=2@LabelSelectorRequirement*",
+    "LabelSelectorAttributes": "rawSelector=1 requirements=2@LabelSelectorRequirement*",
     "LabelSelectorRequirement": "key=1 operator=2 values=3s*",
     "Lease": "metadata=1@ObjectMeta spec=2@LeaseSpec",
     "LeaseSpec": (
@@ -176,6 +182,7 @@ MESSAGES = {
     "NodeSelector": "nodeSelectorTerms=1@NodeSelectorTerm*",
     "NodeSelectorRequirement": "key=1 operator=2 values=3s*",
     "NodeSelectorTerm": "matchExpressions=1@NodeSelectorRequirement* matchFields=2@NodeSelectorRequirement*",
+    "NonResourceAttributes": "path=1 verb=2",
     "ObjectFieldSelector": "apiVersion=1 fieldPath=2",
     "ObjectMeta": (
         "name=1 generateName=2 namespace=3 selfLink=4 uid=5 resourceVersion=6 generation=7i "
@@ -249,7 +256,7 @@ MESSAGES = {
     "PreferredSchedulingTerm": "weight=1i preference=2@NodeSelectorTerm",
     "PriorityClass": "metadata=1@ObjectMeta value=2i globalDefault=3b description=4 preemptionPolicy=5s!",
     "Probe": (
-        "handler=1@ProbeHandler initialDelaySeconds=2i timeoutSeconds=3i periodSeconds=4i "
+        "handler=1@ProbeHandler^ initialDelaySeconds=2i timeoutSeconds=3i periodSeconds=4i "
         "successThreshold=5i failureThreshold=6i terminationGracePeriodSeconds=7i!"
     ),
     "ProbeHandler": "exec=1@ExecAction! httpGet=2@HTTPGetAction! tcpSocket=3@TCPSocketAction! grpc=4@GRPCAction!",
@@ -257,6 +264,10 @@ MESSAGES = {
     "QuobyteVolumeSource": "registry=1 volume=2 readOnly=3b user=4 group=5 tenant=6",
     "RBDVolumeSource": (
         "monitors=1s* image=2 fsType=3 pool=4 user=5 keyring=6 secretRef=7@LocalObjectReference! readOnly=8b"
+    ),
+    "ResourceAttributes": (
+        "namespace=1 verb=2 group=3 version=4 resource=5 subresource=6 name=7 "
+        "fieldSelector=8@FieldSelectorAttributes! labelSelector=9@LabelSelectorAttributes!"
     ),
     "ResourceClaim": "name=1 request=2",
     "ResourceFieldSelector": "containerName=1 resource=2 divisor=3q",
@@ -272,9 +283,9 @@ MESSAGES = {
     ),
     "SeccompProfile": "type=1 localhostProfile=2s!",
     "Secret": "metadata=1@ObjectMeta immutable=5b! data=2{y stringData=4{s type=3",
-    "SecretEnvSource": "localObjectReference=1@LocalObjectReference optional=2b!",
-    "SecretKeySelector": "localObjectReference=1@LocalObjectReference key=2 optional=3b!",
-    "SecretProjection": "localObjectReference=1@LocalObjectReference items=2@KeyToPath* optional=4b!",
+    "SecretEnvSource": "localObjectReference=1@LocalObjectReference^ optional=2b!",
+    "SecretKeySelector": "localObjectReference=1@LocalObjectReference^ key=2 optional=3b!",
+    "SecretProjection": "localObjectReference=1@LocalObjectReference^ items=2@KeyToPath* optional=4b!",
     "SecretVolumeSource": "secretName=1 items=2@KeyToPath* defaultMode=3i! optional=4b!",
     "SecurityContext": (
         "capabilities=1@Capabilities! privileged=2b! seLinuxOptions=3@SELinuxOptions! "
@@ -282,6 +293,11 @@ MESSAGES = {
         "readOnlyRootFilesystem=6b! allowPrivilegeEscalation=7b! procMount=9s! "
         "seccompProfile=11@SeccompProfile! appArmorProfile=12@AppArmorProfile!"
     ),
+    "SelfSubjectAccessReview": "metadata=1@ObjectMeta spec=2@SelfSubjectAccessReviewSpec",
+    "SelfSubjectAccessReviewSpec": (
+        "resourceAttributes=1@ResourceAttributes! nonResourceAttributes=2@NonResourceAttributes!"
+    ),
+    "SelfSubjectReview": "metadata=1@ObjectMeta",
     "Service": "metadata=1@ObjectMeta spec=2@ServiceSpec",
     "ServiceAccount": (
         "metadata=1@ObjectMeta secrets=2@ObjectReference* imagePullSecrets=3@LocalObjectReference* "
@@ -313,7 +329,7 @@ MESSAGES = {
     ),
     "TypedLocalObjectReference": "apiGroup=1s! kind=2 name=3",
     "TypedObjectReference": "apiGroup=1s! kind=2 name=3 namespace=4s!",
-    "Volume": "name=1 volumeSource=2@VolumeSource",
+    "Volume": "name=1 volumeSource=2@VolumeSource^",
     "VolumeDevice": "name=1 devicePath=2",
     "VolumeMount": (
         "name=1 readOnly=2b recursiveReadOnly=7s! mountPath=3 subPath=4 mountPropagation=5s! subPathExpr=6"
@@ -345,4 +361,93 @@ MESSAGES = {
     "WindowsSecurityContextOptions": (
         "gmsaCredentialSpecName=1s! gmsaCredentialSpec=2s! runAsUserName=3s! hostProcess=4b!"
     ),
+}
+
+# OpenAPI package of each message outside core/v1 (``io.k8s.api.core.v1``): schema names are
+# ``<package>.<Message>``, as the API server names its definitions.
+PACKAGES = {
+    "AggregationRule": "io.k8s.api.rbac.v1",
+    "ClusterRole": "io.k8s.api.rbac.v1",
+    "ClusterRoleBinding": "io.k8s.api.rbac.v1",
+    "Deployment": "io.k8s.api.apps.v1",
+    "DeploymentSpec": "io.k8s.api.apps.v1",
+    "DeploymentStrategy": "io.k8s.api.apps.v1",
+    "FieldSelectorAttributes": "io.k8s.api.authorization.v1",
+    "FieldSelectorRequirement": "io.k8s.apimachinery.pkg.apis.meta.v1",
+    "HTTPIngressPath": "io.k8s.api.networking.v1",
+    "HTTPIngressRuleValue": "io.k8s.api.networking.v1",
+    "IPBlock": "io.k8s.api.networking.v1",
+    "Ingress": "io.k8s.api.networking.v1",
+    "IngressBackend": "io.k8s.api.networking.v1",
+    "IngressRule": "io.k8s.api.networking.v1",
+    "IngressRuleValue": "io.k8s.api.networking.v1",
+    "IngressServiceBackend": "io.k8s.api.networking.v1",
+    "IngressSpec": "io.k8s.api.networking.v1",
+    "IngressTLS": "io.k8s.api.networking.v1",
+    "Job": "io.k8s.api.batch.v1",
+    "JobSpec": "io.k8s.api.batch.v1",
+    "LabelSelector": "io.k8s.apimachinery.pkg.apis.meta.v1",
+    "LabelSelectorAttributes": "io.k8s.api.authorization.v1",
+    "LabelSelectorRequirement": "io.k8s.apimachinery.pkg.apis.meta.v1",
+    "Lease": "io.k8s.api.coordination.v1",
+    "LeaseSpec": "io.k8s.api.coordination.v1",
+    "ManagedFieldsEntry": "io.k8s.apimachinery.pkg.apis.meta.v1",
+    "NetworkPolicy": "io.k8s.api.networking.v1",
+    "NetworkPolicyEgressRule": "io.k8s.api.networking.v1",
+    "NetworkPolicyIngressRule": "io.k8s.api.networking.v1",
+    "NetworkPolicyPeer": "io.k8s.api.networking.v1",
+    "NetworkPolicyPort": "io.k8s.api.networking.v1",
+    "NetworkPolicySpec": "io.k8s.api.networking.v1",
+    "NonResourceAttributes": "io.k8s.api.authorization.v1",
+    "ObjectMeta": "io.k8s.apimachinery.pkg.apis.meta.v1",
+    "OwnerReference": "io.k8s.apimachinery.pkg.apis.meta.v1",
+    "PodDisruptionBudget": "io.k8s.api.policy.v1",
+    "PodDisruptionBudgetSpec": "io.k8s.api.policy.v1",
+    "PodFailurePolicy": "io.k8s.api.batch.v1",
+    "PodFailurePolicyOnExitCodesRequirement": "io.k8s.api.batch.v1",
+    "PodFailurePolicyOnPodConditionsPattern": "io.k8s.api.batch.v1",
+    "PodFailurePolicyRule": "io.k8s.api.batch.v1",
+    "PolicyRule": "io.k8s.api.rbac.v1",
+    "PriorityClass": "io.k8s.api.scheduling.v1",
+    "ResourceAttributes": "io.k8s.api.authorization.v1",
+    "Role": "io.k8s.api.rbac.v1",
+    "RoleBinding": "io.k8s.api.rbac.v1",
+    "RoleRef": "io.k8s.api.rbac.v1",
+    "RollingUpdateDeployment": "io.k8s.api.apps.v1",
+    "SelfSubjectAccessReview": "io.k8s.api.authorization.v1",
+    "SelfSubjectAccessReviewSpec": "io.k8s.api.authorization.v1",
+    "SelfSubjectReview": "io.k8s.api.authentication.v1",
+    "ServiceBackendPort": "io.k8s.api.networking.v1",
+    "Subject": "io.k8s.api.rbac.v1",
+    "SuccessPolicy": "io.k8s.api.batch.v1",
+    "SuccessPolicyRule": "io.k8s.api.batch.v1",
+}
+
+# Strategic merge patch tags (``patchStrategy``/``patchMergeKey`` of the Go types):
+# ``<Message>.<field>`` -> ``<strategies>[:<mergeKey>]``. Lists not listed here are atomic.
+# https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/
+PATCH = {
+    "Container.env": "merge:name",
+    "Container.ports": "merge:containerPort",
+    "Container.volumeDevices": "merge:devicePath",
+    "Container.volumeMounts": "merge:mountPath",
+    "DeploymentSpec.strategy": "retainKeys",
+    "EphemeralContainerCommon.env": "merge:name",
+    "EphemeralContainerCommon.ports": "merge:containerPort",
+    "EphemeralContainerCommon.volumeDevices": "merge:devicePath",
+    "EphemeralContainerCommon.volumeMounts": "merge:mountPath",
+    "ObjectMeta.finalizers": "merge",
+    "ObjectMeta.ownerReferences": "merge:uid",
+    "PodDisruptionBudgetSpec.selector": "replace",
+    "PodSpec.containers": "merge:name",
+    "PodSpec.ephemeralContainers": "merge:name",
+    "PodSpec.hostAliases": "merge:ip",
+    "PodSpec.imagePullSecrets": "merge:name",
+    "PodSpec.initContainers": "merge:name",
+    "PodSpec.resourceClaims": "merge,retainKeys:name",
+    "PodSpec.schedulingGates": "merge:name",
+    "PodSpec.topologySpreadConstraints": "merge:topologyKey",
+    "PodSpec.volumes": "merge,retainKeys:name",
+    "ServiceAccount.secrets": "merge:name",
+    "ServiceSpec.ports": "merge:port",
 }

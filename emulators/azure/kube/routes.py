@@ -21,8 +21,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from emulators.azure.fleet import cluster_key
+from emulators.azure.kube import endpoints, protobuf
 from emulators.azure.kube import errors as err
-from emulators.azure.kube import protobuf
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import ListOptions, Target
 
@@ -79,6 +79,9 @@ class Dispatcher:
 
     async def handle(self, request: Request, key: str, server: str, path: str) -> Response:
         parts = [p for p in path.split("/") if p]
+        answered = await endpoints.handle(self.svc, request, key, parts)
+        if answered is not None:
+            return answered
         if not parts:
             return _json({"paths": ["/api", "/api/v1", "/apis", "/version"]})
         if parts == ["version"]:
