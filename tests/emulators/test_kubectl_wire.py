@@ -214,3 +214,121 @@ def test_health_endpoints_and_auth(cluster: KubeTestCluster, kubectl: Kubectl) -
     assert "system:masters" in whoami["status"]["userInfo"]["groups"]
     resources = kubectl.run("api-resources", "--api-group=authorization.k8s.io").stdout
     assert "selfsubjectaccessreviews" in resources
+
+
+# -- strategic merge patch -------------------------------------------------------------------------
+def _deployment(containers: list[dict[str, Any]], **spec: Any) -> str:
+    labels = {"app": "web"}
+    return yaml.safe_dump(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}},
+                **spec,
+            },
+        }
+    )
+
+
+def _containers(kubectl: Kubectl) -> dict[str, dict[str, Any]]:
+    spec = kubectl.json("get", "deployment", "web")["spec"]["template"]["spec"]
+    return {c["name"]: c for c in spec["containers"]}
+
+
+def test_apply_patch_and_set_image_merge_containers_by_name(kubectl: Kubectl, tmp_path: Path) -> None:
+    manifest = tmp_path / "web.yaml"
+    c1 = {"name": "c1", "image": "app:1", "ports": [{"containerPort": 80}], "env": [{"name": "A", "value": "1"}]}
+    c2 = {"name": "c2", "image": "side:1"}
+    manifest.write_text(_deployment([c1, c2]))
+    kubectl.run("apply", "-f", str(manifest))
+    manifest.write_text(_deployment([{**c1, "image": "app:2"}, c2]))
+    assert "deployment.apps/web configured" in kubectl.run("apply", "-f", str(manifest)).stdout
+    containers = _containers(kubectl)
+    assert containers["c1"]["image"] == "app:2"
+    assert containers["c1"]["env"] == [{"name": "A", "value": "1"}]
+    assert containers["c2"] == {"name": "c2", "image": "side:1"}
+    # kubectl patch's default type is strategic: c1 stays.
+    kubectl.run(
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        '{"spec":{"template":{"spec":{"containers":[{"name":"c2","image":"side:3"}]}}}}',
+    )
+    assert {n: c["image"] for n, c in _containers(kubectl).items()} == {"c1": "app:2", "c2": "side:3"}
+    kubectl.run("set", "image", "deployment/web", "c1=app:9")
+    containers = _containers(kubectl)
+    assert {n: c["image"] for n, c in containers.items()} == {"c1": "app:9", "c2": "side:3"}
+    assert containers["c1"]["ports"] == [{"containerPort": 80}]
+    # Dropping c2 from the manifest deletes it ($patch: delete); a new strategy drops rollingUpdate
+    # ($retainKeys); the env list merges by name.
+    c1_next = {**c1, "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}
+    manifest.write_text(_deployment([c1_next], strategy={"type": "Recreate"}))
+    kubectl.run("apply", "-f", str(manifest))
+    containers = _containers(kubectl)
+    assert list(containers) == ["c1"]
+    assert containers["c1"]["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    assert kubectl.json("get", "deployment", "web")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_strategic_merge_patch_directives(cluster: KubeTestCluster) -> None:
+    smp = {"Content-Type": "application/strategic-merge-patch+json"}
+    pod = {
+        "metadata": {"name": "p", "finalizers": ["a/x", "b/y"], "labels": {"k": "v"}},
+        "spec": {
+            "containers": [
+                {"name": "c1", "image": "i", "volumeMounts": [{"name": "v", "mountPath": "/a"}]},
+                {"name": "c2", "image": "j"},
+            ],
+            "tolerations": [{"key": "t1", "operator": "Exists"}],
+            "volumes": [{"name": "v", "emptyDir": {}}],
+            "nodeSelector": {"a": "1", "b": "2"},
+        },
+    }
+    with cluster.http() as http:
+        assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+        patch = {
+            "metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"], "finalizers": ["c/z"]},
+            "spec": {
+                "$setElementOrder/containers": [{"name": "c2"}, {"name": "c1"}],
+                "containers": [
+                    {"name": "c1", "volumeMounts": [{"name": "w", "mountPath": "/b"}]},
+                    {"name": "c3", "image": "k"},
+                ],
+                "tolerations": [{"key": "t2", "operator": "Exists"}],
+                "volumes": [{"name": "v", "$retainKeys": ["name", "configMap"], "configMap": {"name": "cm"}}],
+                "nodeSelector": {"$patch": "replace", "c": "3"},
+            },
+        }
+        r = http.patch("/api/v1/namespaces/default/pods/p", json=patch, headers=smp)
+        assert r.status_code == 200, r.text
+        spec = r.json()["spec"]
+        assert r.json()["metadata"]["finalizers"] == ["b/y", "c/z"]
+        assert [c["name"] for c in spec["containers"]] == ["c2", "c1", "c3"]
+        c1 = next(c for c in spec["containers"] if c["name"] == "c1")
+        assert c1["volumeMounts"] == [{"name": "v", "mountPath": "/a"}, {"name": "w", "mountPath": "/b"}]
+        assert c1["image"] == "i"
+        assert spec["tolerations"] == [{"key": "t2", "operator": "Exists"}]  # no patch strategy: replaced
+        assert spec["volumes"] == [{"name": "v", "configMap": {"name": "cm"}}]
+        assert spec["nodeSelector"] == {"c": "3"}
+        delete = {"spec": {"containers": [{"name": "c3", "$patch": "delete"}], "nodeSelector": {"$patch": "delete"}}}
+        spec = http.patch("/api/v1/namespaces/default/pods/p", json=delete, headers=smp).json()["spec"]
+        assert [c["name"] for c in spec["containers"]] == ["c2", "c1"]
+        assert "nodeSelector" not in spec
+        replace = {"spec": {"containers": [{"$patch": "replace"}, {"name": "only", "image": "z"}]}}
+        spec = http.patch("/api/v1/namespaces/default/pods/p", json=replace, headers=smp).json()["spec"]
+        assert spec["containers"] == [{"name": "only", "image": "z"}]
+
+
+def test_strategic_merge_patch_of_a_custom_resource_is_415(kubectl: Kubectl) -> None:
+    _install_kuberay_crd(kubectl)
+    kubectl.run("apply", "-f", str(KUBERAY / "ray-cluster.sample.yaml"))
+    refused = kubectl.run("patch", "raycluster", "raycluster-kuberay", "-p", '{"spec":{"suspend":true}}', check=False)
+    assert refused.returncode != 0
+    assert "is not supported by ray.io/v1, Kind=RayCluster" in refused.stderr
+    kubectl.run("patch", "raycluster", "raycluster-kuberay", "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    assert kubectl.json("get", "raycluster", "raycluster-kuberay")["spec"]["suspend"] is True
