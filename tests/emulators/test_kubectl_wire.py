@@ -332,3 +332,50 @@ def test_strategic_merge_patch_of_a_custom_resource_is_415(kubectl: Kubectl) -> 
     assert "is not supported by ray.io/v1, Kind=RayCluster" in refused.stderr
     kubectl.run("patch", "raycluster", "raycluster-kuberay", "--type=merge", "-p", '{"spec":{"suspend":true}}')
     assert kubectl.json("get", "raycluster", "raycluster-kuberay")["spec"]["suspend"] is True
+
+
+# -- annotation size limit -------------------------------------------------------------------------
+def test_client_side_apply_of_the_kuberay_crd_is_refused_as_by_a_real_api_server(kubectl: Kubectl) -> None:
+    crd = str(KUBERAY / "ray.io_rayclusters.yaml")
+    refused = kubectl.run("apply", "-f", crd, check=False)
+    assert refused.returncode != 0
+    assert (
+        'The CustomResourceDefinition "rayclusters.ray.io" is invalid: '
+        "metadata.annotations: Too long: must have at most 262144 bytes"
+    ) in refused.stderr
+    assert kubectl.run("get", "crd", "-o", "name").stdout.strip() == ""
+    assert "serverside-applied" in kubectl.run("apply", "--server-side", "-f", crd).stdout
+    kubectl.run("delete", "crd", "rayclusters.ray.io")
+    assert "created" in kubectl.run("create", "-f", crd).stdout
+    # Applying over the created CRD adds the annotation: refused again, the CRD unchanged.
+    assert kubectl.run("apply", "-f", crd, check=False).returncode != 0
+    annotations = kubectl.json("get", "crd", "rayclusters.ray.io")["metadata"].get("annotations") or {}
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations
+
+
+def test_annotation_limit_counts_keys_and_values(cluster: KubeTestCluster) -> None:
+    def configmap(name: str, size: int) -> dict[str, Any]:
+        key = "example.com/big"
+        return {"metadata": {"name": name, "annotations": {key: "x" * (size - len(key))}}}
+
+    with cluster.http() as http:
+        assert http.post("/api/v1/namespaces/default/configmaps", json=configmap("fits", 262144)).status_code == 201
+        r = http.post("/api/v1/namespaces/default/configmaps", json=configmap("over", 262145))
+        assert r.status_code == 422, r.text
+        assert r.json()["message"] == (
+            'ConfigMap "over" is invalid: metadata.annotations: Too long: must have at most 262144 bytes'
+        )
+        assert r.json()["details"]["causes"] == [
+            {
+                "reason": "FieldValueTooLong",
+                "message": "Too long: must have at most 262144 bytes",
+                "field": "metadata.annotations",
+            }
+        ]
+        grown = {"metadata": {"annotations": {"more": "y"}}}
+        r = http.patch(
+            "/api/v1/namespaces/default/configmaps/fits",
+            json=grown,
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert r.status_code == 422, r.text

@@ -220,12 +220,18 @@ def _operation(action: str, rtype: res.ResourceType, version: str, ref: str, *, 
         else:
             types = (
                 ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
-                + ([] if rtype.crd else ["application/strategic-merge-patch+json"])
+                + (["application/strategic-merge-patch+json"] if _typed(rtype, version) else [])
                 if action == "patch"
                 else ["application/json", "application/yaml"]
             )
             op["requestBody"] = {"required": True, "content": {t: {"schema": body_ref} for t in types}}
     return op
+
+
+def _typed(rtype: res.ResourceType, version: str) -> bool:
+    """Whether the kind's schema is complete enough for kubectl to compute a strategic merge
+    patch from it (kubectl computes a JSON merge patch, or uses its own types, otherwise)."""
+    return not rtype.crd and (rtype.api_version(version), rtype.kind) in KINDS
 
 
 def _paths(rtype: res.ResourceType, version: str, name: str, *, v2: bool) -> Obj:
