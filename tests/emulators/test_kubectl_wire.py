@@ -379,3 +379,27 @@ def test_annotation_limit_counts_keys_and_values(cluster: KubeTestCluster) -> No
             headers={"Content-Type": "application/merge-patch+json"},
         )
         assert r.status_code == 422, r.text
+
+
+# -- server-side field validation ------------------------------------------------------------------
+def test_strict_field_validation_refuses_unknown_fields(kubectl: Kubectl, tmp_path: Path) -> None:
+    manifest = tmp_path / "web.yaml"
+    typo = _deployment([{"name": "c1", "image": "app:1", "imagePullPolicyy": "Always"}]).replace(
+        "replicas:", "replcas:"
+    )
+    manifest.write_text(typo)
+    refused = kubectl.run("apply", "-f", str(manifest), check=False)
+    assert refused.returncode != 0
+    assert (
+        'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
+        'unknown field "spec.replcas", unknown field "spec.template.spec.containers[0].imagePullPolicyy"'
+    ) in refused.stderr
+    refused = kubectl.run("apply", "--server-side", "-f", str(manifest), check=False)
+    assert ".spec.replcas: field not declared in schema" in refused.stderr
+    # --validate=false (fieldValidation=Ignore) stores what the server knows, as before.
+    kubectl.run("apply", "--validate=false", "-f", str(manifest))
+    _install_kuberay_crd(kubectl)
+    sample = (KUBERAY / "ray-cluster.sample.yaml").read_text()
+    refused = kubectl.run("apply", "-f", "-", stdin=sample.replace("rayVersion:", "rayVersin:"), check=False)
+    assert 'unknown field "spec.rayVersin"' in refused.stderr
+    kubectl.run("apply", "-f", "-", stdin=sample)

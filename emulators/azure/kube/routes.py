@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from emulators.azure.fleet import cluster_key
-from emulators.azure.kube import endpoints, protobuf
+from emulators.azure.kube import endpoints, fieldvalidation, protobuf
 from emulators.azure.kube import errors as err
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import ListOptions, Target
@@ -111,6 +111,11 @@ class Dispatcher:
             return await self.resource(request, key, parts[1], parts[2], parts[3:])
         raise err.resource_not_found()
 
+    def validate_fields(self, directive: str | None, target: Target, body: Any, *, apply: bool) -> None:
+        """``fieldValidation=Strict``: 400 for fields the kind does not declare."""
+        crd = self.svc.api.crd_for(target.cluster, target.rtype) if target.rtype.crd else None
+        fieldvalidation.check(directive, target.rtype, target.version, body, crd, apply=apply)
+
     async def resource(self, request: Request, key: str, group: str, version: str, rest: list[str]) -> Response:
         namespace = ""
         if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
@@ -142,7 +147,9 @@ class Dispatcher:
             if method == "POST":
                 if rtype.namespaced and not namespace:
                     raise err.method_not_allowed("create of a namespaced resource needs a namespace in the path")
-                return _json(api.create(target, await _body(request), dry_run=dry_run), 201)
+                body = await _body(request)
+                self.validate_fields(q.get("fieldValidation"), target, body, apply=False)
+                return _json(api.create(target, body, dry_run=dry_run), 201)
             if method == "DELETE":
                 return _json(api.delete_collection(target, opts, await _body(request)))
             raise err.method_not_allowed(f"{method} is not supported on a collection")
@@ -154,14 +161,19 @@ class Dispatcher:
         if method == "GET":
             return _json(api.get(target))
         if method == "PUT":
-            return _json(api.replace(target, await _body(request), dry_run=dry_run))
+            body = await _body(request)
+            self.validate_fields(q.get("fieldValidation"), target, body, apply=False)
+            return _json(api.replace(target, body, dry_run=dry_run))
         if method == "PATCH":
             content_type = request.headers.get("content-type", "")
             is_apply = content_type.split(";")[0].strip().lower() == "application/apply-patch+yaml"
+            body = await _body(request, yaml_ok=is_apply)
+            if not content_type.startswith("application/json-patch+json"):
+                self.validate_fields(q.get("fieldValidation"), target, body, apply=is_apply)
             code, obj = api.patch(
                 target,
                 content_type,
-                await _body(request, yaml_ok=is_apply),
+                body,
                 field_manager=q.get("fieldManager"),
                 force=_flag(q.get("force")),
                 dry_run=dry_run,
