@@ -192,7 +192,18 @@ def test_openapi_documents(cluster: KubeTestCluster, kubectl: Kubectl) -> None:
             "$ref": "#/definitions/io.k8s.api.core.v1.PodSpec"
         }
         only_protobuf = {"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"}
-        assert http.get("/openapi/v2", headers=only_protobuf).status_code == 406
+        r = http.get("/openapi/v2", headers=only_protobuf)
+        assert r.headers["content-type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+        assert r.content.startswith(b"\n\x032.0")  # gnostic Document: swagger = "2.0"
+        assert http.get("/openapi/v2", headers={"Accept": "text/html"}).status_code == 406
+    # kubectl reads the protobuf v2 document for explain's v2 output.
+    explained = kubectl.run(
+        "explain", "deployment.spec.template.spec.containers", "--output=plaintext-openapiv2"
+    ).stdout
+    assert "RESOURCE: containers <[]Object>" in explained
+    assert "image\t<string>" in explained
+    explained = kubectl.run("explain", "raycluster.spec.workerGroupSpecs", "--output=plaintext-openapiv2").stdout
+    assert "groupName\t<string> -required-" in explained
 
 
 # -- health and auth -------------------------------------------------------------------------------

@@ -5,10 +5,9 @@ and the self-review APIs behind ``kubectl auth can-i`` and ``kubectl auth whoami
 (the routes then dispatch it as discovery or a resource):
 
 * ``/openapi/v3``, ``/openapi/v3/<gv>`` and ``/openapi/v2`` (:mod:`emulators.azure.kube.openapi`).
-  ``/openapi/v2`` is JSON; a client that accepts only the protobuf form
-  (``application/com.github.proto-openapi.spec.v2@v1.0+protobuf``, as client-go's
-  ``OpenAPISchema`` asks) gets 406 NotAcceptable, so kubectl reports that the v2 document is
-  unavailable rather than failing to parse it.
+  ``/openapi/v2`` is JSON or, for a client that asks for it first (client-go's
+  ``OpenAPISchema`` asks only for it), gnostic protobuf (:mod:`emulators.azure.kube.openapi_pb`);
+  406 NotAcceptable for anything else.
 * ``/healthz``, ``/livez``, ``/readyz`` and ``/<endpoint>/<check>``: ``ok``; with ``?verbose``
   every check listed as ``[+]<check> ok`` then ``<endpoint> check passed``
   (https://kubernetes.io/docs/reference/using-api/health-checks/).
@@ -35,7 +34,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from emulators.azure.kube import errors as err
-from emulators.azure.kube import openapi, protobuf
+from emulators.azure.kube import openapi, openapi_pb, protobuf
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.objects import now_iso
 
@@ -71,12 +70,18 @@ async def handle(svc: KubeService, request: Request, key: str, parts: list[str])
 
 
 # -- OpenAPI ------------------------------------------------------------------------------------
-def _accepts_json(request: Request) -> bool:
+def _v2_format(request: Request) -> str | None:
+    """``json`` or ``protobuf``, whichever the Accept header lists first; None if neither."""
     accept = request.headers.get("accept", "")
     if not accept.strip():
-        return True
-    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    return any(k in ("application/json", "*/*", "application/*") for k in kinds)
+        return "json"
+    for part in accept.split(","):
+        kind = part.split(";")[0].strip().lower()
+        if kind in ("application/json", "*/*", "application/*"):
+            return "json"
+        if kind == openapi_pb.MEDIA_TYPE:
+            return "protobuf"
+    return None
 
 
 def _openapi(svc: KubeService, request: Request, key: str, rest: list[str]) -> Response:
@@ -85,21 +90,24 @@ def _openapi(svc: KubeService, request: Request, key: str, rest: list[str]) -> R
     types = [*res.BUILTINS, *svc.api.custom_types(key)]
     crds = {c["metadata"]["name"]: c for c in svc.objects.iter_type(key, res.CRDS.key)}
     if rest == ["v2"]:
-        if not _accepts_json(request):
+        form = _v2_format(request)
+        if form is None:
             raise err.KubeError(
                 406,
                 "NotAcceptable",
-                "only application/json is served for /openapi/v2 by this emulated API server; "
-                "the OpenAPI v3 documents (/openapi/v3) describe every kind",
+                f"only application/json and {openapi_pb.MEDIA_TYPE} are served for /openapi/v2",
                 {},
             )
-        return JSONResponse(openapi.v2_document(types, crds))
+        document = openapi.v2_document(types, crds)
+        if form == "protobuf":
+            return Response(openapi_pb.encode_document(document), media_type=openapi_pb.RESPONSE_TYPE)
+        return JSONResponse(document)
     if rest == ["v3"]:
         return JSONResponse(openapi.v3_index(types, crds))
     if len(rest) >= 3 and rest[0] == "v3":
-        document = openapi.v3_document(types, crds, "/".join(rest[1:]))
-        if document is not None:
-            return JSONResponse(document, headers={"Cache-Control": "public, immutable"})
+        gv_document = openapi.v3_document(types, crds, "/".join(rest[1:]))
+        if gv_document is not None:
+            return JSONResponse(gv_document, headers={"Cache-Control": "public, immutable"})
     raise err.resource_not_found()
 
 

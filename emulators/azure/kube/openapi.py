@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from functools import cache
 from typing import Any
 
@@ -320,13 +319,28 @@ def v3_document(types: list[res.ResourceType], crds: dict[str, Obj], gv_path: st
     }
 
 
+def _v2(value: Any) -> Any:
+    """A v3 schema as Swagger 2.0 has it: ``#/definitions/`` references, and a single-element
+    ``allOf`` (how v3 puts a description next to a reference) folded into a ``$ref``."""
+    if isinstance(value, list):
+        return [_v2(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _v2(v) for k, v in value.items() if k not in ("allOf", "anyOf", "oneOf", "not", "nullable")}
+    all_of = value.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict) and "$ref" in all_of[0]:
+        out["$ref"] = all_of[0]["$ref"]
+    if isinstance(out.get("$ref"), str):
+        out["$ref"] = out["$ref"].replace(V3_REF, "#/definitions/")
+    return out
+
+
 def v2_document(types: list[res.ResourceType], crds: dict[str, Obj]) -> Obj:
-    """``/openapi/v2`` as JSON (Swagger 2.0): every kind, references under ``#/definitions/``."""
+    """``/openapi/v2`` (Swagger 2.0): every kind, references under ``#/definitions/``."""
     paths, schemas = _documents(types, crds, None, v2=True)
-    text = json.dumps(schemas).replace('"' + V3_REF, '"#/definitions/')
     return {
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": res.KUBERNETES_VERSION["gitVersion"]},
         "paths": paths,
-        "definitions": json.loads(text),
+        "definitions": {name: _v2(schema) for name, schema in schemas.items()},
     }
