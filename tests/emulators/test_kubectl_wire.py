@@ -206,6 +206,29 @@ def test_openapi_documents(cluster: KubeTestCluster, kubectl: Kubectl) -> None:
     assert "groupName\t<string> -required-" in explained
 
 
+def test_aggregated_discovery(cluster: KubeTestCluster, kubectl: Kubectl) -> None:
+    v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    accept = f"{v2},application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+    _install_kuberay_crd(kubectl)
+    with cluster.http() as http:
+        core = http.get("/api", headers={"Accept": accept})
+        assert core.headers["content-type"] == v2
+        (group,) = core.json()["items"]
+        pods = next(r for r in group["versions"][0]["resources"] if r["resource"] == "pods")
+        assert pods["scope"] == "Namespaced"
+        assert pods["responseKind"] == {"group": "", "version": "v1", "kind": "Pod"}
+        assert {s["subresource"] for s in pods["subresources"]} == {"status", "log"}
+        groups = {g["metadata"]["name"]: g for g in http.get("/apis", headers={"Accept": accept}).json()["items"]}
+        assert {"apps", "ray.io", "authorization.k8s.io", "authentication.k8s.io"} <= set(groups)
+        (ray,) = groups["ray.io"]["versions"][0]["resources"]
+        assert ray["resource"] == "rayclusters"
+        assert ray["subresources"][0]["subresource"] == "status"
+        # Legacy clients still get the legacy documents.
+        assert http.get("/apis", headers={"Accept": "application/json"}).json()["kind"] == "APIGroupList"
+    listed = kubectl.run("api-resources", "--api-group=ray.io", "-v=6").stderr
+    assert "/apis/ray.io/v1?" not in listed  # one aggregated answer, no per-group-version fetch
+
+
 # -- health and auth -------------------------------------------------------------------------------
 def test_health_endpoints_and_auth(cluster: KubeTestCluster, kubectl: Kubectl) -> None:
     for endpoint in ("healthz", "livez", "readyz"):

@@ -8,6 +8,8 @@ and the self-review APIs behind ``kubectl auth can-i`` and ``kubectl auth whoami
   ``/openapi/v2`` is JSON or, for a client that asks for it first (client-go's
   ``OpenAPISchema`` asks only for it), gnostic protobuf (:mod:`emulators.azure.kube.openapi_pb`);
   406 NotAcceptable for anything else.
+* ``/api`` and ``/apis`` in the aggregated discovery form when the client asks for it first
+  (:mod:`emulators.azure.kube.aggregated`).
 * ``/healthz``, ``/livez``, ``/readyz`` and ``/<endpoint>/<check>``: ``ok``; with ``?verbose``
   every check listed as ``[+]<check> ok`` then ``<endpoint> check passed``
   (https://kubernetes.io/docs/reference/using-api/health-checks/).
@@ -33,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from emulators.azure.kube import aggregated, openapi, openapi_pb, protobuf
 from emulators.azure.kube import errors as err
-from emulators.azure.kube import openapi, openapi_pb, protobuf
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.objects import now_iso
 
@@ -59,6 +61,14 @@ async def handle(svc: KubeService, request: Request, key: str, parts: list[str])
     """The answer for a path this module owns, else None."""
     if parts and parts[0] == "openapi":
         return _openapi(svc, request, key, parts[1:])
+    if (
+        parts in (["api"], ["apis"])
+        and request.method == "GET"
+        and aggregated.wants_v2(request.headers.get("accept", ""))
+    ):
+        types = [*res.BUILTINS, *svc.api.custom_types(key)]
+        body = aggregated.document(types, core=parts == ["api"])
+        return JSONResponse(body, media_type=aggregated.MEDIA_TYPE, headers={"Vary": "Accept"})
     if parts and parts[0] in ("healthz", "livez", "readyz"):
         return _health(request, parts)
     if request.method == "POST" and len(parts) == 4 and parts[0] == "apis" and parts[2] == "v1":
