@@ -11,6 +11,7 @@ not skip.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -28,16 +29,35 @@ from emulators.azure.server import EmulatorProcess
 KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
 
 
+MIN_MINOR = 30  # aggregated discovery v2, OpenAPI v3 explain, `auth whoami` GA
+
+
+@functools.cache
+def kubectl_binary() -> str:
+    """The kubectl on PATH, checked once: a missing or too old one fails the test loudly."""
+    binary = shutil.which("kubectl")
+    if binary is None:
+        pytest.fail(
+            "kubectl is not installed: run .ci/run, or install the Debian package kubectl (or kubernetes-client)"
+        )
+    done = subprocess.run([binary, "version", "--client", "-o", "json"], capture_output=True, text=True, check=False)
+    try:
+        minor = int(json.loads(done.stdout)["clientVersion"]["minor"].rstrip("+"))
+    except (ValueError, KeyError) as exc:
+        pytest.fail(f"cannot read the version of {binary}: {exc}: {done.stdout}{done.stderr}")
+    if minor < MIN_MINOR:
+        pytest.fail(
+            f"{binary} is kubectl 1.{minor}; these tests need 1.{MIN_MINOR} or later (Debian bookworm's "
+            "kubernetes-client is 1.20): install the kubectl package from the Kubernetes apt repository"
+        )
+    return binary
+
+
 class Kubectl:
     """``kubectl`` bound to one cluster's kubeconfig."""
 
     def __init__(self, cluster: KubeTestCluster, directory: Path) -> None:
-        binary = shutil.which("kubectl")
-        if binary is None:
-            pytest.fail(
-                "kubectl is not installed: run .ci/run, or install the Debian package kubectl (or kubernetes-client)"
-            )
-        self.binary = binary
+        self.binary = kubectl_binary()
         self.cluster = cluster
         self.config = directory / "kubeconfig"
         self.config.write_text(yaml.safe_dump(cluster.kubeconfig))
@@ -129,6 +149,12 @@ def test_protobuf_body_of_a_kind_without_a_table_is_415(cluster: KubeTestCluster
             headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
         )
         assert r.status_code == 400, r.text
+        # kubectl's typed clients accept protobuf first, then JSON: JSON is answered.
+        r = http.get(
+            "/api/v1/namespaces/default", headers={"Accept": "application/vnd.kubernetes.protobuf,application/json"}
+        )
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "application/json"
 
 
 def test_create_ingress_merges_the_inline_rule_value(kubectl: Kubectl) -> None:

@@ -13,7 +13,11 @@ Modules: ``objects`` (store), ``api`` (verbs), ``kinds`` (built-in defaulting),
 ``validation`` (schemas), ``patch``, ``selectors``, ``resources`` (types, discovery),
 ``nodes``, ``scheduler``, ``workloads`` (pods, deployments), ``raypods`` + ``kuberay``
 (operator), ``jobs`` + ``dashboard`` (Ray), ``proxy``, ``controller`` (loop), ``config``,
-``service`` (wiring), ``testing`` (client helpers for tests).
+``service`` (wiring), ``testing`` (client helpers for tests). What kubectl needs on the wire:
+``protobuf`` + ``protofields`` (protobuf request bodies), ``openapi`` + ``openapi_pb``
+(OpenAPI v3/v2), ``strategic`` (strategic merge patch), ``fieldvalidation``
+(``fieldValidation=Strict``), ``aggregated`` (aggregated discovery), ``endpoints`` (OpenAPI,
+health, self reviews).
 """
 
 from __future__ import annotations

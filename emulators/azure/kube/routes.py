@@ -7,7 +7,10 @@ client (whose ``Configuration.host`` may carry a path) reaches, for example,
 Every request needs ``Authorization: Bearer <token>`` where the token is a ``kube.token``
 document of this cluster (written by ARM's credential operations, or the admin route);
 anything else is a 401 ``Status``. Paths are parsed here and handed to :class:`KubeAPI`
-(verbs), the discovery documents, or the service proxy. Watches are not served (405).
+(verbs), the discovery documents, or the service proxy; OpenAPI, health and self-review
+paths to :mod:`emulators.azure.kube.endpoints` first. Bodies may be protobuf
+(:mod:`emulators.azure.kube.protobuf`); ``fieldValidation=Strict`` is checked before a write
+(:mod:`emulators.azure.kube.fieldvalidation`). Watches are not served (405).
 """
 
 from __future__ import annotations
