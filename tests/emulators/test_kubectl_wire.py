@@ -125,6 +125,23 @@ def test_create_commands_send_protobuf_that_the_server_decodes(kubectl: Kubectl)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "robot", "namespace": "demo"}]
     kubectl.run("create", "poddisruptionbudget", "pdb", "-n", "demo", "--selector=app=web", "--min-available=1")
     assert kubectl.json("get", "poddisruptionbudget", "pdb", "-n", "demo")["spec"]["minAvailable"] == 1
+    kubectl.run("create", "service", "externalname", "ext", "-n", "demo", "--external-name=db.example.com")
+    external = kubectl.json("get", "service", "ext", "-n", "demo")["spec"]
+    assert external["type"] == "ExternalName"
+    assert external["externalName"] == "db.example.com"
+    assert "clusterIP" not in external
+    kubectl.run(
+        "create",
+        "secret",
+        "docker-registry",
+        "reg",
+        "-n",
+        "demo",
+        "--docker-server=r.io",
+        "--docker-username=u",
+        "--docker-password=p",
+    )
+    assert kubectl.json("get", "secret", "reg", "-n", "demo")["type"] == "kubernetes.io/dockerconfigjson"
     kubectl.run("create", "priorityclass", f"high-{uuid.uuid4().hex[:6]}", "--value=1000")
 
 
