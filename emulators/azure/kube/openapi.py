@@ -32,7 +32,7 @@ from typing import Any
 
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.protobuf import table
-from emulators.azure.kube.protofields import KINDS, PACKAGES, PATCH
+from emulators.azure.kube.protofields import KINDS, MESSAGES, PACKAGES, PATCH
 
 Obj = dict[str, Any]
 V3_REF = "#/components/schemas/"
@@ -94,8 +94,6 @@ def _properties(message: str) -> Obj:
 @cache
 def _builtin_schemas() -> dict[str, Obj]:
     """Every table message as a schema (kinds with their GVK extension and ``status``)."""
-    from emulators.azure.kube.protofields import MESSAGES
-
     out: dict[str, Obj] = {}
     for message in MESSAGES:
         schema: Obj = {"type": "object", "properties": _properties(message)}
@@ -112,17 +110,17 @@ def _builtin_schemas() -> dict[str, Obj]:
                     "allOf": [{"$ref": V3_REF + OBJECT_META}],
                     "description": "Standard object's metadata.",
                 }
-            if res.BY_KEY.get(_key(api_version, kind)) is not None:
+            served = _served(api_version, kind)
+            if served is not None and served.status_subresource:
                 schema["properties"]["status"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
             schema["x-kubernetes-group-version-kind"] = _gvk(api_version, kind)
         out[schema_name(message)] = schema
     return out
 
 
-def _key(api_version: str, kind: str) -> str:
+def _served(api_version: str, kind: str) -> res.ResourceType | None:
     group = api_version.rpartition("/")[0]
-    found = next((r for r in res.BUILTINS if r.group == group and r.kind == kind), None)
-    return found.key if found else ""
+    return next((r for r in res.BUILTINS if r.group == group and r.kind == kind), None)
 
 
 def _loose_name(rtype: res.ResourceType, version: str) -> str:
@@ -257,13 +255,9 @@ def _paths(rtype: res.ResourceType, version: str, name: str, *, v2: bool) -> Obj
     return out
 
 
-def _kinds(types: list[res.ResourceType], crds: dict[str, Obj], gv: str | None) -> list[tuple[res.ResourceType, str]]:
-    out = []
-    for rtype in types:
-        for version in rtype.versions:
-            if gv is None or rtype.api_version(version) == gv:
-                out.append((rtype, version))
-    return out
+def _kinds(types: list[res.ResourceType], gv: str | None) -> list[tuple[res.ResourceType, str]]:
+    """(type, version) of every kind served in ``gv`` (or in every group-version)."""
+    return [(r, v) for r in types for v in r.versions if gv is None or r.api_version(v) == gv]
 
 
 def _documents(
@@ -273,7 +267,7 @@ def _documents(
     paths: Obj = {}
     available = dict(_builtin_schemas())
     names = []
-    for rtype, version in _kinds(types, crds, gv):
+    for rtype, version in _kinds(types, gv):
         name, schema = _kind_schema(rtype, version, crds.get(rtype.crd) if rtype.crd else None)
         available[name] = schema
         names.append(name)
