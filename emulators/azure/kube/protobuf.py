@@ -233,7 +233,9 @@ def decode_message(message: str, buf: bytes) -> dict[str, Any]:
         elif field.repeated:
             out.setdefault(field.name, []).extend(_repeated(field, wire, value))
         elif field.inline:
-            out.update(_value(field.kind, wire, value))
+            embedded = _value(field.kind, wire, value)
+            out.update(embedded)
+            pointers.update(embedded)  # already filtered by the embedded message's own rules
         else:
             out[field.name] = _value(field.kind, wire, value)
     for name in [n for n, v in out.items() if _is_zero(v)]:
