@@ -1,7 +1,7 @@
 """Field tables of the Kubernetes protobuf messages the emulated API server decodes.
 
 Facts taken from the ``generated.proto`` files of ``k8s.io/api`` and ``k8s.io/apimachinery``
-(release 1.32) and the Go types they are generated from; see
+(release 1.33, the version the emulated API servers report) and the Go types they are generated from; see
 https://kubernetes.io/docs/reference/using-api/api-concepts/#protobuf-encoding for the
 encoding. Each message is a space-separated list of fields ``<jsonName>=<number><type><flags>``:
 
@@ -159,7 +159,7 @@ MESSAGES = {
         "holderIdentity=1s! leaseDurationSeconds=2i! acquireTime=3T! renewTime=4T! leaseTransitions=5i! "
         "strategy=6s! preferredHolder=7s!"
     ),
-    "Lifecycle": "postStart=1@LifecycleHandler! preStop=2@LifecycleHandler!",
+    "Lifecycle": "postStart=1@LifecycleHandler! preStop=2@LifecycleHandler! stopSignal=3s!",
     "LifecycleHandler": "exec=1@ExecAction! httpGet=2@HTTPGetAction! tcpSocket=3@TCPSocketAction! sleep=4@SleepAction!",
     "LocalObjectReference": "name=1",
     "ManagedFieldsEntry": "manager=1 operation=2 apiVersion=3 time=4T! fieldsType=6 fieldsV1=7r! subresource=8",
