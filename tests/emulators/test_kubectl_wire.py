@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -283,6 +284,12 @@ def test_health_endpoints_and_auth(cluster: KubeTestCluster, kubectl: Kubectl) -
     with cluster.http() as http:
         assert http.get("/readyz").text == "ok"  # also under the cluster's own path
         assert http.get("/healthz/nope").status_code == 404
+        assert http.get("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews").status_code == 405
+    verify = cluster.emulator.ssl_context() or False
+    assert httpx.get(f"{cluster.emulator.origin}/readyz", verify=verify).status_code == 401  # a token is needed
+    with cluster.http() as http:
+        r = http.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json={"spec": {}})
+        assert r.status_code == 422, r.text
     assert kubectl.run("auth", "can-i", "create", "pods").stdout.strip() == "yes"
     assert kubectl.run("auth", "can-i", "delete", "rayclusters.ray.io", "-n", "default").stdout.strip() == "yes"
     whoami = kubectl.json("auth", "whoami")

@@ -54,6 +54,10 @@ HEALTH_CHECKS = (
     "poststarthook/crd-informer-synced",
     "poststarthook/rbac/bootstrap-roles",
 )
+_REVIEWS = (
+    ("authorization.k8s.io", "v1", "selfsubjectaccessreviews"),
+    ("authentication.k8s.io", "v1", "selfsubjectreviews"),
+)
 _USER = {"username": "masterclient", "groups": ["system:masters", "system:authenticated"]}
 
 
@@ -71,11 +75,13 @@ async def handle(svc: KubeService, request: Request, key: str, parts: list[str])
         return JSONResponse(body, media_type=aggregated.MEDIA_TYPE, headers={"Vary": "Accept"})
     if parts and parts[0] in ("healthz", "livez", "readyz"):
         return _health(request, parts)
-    if request.method == "POST" and len(parts) == 4 and parts[0] == "apis" and parts[2] == "v1":
-        if (parts[1], parts[3]) == ("authorization.k8s.io", "selfsubjectaccessreviews"):
+    review = tuple(parts[1:4]) if len(parts) >= 4 and parts[0] == "apis" else ()
+    if review in _REVIEWS:
+        if request.method != "POST" or len(parts) > 4:
+            raise err.method_not_allowed(f"{request.method} is not supported on {parts[3]}: create only")
+        if review == _REVIEWS[0]:
             return JSONResponse(_access_review(await _review_body(request, "SelfSubjectAccessReview")), 201)
-        if (parts[1], parts[3]) == ("authentication.k8s.io", "selfsubjectreviews"):
-            return JSONResponse(_self_review(await _review_body(request, "SelfSubjectReview")), 201)
+        return JSONResponse(_self_review(await _review_body(request, "SelfSubjectReview")), 201)
     return None
 
 
