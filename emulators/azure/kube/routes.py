@@ -4,13 +4,15 @@ The kubeconfig ARM hands out names this prefix as ``server``, so the real ``kube
 client (whose ``Configuration.host`` may carry a path) reaches, for example,
 ``.../kubernetes/SUB/RG/NAME/apis/ray.io/v1/namespaces/default/rayclusters``.
 
+What kubectl needs on the wire: OpenAPI, health and self-review paths and aggregated
+discovery go to :mod:`emulators.azure.kube.endpoints` first; bodies may be protobuf
+(:mod:`emulators.azure.kube.protobuf`); ``fieldValidation=Strict`` is checked before a write
+(:mod:`emulators.azure.kube.fieldvalidation`).
+
 Every request needs ``Authorization: Bearer <token>`` where the token is a ``kube.token``
 document of this cluster (written by ARM's credential operations, or the admin route);
 anything else is a 401 ``Status``. Paths are parsed here and handed to :class:`KubeAPI`
-(verbs), the discovery documents, or the service proxy; OpenAPI, health and self-review
-paths to :mod:`emulators.azure.kube.endpoints` first. Bodies may be protobuf
-(:mod:`emulators.azure.kube.protobuf`); ``fieldValidation=Strict`` is checked before a write
-(:mod:`emulators.azure.kube.fieldvalidation`). Watches are not served (405).
+(verbs), the discovery documents, or the service proxy. Watches are not served (405).
 """
 
 from __future__ import annotations
