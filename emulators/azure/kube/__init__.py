@@ -13,7 +13,11 @@ Modules: ``objects`` (store), ``api`` (verbs), ``kinds`` (built-in defaulting),
 ``validation`` (schemas), ``patch``, ``selectors``, ``resources`` (types, discovery),
 ``nodes``, ``scheduler``, ``workloads`` (pods, deployments), ``raypods`` + ``kuberay``
 (operator), ``jobs`` + ``dashboard`` (Ray), ``proxy``, ``controller`` (loop), ``config``,
-``service`` (wiring), ``testing`` (client helpers for tests).
+``service`` (wiring), ``testing`` (client helpers for tests). What kubectl needs on the wire:
+``protobuf`` + ``protofields`` (protobuf request bodies), ``openapi`` + ``openapi_pb``
+(OpenAPI v3/v2), ``strategic`` (strategic merge patch), ``fieldvalidation``
+(``fieldValidation=Strict``), ``aggregated`` (aggregated discovery), ``endpoints`` (OpenAPI,
+health, self reviews).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 
 from emulators.azure.kube.admin import create_admin_router as _admin_router
+from emulators.azure.kube.endpoints import create_root_router as _root_router
 from emulators.azure.kube.routes import create_router as _router
 from emulators.azure.kube.service import KubeService
 
@@ -44,7 +49,10 @@ def service_for(ctx: EmulatorContext) -> KubeService:
 
 def create_router(ctx: EmulatorContext) -> APIRouter:
     """The Azure-facing routes of this surface."""
-    return _router(service_for(ctx))
+    svc = service_for(ctx)
+    router = _router(svc)
+    router.include_router(_root_router(svc))
+    return router
 
 
 def create_admin_router(ctx: EmulatorContext) -> APIRouter:

@@ -100,6 +100,14 @@ def _namespace(obj: Obj) -> None:
 def _service(obj: Obj, cluster: str, ips: IpAllocator, old: Obj | None) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("type", "ClusterIP")
+    if spec["type"] == "ExternalName":
+        # A DNS alias: no cluster IP, ports optional, externalName required
+        # (https://kubernetes.io/docs/concepts/services-networking/service/#externalname).
+        if not spec.get("externalName"):
+            raise invalid("Service", "", _name(obj), [field_required("spec.externalName")])
+        spec.setdefault("sessionAffinity", "None")
+        obj["status"] = (old or {}).get("status") or {"loadBalancer": {}}
+        return
     spec.setdefault("sessionAffinity", "None")
     spec.setdefault("ipFamilies", ["IPv4"])
     spec.setdefault("ipFamilyPolicy", "SingleStack")

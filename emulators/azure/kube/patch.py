@@ -2,10 +2,9 @@
 
 * ``application/merge-patch+json`` -- RFC 7386: objects merge recursively, ``null`` deletes
   a key, anything else (lists included) replaces.
-* ``application/strategic-merge-patch+json`` -- treated as a merge patch: lists replace
-  instead of merging by their patch keys, and ``$patch``/``$setElementOrder``/``$retainKeys``
-  directives are dropped. Enough for what Rayplane sends; a client relying on list merging
-  (e.g. patching one container by name) would see the other list items go.
+* ``application/strategic-merge-patch+json`` -- :mod:`emulators.azure.kube.strategic`: lists
+  merge by the built-in kinds' patch merge keys, with the ``$patch``, ``$setElementOrder``,
+  ``$deleteFromPrimitiveList`` and ``$retainKeys`` directives.
 * ``application/json-patch+json`` -- RFC 6902 (add, remove, replace, move, copy, test).
 * ``application/apply-patch+yaml`` -- server-side apply. Each field manager's applied field
   set is kept in ``metadata.managedFields`` (``operation: Apply``, ``fieldsType: FieldsV1``;
@@ -19,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulators.azure.kube import strategic
 from emulators.azure.kube.errors import KubeError
 from emulators.azure.kube.objects import clone
 
@@ -39,16 +39,9 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _strip_directives(patch: Any) -> Any:
-    if isinstance(patch, dict):
-        return {k: _strip_directives(v) for k, v in patch.items() if not k.startswith("$")}
-    if isinstance(patch, list):
-        return [_strip_directives(v) for v in patch if not (isinstance(v, dict) and "$patch" in v)]
-    return patch
-
-
-def strategic_merge_patch(target: Any, patch: Any) -> Any:
-    return merge_patch(target, _strip_directives(patch))
+def strategic_merge_patch(target: Obj, patch: Any) -> Obj:
+    """Strategic merge patch of a built-in object (see :mod:`emulators.azure.kube.strategic`)."""
+    return strategic.strategic_merge_patch(target, patch)
 
 
 # -- RFC 6902 -----------------------------------------------------------------------------

@@ -132,6 +132,27 @@ BUILTINS: tuple[ResourceType, ...] = (
         status_subresource=False,
     ),
     ResourceType("coordination.k8s.io", ("v1",), "leases", "lease", "Lease", True, status_subresource=False),
+    # Create-only reviews, answered by emulators.azure.kube.endpoints (never stored).
+    ResourceType(
+        "authorization.k8s.io",
+        ("v1",),
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        False,
+        verbs=("create",),
+        status_subresource=False,
+    ),
+    ResourceType(
+        "authentication.k8s.io",
+        ("v1",),
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+        False,
+        verbs=("create",),
+        status_subresource=False,
+    ),
 )
 _BY_PATH = {(r.group, v, r.plural): r for r in BUILTINS for v in r.versions}
 BUILTIN_GROUPS = frozenset(r.group for r in BUILTINS)

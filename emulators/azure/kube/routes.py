@@ -4,6 +4,11 @@ The kubeconfig ARM hands out names this prefix as ``server``, so the real ``kube
 client (whose ``Configuration.host`` may carry a path) reaches, for example,
 ``.../kubernetes/SUB/RG/NAME/apis/ray.io/v1/namespaces/default/rayclusters``.
 
+What kubectl needs on the wire: OpenAPI, health and self-review paths and aggregated
+discovery go to :mod:`emulators.azure.kube.endpoints` first; bodies may be protobuf
+(:mod:`emulators.azure.kube.protobuf`); ``fieldValidation=Strict`` is checked before a write
+(:mod:`emulators.azure.kube.fieldvalidation`).
+
 Every request needs ``Authorization: Bearer <token>`` where the token is a ``kube.token``
 document of this cluster (written by ARM's credential operations, or the admin route);
 anything else is a 401 ``Status``. Paths are parsed here and handed to :class:`KubeAPI`
@@ -21,6 +26,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from emulators.azure.fleet import cluster_key
+from emulators.azure.kube import endpoints, fieldvalidation, protobuf
 from emulators.azure.kube import errors as err
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import ListOptions, Target
@@ -46,6 +52,8 @@ async def _body(request: Request, *, yaml_ok: bool = False) -> Any:
     raw = await request.body()
     if not raw.strip():
         return None
+    if protobuf.is_protobuf(request.headers.get("content-type")):
+        return protobuf.decode_body(raw)
     try:
         return json.loads(raw)
     except ValueError as exc:
@@ -76,6 +84,9 @@ class Dispatcher:
 
     async def handle(self, request: Request, key: str, server: str, path: str) -> Response:
         parts = [p for p in path.split("/") if p]
+        answered = await endpoints.handle(self.svc, request, key, parts)
+        if answered is not None:
+            return answered
         if not parts:
             return _json({"paths": ["/api", "/api/v1", "/apis", "/version"]})
         if parts == ["version"]:
@@ -104,6 +115,11 @@ class Dispatcher:
                 return _json(res.resource_list(f"{parts[1]}/{parts[2]}", in_version))
             return await self.resource(request, key, parts[1], parts[2], parts[3:])
         raise err.resource_not_found()
+
+    def validate_fields(self, directive: str | None, target: Target, body: Any, *, apply: bool) -> None:
+        """``fieldValidation=Strict``: 400 for fields the kind does not declare."""
+        crd = self.svc.api.crd_for(target.cluster, target.rtype) if target.rtype.crd else None
+        fieldvalidation.check(directive, target.rtype, target.version, body, crd, apply=apply)
 
     async def resource(self, request: Request, key: str, group: str, version: str, rest: list[str]) -> Response:
         namespace = ""
@@ -136,7 +152,9 @@ class Dispatcher:
             if method == "POST":
                 if rtype.namespaced and not namespace:
                     raise err.method_not_allowed("create of a namespaced resource needs a namespace in the path")
-                return _json(api.create(target, await _body(request), dry_run=dry_run), 201)
+                body = await _body(request)
+                self.validate_fields(q.get("fieldValidation"), target, body, apply=False)
+                return _json(api.create(target, body, dry_run=dry_run), 201)
             if method == "DELETE":
                 return _json(api.delete_collection(target, opts, await _body(request)))
             raise err.method_not_allowed(f"{method} is not supported on a collection")
@@ -148,14 +166,19 @@ class Dispatcher:
         if method == "GET":
             return _json(api.get(target))
         if method == "PUT":
-            return _json(api.replace(target, await _body(request), dry_run=dry_run))
+            body = await _body(request)
+            self.validate_fields(q.get("fieldValidation"), target, body, apply=False)
+            return _json(api.replace(target, body, dry_run=dry_run))
         if method == "PATCH":
             content_type = request.headers.get("content-type", "")
             is_apply = content_type.split(";")[0].strip().lower() == "application/apply-patch+yaml"
+            body = await _body(request, yaml_ok=is_apply)
+            if not content_type.startswith("application/json-patch+json"):
+                self.validate_fields(q.get("fieldValidation"), target, body, apply=is_apply)
             code, obj = api.patch(
                 target,
                 content_type,
-                await _body(request, yaml_ok=is_apply),
+                body,
                 field_manager=q.get("fieldManager"),
                 force=_flag(q.get("force")),
                 dry_run=dry_run,

@@ -230,9 +230,29 @@ def name_error(name: str, rule: str) -> str | None:
     return None
 
 
+# The API server's limit on metadata.annotations, keys and values together, in bytes
+# (https://kubernetes.io/docs/concepts/overview/working-with-objects/annotations/: "the total
+# size of annotations (keys and values) must not exceed 256 KiB").
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+
+def annotations_too_long(annotations: dict[str, str]) -> dict[str, str] | None:
+    """The ``FieldValueTooLong`` cause when the annotations exceed :data:`ANNOTATIONS_MAX_BYTES`
+    (UTF-8 bytes of every key and value summed), else None."""
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+    if size <= ANNOTATIONS_MAX_BYTES:
+        return None
+    return {
+        "reason": "FieldValueTooLong",
+        "message": f"Too long: must have at most {ANNOTATIONS_MAX_BYTES} bytes",
+        "field": "metadata.annotations",
+    }
+
+
 def check_metadata(obj: dict[str, Any], kind: str, group: str, name_rule: str) -> None:
-    """422 when ``metadata`` is not an object, the name is missing or malformed, or labels and
-    annotations are not string maps."""
+    """422 when ``metadata`` is not an object, the name is missing or malformed, labels and
+    annotations are not string maps, or the annotations exceed 262144 bytes (what a client-side
+    ``kubectl apply`` of a large CRD runs into: its last-applied-configuration annotation)."""
     m = obj.get("metadata")
     name = str((m or {}).get("name") or "") if isinstance(m, dict) else ""
     if not isinstance(m, dict):
@@ -248,6 +268,8 @@ def check_metadata(obj: dict[str, Any], kind: str, group: str, name_rule: str) -
             isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
         ):
             causes.append(field_invalid(f"metadata.{field}", "", "must be a map of string keys to string values"))
+        elif field == "annotations" and value and (too_long := annotations_too_long(value)) is not None:
+            causes.append(too_long)
     if causes:
         raise invalid(kind, group, name, causes)
 
