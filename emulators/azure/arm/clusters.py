@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response
 
-from emulators.azure.arm import resources, validation
+from emulators.azure.arm import lifecycle, resources, validation
 from emulators.azure.arm.errors import ArmError, invalid_parameter, resource_not_found
 from emulators.azure.arm.kubeconfig import credential_results
 from emulators.azure.arm.service import ArmService, Call
@@ -84,7 +84,12 @@ def _profiles(
         else:
             default_mode = "System" if index == 0 and not has_system else "User"
         fields = {k: v for k, v in profile.items() if k != "name"}
-        props = resources.pool_properties(fields, cluster_version=version, default_mode=default_mode)
+        props = resources.pool_properties(
+            fields,
+            cluster_version=version,
+            default_mode=default_mode,
+            node_image=svc.admin.config.latest_node_image_version,
+        )
         validation.pool(name, props, previous)
         svc.checked_size(props["vmSize"], name, location)
         out.append((existing.name if existing else name, props, existing))
@@ -102,6 +107,7 @@ async def put_cluster(svc: ArmService, call: Call) -> Response:
     if existing is not None:
         svc.check_cluster_idle(existing)
         svc.check_pools_idle(existing)
+        lifecycle.check_running(existing)
     location = sent.get("location")
     if not isinstance(location, str) or not location.strip():
         raise ArmError(400, "LocationRequired", "The location property is required for this definition.")

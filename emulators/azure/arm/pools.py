@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from fastapi.responses import Response
 
-from emulators.azure.arm import resources, validation
+from emulators.azure.arm import lifecycle, resources, validation
 from emulators.azure.arm.errors import resource_not_found
 from emulators.azure.arm.service import ArmService, Call, not_found_pool
 from emulators.azure.arm.state import ClusterDoc, PoolDoc, pool_key
@@ -52,12 +52,14 @@ async def put_pool(svc: ArmService, call: Call) -> Response:
     )
     svc.check_cluster_idle(cluster)
     svc.check_pools_idle(cluster, only=name)
+    lifecycle.check_running(cluster)
     sent = resources.as_object(body.get("properties"))
     previous = existing.properties if existing else None
     props = resources.pool_properties(
         sent,
         cluster_version=str(cluster.properties.get("currentKubernetesVersion", resources.DEFAULT_KUBERNETES_VERSION)),
         default_mode=str(previous.get("mode", "User")) if previous else "User",
+        node_image=svc.admin.config.latest_node_image_version,
     )
     validation.pool(name, props, previous)
     size = svc.checked_size(props["vmSize"], name, cluster.location)

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from emulators.azure.arm import resources, skus, validation
 from emulators.azure.arm.admin import AdminState
+from emulators.azure.arm.cloud import Directory
 from emulators.azure.arm.errors import ArmError, bad_request_content, operation_not_allowed
 from emulators.azure.arm.operations import TRANSIENT_STATE, Operations
 from emulators.azure.arm.state import ArmStore, ClusterDoc, PoolDoc
@@ -57,6 +58,7 @@ class ArmService:
         self.admin = AdminState(ctx.store)
         self.fleet = ctx.fleet
         self.ops = Operations(self.docs, ctx.fleet, self.admin, ctx.cluster_deleted)
+        self.directory = Directory(ctx.store)
 
     # -- rendering -----------------------------------------------------------------------
     def live_count(self, cluster: str, pool: str) -> int | None:
