@@ -39,17 +39,17 @@ def _existing(svc: ArmService, call: Call) -> ClusterDoc:
 
 async def get_cluster(svc: ArmService, call: Call) -> Response:
     cluster = _existing(svc, call)
-    return svc.resource_response(svc.render_cluster(cluster), cluster.body.get("eTag"))
+    return svc.resource_response(svc.render_cluster(cluster, call.api_version), cluster.body.get("eTag"))
 
 
 async def list_by_resource_group(svc: ArmService, call: Call) -> Response:
     clusters = svc.docs.clusters(resource_group_prefix(call.params["sub"], call.params["rg"]))
-    return svc.page(call, [(c.key, svc.render_cluster(c)) for c in clusters])
+    return svc.page(call, [(c.key, svc.render_cluster(c, call.api_version)) for c in clusters])
 
 
 async def list_by_subscription(svc: ArmService, call: Call) -> Response:
     clusters = svc.docs.clusters(subscription_prefix(call.params["sub"]))
-    return svc.page(call, [(c.key, svc.render_cluster(c)) for c in clusters])
+    return svc.page(call, [(c.key, svc.render_cluster(c, call.api_version)) for c in clusters])
 
 
 async def credentials(svc: ArmService, call: Call, role: str) -> Response:
@@ -150,7 +150,9 @@ async def put_cluster(svc: ArmService, call: Call) -> Response:
         pool_body = resources.pool_body(body["id"], pool_name, props)
         svc.docs.save_pool(PoolDoc(pool_key(key, pool_name), key, pool_name, pool_body, op["name"]))
     headers = svc.lro_headers(op, call.api_version)
-    return svc.resource_response(svc.render_cluster(cluster), body["eTag"], 200 if existing else 201, **headers)
+    return svc.resource_response(
+        svc.render_cluster(cluster, call.api_version), body["eTag"], 200 if existing else 201, **headers
+    )
 
 
 async def delete_cluster(svc: ArmService, call: Call) -> Response:

@@ -200,7 +200,7 @@ async def upgrade_node_image(svc: ArmService, call: Call) -> Response:
     pool.operation = op["name"]
     svc.docs.save_pool(pool)
     headers = svc.lro_headers(op, call.api_version, location=True)
-    return JSONResponse(svc.render_pool(pool), status_code=202, headers=headers)
+    return JSONResponse(svc.render_pool(pool, call.api_version), status_code=202, headers=headers)
 
 
 async def _power(svc: ArmService, call: Call, action: str) -> Response:

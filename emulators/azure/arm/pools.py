@@ -32,12 +32,12 @@ async def get_pool(svc: ArmService, call: Call) -> Response:
     pool = svc.docs.pool(cluster.key, call.params["pool"])
     if pool is None:
         raise not_found_pool(call.params["pool"])
-    return svc.resource_response(svc.render_pool(pool), pool.properties.get("eTag"))
+    return svc.resource_response(svc.render_pool(pool, call.api_version), pool.properties.get("eTag"))
 
 
 async def list_pools(svc: ArmService, call: Call) -> Response:
     cluster = _cluster(svc, call)
-    return svc.page(call, [(pool.key, svc.render_pool(pool)) for pool in svc.docs.pools(cluster.key)])
+    return svc.page(call, [(pool.key, svc.render_pool(pool, call.api_version)) for pool in svc.docs.pools(cluster.key)])
 
 
 async def put_pool(svc: ArmService, call: Call) -> Response:
@@ -76,7 +76,9 @@ async def put_pool(svc: ArmService, call: Call) -> Response:
     doc = PoolDoc(key, cluster.key, pool_name, resources.pool_body(cluster.body["id"], pool_name, props), op["name"])
     svc.docs.save_pool(doc)
     headers = svc.lro_headers(op, call.api_version)
-    return svc.resource_response(svc.render_pool(doc), props["eTag"], 200 if existing else 201, **headers)
+    return svc.resource_response(
+        svc.render_pool(doc, call.api_version), props["eTag"], 200 if existing else 201, **headers
+    )
 
 
 async def delete_pool(svc: ArmService, call: Call) -> Response:

@@ -65,9 +65,9 @@ async def _operation_result(svc: ArmService, call: Call) -> Response:
     if cluster is None:
         return Response(status_code=204)
     if op["kind"] == "cluster":
-        return JSONResponse(svc.render_cluster(cluster))
+        return JSONResponse(svc.render_cluster(cluster, call.api_version))
     pool = next((p for p in svc.docs.pools(cluster.key) if p.key == op["resource"]), None)
-    return Response(status_code=204) if pool is None else JSONResponse(svc.render_pool(pool))
+    return Response(status_code=204) if pool is None else JSONResponse(svc.render_pool(pool, call.api_version))
 
 
 async def _user_credentials(svc: ArmService, call: Call) -> Response:
