@@ -171,6 +171,10 @@ def test_aks_cluster_and_node_pools_through_az(
     assert gpu["nodeImageVersion"] != NEW_IMAGE
     cli.run("aks", "nodepool", "upgrade", *g, *p, "--node-image-only", "--yes")
     assert cli.json("aks", "nodepool", "show", *g, *p)["nodeImageVersion"] == NEW_IMAGE
+    upgraded = cli.json("aks", "upgrade", *g, "--name", "c1", "--kubernetes-version", "1.34.1", "--yes")
+    assert upgraded["currentKubernetesVersion"] == "1.34.1"
+    assert {pool["currentOrchestratorVersion"] for pool in upgraded["agentPoolProfiles"]} == {"1.34.1"}
+    assert cli.json("aks", "get-upgrades", *g, "--name", "c1")["controlPlaneProfile"]["upgrades"] in (None, [])
 
     # Stop: nodes deallocated, the API server unreachable; start brings both back.
     cli.run("aks", "stop", *g, "--name", "c1")
