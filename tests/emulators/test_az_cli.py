@@ -21,6 +21,7 @@ import pytest
 
 from emulators.azure.arm.lifecycle import KUBERNETES_VERSIONS
 from emulators.azure.server import EmulatorProcess
+from tests.support import azcli
 from tests.support.azcli import CLOUD, AzCli, until
 
 #: Operations end by the first status poll. Retry-After stays 1: with 0 the SDK's poller falls back
@@ -56,6 +57,14 @@ def signed_in(fast: EmulatorProcess, tmp_path: Path) -> tuple[AzCli, str]:
         (subscription, tenant, {"name": client_id, "type": "servicePrincipal"})
     ]
     return cli, subscription
+
+
+def test_a_missing_az_fails_the_test_with_the_way_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(azcli, "AZ_VENV", tmp_path / "no-venv")
+    with pytest.raises(pytest.fail.Exception, match="make az"):
+        AzCli(tmp_path / "azure", tmp_path / "ca.pem")
 
 
 def test_cloud_register_discovers_endpoints_and_login_lists_subscriptions(
