@@ -69,4 +69,6 @@ def create_app(settings: EmulatorSettings) -> FastAPI:
     for surface in (arm, kube, marketplace):
         app.include_router(surface.create_router(ctx))
     app.include_router(entra.create_router(entra_service))
+    # A stopped managed cluster's Kubernetes API does not answer (see arm.lifecycle).
+    app.add_middleware(arm.StoppedClusterGuard, docs=arm.service_for(ctx).docs)
     return app

@@ -9,6 +9,12 @@ Azure surface (``{tenant}`` is a GUID or ``common``/``organizations``/``consumer
   ``urn:ietf:params:oauth:grant-type:device_code`` and ``refresh_token``. Errors carry
   Entra's JSON shape with an AADSTS code.
 * ``POST /{tenant}/oauth2/v2.0/devicecode`` -- starts a device-code flow.
+* ``GET  /{tenant}/discovery/instance`` -- AAD instance discovery (api-version 1.1), as MSAL
+  asks it of an authority host it does not know: the OpenID configuration URL of the tenant
+  named in the ``authorization_endpoint`` parameter, and this host as its only alias. MSAL asks
+  ``login.microsoftonline.com`` unless the client names this endpoint
+  (``instance_discovery=<url>``) or turns discovery off, which the Azure CLI does with
+  ``core.instance_discovery=false`` (``AZURE_CORE_INSTANCE_DISCOVERY``).
 
 Test-only surface under ``/_emulator/entra`` (not Azure): mint tokens, list/rotate/retire
 keys, read and change what the token endpoint accepts, approve or deny device codes.
@@ -22,7 +28,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -133,6 +139,22 @@ def create_router(service: EntraService) -> APIRouter:
             return JSONResponse(service.metadata(service.check_tenant(tenant)))
         except EntraError as exc:
             return exc.response(_correlation(request))
+
+    @router.get("/{tenant}/discovery/instance")
+    async def instance(tenant: str, request: Request) -> JSONResponse:
+        # The tenant asked about is the one in the client's authorization_endpoint, as in Entra.
+        asked = urlsplit(request.query_params.get("authorization_endpoint", "")).path.strip("/").split("/")[0]
+        try:
+            tenant = service.check_tenant(asked or tenant)
+        except EntraError as exc:
+            return exc.response(_correlation(request))
+        host = request.url.netloc
+        body = {
+            "tenant_discovery_endpoint": f"{service.origin}/{tenant}/v2.0/.well-known/openid-configuration",
+            "api-version": "1.1",
+            "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
+        }
+        return JSONResponse(body)
 
     @router.get("/{tenant}/discovery/v2.0/keys")
     async def keys(tenant: str, request: Request) -> JSONResponse:

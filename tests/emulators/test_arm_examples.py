@@ -50,6 +50,8 @@ JUSTIFIED_EXTRAS = {
     "currentOrchestratorVersion": "read-only: the version the pool's nodes run (other pool examples show it)",
     "nodeImageVersion": "AKS reports the node image of every pool (other pool examples show it)",
     "spotMaxPrice": "AKS's spot default (-1, up to the on-demand price), reported for every spot pool",
+    "identityProfile": "AKS reports the kubelet's user-assigned identity (kubeletidentity) of every cluster with a "
+    "managed identity; the Azure CLI's `aks update` reads it",
     "azurePortalFQDN": "read-only FQDN of the API server for the portal (shown by the Get example)",
 }
 

@@ -132,6 +132,26 @@ def test_msal_confidential_client(emulator: EmulatorProcess, monkeypatch: pytest
     assert claims["appid"] == CLIENT_ID
 
 
+def test_msal_instance_discovery_at_the_emulator(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MSAL pointed at the emulator's instance discovery endpoint (not login.microsoftonline.com)
+    finds the tenant's OpenID configuration there and gets a token for ARM."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_path))
+    app = msal.ConfidentialClientApplication(
+        CLIENT_ID,
+        client_credential="emulator-secret",
+        authority=f"{emulator.origin}/{TENANT}",
+        instance_discovery=f"{emulator.origin}/common/discovery/instance",
+        verify=str(emulator.ca_path),
+    )
+    result = app.acquire_token_for_client(scopes=["https://management.core.windows.net//.default"])
+    assert result.get("token_type") == "Bearer", result
+    assert _verify(emulator, result["access_token"], audience="https://management.core.windows.net/")["tid"] == TENANT
+    with httpx.Client(verify=emulator.ssl_context() or False) as h:
+        found = h.get(f"{emulator.origin}/common/discovery/instance?api-version=1.1").json()
+    assert found["tenant_discovery_endpoint"] == f"{emulator.origin}/common/v2.0/.well-known/openid-configuration"
+    assert found["metadata"][0]["aliases"] == [emulator.authority]
+
+
 def test_certificate_credential(emulator: EmulatorProcess) -> None:
     key_pem, cert_pem = _self_signed("rayplane-test")
     _, other_cert_pem = _self_signed("someone-else")

@@ -1,4 +1,6 @@
-"""ARM: Microsoft.ContainerService managedClusters and agentPools at api-version 2026-08-01.
+"""ARM: Microsoft.ContainerService managedClusters and agentPools at every stable api-version
+from 2025-10-01 to 2026-08-01 (:mod:`.versions`), plus what the Azure CLI needs around them
+(:mod:`.cloud`: ``/metadata/endpoints``, tenants, subscriptions, resource groups).
 
 Azure surface (every request needs an Entra token for ``https://management.azure.com``):
 
@@ -8,6 +10,9 @@ Azure surface (every request needs an Entra token for ``https://management.azure
 * ``PUT|GET|DELETE .../managedClusters/{c}/agentPools/{p}``; ``GET .../agentPools``.
 * ``GET /subscriptions/{s}/providers/Microsoft.ContainerService/locations/{l}/operations/{id}``
   and ``.../operationresults/{id}``: the LRO status that ``Azure-AsyncOperation`` / ``Location`` name.
+* ``POST .../managedClusters/{c}/stop|start``, ``GET .../upgradeProfiles/default`` (cluster and
+  pool), ``POST .../agentPools/{p}/upgradeNodeImageVersion``, ``GET .../locations/{l}/
+  kubernetesVersions|orchestrators``: see :mod:`.lifecycle`.
 
 The long-running-operation contract is azure-mgmt-core's ARMPolling: PUT answers 201/200
 with the resource (``Creating``/``Updating``), ``Azure-AsyncOperation`` and ``Retry-After``;
@@ -16,12 +21,15 @@ document goes InProgress -> Succeeded | Failed | Canceled; the SDK then GETs the
 
 Test control under ``/_emulator/arm`` (see :mod:`emulators.azure.arm.admin`): config
 (operation duration, Retry-After, page size, latency, 429/5xx rates, quotas, unavailable
-sizes), fail-next rules, request counters and reset.
+sizes), fail-next rules, request counters, reset (which also forgets registered subscriptions
+and resource groups), and ``PUT /_emulator/arm/subscriptions/{s}`` (``{"tenantId",
+"displayName"}``) to give a tenant a subscription for ``GET /subscriptions``.
 
 Modules: :mod:`.routes` (dispatcher), :mod:`.gate` (auth, api-version, faults),
 :mod:`.clusters` and :mod:`.pools` (handlers), :mod:`.service` (shared helpers),
 :mod:`.resources` (ARM JSON), :mod:`.validation`, :mod:`.operations` (LROs), :mod:`.state`
-(documents), :mod:`.kubeconfig`, :mod:`.admin`.
+(documents), :mod:`.kubeconfig`, :mod:`.admin`, :mod:`.lifecycle` (power, versions, upgrades),
+:mod:`.cloud` (metadata, subscriptions, tenants, resource groups), :mod:`.versions`.
 """
 
 from __future__ import annotations
@@ -31,12 +39,15 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, HTTPException
 from pydantic import ValidationError
 
-from emulators.azure.arm import routes
+from emulators.azure.arm import cloud, routes
 from emulators.azure.arm.admin import ArmConfig, FailNext, ResetRequest
+from emulators.azure.arm.lifecycle import StoppedClusterGuard
 from emulators.azure.arm.service import ArmService
 
 if TYPE_CHECKING:
     from emulators.azure.app import EmulatorContext
+
+__all__ = ["StoppedClusterGuard", "create_admin_router", "create_router", "service_for"]
 
 # One service per context, shared by the two routers. Keyed by id() because the context is an
 # unhashable dataclass; the entry keeps the context alive, so the id cannot be reused.
@@ -53,8 +64,12 @@ def service_for(ctx: EmulatorContext) -> ArmService:
 
 
 def create_router(ctx: EmulatorContext) -> APIRouter:
-    """The Azure-facing routes of this surface."""
-    return routes.create_router(service_for(ctx))
+    """The Azure-facing routes of this surface (cloud metadata, tenants, subscriptions, AKS)."""
+    svc = service_for(ctx)
+    router = APIRouter()
+    router.include_router(cloud.create_router(svc))
+    router.include_router(routes.create_router(svc))
+    return router
 
 
 def create_admin_router(ctx: EmulatorContext) -> APIRouter:
@@ -85,12 +100,21 @@ def create_admin_router(ctx: EmulatorContext) -> APIRouter:
     async def requests() -> dict[str, Any]:
         return svc.admin.counters.snapshot()
 
+    @router.put("/subscriptions/{subscription}")
+    async def register_subscription(subscription: str, fields: dict[str, Any]) -> dict[str, Any]:
+        try:
+            tenant, name = cloud.register_body(fields)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return svc.directory.register(subscription, tenant, name)
+
     @router.post("/reset")
     async def reset(body: ResetRequest | None = None) -> dict[str, Any]:
         svc.admin.reset()
         wiped: list[str] = []
         if body is not None and body.resources:
             wiped = svc.docs.wipe()
+            svc.directory.wipe()
             for key in wiped:
                 svc.ops.forget_cluster(key)
         return {"config": svc.admin.config.model_dump(), "clusters_deleted": wiped}

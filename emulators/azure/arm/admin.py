@@ -25,6 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from emulators.azure.store import DocumentStore
 
+#: The node image a pool gets unless the config names a newer one.
+NODE_IMAGE_VERSION = "AKSUbuntu-2204gen2containerd-202607.01.0"
+
 _KIND = "arm.admin"
 
 
@@ -53,6 +56,8 @@ class ArmConfig(BaseModel):
     quota_vcpus: dict[str, int] = Field(default_factory=lambda: {"*": 200})
     #: VM sizes that exist but have no capacity: writes using them answer 400 ``SkuNotAvailable``.
     unavailable_sizes: list[str] = Field(default_factory=list)
+    #: The newest node image: new pools get it, ``upgradeNodeImageVersion`` moves a pool to it.
+    latest_node_image_version: str = Field(NODE_IMAGE_VERSION, min_length=1)
 
     def quota_for(self, subscription: str, family: str) -> int:
         """The vCPU limit for ``family`` in ``subscription``."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response
 
-from emulators.azure.arm import resources, validation
+from emulators.azure.arm import lifecycle, resources, validation
 from emulators.azure.arm.errors import ArmError, invalid_parameter, resource_not_found
 from emulators.azure.arm.kubeconfig import credential_results
 from emulators.azure.arm.service import ArmService, Call
@@ -39,17 +39,17 @@ def _existing(svc: ArmService, call: Call) -> ClusterDoc:
 
 async def get_cluster(svc: ArmService, call: Call) -> Response:
     cluster = _existing(svc, call)
-    return svc.resource_response(svc.render_cluster(cluster), cluster.body.get("eTag"))
+    return svc.resource_response(svc.render_cluster(cluster, call.api_version), cluster.body.get("eTag"))
 
 
 async def list_by_resource_group(svc: ArmService, call: Call) -> Response:
     clusters = svc.docs.clusters(resource_group_prefix(call.params["sub"], call.params["rg"]))
-    return svc.page(call, [(c.key, svc.render_cluster(c)) for c in clusters])
+    return svc.page(call, [(c.key, svc.render_cluster(c, call.api_version)) for c in clusters])
 
 
 async def list_by_subscription(svc: ArmService, call: Call) -> Response:
     clusters = svc.docs.clusters(subscription_prefix(call.params["sub"]))
-    return svc.page(call, [(c.key, svc.render_cluster(c)) for c in clusters])
+    return svc.page(call, [(c.key, svc.render_cluster(c, call.api_version)) for c in clusters])
 
 
 async def credentials(svc: ArmService, call: Call, role: str) -> Response:
@@ -84,7 +84,12 @@ def _profiles(
         else:
             default_mode = "System" if index == 0 and not has_system else "User"
         fields = {k: v for k, v in profile.items() if k != "name"}
-        props = resources.pool_properties(fields, cluster_version=version, default_mode=default_mode)
+        props = resources.pool_properties(
+            fields,
+            cluster_version=version,
+            default_mode=default_mode,
+            node_image=svc.admin.config.latest_node_image_version,
+        )
         validation.pool(name, props, previous)
         svc.checked_size(props["vmSize"], name, location)
         out.append((existing.name if existing else name, props, existing))
@@ -102,6 +107,7 @@ async def put_cluster(svc: ArmService, call: Call) -> Response:
     if existing is not None:
         svc.check_cluster_idle(existing)
         svc.check_pools_idle(existing)
+        lifecycle.check_running(existing)
     location = sent.get("location")
     if not isinstance(location, str) or not location.strip():
         raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
@@ -144,7 +150,9 @@ async def put_cluster(svc: ArmService, call: Call) -> Response:
         pool_body = resources.pool_body(body["id"], pool_name, props)
         svc.docs.save_pool(PoolDoc(pool_key(key, pool_name), key, pool_name, pool_body, op["name"]))
     headers = svc.lro_headers(op, call.api_version)
-    return svc.resource_response(svc.render_cluster(cluster), body["eTag"], 200 if existing else 201, **headers)
+    return svc.resource_response(
+        svc.render_cluster(cluster, call.api_version), body["eTag"], 200 if existing else 201, **headers
+    )
 
 
 async def delete_cluster(svc: ArmService, call: Call) -> Response:

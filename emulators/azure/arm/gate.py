@@ -30,11 +30,9 @@ from fastapi import Request
 
 from emulators.azure.arm.admin import AdminState
 from emulators.azure.arm.errors import ArmError
+from emulators.azure.arm.versions import API_VERSIONS
 from emulators.azure.keys import KeyStore
 
-#: The api-versions served; 2026-08-01 is what azure-mgmt-containerservice 41.8.0 sends, and
-#: 2026-07-01 is the version of two of the reference examples.
-API_VERSIONS = ("2026-07-01", "2026-08-01")
 #: Audiences ARM accepts (the v2 endpoint issues the first for ``https://management.azure.com/.default``).
 ARM_AUDIENCES = frozenset(
     {
@@ -79,8 +77,9 @@ def authenticate(request: Request, keys: KeyStore, origin: str) -> dict[str, Any
     return claims
 
 
-def api_version(request: Request, resource_type: str) -> str:
-    """The request's api-version if this surface serves it; 400 otherwise."""
+def api_version(request: Request, resource_type: str, served: tuple[str, ...] | None = API_VERSIONS) -> str:
+    """The request's api-version if this surface serves it (any well-formed one when ``served``
+    is None, for the Microsoft.Resources types); 400 otherwise."""
     version = request.query_params.get("api-version")
     if not version:
         message = "The api-version query parameter (?api-version=) is required for all requests."
@@ -88,7 +87,7 @@ def api_version(request: Request, resource_type: str) -> str:
     if not _API_VERSION_SHAPE.match(version):
         message = f"The api-version '{version}' is invalid. The supported versions are '{', '.join(API_VERSIONS)}'."
         raise ArmError(400, "InvalidApiVersionParameter", message)
-    if version not in API_VERSIONS:
+    if served is not None and version not in served:
         message = (
             f"No registered resource provider found for location 'global' and API version '{version}' for type "
             f"'{resource_type}'. The supported api-versions are '{', '.join(API_VERSIONS)}'."

@@ -45,14 +45,19 @@ def drop_tokens(store: DocumentStore, cluster: str) -> None:
 
 
 def kubeconfig(cluster: ClusterDoc, role: str, token: str, origin: str, data_dir: Path) -> str:
-    """The kubeconfig YAML, named as AKS names its entries (``clusterUser_<rg>_<name>``)."""
+    """The kubeconfig YAML, named as AKS names its entries: cluster and context ``<name>``, user
+    ``clusterUser_<rg>_<name>`` or ``clusterAdmin_<rg>_<name>`` (the 2026-08-01 example
+    ManagedClustersListClusterAdminCredentials.json gives only the base64 value; the names are
+    what AKS's kubeconfigs carry)."""
     server = f"{origin}/kubernetes/{cluster.subscription}/{cluster.resource_group}/{cluster.name}"
     cluster_entry: dict[str, Any] = {"server": server}
     ca_path = data_dir / "ca.pem"
     if origin.startswith("https://") and ca_path.exists():
         cluster_entry["certificate-authority-data"] = base64.b64encode(ca_path.read_bytes()).decode("ascii")
     user = f"cluster{role.capitalize()}_{cluster.resource_group}_{cluster.name}"
-    context = cluster.name if role == "user" else f"{cluster.name}-admin"
+    # AKS names the context after the cluster for both roles; clients tell the admin one by its
+    # user (``az aks get-credentials --admin`` renames it ``<name>-admin`` on merge).
+    context = cluster.name
     config = {
         "apiVersion": "v1",
         "kind": "Config",

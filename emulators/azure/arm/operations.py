@@ -35,8 +35,16 @@ from emulators.azure.fleet import Fleet, PoolSpec
 
 log = logging.getLogger(__name__)
 
-#: provisioningState a resource shows while an operation of each action runs on it.
-TRANSIENT_STATE = {"create": "Creating", "update": "Updating", "delete": "Deleting"}
+#: provisioningState a resource shows while an operation of each action runs on it (``stop`` and
+#: ``start`` act on a cluster and all its pools, ``nodeimage`` on one pool).
+TRANSIENT_STATE = {
+    "create": "Creating",
+    "update": "Updating",
+    "delete": "Deleting",
+    "stop": "Stopping",
+    "start": "Starting",
+    "nodeimage": "UpgradingNodeImageVersion",
+}
 
 
 def iso(seconds: float) -> str:
@@ -100,9 +108,18 @@ class Operations:
         self.clock = clock
 
     def start(
-        self, *, kind: str, action: str, cluster: ClusterDoc, resource_key: str, resource_id: str, subjects: list[str]
+        self,
+        *,
+        kind: str,
+        action: str,
+        cluster: ClusterDoc,
+        resource_key: str,
+        resource_id: str,
+        subjects: list[str],
+        target: str | None = None,
     ) -> dict[str, Any]:
-        """A new InProgress operation (persisted); a fail-next rule matching ``subjects`` dooms it."""
+        """A new InProgress operation (persisted); a fail-next rule matching ``subjects`` dooms it.
+        ``target`` is what a ``nodeimage`` operation upgrades the pool to."""
         now = self.clock()
         op: dict[str, Any] = {
             "name": str(uuid.uuid4()),
@@ -120,6 +137,7 @@ class Operations:
             "endTime": None,
             "error": None,
             "fail": self.admin.take_failure(resource_id, *subjects),
+            "target": target,
         }
         self.docs.save_operation(op)
         return op
@@ -170,19 +188,30 @@ class Operations:
                 self._delete_pool(cluster, op)
             return
         state = "Failed" if failure else "Succeeded"
+        power = {"stop": "Stopped", "start": "Running"}.get(op["action"]) if not failure else None
         if op["kind"] == "cluster" and cluster.operation == op["name"]:
             cluster.properties["provisioningState"] = state
+            if power:
+                cluster.properties["powerState"] = {"code": power}
             cluster.operation = None
             self.docs.save_cluster(cluster)
         for pool in self.docs.pools(cluster.key):
             if pool.operation == op["name"]:
-                self._settle_pool(cluster, pool, state, apply=not failure)
+                if power:
+                    pool.properties["powerState"] = {"code": power}
+                if op["action"] == "nodeimage" and op.get("target") and not failure:
+                    pool.properties["nodeImageVersion"] = op["target"]
+                self._settle_pool(cluster, pool, state, apply=not failure, stopped=power == "Stopped")
 
-    def _settle_pool(self, cluster: ClusterDoc, pool: PoolDoc, state: str, *, apply: bool) -> None:
+    def _settle_pool(self, cluster: ClusterDoc, pool: PoolDoc, state: str, *, apply: bool, stopped: bool) -> None:
+        """End the pool's operation; the fleet follows: a stopped cluster's VMs are deallocated
+        (its pools keep their count and come back on start), as AKS's stop does."""
         pool.properties["provisioningState"] = state
         pool.operation = None
         self.docs.save_pool(pool)
-        if apply:
+        if stopped:
+            self.fleet.delete_pool(cluster.key, pool.name)
+        elif apply and (pool.properties.get("powerState") or {}).get("code", "Running") == "Running":
             self.fleet.upsert_pool(cluster.key, pool_spec(pool.name, pool.properties))
 
     def _delete_pool(self, cluster: ClusterDoc, op: dict[str, Any]) -> None:

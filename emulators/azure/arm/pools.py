@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from fastapi.responses import Response
 
-from emulators.azure.arm import resources, validation
+from emulators.azure.arm import lifecycle, resources, validation
 from emulators.azure.arm.errors import resource_not_found
 from emulators.azure.arm.service import ArmService, Call, not_found_pool
 from emulators.azure.arm.state import ClusterDoc, PoolDoc, pool_key
@@ -32,12 +32,12 @@ async def get_pool(svc: ArmService, call: Call) -> Response:
     pool = svc.docs.pool(cluster.key, call.params["pool"])
     if pool is None:
         raise not_found_pool(call.params["pool"])
-    return svc.resource_response(svc.render_pool(pool), pool.properties.get("eTag"))
+    return svc.resource_response(svc.render_pool(pool, call.api_version), pool.properties.get("eTag"))
 
 
 async def list_pools(svc: ArmService, call: Call) -> Response:
     cluster = _cluster(svc, call)
-    return svc.page(call, [(pool.key, svc.render_pool(pool)) for pool in svc.docs.pools(cluster.key)])
+    return svc.page(call, [(pool.key, svc.render_pool(pool, call.api_version)) for pool in svc.docs.pools(cluster.key)])
 
 
 async def put_pool(svc: ArmService, call: Call) -> Response:
@@ -52,12 +52,14 @@ async def put_pool(svc: ArmService, call: Call) -> Response:
     )
     svc.check_cluster_idle(cluster)
     svc.check_pools_idle(cluster, only=name)
+    lifecycle.check_running(cluster)
     sent = resources.as_object(body.get("properties"))
     previous = existing.properties if existing else None
     props = resources.pool_properties(
         sent,
         cluster_version=str(cluster.properties.get("currentKubernetesVersion", resources.DEFAULT_KUBERNETES_VERSION)),
         default_mode=str(previous.get("mode", "User")) if previous else "User",
+        node_image=svc.admin.config.latest_node_image_version,
     )
     validation.pool(name, props, previous)
     size = svc.checked_size(props["vmSize"], name, cluster.location)
@@ -74,7 +76,9 @@ async def put_pool(svc: ArmService, call: Call) -> Response:
     doc = PoolDoc(key, cluster.key, pool_name, resources.pool_body(cluster.body["id"], pool_name, props), op["name"])
     svc.docs.save_pool(doc)
     headers = svc.lro_headers(op, call.api_version)
-    return svc.resource_response(svc.render_pool(doc), props["eTag"], 200 if existing else 201, **headers)
+    return svc.resource_response(
+        svc.render_pool(doc, call.api_version), props["eTag"], 200 if existing else 201, **headers
+    )
 
 
 async def delete_pool(svc: ArmService, call: Call) -> Response:

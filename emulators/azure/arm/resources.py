@@ -20,10 +20,11 @@ import copy
 import uuid
 from typing import Any
 
+from emulators.azure.arm.admin import NODE_IMAGE_VERSION
+
 CLUSTER_TYPE = "Microsoft.ContainerService/managedClusters"
 POOL_TYPE = "Microsoft.ContainerService/managedClusters/agentPools"
 DEFAULT_KUBERNETES_VERSION = "1.33.3"
-NODE_IMAGE_VERSION = "AKSUbuntu-2204gen2containerd-202607.01.0"
 DEFAULT_VM_SIZE = "Standard_D2s_v5"
 MAX_AGENT_POOLS = 100
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://rayplane.invalid/emulators/azure/arm")
@@ -77,7 +78,9 @@ def cluster_id(subscription: str, resource_group: str, name: str) -> str:
 
 
 # -- agent pools ---------------------------------------------------------------------------
-def pool_properties(sent: dict[str, Any], *, cluster_version: str, default_mode: str) -> dict[str, Any]:
+def pool_properties(
+    sent: dict[str, Any], *, cluster_version: str, default_mode: str, node_image: str = NODE_IMAGE_VERSION
+) -> dict[str, Any]:
     """The stored ``properties`` of a pool written with ``sent`` (its request ``properties``):
     AKS's defaults filled in, versions resolved against the cluster's. The caller sets
     ``eTag`` and ``provisioningState`` (both read-only, so never taken from ``sent``)."""
@@ -85,9 +88,11 @@ def pool_properties(sent: dict[str, Any], *, cluster_version: str, default_mode:
     props.setdefault("type", "VirtualMachineScaleSets")
     props.setdefault("osType", "Linux")
     props.setdefault("mode", default_mode)
-    props.setdefault("vmSize", DEFAULT_VM_SIZE)
+    if not props.get("vmSize"):
+        # An empty size (what ``az aks create`` sends without --node-vm-size) lets AKS choose.
+        props["vmSize"] = DEFAULT_VM_SIZE
     props.setdefault("maxPods", 110)
-    props.setdefault("nodeImageVersion", NODE_IMAGE_VERSION)
+    props.setdefault("nodeImageVersion", node_image)
     props.setdefault("powerState", {"code": "Running"})
     if "count" not in props:
         props["count"] = int(props.get("minCount") or 0) if props.get("enableAutoScaling") else 1
@@ -169,6 +174,33 @@ def _network_profile(sent: Any, node_rg: str, subscription: str, arm_id: str) ->
     return net
 
 
+def _managed_identity_profiles(
+    props: dict[str, Any], old_props: dict[str, Any], sent: dict[str, Any], subscription: str, name: str
+) -> None:
+    """What AKS sets on a cluster with a managed identity: ``servicePrincipalProfile.clientId``
+    ``"msi"`` unless the request named a service principal, and ``identityProfile.kubeletidentity``,
+    the user-assigned identity ``<cluster>-agentpool`` in the node resource group that the
+    kubelets use (a kubelet identity the client brought in ``identityProfile`` is kept). The AKS
+    REST reference (managedClusters.json, ``ManagedClusterProperties.identityProfile``: "the user
+    identity associated with the managed cluster, used by the kubelet") defines the field; the
+    Azure CLI's ``aks update`` refuses a cluster without it."""
+    sp = as_object(props.get("servicePrincipalProfile"))
+    if not sp.get("clientId") or sp.get("clientId") == "msi":
+        props["servicePrincipalProfile"] = {"clientId": "msi"}
+    kept = as_object(as_object(old_props.get("identityProfile")).get("kubeletidentity"))
+    brought = as_object(as_object(sent.get("identityProfile")).get("kubeletidentity"))
+    if brought.get("resourceId"):
+        kept = {k: v for k, v in brought.items() if k in ("resourceId", "clientId", "objectId")}
+    if not kept.get("resourceId"):
+        kept = {
+            "resourceId": f"/subscriptions/{subscription}/resourcegroups/{props['nodeResourceGroup']}/providers/"
+            f"Microsoft.ManagedIdentity/userAssignedIdentities/{name}-agentpool"
+        }
+    kept.setdefault("clientId", stable_guid(kept["resourceId"], "client"))
+    kept.setdefault("objectId", stable_guid(kept["resourceId"], "principal"))
+    props["identityProfile"] = {"kubeletidentity": kept}
+
+
 def cluster_body(
     sent: dict[str, Any],
     previous: dict[str, Any] | None,
@@ -237,8 +269,12 @@ def cluster_body(
                         "objectId": stable_guid(identity_id, "principal"),
                     },
                 )
+    if isinstance(sent.get("identity"), dict):
+        _managed_identity_profiles(props, old_props, props_in, subscription, name)
     if previous is not None:
         props["provisioningState"] = old_props.get("provisioningState", "Succeeded")
+        if "powerState" in old_props:
+            props["powerState"] = copy.deepcopy(old_props["powerState"])
     body: dict[str, Any] = {
         "id": arm_id,
         "name": name,

@@ -22,10 +22,11 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulators.azure.arm import clusters, gate, pools
+from emulators.azure.arm import cloud, clusters, gate, lifecycle, pools
 from emulators.azure.arm.errors import ArmError
 from emulators.azure.arm.operations import status_document
 from emulators.azure.arm.service import ArmService, Call
+from emulators.azure.arm.versions import API_VERSIONS
 from emulators.azure.fleet import cluster_key
 
 Handler = Callable[[ArmService, Call], Awaitable[Response]]
@@ -34,6 +35,10 @@ _SEG = r"[^/]+"
 _RP = r"providers/Microsoft\.ContainerService"
 _CLUSTER = rf"(?P<sub>{_SEG})/resourceGroups/(?P<rg>{_SEG})/{_RP}/managedClusters/(?P<name>{_SEG})"
 _OPS = rf"(?P<sub>{_SEG})/{_RP}/locations/(?P<loc>{_SEG})"
+_CLUSTERS = "Microsoft.ContainerService/managedClusters"
+_POOLS = "Microsoft.ContainerService/managedClusters/agentPools"
+_SUBSCRIPTIONS = "Microsoft.Resources/subscriptions"
+_GROUPS = "Microsoft.Resources/resourceGroups"
 
 
 async def _operation_status(svc: ArmService, call: Call) -> Response:
@@ -54,15 +59,15 @@ async def _operation_result(svc: ArmService, call: Call) -> Response:
     if op["status"] != "Succeeded":
         error = op.get("error") or {"code": op["status"], "message": f"The operation ended {op['status']}."}
         raise ArmError(400, error["code"], error["message"])
-    if op["action"] == "delete":
+    if op["action"] in ("delete", "stop", "start"):
         return Response(status_code=204)
     cluster = svc.docs.cluster_by_key(op["cluster"])
     if cluster is None:
         return Response(status_code=204)
     if op["kind"] == "cluster":
-        return JSONResponse(svc.render_cluster(cluster))
+        return JSONResponse(svc.render_cluster(cluster, call.api_version))
     pool = next((p for p in svc.docs.pools(cluster.key) if p.key == op["resource"]), None)
-    return Response(status_code=204) if pool is None else JSONResponse(svc.render_pool(pool))
+    return Response(status_code=204) if pool is None else JSONResponse(svc.render_pool(pool, call.api_version))
 
 
 async def _user_credentials(svc: ArmService, call: Call) -> Response:
@@ -76,45 +81,79 @@ async def _admin_credentials(svc: ArmService, call: Call) -> Response:
 #: (pattern after ``/subscriptions/``, {method: handler}, ARM resource type for error messages)
 _TABLE: list[tuple[re.Pattern[str], dict[str, Handler], str]] = [
     (
+        re.compile(rf"^{_CLUSTER}/agentPools/(?P<pool>{_SEG})/upgradeProfiles/default$", re.IGNORECASE),
+        {"GET": lifecycle.pool_upgrade_profile},
+        f"{_POOLS}/upgradeProfiles",
+    ),
+    (
+        re.compile(rf"^{_CLUSTER}/agentPools/(?P<pool>{_SEG})/upgradeNodeImageVersion$", re.IGNORECASE),
+        {"POST": lifecycle.upgrade_node_image},
+        _POOLS,
+    ),
+    (
+        re.compile(rf"^{_CLUSTER}/upgradeProfiles/default$", re.IGNORECASE),
+        {"GET": lifecycle.cluster_upgrade_profile},
+        f"{_CLUSTERS}/upgradeProfiles",
+    ),
+    (re.compile(rf"^{_CLUSTER}/stop$", re.IGNORECASE), {"POST": lifecycle.stop}, _CLUSTERS),
+    (re.compile(rf"^{_CLUSTER}/start$", re.IGNORECASE), {"POST": lifecycle.start}, _CLUSTERS),
+    (
+        re.compile(rf"^{_OPS}/kubernetesVersions$", re.IGNORECASE),
+        {"GET": lifecycle.list_kubernetes_versions},
+        "Microsoft.ContainerService/locations/kubernetesVersions",
+    ),
+    (
+        re.compile(rf"^{_OPS}/orchestrators$", re.IGNORECASE),
+        {"GET": lifecycle.list_orchestrators},
+        "Microsoft.ContainerService/locations/orchestrators",
+    ),
+    (re.compile(rf"^(?P<sub>{_SEG})$", re.IGNORECASE), {"GET": cloud.get_subscription}, _SUBSCRIPTIONS),
+    (
+        re.compile(rf"^(?P<sub>{_SEG})/resourceGroups/(?P<rg>{_SEG})$", re.IGNORECASE),
+        {"GET": cloud.get_resource_group, "PUT": cloud.put_resource_group},
+        _GROUPS,
+    ),
+    (re.compile(rf"^(?P<sub>{_SEG})/resourceGroups$", re.IGNORECASE), {"GET": cloud.list_resource_groups}, _GROUPS),
+    (
         re.compile(rf"^{_CLUSTER}/agentPools/(?P<pool>{_SEG})$", re.IGNORECASE),
         {"GET": pools.get_pool, "PUT": pools.put_pool, "DELETE": pools.delete_pool},
-        "managedClusters/agentPools",
+        _POOLS,
     ),
-    (re.compile(rf"^{_CLUSTER}/agentPools$", re.IGNORECASE), {"GET": pools.list_pools}, "managedClusters/agentPools"),
+    (re.compile(rf"^{_CLUSTER}/agentPools$", re.IGNORECASE), {"GET": pools.list_pools}, _POOLS),
     (
         re.compile(rf"^{_CLUSTER}/listClusterUserCredential$", re.IGNORECASE),
         {"POST": _user_credentials},
-        "managedClusters",
+        _CLUSTERS,
     ),
     (
         re.compile(rf"^{_CLUSTER}/listClusterAdminCredential$", re.IGNORECASE),
         {"POST": _admin_credentials},
-        "managedClusters",
+        _CLUSTERS,
     ),
     (
         re.compile(rf"^{_CLUSTER}$", re.IGNORECASE),
         {"GET": clusters.get_cluster, "PUT": clusters.put_cluster, "DELETE": clusters.delete_cluster},
-        "managedClusters",
+        _CLUSTERS,
     ),
     (
         re.compile(rf"^(?P<sub>{_SEG})/resourceGroups/(?P<rg>{_SEG})/{_RP}/managedClusters$", re.IGNORECASE),
         {"GET": clusters.list_by_resource_group},
-        "managedClusters",
+        _CLUSTERS,
     ),
     (
         re.compile(rf"^(?P<sub>{_SEG})/{_RP}/managedClusters$", re.IGNORECASE),
         {"GET": clusters.list_by_subscription},
-        "managedClusters",
+        _CLUSTERS,
     ),
     (
         re.compile(rf"^{_OPS}/operations/(?P<op>{_SEG})$", re.IGNORECASE),
         {"GET": _operation_status},
-        "locations/operations",
+        "Microsoft.ContainerService/locations/operations",
     ),
     (
         re.compile(rf"^{_OPS}/operationresults/(?P<op>{_SEG})$", re.IGNORECASE),
         {"GET": _operation_result},
-        "locations/operationresults",
+        "Microsoft.ContainerService/locations/operationresults",
     ),
 ]
 
@@ -155,7 +194,8 @@ def create_router(svc: ArmService) -> APIRouter:
                 message = f"The resource path '/subscriptions/{rest}' is not served by this emulator."
                 raise ArmError(404, "InvalidResourceType", message)
             _, handlers, resource_type = matched
-            version = gate.api_version(request, f"Microsoft.ContainerService/{resource_type}")
+            served = None if resource_type.startswith("Microsoft.Resources/") else API_VERSIONS
+            version = gate.api_version(request, resource_type, served)
             handler = handlers.get(method)
             if handler is None:
                 raise ArmError(

@@ -17,9 +17,11 @@ from fastapi.responses import JSONResponse, Response
 
 from emulators.azure.arm import resources, skus, validation
 from emulators.azure.arm.admin import AdminState
+from emulators.azure.arm.cloud import Directory
 from emulators.azure.arm.errors import ArmError, bad_request_content, operation_not_allowed
 from emulators.azure.arm.operations import TRANSIENT_STATE, Operations
 from emulators.azure.arm.state import ArmStore, ClusterDoc, PoolDoc
+from emulators.azure.arm.versions import LATEST, shape_cluster, shape_pool
 
 if TYPE_CHECKING:
     from emulators.azure.app import EmulatorContext
@@ -57,6 +59,7 @@ class ArmService:
         self.admin = AdminState(ctx.store)
         self.fleet = ctx.fleet
         self.ops = Operations(self.docs, ctx.fleet, self.admin, ctx.cluster_deleted)
+        self.directory = Directory(ctx.store)
 
     # -- rendering -----------------------------------------------------------------------
     def live_count(self, cluster: str, pool: str) -> int | None:
@@ -64,11 +67,16 @@ class ArmService:
         found = self.fleet.pool(cluster, pool)
         return None if found is None else len(found.nodes)
 
-    def render_pool(self, pool: PoolDoc) -> dict[str, Any]:
-        return resources.render_pool(pool.body, self.live_count(pool.cluster, pool.name))
+    def render_pool(self, pool: PoolDoc, api_version: str = LATEST) -> dict[str, Any]:
+        """The pool's JSON as ``api_version`` shows it (see :mod:`emulators.azure.arm.versions`)."""
+        return shape_pool(resources.render_pool(pool.body, self.live_count(pool.cluster, pool.name)), api_version)
 
-    def render_cluster(self, cluster: ClusterDoc) -> dict[str, Any]:
-        return resources.render_cluster(cluster.body, [self.render_pool(p) for p in self.docs.pools(cluster.key)])
+    def render_cluster(self, cluster: ClusterDoc, api_version: str = LATEST) -> dict[str, Any]:
+        """The cluster's JSON, pools included, as ``api_version`` shows it."""
+        pools = [
+            resources.render_pool(p.body, self.live_count(p.cluster, p.name)) for p in self.docs.pools(cluster.key)
+        ]
+        return shape_cluster(resources.render_cluster(cluster.body, pools), api_version)
 
     # -- answers -------------------------------------------------------------------------
     def page(self, call: Call, items: list[tuple[str, dict[str, Any]]]) -> JSONResponse:
