@@ -30,6 +30,7 @@ import pytest
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.containerservice import models as m
 
+from emulators.azure.arm import resources
 from emulators.azure.server import EmulatorProcess
 from tests.emulators.arm_support import client, emu  # noqa: F401 - emu is a fixture, used by name
 
@@ -53,6 +54,11 @@ JUSTIFIED_EXTRAS = {
     "identityProfile": "AKS reports the kubelet's user-assigned identity (kubeletidentity) of every cluster with a "
     "managed identity; the Azure CLI's `aks update` reads it",
     "azurePortalFQDN": "read-only FQDN of the API server for the portal (shown by the Get example)",
+    "osSKU": "AKS fills in a Linux pool's OS SKU (Ubuntu) when the request has none",
+    "osDiskSizeGB": "AKS fills in the OS disk size (128 GB) when the request has none",
+    "osDiskType": "AKS fills in the OS disk type (Managed) when the request has none",
+    "upgradeSettings": "AKS fills in a pool's upgrade settings (maxSurge 10%) when the request has none",
+    "kubernetes.azure.com/scalesetpriority": "AKS adds its spot label to a spot pool's own nodeLabels",
 }
 
 Recorded = list[tuple[str, int, dict[str, str], Any]]
@@ -181,6 +187,22 @@ def _check_delete(ex: dict[str, Any], begin: Callable[..., Any]) -> None:
     assert [(s[0], s[1], s[3]) for s in rec.seen] == [("DELETE", 204, None)]
 
 
+_VERSION_KEYS = ("kubernetesVersion", "orchestratorVersion", "currentKubernetesVersion", "currentOrchestratorVersion")
+
+
+def _offered_versions(value: Any) -> Any:
+    """The example with its Kubernetes versions (1.9.6, long out of support) replaced by one the
+    emulated region offers: AKS refuses a version it does not offer, and so does the emulator."""
+    if isinstance(value, dict):
+        return {
+            k: resources.DEFAULT_KUBERNETES_VERSION if k in _VERSION_KEYS and v else _offered_versions(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_offered_versions(v) for v in value]
+    return value
+
+
 def drive(ex: dict[str, Any], aks: ContainerServiceClient) -> None:
     p = ex["parameters"]
     rg, name = p["resourceGroupName"], p["resourceName"]
@@ -231,7 +253,7 @@ def drive(ex: dict[str, Any], aks: ContainerServiceClient) -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_passes_through_with_the_same_shape(emu: EmulatorProcess, path: Path) -> None:  # noqa: F811
-    ex = json.loads(path.read_text())
+    ex = _offered_versions(json.loads(path.read_text()))
     p = ex["parameters"]
     drive(ex, client(emu, p["subscriptionId"], api_version=p["api-version"]))
 

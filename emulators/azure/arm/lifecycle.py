@@ -37,13 +37,8 @@ from emulators.azure.arm.service import ArmService, Call, not_found_pool
 from emulators.azure.arm.state import ArmStore, ClusterDoc, PoolDoc
 from emulators.azure.fleet import cluster_key
 
-#: The Kubernetes versions this emulated region offers: minor -> patches, oldest first.
-KUBERNETES_VERSIONS: dict[str, list[str]] = {
-    "1.32": ["1.32.6", "1.32.7"],
-    "1.33": ["1.33.2", "1.33.3"],
-    "1.34": ["1.34.0", "1.34.1"],
-}
-DEFAULT_MINOR = "1.33"
+KUBERNETES_VERSIONS = resources.KUBERNETES_VERSIONS
+DEFAULT_MINOR = resources.DEFAULT_MINOR
 
 
 def _minor(version: str) -> str:

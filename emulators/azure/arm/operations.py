@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_STATE = {
     "create": "Creating",
     "update": "Updating",
+    "scale": "Scaling",
     "delete": "Deleting",
     "stop": "Stopping",
     "start": "Starting",

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from emulators.azure.arm import lifecycle, resources, validation
 from emulators.azure.arm.errors import resource_not_found
+from emulators.azure.arm.operations import TRANSIENT_STATE
 from emulators.azure.arm.service import ArmService, Call, not_found_pool
 from emulators.azure.arm.state import ClusterDoc, PoolDoc, pool_key
 
@@ -65,14 +66,14 @@ async def put_pool(svc: ArmService, call: Call) -> Response:
     size = svc.checked_size(props["vmSize"], name, cluster.location)
     key = pool_key(cluster.key, name)
     svc.check_quota(cluster.subscription, cluster.location, {size.family: size.vcpus * props["count"]}, {key})
-    action = "update" if existing else "create"
+    action = "create" if previous is None else ("scale" if resources.only_count_changed(previous, props) else "update")
     pool_name = existing.name if existing else name
     resource_id = resources.pool_id(cluster.body["id"], pool_name)
     op = svc.ops.start(
         kind="pool", action=action, cluster=cluster, resource_key=key, resource_id=resource_id, subjects=[pool_name]
     )
     props["eTag"] = resources.new_etag()
-    props["provisioningState"] = "Updating" if existing else "Creating"
+    props["provisioningState"] = TRANSIENT_STATE[action]
     doc = PoolDoc(key, cluster.key, pool_name, resources.pool_body(cluster.body["id"], pool_name, props), op["name"])
     svc.docs.save_pool(doc)
     headers = svc.lro_headers(op, call.api_version)

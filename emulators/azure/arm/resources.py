@@ -21,10 +21,21 @@ import uuid
 from typing import Any
 
 from emulators.azure.arm.admin import NODE_IMAGE_VERSION
+from emulators.azure.arm.errors import ArmError
 
 CLUSTER_TYPE = "Microsoft.ContainerService/managedClusters"
 POOL_TYPE = "Microsoft.ContainerService/managedClusters/agentPools"
-DEFAULT_KUBERNETES_VERSION = "1.33.3"
+#: The Kubernetes versions this emulated region offers: minor -> patches, oldest first
+#: (``az aks get-versions`` lists them; see :mod:`.lifecycle`).
+KUBERNETES_VERSIONS: dict[str, list[str]] = {
+    "1.32": ["1.32.6", "1.32.7"],
+    "1.33": ["1.33.2", "1.33.3"],
+    "1.34": ["1.34.0", "1.34.1"],
+}
+DEFAULT_MINOR = "1.33"
+SPOT_LABEL = "kubernetes.azure.com/scalesetpriority"
+SPOT_TAINT = f"{SPOT_LABEL}=spot:NoSchedule"
+DEFAULT_KUBERNETES_VERSION = KUBERNETES_VERSIONS[DEFAULT_MINOR][-1]
 DEFAULT_VM_SIZE = "Standard_D2s_v5"
 MAX_AGENT_POOLS = 100
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://rayplane.invalid/emulators/azure/arm")
@@ -59,11 +70,25 @@ def stable_guid(*parts: str) -> str:
 
 
 def resolve_version(requested: Any, fallback: str) -> str:
-    """A full ``major.minor.patch`` for ``requested`` ("" or missing means ``fallback``)."""
+    """The patch version a cluster or pool written with ``requested`` runs ("" or missing
+    means ``fallback``). As on AKS, ``major.minor`` means that minor's latest patch, and a
+    version the region does not offer is refused with 400 ``AgentPoolK8sVersionNotSupported``
+    (https://learn.microsoft.com/en-us/azure/aks/supported-kubernetes-versions)."""
     text = str(requested or "").strip()
     if not text:
         return fallback
-    return text if text.count(".") >= 2 else f"{text}.0"
+    patches = KUBERNETES_VERSIONS.get(".".join(text.split(".")[:2]), [])
+    if text.count(".") == 1 and patches:
+        return patches[-1]
+    if text in patches:
+        return text
+    raise ArmError(
+        400,
+        "AgentPoolK8sVersionNotSupported",
+        f"Version {text} is not supported in this region. Please use [az aks get-versions] command to get the "
+        "supported version list in this region. For more information, please check "
+        "https://aka.ms/supported-version-list",
+    )
 
 
 def pool_id(cluster_id: str, pool: str) -> str:
@@ -93,17 +118,43 @@ def pool_properties(
         props["vmSize"] = DEFAULT_VM_SIZE
     props.setdefault("maxPods", 110)
     props.setdefault("nodeImageVersion", node_image)
+    # AKS's defaults for a Linux VMSS pool (the pool examples of the REST reference show them):
+    # Ubuntu, a 128 GB managed OS disk, and a 10% surge on upgrades.
+    props.setdefault("osSKU", "Ubuntu")
+    props.setdefault("osDiskSizeGB", 128)
+    props.setdefault("osDiskType", "Managed")
+    props.setdefault("upgradeSettings", {"maxSurge": "10%"})
     props.setdefault("powerState", {"code": "Running"})
     if "count" not in props:
         props["count"] = int(props.get("minCount") or 0) if props.get("enableAutoScaling") else 1
+    # ``orchestratorVersion`` keeps what was asked ("1.33" stays "1.33"), the running patch
+    # is ``currentOrchestratorVersion``.
     version = resolve_version(props.get("orchestratorVersion"), cluster_version)
-    props["orchestratorVersion"] = version
+    props["orchestratorVersion"] = str(props.get("orchestratorVersion") or "").strip() or version
     props["currentOrchestratorVersion"] = version
     if props.get("scaleSetPriority") == "Spot":
-        # AKS's spot defaults: evict by deleting the VM, pay up to the on-demand price.
+        # AKS's spot defaults: evict by deleting the VM, pay up to the on-demand price. AKS also
+        # adds its spot label and taint to the pool's own nodeLabels and nodeTaints, not only
+        # to its nodes (https://learn.microsoft.com/en-us/azure/aks/spot-node-pool), so a
+        # client that diffs pool properties must expect them back.
         props.setdefault("scaleSetEvictionPolicy", "Delete")
         props.setdefault("spotMaxPrice", -1)
+        labels = dict(props.get("nodeLabels") or {})
+        labels.setdefault(SPOT_LABEL, "spot")
+        props["nodeLabels"] = labels
+        taints = list(props.get("nodeTaints") or [])
+        if not any(str(t).split("=", 1)[0].split(":", 1)[0] == SPOT_LABEL for t in taints):
+            taints.append(SPOT_TAINT)
+        props["nodeTaints"] = taints
     return props
+
+
+def only_count_changed(previous: dict[str, Any], props: dict[str, Any]) -> bool:
+    """Whether a pool write changes nothing but ``count``: AKS reports that as ``Scaling``."""
+    ignored = {"count", "eTag", "provisioningState", "powerState"}
+    before = {k: v for k, v in previous.items() if k not in ignored}
+    after = {k: v for k, v in props.items() if k not in ignored}
+    return before == after and previous.get("count") != props.get("count")
 
 
 def pool_body(cluster_arm_id: str, name: str, props: dict[str, Any]) -> dict[str, Any]:
@@ -221,8 +272,10 @@ def cluster_body(
     props = {k: copy.deepcopy(v) for k, v in props_in.items() if k not in (*_CLUSTER_READ_ONLY, "agentPoolProfiles")}
     location = str(sent.get("location", ""))
     region = location.lower().replace(" ", "")
-    version = resolve_version(props.get("kubernetesVersion"), DEFAULT_KUBERNETES_VERSION)
-    props["kubernetesVersion"] = version
+    # An update that names no version keeps the one the cluster runs.
+    running = str(((previous or {}).get("properties") or {}).get("currentKubernetesVersion") or "")
+    version = resolve_version(props.get("kubernetesVersion"), running or DEFAULT_KUBERNETES_VERSION)
+    props["kubernetesVersion"] = str(props.get("kubernetesVersion") or "").strip() or version
     props["currentKubernetesVersion"] = version
     props.setdefault("dnsPrefix", f"{name[:10]}-{resource_group[:16]}-{subscription[:6]}")
     old_props = (previous or {}).get("properties", {})

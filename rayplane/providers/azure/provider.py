@@ -44,7 +44,11 @@ from rayplane.settings import Settings
 
 POOL_CACHE_SECONDS = 30.0
 KUBECONFIG_CACHE_SECONDS = 600.0
-BUSY_STATES = frozenset({"Creating", "Updating", "Deleting", "Scaling", "Upgrading"})
+# provisioningState values of a resource with an operation running on it (AKS answers
+# OperationNotAllowed to another write meanwhile).
+BUSY_STATES = frozenset(
+    {"Creating", "Updating", "Deleting", "Scaling", "Upgrading", "UpgradingNodeImageVersion", "Starting", "Stopping"}
+)
 
 
 @dataclass
