@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from emulators.azure import aksnode
 from emulators.azure.store import DocumentStore
 
 _KIND = "fleet.pool"
@@ -51,6 +52,10 @@ class Node:
     labels: dict[str, str]
     taints: list[dict[str, str]]
     capacity: dict[str, str]
+    # What the kubelet offers pods (capacity minus AKS's reservations; ``aksnode``). Empty in
+    # documents written before it existed, which then offer their capacity.
+    allocatable: dict[str, str] = field(default_factory=dict)
+    kubelet_version: str = ""
 
     def ready(self, now: float) -> bool:
         return now >= self.ready_at
@@ -73,6 +78,13 @@ class PoolSpec:
     max_count: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[str] = field(default_factory=list)  # "key=value:Effect", as ARM writes them
+    max_pods: int = 110
+    # Of the managed cluster and the pool, for the nodes' reserved labels and kubelet version.
+    region: str = ""
+    node_resource_group: str = ""
+    kubernetes_version: str = ""
+    node_image_version: str = ""
+    os_sku: str = "Ubuntu"
 
 
 @dataclass
@@ -137,6 +149,10 @@ class Fleet:
             self._pools[(cluster, spec.name)] = pool
         else:
             pool.spec = spec
+            # AKS applies a pool's new nodeLabels (and image/version labels) to the nodes it
+            # already has, not only to new ones.
+            for node in pool.nodes:
+                node.labels = aksnode.labels(spec, node.name)
         self._converge(pool, self.clock(), force_save=True)
         return pool
 
@@ -202,25 +218,23 @@ class Fleet:
         digest = hashlib.sha256(f"{pool.cluster}/{spec.name}".encode()).hexdigest()[:8]
         name = f"aks-{spec.name}-{digest}-vmss{pool.serial:06x}"
         pool.serial += 1
-        labels = {
-            **spec.labels,
-            POOL_LABEL: spec.name,
-            "agentpool": spec.name,
-            "kubernetes.io/hostname": name,
-            "kubernetes.io/os": "linux",
-            "node.kubernetes.io/instance-type": spec.vm_size,
-            "kubernetes.azure.com/mode": spec.mode.lower(),
-        }
+        labels = aksnode.labels(spec, name)
         taints = [_parse_taint(t) for t in spec.taints]
-        if spec.spot:
-            # AKS labels and taints every spot node this way, whatever the pool asked for.
-            labels[SPOT_LABEL] = "spot"
-            if not any(t["key"] == SPOT_LABEL for t in taints):
-                taints.append({"key": SPOT_LABEL, "value": "spot", "effect": "NoSchedule"})
-        capacity = {"cpu": str(spec.vcpus), "memory": f"{int(spec.memory_gib * 1024)}Mi", "pods": "110"}
-        if spec.gpus:
-            capacity["nvidia.com/gpu"] = str(spec.gpus)
-        return Node(name, spec.name, now, now + self.boot_seconds, labels, taints, capacity)
+        if spec.spot and not any(t["key"] == SPOT_LABEL for t in taints):
+            # AKS taints every spot node this way, whatever the pool asked for.
+            taints.append({"key": SPOT_LABEL, "value": "spot", "effect": "NoSchedule"})
+        version = f"v{spec.kubernetes_version}" if spec.kubernetes_version else ""
+        return Node(
+            name,
+            spec.name,
+            now,
+            now + self.boot_seconds,
+            labels,
+            taints,
+            aksnode.capacity(spec),
+            aksnode.allocatable(spec),
+            version,
+        )
 
     def _converge(self, pool: Pool, now: float, *, force_save: bool = False) -> None:
         target = pool.target

@@ -69,8 +69,10 @@ def status_document(op: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def pool_spec(name: str, props: dict[str, Any]) -> PoolSpec:
-    """The fleet's view of a pool with these (validated) properties."""
+def pool_spec(name: str, props: dict[str, Any], cluster: dict[str, Any] | None = None) -> PoolSpec:
+    """The fleet's view of a pool with these (validated) properties, in the managed cluster
+    whose stored body is ``cluster`` (for the nodes' region and resource-group labels)."""
+    cluster_props = (cluster or {}).get("properties") or {}
     size = skus.get(str(props["vmSize"]))
     assert size is not None, "validated before the operation started"
     autoscale = bool(props.get("enableAutoScaling"))
@@ -88,6 +90,12 @@ def pool_spec(name: str, props: dict[str, Any]) -> PoolSpec:
         max_count=int(props.get("maxCount") or 0) if autoscale else 0,
         labels=dict(props.get("nodeLabels") or {}),
         taints=list(props.get("nodeTaints") or []),
+        max_pods=int(props.get("maxPods") or 110),
+        region=str((cluster or {}).get("location", "")).lower().replace(" ", ""),
+        node_resource_group=str(cluster_props.get("nodeResourceGroup", "")),
+        kubernetes_version=str(props.get("currentOrchestratorVersion", "")),
+        node_image_version=str(props.get("nodeImageVersion", "")),
+        os_sku=str(props.get("osSKU") or "Ubuntu"),
     )
 
 
@@ -213,7 +221,7 @@ class Operations:
         if stopped:
             self.fleet.delete_pool(cluster.key, pool.name)
         elif apply and (pool.properties.get("powerState") or {}).get("code", "Running") == "Running":
-            self.fleet.upsert_pool(cluster.key, pool_spec(pool.name, pool.properties))
+            self.fleet.upsert_pool(cluster.key, pool_spec(pool.name, pool.properties, cluster.body))
 
     def _delete_pool(self, cluster: ClusterDoc, op: dict[str, Any]) -> None:
         for pool in self.docs.pools(cluster.key):

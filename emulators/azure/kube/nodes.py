@@ -87,7 +87,7 @@ def node_object(cluster: str, node: Node, resource_version: str, now: float | No
         },
         "status": {
             "capacity": dict(node.capacity),
-            "allocatable": dict(node.capacity),
+            "allocatable": dict(node.allocatable or node.capacity),
             "conditions": [*pressure, ready_condition],
             "addresses": [
                 {"type": "InternalIP", "address": node_ip(cluster, node.name)},
@@ -100,7 +100,7 @@ def node_object(cluster: str, node: Node, resource_version: str, now: float | No
                 "containerRuntimeVersion": "containerd://1.7.27-1",
                 "kernelVersion": "5.15.0-1089-azure",
                 "kubeProxyVersion": "",
-                "kubeletVersion": "v1.33.2",
+                "kubeletVersion": node.kubelet_version or "v1.33.3",
                 "machineID": hashlib.md5(node.name.encode(), usedforsecurity=False).hexdigest(),
                 "operatingSystem": "linux",
                 "osImage": "Ubuntu 22.04.5 LTS",

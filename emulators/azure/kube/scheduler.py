@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from emulators.azure.fleet import POOL_LABEL, SPOT_LABEL, Node, Pool
+from emulators.azure import aksnode
+from emulators.azure.fleet import SPOT_LABEL, Node, Pool
 
 GPU = "nvidia.com/gpu"
 _SUFFIX: dict[str, Decimal] = {
@@ -212,7 +213,7 @@ class NodeView:
 
 
 def node_view(node: Node, ready: bool) -> NodeView:
-    alloc = capacity_of(node.capacity)
+    alloc = capacity_of(node.allocatable or node.capacity)
     taints = [dict(t) for t in node.taints]
     if not ready:
         taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
@@ -258,14 +259,7 @@ def choose_node(spec: Mapping[str, Any], req: Resources, views: Sequence[NodeVie
 def pool_template(pool: Pool) -> NodeView:
     """A node the pool would add (labels and taints as :class:`Fleet` gives its nodes)."""
     spec = pool.spec
-    labels = {
-        **spec.labels,
-        POOL_LABEL: spec.name,
-        "agentpool": spec.name,
-        "kubernetes.io/os": "linux",
-        "node.kubernetes.io/instance-type": spec.vm_size,
-        "kubernetes.azure.com/mode": spec.mode.lower(),
-    }
+    labels = aksnode.labels(spec, f"<new {spec.name} node>")
     taints: list[dict[str, Any]] = []
     for text in spec.taints:
         key_value, _, effect = text.partition(":")
@@ -275,9 +269,14 @@ def pool_template(pool: Pool) -> NodeView:
         labels[SPOT_LABEL] = "spot"
         if not any(t["key"] == SPOT_LABEL for t in taints):
             taints.append({"key": SPOT_LABEL, "value": "spot", "effect": "NoSchedule"})
-    alloc = Resources(spec.vcpus * 1000, int(spec.memory_gib * 1024) * 2**20, spec.gpus, 110)
+    alloc = capacity_of(aksnode.allocatable(spec))
     return NodeView(
-        f"<new {spec.name} node>", labels, taints, alloc, Resources(alloc.cpu, alloc.memory, alloc.gpu, 110), True
+        f"<new {spec.name} node>",
+        labels,
+        taints,
+        alloc,
+        Resources(alloc.cpu, alloc.memory, alloc.gpu, alloc.pods),
+        True,
     )
 
 
