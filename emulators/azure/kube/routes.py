@@ -7,7 +7,9 @@ client (whose ``Configuration.host`` may carry a path) reaches, for example,
 Every request needs ``Authorization: Bearer <token>`` where the token is a ``kube.token``
 document of this cluster (written by ARM's credential operations, or the admin route);
 anything else is a 401 ``Status``. Paths are parsed here and handed to :class:`KubeAPI`
-(verbs), the discovery documents, or the service proxy. Watches are not served (405).
+(verbs), the discovery documents, or the service proxy. Reads that ``kubectl`` makes beyond
+plain JSON -- Table renderings, ``?watch=1`` streams -- and the unsupported exec/attach/port-forward
+subresources are answered by :mod:`emulators.azure.kube.views`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from emulators.azure.fleet import cluster_key
 from emulators.azure.kube import errors as err
 from emulators.azure.kube import resources as res
+from emulators.azure.kube import views
 from emulators.azure.kube.api import ListOptions, Target
 
 if TYPE_CHECKING:
@@ -124,15 +127,15 @@ class Dispatcher:
         method = request.method
         dry_run = q.get("dryRun") == "All"
         api = self.svc.api
-        if _flag(q.get("watch")):
-            raise err.method_not_allowed("watch is not supported by this emulated API server; poll with list instead")
-        if not name:
+        if not name or (_flag(q.get("watch")) and not sub):
             limit = q.get("limit") or "0"
             if not limit.isdigit():
                 raise err.bad_request(f"invalid limit: {limit!r}")
             opts = ListOptions(q.get("labelSelector"), q.get("fieldSelector"), int(limit), q.get("continue"))
+            if method == "GET" and _flag(q.get("watch")):
+                return views.watch_view(request, self.svc, target, opts)
             if method == "GET":
-                return _json(api.list_objects(target, opts))
+                return views.list_view(request, self.svc, target, opts)
             if method == "POST":
                 if rtype.namespaced and not namespace:
                     raise err.method_not_allowed("create of a namespaced resource needs a namespace in the path")
@@ -145,8 +148,10 @@ class Dispatcher:
         if sub == "log":
             api.get(Target(key, rtype, version, namespace, name))
             return PlainTextResponse("")
+        if sub in views.STREAMS:
+            raise views.unsupported_stream(sub)
         if method == "GET":
-            return _json(api.get(target))
+            return views.get_view(request, self.svc, target)
         if method == "PUT":
             return _json(api.replace(target, await _body(request), dry_run=dry_run))
         if method == "PATCH":

@@ -3,7 +3,9 @@
 It owns the object store, the verbs, the controllers, the Ray job manager and dashboard, the
 service proxy and the control loop, and registers a ``cluster_deleted`` callback so that ARM
 deleting a managed cluster drops its Kubernetes objects and kills its Ray jobs. The loop runs
-from the router's lifespan; on shutdown the loop stops and running Ray jobs are killed.
+from the router's lifespan; on shutdown the loop stops and running Ray jobs are killed. Open
+watches end earlier, when the server starts shutting down (``EmulatorContext.stopping``), so
+that it need not wait for them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from emulators.azure.kube.jobs import JobManager
 from emulators.azure.kube.kuberay import KubeRayOperator
 from emulators.azure.kube.objects import ObjectStore
 from emulators.azure.kube.proxy import ServiceProxy
+from emulators.azure.kube.watch import ChangeFeed
 from emulators.azure.kube.workloads import Workloads
 
 if TYPE_CHECKING:
@@ -37,6 +40,8 @@ class KubeService:
         self.origin = ctx.settings.origin.rstrip("/")
         self.config = config_module.load(ctx.store, ctx.fleet)
         self.objects = ObjectStore(ctx.store)
+        self.feed = ChangeFeed(self.objects)
+        ctx.stopping.append(self.feed.close)
         self.api = KubeAPI(self.objects, ctx.fleet)
         self.jobs = JobManager(ctx.store, ctx.settings.data_dir, self.config)
         self.dashboard = Dashboard(self.jobs)

@@ -1,0 +1,303 @@
+"""The real ``kubectl`` (and the Python client) reading an emulated AKS cluster as a user would:
+``get`` prints the API server's Table columns and KubeRay's printer columns, ``-w`` and
+``kubectl wait`` watch, the Python client's ``watch.Watch`` streams, and watches resume, expire
+and end as the API server's do.
+
+Objects are created through the Python client (JSON): ``kubectl create`` of built-in kinds
+sends protobuf, which is another part of the emulator's work."""
+
+from __future__ import annotations
+
+import functools
+import json
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+
+from emulators.azure.kube.testing import KubeRayEnv, load_yaml, small_raycluster, wait_for
+from emulators.azure.server import EmulatorProcess
+from tests.support.emulators import kube_knobs
+
+KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
+KUBECTL = "/usr/bin/kubectl"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+Obj = dict[str, Any]
+
+pytestmark = pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")
+
+
+@functools.cache
+def _crd_json() -> str:
+    return json.dumps(load_yaml(KUBERAY / "ray.io_rayclusters.yaml")[0])
+
+
+@dataclass
+class Kubectl:
+    env: KubeRayEnv
+    config: Path
+    cache: Path
+
+    def __call__(self, *args: str, timeout: float = 30.0, check: bool = True) -> str:
+        done = subprocess.run(
+            [KUBECTL, f"--kubeconfig={self.config}", f"--cache-dir={self.cache}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr}")
+        return done.stdout + done.stderr if not check else done.stdout
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [KUBECTL, f"--kubeconfig={self.config}", f"--cache-dir={self.cache}", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def kubectl_for(env: KubeRayEnv, directory: Path) -> Kubectl:
+    config = directory / "kubeconfig"
+    config.write_text(yaml.safe_dump(env.cluster.kubeconfig))
+    return Kubectl(env, config, directory / "cache")
+
+
+@pytest.fixture(scope="module")
+def ray(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
+    """A cluster with KubeRay, a RayCluster ``rc`` (head + 1 worker) up, and kubectl for it."""
+    with kube_knobs(emulator, node_boot_seconds=0.3, scale_down_seconds=30.0):
+        env = KubeRayEnv(emulator, json.loads(_crd_json()))
+        env.cluster.add_pool("cpu", autoscale=True, min_count=0, max_count=3, vcpus=4, memory_gib=16)
+        env.create(small_raycluster("rc", workers=1))
+        env.wait_ready("rc", 1)
+        yield kubectl_for(env, tmp_path_factory.mktemp("kubectl"))
+
+
+def _header(output: str) -> list[str]:
+    return output.splitlines()[0].split()
+
+
+def _configmap(name: str) -> Obj:
+    return {"metadata": {"name": name}, "data": {"k": "v"}}
+
+
+# -- tables -------------------------------------------------------------------------------------
+def test_get_rayclusters_prints_kuberay_printer_columns(ray: Kubectl) -> None:
+    out = ray("get", "rayclusters")
+    lines = out.splitlines()
+    header = ["NAME", "DESIRED", "WORKERS", "AVAILABLE", "WORKERS", "CPUS", "MEMORY", "GPUS", "STATUS", "AGE"]
+    assert lines[0].split() == header
+    assert lines[1].split()[:7] == ["rc", "1", "1", "1", "2Gi", "0", "ready"]
+    wide = ray("get", "raycluster", "rc", "-o", "wide").splitlines()
+    assert "HEAD POD IP" in wide[0]
+    assert "TPUS" in wide[0]
+    head_ip = ray.env.rc("rc")["status"]["head"]["podIP"]
+    assert head_ip in wide[1]
+
+
+def test_get_pods_wide_and_nodes(ray: Kubectl) -> None:
+    out = ray("get", "pods", "-o", "wide", "-l", "ray.io/cluster=rc")
+    header = out.splitlines()[0]
+    for column in ("NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"):
+        assert column in header
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert len(rows) == 2
+    pods = {p.metadata.name: p for p in ray.env.pods("rc")}
+    for row in rows:
+        pod = pods[row[0]]
+        assert row[1:4] == ["1/1", "Running", "0"]
+        assert row[5] == pod.status.pod_ip
+        assert row[6] == pod.spec.node_name
+        assert row[7:] == ["<none>", "<none>"]
+    narrow = ray("get", "pods", "-l", "ray.io/cluster=rc")
+    assert _header(narrow) == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+
+    nodes = ray("get", "nodes")
+    assert _header(nodes) == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert all(line.split()[1:3] == ["Ready", "<none>"] for line in nodes.splitlines()[1:])
+    assert "INTERNAL-IP" in ray("get", "nodes", "-o", "wide").splitlines()[0]
+    deploy = ray("get", "deployments", "-n", "kuberay-system")
+    assert _header(deploy) == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert deploy.splitlines()[1].split()[:4] == ["kuberay-operator", "1/1", "1", "1"]
+    svc = ray("get", "svc", "rc-head-svc")
+    assert _header(svc) == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert "8265/TCP" in svc
+
+
+def test_table_over_http(ray: Kubectl) -> None:
+    with ray.env.cluster.http() as http:
+        r = http.get("/api/v1/namespaces/default/pods", headers={"Accept": TABLE + ",application/json"})
+        table = r.json()
+        assert table["kind"] == "Table"
+        assert table["apiVersion"] == "meta.k8s.io/v1"
+        assert [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0] == [
+            "Name",
+            "Ready",
+            "Status",
+            "Restarts",
+            "Age",
+        ]
+        row = table["rows"][0]
+        assert row["object"]["kind"] == "PartialObjectMetadata"
+        assert "spec" not in row["object"]
+        full = http.get(
+            "/apis/ray.io/v1/namespaces/default/rayclusters/rc",
+            params={"includeObject": "Object"},
+            headers={"Accept": TABLE},
+        ).json()
+        assert full["rows"][0]["object"]["spec"]["workerGroupSpecs"][0]["groupName"] == "workers"
+        names = [c["name"] for c in full["columnDefinitions"]]
+        assert names[:3] == ["Name", "desired workers", "available workers"]
+        assert full["rows"][0]["cells"][1] == 1  # an integer column is an integer
+        plain = http.get("/api/v1/namespaces/default/pods", headers={"Accept": "application/json"}).json()
+        assert plain["kind"] == "PodList"
+        meta = http.get(
+            "/api/v1/namespaces", headers={"Accept": "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"}
+        ).json()
+        assert meta["kind"] == "PartialObjectMetadataList"
+        assert {"default", "kube-system"} <= {i["metadata"]["name"] for i in meta["items"]}
+
+
+# -- watches ------------------------------------------------------------------------------------
+class Lines:
+    """The output lines of a process, read by a thread so that waits have deadlines."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        stream = proc.stdout
+        assert stream is not None
+
+        def pump() -> None:
+            for line in stream:
+                self.queue.put(line)
+            self.queue.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def until(self, needle: str, seconds: float = 20.0) -> str:
+        """The lines read so far once one contains ``needle``."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if needle in line:
+                return "".join(self.seen)
+        raise AssertionError(f"{needle!r} not seen in {seconds}s; got {''.join(self.seen)!r}")
+
+
+def test_kubectl_get_watch_streams_changes(ray: Kubectl) -> None:
+    ray.env.core.create_namespaced_config_map("default", _configmap("anchor"))
+    proc = ray.popen("get", "configmaps", "-w", "--output-watch-events")
+    try:
+        lines = Lines(proc)
+        lines.until("anchor")
+        ray.env.core.create_namespaced_config_map("default", _configmap("watched"))
+        ray.env.core.patch_namespaced_config_map("watched", "default", {"data": {"k": "v", "k2": "v2"}})
+        ray.env.core.delete_namespaced_config_map("watched", "default")
+        seen = lines.until("DELETED")
+        events = [line.split()[:2] for line in seen.splitlines() if "watched" in line]
+        assert events == [["ADDED", "watched"], ["MODIFIED", "watched"], ["DELETED", "watched"]]
+        assert [line.split()[2] for line in seen.splitlines() if line.startswith("MODIFIED")] == ["2"]
+    finally:
+        proc.kill()
+        proc.wait()
+        ray.env.core.delete_namespaced_config_map("anchor", "default")
+
+
+def test_kubectl_wait_for_condition_and_jsonpath(ray: Kubectl) -> None:
+    env = ray.env
+    env.patch("rc", {"spec": {"workerGroupSpecs": [{**env.rc("rc")["spec"]["workerGroupSpecs"][0], "replicas": 2}]}})
+    out = ray("wait", "--for=condition=Ready", "pod", "-l", "ray.io/node-type=worker", "--timeout=30s", timeout=40)
+    assert out.count("condition met") == 2
+    out = ray(
+        "wait", "--for=jsonpath={.status.availableWorkerReplicas}=2", "raycluster/rc", "--timeout=30s", timeout=40
+    )
+    assert "raycluster.ray.io/rc condition met" in out
+    head = env.pods("rc", "ray.io/node-type=head")[0].metadata.name
+    assert "condition met" in ray("wait", "--for=condition=Ready", f"pod/{head}", "--timeout=10s", timeout=20)
+    assert "condition met" in ray("wait", "--for=jsonpath={.status.state}=ready", "raycluster/rc", "--timeout=10s")
+    env.patch("rc", {"spec": {"workerGroupSpecs": [{**env.rc("rc")["spec"]["workerGroupSpecs"][0], "replicas": 1}]}})
+    wait_for(lambda: len(env.pods("rc", "ray.io/node-type=worker")) == 1, what="the worker group back at 1")
+
+
+def test_python_client_watch_stream(ray: Kubectl) -> None:
+    core = ray.env.core
+    rv = core.list_namespaced_config_map("default").metadata.resource_version
+    core.create_namespaced_config_map("default", _configmap("py-watch"))
+    core.delete_namespaced_config_map("py-watch", "default")
+    w = kubernetes.watch.Watch()
+    seen = []
+    for event in w.stream(core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=5):
+        seen.append((event["type"], event["object"].metadata.name))
+        if event["type"] == "DELETED":
+            w.stop()
+    assert seen == [("ADDED", "py-watch"), ("DELETED", "py-watch")]
+
+
+def _events(http: Any, path: str, accept: str = "application/json", **params: Any) -> list[Obj]:
+    with http.stream("GET", path, params={"watch": "1", **params}, headers={"Accept": accept}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("application/json")
+        return [json.loads(line) for line in r.iter_lines() if line.strip()]
+
+
+def test_watch_resumes_filters_expires_and_bookmarks(ray: Kubectl) -> None:
+    core = ray.env.core
+    start = core.list_namespaced_config_map("default").metadata.resource_version
+    core.create_namespaced_config_map("default", {"metadata": {"name": "a", "labels": {"x": "1"}}})
+    core.create_namespaced_config_map("default", {"metadata": {"name": "b"}})
+    core.patch_namespaced_config_map("a", "default", {"metadata": {"labels": {"x": "2"}}})
+    path = "/api/v1/namespaces/default/configmaps"
+    with ray.env.cluster.http() as http:
+        events = _events(http, path, resourceVersion=start, labelSelector="x=1", timeoutSeconds=1)
+        # "a" stops matching x=1: the watcher sees it go.
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "a"), ("DELETED", "a")]
+        events = _events(http, path, fieldSelector="metadata.name=b", timeoutSeconds=1, allowWatchBookmarks="true")
+        assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
+        assert events[1]["object"]["kind"] == "ConfigMap"
+        assert int(events[1]["object"]["metadata"]["resourceVersion"]) >= int(start)
+        nodes = _events(http, "/api/v1/nodes", timeoutSeconds=1)
+        assert {e["type"] for e in nodes} == {"ADDED"}
+        assert len(nodes) >= 2
+        table = _events(http, path, TABLE, fieldSelector="metadata.name=b", timeoutSeconds=1)
+        assert table[0]["object"]["kind"] == "Table"
+        assert table[0]["object"]["rows"][0]["cells"][:2] == ["b", 0]
+    for name in ("a", "b"):
+        core.delete_namespaced_config_map(name, "default")
+
+
+def test_watches_end_with_the_server_and_expire_across_a_restart(fresh_emulator: EmulatorProcess) -> None:
+    env = KubeRayEnv(fresh_emulator, json.loads(_crd_json()), operator=False, system_pool=False)
+    old = env.core.list_namespaced_config_map("default").metadata.resource_version
+    env.core.create_namespaced_config_map("default", _configmap("before"))
+    with env.cluster.http() as http, http.stream("GET", "/api/v1/namespaces/default/pods", params={"watch": "1"}) as r:
+        assert r.status_code == 200
+        started = time.monotonic()
+        fresh_emulator.restart()
+        assert list(r.iter_lines()) == []
+        assert time.monotonic() - started < 8.0  # the stop is quick; the start takes the rest
+    env.core.create_namespaced_config_map("default", _configmap("after"))
+    with env.cluster.http() as http:
+        # The feed starts again with the process: a version from before is gone (410 Expired).
+        expired = _events(http, "/api/v1/namespaces/default/configmaps", resourceVersion=old, timeoutSeconds=5)
+        assert [e["type"] for e in expired] == ["ERROR"]
+        assert expired[0]["object"]["code"] == 410
+        assert expired[0]["object"]["reason"] == "Expired"
+        assert expired[0]["object"]["message"].startswith(f"too old resource version: {old} (")
