@@ -23,8 +23,13 @@ import kubernetes
 import pytest
 import yaml
 
+from emulators.azure.fleet import Fleet
+from emulators.azure.kube.api import KubeAPI
+from emulators.azure.kube.events import SCHEDULER, EventRecorder
+from emulators.azure.kube.objects import ObjectStore
 from emulators.azure.kube.testing import KubeRayEnv, load_yaml, small_raycluster, wait_for
 from emulators.azure.server import EmulatorProcess
+from emulators.azure.store import DocumentStore
 from tests.support.emulators import kube_knobs
 
 KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
@@ -301,3 +306,70 @@ def test_watches_end_with_the_server_and_expire_across_a_restart(fresh_emulator:
         assert expired[0]["object"]["code"] == 410
         assert expired[0]["object"]["reason"] == "Expired"
         assert expired[0]["object"]["message"].startswith(f"too old resource version: {old} (")
+
+
+# -- events -------------------------------------------------------------------------------------
+def test_describe_and_get_events_show_the_control_planes_events(ray: Kubectl) -> None:
+    env = ray.env
+    worker = env.pods("rc", "ray.io/node-type=worker")[0].metadata.name
+    described = ray("describe", "pod", worker)
+    events = described[described.index("Events:") :]
+    assert "default-scheduler" in events
+    assert f"Successfully assigned default/{worker} to aks-cpu-" in events
+    assert "Started container ray-worker" in events
+    assert "Created container: wait-gcs-ready" in events
+    rc = ray("describe", "raycluster", "rc")
+    assert "raycluster-controller" in rc[rc.index("Events:") :]
+    assert f"Created worker Pod default/{worker}" in rc
+    listed = ray("get", "events", "--field-selector", "involvedObject.kind=RayCluster")
+    assert _header(listed) == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert "CreatedHeadPod" in listed
+    assert "raycluster/rc" in listed
+
+    # An unschedulable pod gets the scheduler's Warning; deleting a running one the kubelet's Killing.
+    big = {
+        "metadata": {"name": "too-big"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "64"}}}]},
+    }
+    env.core.create_namespaced_pod("default", big)
+
+    def failed() -> str | None:
+        out = ray("get", "events", "--field-selector", "involvedObject.name=too-big,reason=FailedScheduling")
+        return out if "Insufficient cpu" in out else None
+
+    out = wait_for(failed, what="a FailedScheduling event")
+    assert "Warning" in out
+    assert "nodes are available:" in out
+    env.core.delete_namespaced_pod("too-big", "default")
+    env.core.delete_namespaced_pod(worker, "default")
+
+    def killing() -> str | None:
+        out = ray("get", "events", "--field-selector", f"involvedObject.name={worker},reason=Killing")
+        return out if "Stopping container ray-worker" in out else None
+
+    wait_for(killing, what="the kubelet's Killing event")
+    env.wait_ready("rc", 1)
+
+
+def test_event_recorder_folds_repeats_and_is_bounded(tmp_path: Path) -> None:
+    store = DocumentStore(tmp_path / "state.db")
+    api = KubeAPI(ObjectStore(store), Fleet(store))
+    api.ensure_cluster("c")
+    recorder = EventRecorder(api, per_cluster=3)
+    pod = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "default", "uid": "u1"}}
+    first = recorder.record("c", pod, "Warning", "FailedScheduling", "0/1 nodes are available.", component=SCHEDULER)
+    again = recorder.record("c", pod, "Warning", "FailedScheduling", "0/1 nodes are available.", component=SCHEDULER)
+    assert first is not None
+    assert again is not None
+    assert again["metadata"]["name"] == first["metadata"]["name"]
+    assert again["count"] == 2
+    assert again["firstTimestamp"] == first["firstTimestamp"]
+    for n in range(5):
+        recorder.record("c", pod, "Normal", "Other", f"message {n}", component=SCHEDULER)
+    stored = api.objects.select("c", "core/events", "default")
+    assert [e["message"] for e in stored if e["reason"] == "Other"] == ["message 2", "message 3", "message 4"]
+    assert all(e["reason"] != "FailedScheduling" for e in stored)
+    assert (
+        recorder.record("c", {**pod, "metadata": {"name": "x", "namespace": "gone"}}, "Normal", "R", "m", component="k")
+        is None
+    )

@@ -19,6 +19,7 @@ from emulators.azure.kube import config as config_module
 from emulators.azure.kube.api import KubeAPI
 from emulators.azure.kube.controller import Controller
 from emulators.azure.kube.dashboard import Dashboard
+from emulators.azure.kube.events import EventRecorder
 from emulators.azure.kube.jobs import JobManager
 from emulators.azure.kube.kuberay import KubeRayOperator
 from emulators.azure.kube.objects import ObjectStore
@@ -49,6 +50,8 @@ class KubeService:
         self.workloads = Workloads(self.api, ctx.fleet, self.config)
         self.kuberay = KubeRayOperator(self.api, self.config)
         self.workloads.gate = self.kuberay.gcs_ready
+        self.events = EventRecorder(self.api)
+        self.workloads.events = self.kuberay.events = self.events
         self.controller = Controller(
             self.objects, ctx.fleet, self.config, self.workloads, self.kuberay, self.jobs, self.dashboard, self.proxy
         )

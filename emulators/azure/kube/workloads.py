@@ -7,7 +7,9 @@
   ``DisruptionTarget`` condition and a terminated container; the pod GC deletes it after
   ``orphan_pod_gc_seconds`` unless a controller (KubeRay, the Deployment) deleted it first;
 * **scheduling** -- pending pods, oldest first, bind to a feasible node
-  (:mod:`emulators.azure.kube.scheduler`) or get ``PodScheduled=False``/``Unschedulable``;
+  (:mod:`emulators.azure.kube.scheduler`) or get ``PodScheduled=False``/``Unschedulable``,
+  with the scheduler's ``Scheduled`` / ``FailedScheduling`` events
+  (:mod:`emulators.azure.kube.events`; the kubelet's Pulling/Pulled/Created/Started too);
 * **kubelet** -- a bound pod runs (phase ``Running``, every condition ``True``, a pod IP)
   ``container_start_seconds`` after binding, once :attr:`Workloads.gate` lets its init
   containers finish (a Ray worker waits for its head, as KubeRay's ``wait-gcs-ready`` does).
@@ -34,6 +36,7 @@ from emulators.azure.fleet import Fleet, Node
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import KubeAPI
 from emulators.azure.kube.config import KubeConfig
+from emulators.azure.kube.events import EventRecorder
 from emulators.azure.kube.kuberay import is_ready, is_terminal
 from emulators.azure.kube.nodes import node_ip
 from emulators.azure.kube.objects import now_iso
@@ -81,6 +84,7 @@ class Workloads:
         self.lost_at: dict[str, float] = {}
         # Whether a bound pod's init containers can complete (KubeRay's wait-gcs-ready).
         self.gate: Callable[[str, Obj], bool] = lambda cluster, pod: True
+        self.events: EventRecorder | None = None
 
     def _delete(self, cluster: str, pod: Obj) -> None:
         m = pod["metadata"]
@@ -195,6 +199,9 @@ class Workloads:
         ]
         self.bound_at[pod["metadata"]["uid"]] = now
         self.objects.put(cluster, res.PODS.key, new)
+        if self.events is not None:
+            self.events.scheduled(cluster, new, view.name)
+            self.events.containers_started(cluster, new, view.name, init=True)
 
     def _unschedulable(self, cluster: str, pod: Obj, message: str) -> None:
         current = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "PodScheduled"]
@@ -205,6 +212,8 @@ class Workloads:
             _cond("PodScheduled", "False", now_iso(), "Unschedulable", message)
         ]
         self.objects.put(cluster, res.PODS.key, new)
+        if self.events is not None:
+            self.events.failed_scheduling(cluster, new, message)
 
     def _start(self, cluster: str, pod: Obj, node: str, now: float) -> None:
         new = _copy(pod)
@@ -242,6 +251,8 @@ class Workloads:
             for i, c in enumerate(new["spec"].get("containers") or [])
         ]
         self.objects.put(cluster, res.PODS.key, new)
+        if self.events is not None:
+            self.events.containers_started(cluster, new, node, init=False)
 
     def _lose(self, cluster: str, pod: Obj, node: str, evicted: bool, now: float) -> None:
         new = _copy(pod)
