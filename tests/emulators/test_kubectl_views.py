@@ -373,3 +373,60 @@ def test_event_recorder_folds_repeats_and_is_bounded(tmp_path: Path) -> None:
         recorder.record("c", {**pod, "metadata": {"name": "x", "namespace": "gone"}}, "Normal", "R", "m", component="k")
         is None
     )
+
+
+# -- logs, exec, port-forward -------------------------------------------------------------------
+def test_kubectl_logs_of_ray_pods(ray: Kubectl) -> None:
+    env = ray.env
+    head = env.pods("rc", "ray.io/node-type=head")[0]
+    worker = env.pods("rc", "ray.io/node-type=worker")[0].metadata.name
+    out = ray("logs", head.metadata.name)
+    assert "Ray runtime started." in out
+    assert f"ray start --address='{head.status.pod_ip}:6379'" in out
+    assert "ray start --head" in out
+    tail = ray("logs", worker, "-c", "ray-worker", "--tail=2", "--timestamps").splitlines()
+    assert len(tail) == 2
+    assert tail[-1].split(" ", 1)[0].endswith("Z")
+    assert "rc-head-svc" in ray("logs", worker, "-c", "wait-gcs-ready")
+    operator = ray("get", "pods", "-n", "kuberay-system", "-o", "name").split()[0]
+    assert ray("logs", "-n", "kuberay-system", operator) == ""
+    missing = ray("logs", "nope", check=False)
+    assert 'pods "nope" not found' in missing
+    previous = ray("logs", worker, "-c", "ray-worker", "--previous", check=False)
+    assert f'previous terminated container "ray-worker" in pod "{worker}" not found' in previous
+    with env.cluster.http() as http:
+        r = http.get(f"/api/v1/namespaces/default/pods/{worker}/log")
+        assert "Ray runtime started." in r.text  # the one container (init containers aside)
+        r = http.get(f"/api/v1/namespaces/default/pods/{worker}/log", params={"container": "nope"})
+        assert r.status_code == 400
+        assert r.json()["message"] == f"container nope is not valid for pod {worker}"
+
+
+def test_logs_of_a_pod_not_yet_running_and_followed_logs(ray: Kubectl) -> None:
+    env = ray.env
+    spec: Obj = {"containers": [{"name": "c", "image": "busybox"}], "nodeSelector": {"agentpool": "nowhere"}}
+    stuck = {"metadata": {"name": "stuck"}, "spec": spec}
+    env.core.create_namespaced_pod("default", stuck)
+    try:
+        out = ray("logs", "stuck", check=False)
+        assert 'container "c" in pod "stuck" is waiting to start: ContainerCreating' in out
+    finally:
+        env.core.delete_namespaced_pod("stuck", "default")
+    head = env.pods("rc", "ray.io/node-type=head")[0].metadata.name
+    proc = ray.popen("logs", "-f", head, "--tail=1")
+    try:
+        Lines(proc).until("Running subprocesses are monitored")
+        assert proc.poll() is None  # the followed log stays open while the container runs
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_exec_and_port_forward_answer_a_clear_error(ray: Kubectl) -> None:
+    head = ray.env.pods("rc", "ray.io/node-type=head")[0].metadata.name
+    out = ray("exec", head, "--", "ls", check=False, timeout=20)
+    assert "exec is not supported by the Rayplane emulator" in out
+    with ray.env.cluster.http() as http:
+        r = http.post(f"/api/v1/namespaces/default/pods/{head}/portforward")
+        assert r.status_code == 400
+        assert r.json()["message"].startswith("port-forward is not supported by the Rayplane emulator")

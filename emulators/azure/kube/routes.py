@@ -9,7 +9,8 @@ document of this cluster (written by ARM's credential operations, or the admin r
 anything else is a 401 ``Status``. Paths are parsed here and handed to :class:`KubeAPI`
 (verbs), the discovery documents, or the service proxy. Reads that ``kubectl`` makes beyond
 plain JSON -- Table renderings, ``?watch=1`` streams -- and the unsupported exec/attach/port-forward
-subresources are answered by :mod:`emulators.azure.kube.views`.
+subresources are answered by :mod:`emulators.azure.kube.views`, pod logs by
+:mod:`emulators.azure.kube.logs`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 
 from emulators.azure.fleet import cluster_key
 from emulators.azure.kube import errors as err
+from emulators.azure.kube import logs, views
 from emulators.azure.kube import resources as res
-from emulators.azure.kube import views
 from emulators.azure.kube.api import ListOptions, Target
 
 if TYPE_CHECKING:
@@ -146,8 +147,7 @@ class Dispatcher:
         if rtype.namespaced and not namespace:
             raise err.resource_not_found()
         if sub == "log":
-            api.get(Target(key, rtype, version, namespace, name))
-            return PlainTextResponse("")
+            return logs.pod_log(request, self.svc, target)
         if sub in views.STREAMS:
             raise views.unsupported_stream(sub)
         if method == "GET":
