@@ -430,3 +430,62 @@ def test_exec_and_port_forward_answer_a_clear_error(ray: Kubectl) -> None:
         r = http.post(f"/api/v1/namespaces/default/pods/{head}/portforward")
         assert r.status_code == 400
         assert r.json()["message"].startswith("port-forward is not supported by the Rayplane emulator")
+
+
+# -- cordon, taint, top -------------------------------------------------------------------------
+def _pod_on(pool: str, name: str, tolerations: list[Obj] | None = None) -> Obj:
+    spec: Obj = {"containers": [{"name": "c", "image": "busybox"}], "nodeSelector": {"agentpool": pool}}
+    if tolerations:
+        spec["tolerations"] = tolerations
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+def test_cordon_and_taint_are_accepted_and_honoured_by_the_scheduler(emulator: EmulatorProcess, tmp_path: Path) -> None:
+    env = KubeRayEnv(emulator, json.loads(_crd_json()), operator=False)
+    env.cluster.add_pool("fixed", count=1, vcpus=4, memory_gib=16)
+    kubectl = kubectl_for(env, tmp_path)
+    node = wait_for(lambda: env.core.list_node(label_selector="agentpool=fixed").items, what="the node")[
+        0
+    ].metadata.name
+    wait_for(lambda: "Ready" in kubectl("get", "node", node), what="the node to be ready")
+    assert f"node/{node} cordoned" in kubectl("cordon", node)
+    assert "Ready,SchedulingDisabled" in kubectl("get", "node", node)
+    env.core.create_namespaced_pod("default", _pod_on("fixed", "blocked"))
+
+    def scheduler_says(pod: str, words: str) -> str | None:
+        out = kubectl("get", "events", "--field-selector", f"involvedObject.name={pod},reason=FailedScheduling")
+        return out if words in out else None
+
+    wait_for(lambda: scheduler_says("blocked", "1 node(s) were unschedulable"), what="the cordon in the message")
+    assert env.core.read_namespaced_pod("blocked", "default").spec.node_name is None
+    assert f"node/{node} uncordoned" in kubectl("uncordon", node)
+    wait_for(lambda: env.core.read_namespaced_pod("blocked", "default").spec.node_name == node, what="the pod bound")
+
+    assert f"node/{node} tainted" in kubectl("taint", "nodes", node, "dedicated=gpu:NoSchedule")
+    described = kubectl("describe", "node", node)
+    assert "dedicated=gpu:NoSchedule" in described
+    env.core.create_namespaced_pod("default", _pod_on("fixed", "intolerant"))
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
+    env.core.create_namespaced_pod("default", _pod_on("fixed", "tolerant", [toleration]))
+    message = wait_for(lambda: scheduler_says("intolerant", "untolerated taint"), what="the taint in the message")
+    assert "1 node(s) had untolerated taint {dedicated: gpu}" in message
+    wait_for(lambda: env.core.read_namespaced_pod("tolerant", "default").spec.node_name == node, what="tolerant bound")
+    assert env.core.read_namespaced_pod("intolerant", "default").spec.node_name is None
+    assert f"node/{node} untainted" in kubectl("taint", "nodes", node, "dedicated-")
+    wait_for(lambda: env.core.read_namespaced_pod("intolerant", "default").spec.node_name == node, what="bound")
+    assert "node/" in kubectl("label", "node", node, "team=ray")
+    assert env.core.read_node(node).metadata.labels["team"] == "ray"
+
+
+def test_kubectl_top_nodes_and_pods(ray: Kubectl) -> None:
+    nodes = ray("top", "nodes")
+    assert _header(nodes) == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+    assert len(nodes.splitlines()) == 1 + len(ray.env.core.list_node().items)
+    pods = ray("top", "pods", "-l", "ray.io/cluster=rc", "--containers")
+    rows = [line.split() for line in pods.splitlines()[1:]]
+    assert {r[1] for r in rows} == {"ray-head", "ray-worker"}
+    assert all(r[2].endswith("m") and r[3].endswith("Mi") for r in rows)
+    with ray.env.cluster.http() as http:
+        groups = http.get("/apis").json()["groups"]
+        assert "metrics.k8s.io" in {g["name"] for g in groups}
+        assert http.get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/nope").status_code == 404

@@ -9,6 +9,7 @@ answers for the pod subresources the emulator does not run (exec, attach, port-f
   on one object): a chunked ``application/json`` stream of newline-delimited
   ``{"type", "object"}`` events (:mod:`emulators.azure.kube.watch`), objects rendered as the
   ``Accept`` header asks (a one-row Table per event for ``kubectl get -w``);
+* :func:`node_write` -- ``PATCH``/``PUT`` of a node (cordon, taint, label);
 * :func:`unsupported_stream` -- ``exec``, ``attach`` and ``portforward`` answer 400 with a
   Status saying the emulator runs no containers.
 """
@@ -23,8 +24,8 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from emulators.azure.kube import errors as err
+from emulators.azure.kube import nodeedits, tables
 from emulators.azure.kube import resources as res
-from emulators.azure.kube import tables
 from emulators.azure.kube.api import ListOptions, Target
 from emulators.azure.kube.selectors import parse_field_selector, parse_label_selector
 from emulators.azure.kube.watch import DEFAULT_TIMEOUT_SECONDS, WatchSpec, object_events, polled_events
@@ -146,6 +147,15 @@ async def _lines(
 ) -> AsyncIterator[bytes]:
     async for kind, obj in events:
         yield json.dumps({"type": kind, "object": encode(kind, obj)}, separators=(",", ":")).encode() + b"\n"
+
+
+async def node_write(request: Request, svc: KubeService, t: Target, body: Any) -> Response:
+    """PATCH/PUT of a node: cordon, taints, labels (:mod:`emulators.azure.kube.nodeedits`)."""
+    node = next((n for n in svc.fleet.nodes(t.cluster) if n.name == t.name), None)
+    if node is None:
+        raise err.not_found("nodes", "", t.name)
+    content_type = request.headers.get("content-type", "") if request.method == "PATCH" else None
+    return JSONResponse(nodeedits.write(svc.objects, t.cluster, node, content_type, body))
 
 
 def unsupported_stream(sub: str) -> err.KubeError:

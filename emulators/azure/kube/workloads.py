@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from emulators.azure.fleet import Fleet, Node
+from emulators.azure.kube import nodeedits
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import KubeAPI
 from emulators.azure.kube.config import KubeConfig
@@ -96,6 +97,9 @@ class Workloads:
     def pods(self, cluster: str, nodes: list[Node], evicted: set[str], now: float) -> float | None:
         """One pass over the cluster's pods; returns when the next timed change is due."""
         views = {n.name: node_view(n, n.ready(now)) for n in nodes}
+        for one in views.values():
+            nodeedits.adjust_view(self.objects, cluster, one)
+        nodeedits.forget_missing(self.objects, cluster, set(views))
         due: list[float] = [n.ready_at for n in nodes if not n.ready(now)]
         pending: list[Obj] = []
         for pod in list(self.objects.iter_type(cluster, res.PODS.key)):
