@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emulators.azure.kube import resources as res
@@ -63,8 +64,16 @@ def reference(obj: Obj, field_path: str = "") -> Obj:
 class EventRecorder:
     """Writes and folds events; see the module docstring."""
 
-    def __init__(self, api: KubeAPI, *, ttl: float = EVENT_TTL_SECONDS, per_cluster: int = EVENTS_PER_CLUSTER) -> None:
+    def __init__(
+        self,
+        api: KubeAPI,
+        *,
+        ttl: float = EVENT_TTL_SECONDS,
+        per_cluster: int = EVENTS_PER_CLUSTER,
+        enabled: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.api = api
+        self.enabled = enabled
         self.objects = api.objects
         self.ttl = ttl
         self.per_cluster = per_cluster
@@ -101,7 +110,9 @@ class EventRecorder:
         action: str = "",
     ) -> Obj | None:
         """Write the event (or count a repeat); the stored event, or None when its namespace
-        is gone (a pod deleted with its namespace)."""
+        is gone (a pod deleted with its namespace) or events are off (``record_events``)."""
+        if not self.enabled():
+            return None
         now = time.time()
         stamp = now_iso(now)
         ref = reference(involved, field_path)

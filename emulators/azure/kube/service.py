@@ -50,7 +50,7 @@ class KubeService:
         self.workloads = Workloads(self.api, ctx.fleet, self.config)
         self.kuberay = KubeRayOperator(self.api, self.config)
         self.workloads.gate = self.kuberay.gcs_ready
-        self.events = EventRecorder(self.api)
+        self.events = EventRecorder(self.api, enabled=lambda: self.config.record_events)
         self.workloads.events = self.kuberay.events = self.events
         self.controller = Controller(
             self.objects, ctx.fleet, self.config, self.workloads, self.kuberay, self.jobs, self.dashboard, self.proxy

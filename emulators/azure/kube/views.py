@@ -116,7 +116,7 @@ def watch_view(request: Request, svc: KubeService, t: Target, opts: ListOptions)
         events = object_events(svc.feed, spec, current)
     rendering = tables.negotiate(request.headers.get("accept"))
     encode = _encoder(svc, t, rendering, request.query_params.get("includeObject"))
-    return StreamingResponse(_lines(events, encode, svc, t), media_type="application/json")
+    return StreamingResponse(_lines(events, encode), media_type="application/json")
 
 
 def _node_signature(node: Obj) -> Any:
@@ -142,9 +142,7 @@ def _encoder(
     return encode
 
 
-async def _lines(
-    events: AsyncIterator[tuple[str, Obj]], encode: Callable[[str, Obj], Obj], svc: KubeService, t: Target
-) -> AsyncIterator[bytes]:
+async def _lines(events: AsyncIterator[tuple[str, Obj]], encode: Callable[[str, Obj], Obj]) -> AsyncIterator[bytes]:
     async for kind, obj in events:
         yield json.dumps({"type": kind, "object": encode(kind, obj)}, separators=(",", ":")).encode() + b"\n"
 

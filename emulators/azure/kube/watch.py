@@ -22,10 +22,13 @@ and #watch-bookmarks:
   cluster is deleted, or when the server shuts down (:meth:`ChangeFeed.close`, called before
   the server waits for open connections).
 
-Each cluster's feed keeps its last :data:`FEED_CAPACITY` changes; a watcher that falls further
-behind gets the ``410`` error event. Races: the store calls the feed's listener on the event
-loop, synchronously within the write; a stream reads the feed and registers its wake-up event
-with no ``await`` in between, so no change can slip between the two.
+Each cluster's feed keeps its last :data:`FEED_CAPACITY` changes, and all clusters together
+at most :data:`FEED_TOTAL` (the oldest of all go first: a held change keeps the object's
+previous version alive); a watcher that falls further behind gets the ``410`` error event.
+
+Races: the store calls the feed's listener on the event loop, synchronously within the
+write; a stream reads the feed and registers its wake-up event with no ``await`` in between,
+so no change can slip between the two.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from emulators.azure.kube.objects import ObjectStore
 
 Obj = dict[str, Any]
 FEED_CAPACITY = 4096
+FEED_TOTAL = 50_000
 BOOKMARK_SECONDS = 60.0
 DEFAULT_TIMEOUT_SECONDS = 1800.0
 
@@ -59,14 +63,19 @@ class Change:
 class ChangeFeed:
     """Per-cluster ring buffers of :class:`Change`, fed by the store's listener."""
 
-    def __init__(self, objects: ObjectStore, capacity: int = FEED_CAPACITY) -> None:
+    def __init__(self, objects: ObjectStore, capacity: int = FEED_CAPACITY, total: int = FEED_TOTAL) -> None:
         self.objects = objects
         self.capacity = capacity
+        self.total = total
         self._changes: dict[str, deque[Change]] = {}
+        # Which cluster each held change belongs to, oldest first, so that the global bound
+        # can evict the oldest change of all clusters.
+        self._order: deque[str] = deque()
         # The oldest version a watch of the cluster may resume from (changes after it are held).
         self._floor: dict[str, int] = {}
         self._start = int(objects.resource_version)
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._drops: dict[str, int] = {}  # how many times each cluster was dropped
         self.closed = False
         # First, so the feed sees each write before any listener that writes in turn.
         objects.listeners.insert(0, self._on_change)
@@ -74,20 +83,33 @@ class ChangeFeed:
     def _on_change(self, cluster: str, rkey: str, old: Obj | None, new: Obj | None) -> None:
         if not rkey:  # the cluster was dropped: end its watches, forget its changes
             self._changes.pop(cluster, None)
+            self._order = deque(c for c in self._order if c != cluster)
             self._floor[cluster] = int(self.objects.resource_version)
+            self._drops[cluster] = self._drops.get(cluster, 0) + 1
             self._wake(cluster)
             return
         rv = int(new["metadata"]["resourceVersion"]) if new is not None else int(self.objects.resource_version)
         changes = self._changes.setdefault(cluster, deque())
         changes.append(Change(rv, rkey, old, new))
+        self._order.append(cluster)
         if len(changes) > self.capacity:
-            dropped = changes.popleft()
-            self._floor[cluster] = dropped.rv
+            # (its entry in _order stays behind; evicting that one later finds a newer change
+            # of the cluster or none, which only makes the global bound a little eager)
+            self._floor[cluster] = changes.popleft().rv
+        while len(self._order) > self.total:
+            owner = self._order.popleft()
+            held = self._changes.get(owner)
+            if held:
+                self._floor[owner] = held.popleft().rv
         self._wake(cluster)
 
     def _wake(self, cluster: str) -> None:
         for event in self._waiters.pop(cluster, set()):
             event.set()
+
+    def drops(self, cluster: str) -> int:
+        """A counter that moves when ``cluster`` is dropped (its watches end)."""
+        return self._drops.get(cluster, 0)
 
     def floor(self, cluster: str) -> int:
         return self._floor.get(cluster, self._start)
@@ -172,6 +194,7 @@ async def object_events(
 ) -> AsyncIterator[tuple[str, Obj]]:
     """(type, object) events of a stored type, ending as the module docstring says."""
     deadline = time.monotonic() + spec.timeout
+    drops = feed.drops(spec.cluster)
     rv_text = spec.resource_version or "0"
     if rv_text == "0":
         rv = int(feed.objects.resource_version)
@@ -185,7 +208,7 @@ async def object_events(
         except ValueError:
             rv = -1
     next_bookmark = time.monotonic() + BOOKMARK_SECONDS
-    while not feed.closed:
+    while not feed.closed and feed.drops(spec.cluster) == drops:
         changes = feed.since(spec.cluster, rv)
         if changes is None:
             yield "ERROR", expired(rv, feed.floor(spec.cluster))["object"]
@@ -224,7 +247,8 @@ async def polled_events(
     deadline = time.monotonic() + spec.timeout
     seen: dict[str, tuple[Any, Obj]] = {}
     first = True
-    while not feed.closed:
+    drops = feed.drops(spec.cluster)
+    while not feed.closed and feed.drops(spec.cluster) == drops:
         now_objects = {o["metadata"]["name"]: o for o in current() if spec.match(o)}
         if first and spec.resource_version not in (None, "", "0"):
             seen = {n: (signature(o), o) for n, o in now_objects.items()}
