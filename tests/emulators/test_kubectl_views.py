@@ -462,6 +462,9 @@ def test_cordon_and_taint_are_accepted_and_honoured_by_the_scheduler(emulator: E
     wait_for(lambda: scheduler_says("blocked", "1 node(s) were unschedulable"), what="the cordon in the message")
     assert env.core.read_namespaced_pod("blocked", "default").spec.node_name is None
     assert f"node/{node} uncordoned" in kubectl("uncordon", node)
+    node_events = kubectl("get", "events", "--field-selector", f"involvedObject.kind=Node,involvedObject.name={node}")
+    assert f"Node {node} status is now: NodeNotSchedulable" in node_events
+    assert f"Node {node} status is now: NodeSchedulable" in node_events
     wait_for(lambda: env.core.read_namespaced_pod("blocked", "default").spec.node_name == node, what="the pod bound")
 
     assert f"node/{node} tainted" in kubectl("taint", "nodes", node, "dedicated=gpu:NoSchedule")

@@ -188,6 +188,13 @@ class EventRecorder:
             ):
                 self.record(cluster, pod, "Normal", reason, message, component=KUBELET, host=node, field_path=path)
 
+    def node_schedulable(self, cluster: str, node: Obj, *, schedulable: bool) -> None:
+        """The kubelet's NodeSchedulable / NodeNotSchedulable after an uncordon / cordon."""
+        status = "NodeSchedulable" if schedulable else "NodeNotSchedulable"
+        name = node["metadata"]["name"]
+        message = f"Node {name} status is now: {status}"
+        self.record(cluster, node, "Normal", status, message, component=KUBELET, host=name)
+
     def operator(self, cluster: str, rc: Obj, kind: str, reason: str, message: str, action: str) -> None:
         """An event of the KubeRay operator about a RayCluster."""
         self.record(cluster, rc, kind, reason, message, component=KUBERAY, action=action)

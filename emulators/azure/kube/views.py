@@ -153,7 +153,12 @@ async def node_write(request: Request, svc: KubeService, t: Target, body: Any) -
     if node is None:
         raise err.not_found("nodes", "", t.name)
     content_type = request.headers.get("content-type", "") if request.method == "PATCH" else None
-    return JSONResponse(nodeedits.write(svc.objects, t.cluster, node, content_type, body))
+    before = bool((nodeedits.override_of(svc.objects, t.cluster, t.name) or {}).get("unschedulable"))
+    written = nodeedits.write(svc.objects, t.cluster, node, content_type, body)
+    after = bool((written.get("spec") or {}).get("unschedulable"))
+    if before != after:
+        svc.events.node_schedulable(t.cluster, written, schedulable=not after)
+    return JSONResponse(written)
 
 
 def unsupported_stream(sub: str) -> err.KubeError:
