@@ -11,8 +11,11 @@ Routes:
 
 Modules: ``objects`` (store), ``api`` (verbs), ``kinds`` (built-in defaulting),
 ``validation`` (schemas), ``patch``, ``selectors``, ``resources`` (types, discovery),
-``nodes``, ``scheduler``, ``workloads`` (pods, deployments), ``raypods`` + ``kuberay``
-(operator), ``jobs`` + ``dashboard`` (Ray), ``proxy``, ``controller`` (loop), ``config``,
+``nodes`` + ``nodeedits`` (cordon, taints, labels), ``scheduler``, ``workloads`` (pods,
+deployments), ``raypods`` + ``kuberay`` (operator), ``events`` (what they report),
+``jobs`` + ``dashboard`` (Ray), ``proxy``, ``controller`` (loop), ``config``, what
+``kubectl`` reads beyond JSON: ``views`` + ``tables`` + ``printers`` (Table output),
+``watch`` (change feed, streams), ``logs`` (pod logs), ``metrics`` (``kubectl top``);
 ``service`` (wiring), ``testing`` (client helpers for tests).
 """
 

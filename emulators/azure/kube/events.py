@@ -1,9 +1,9 @@
 """core/v1 Events written by the simulated control plane: scheduler, kubelet, KubeRay operator.
 
-What an event looks like and how repeats fold follow
-https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/event-v1/ and the event
-recorder's correlation (https://kubernetes.io/docs/reference/using-api/api-concepts/ and
-``kubectl events``): an event names its ``involvedObject`` (kind, namespace, name, uid,
+What an event looks like follows the core/v1 Event reference
+(https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/event-v1/), and how
+repeats fold follows client-go's event recorder, whose correlator counts an identical event
+instead of writing another: an event names its ``involvedObject`` (kind, namespace, name, uid,
 apiVersion, optional ``fieldPath`` such as ``spec.containers{ray-head}``), a ``reason``, a
 ``message``, its ``source`` (``component``, ``host``) and ``reportingComponent``/``reportingInstance``,
 ``type`` ``Normal`` or ``Warning``, ``count`` and ``firstTimestamp``/``lastTimestamp``. The
@@ -12,7 +12,8 @@ same event again (same object, type, reason, message, source) increments ``count
 are ``<object name>.<hex nanoseconds>``; events live in the involved object's namespace
 (``default`` for cluster-scoped objects such as nodes).
 
-Bounds: as the API server's ``--event-ttl`` (1 hour by default) expires events, an event not
+Bounds: as the API server's ``--event-ttl`` (1 hour by default,
+https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/) expires events, an event not
 seen again for :data:`EVENT_TTL_SECONDS` is deleted, and each cluster keeps at most
 :data:`EVENTS_PER_CLUSTER` events written here (the oldest go first). Both are enforced when
 an event is recorded, so an idle cluster keeps its last events.

@@ -3,6 +3,9 @@ answers for the pod subresources the emulator does not run (exec, attach, port-f
 
 :mod:`emulators.azure.kube.routes` parses the path and hands the read here:
 
+The contracts are those of https://kubernetes.io/docs/reference/using-api/api-concepts/
+(receiving resources as Tables, efficient detection of changes):
+
 * :func:`list_view` / :func:`get_view` -- the object or list, or its Table/PartialObjectMetadata
   rendering when the ``Accept`` header asks (:mod:`emulators.azure.kube.tables`);
 * :func:`watch_view` -- ``?watch=1``/``watch=true`` on a collection (or, the deprecated form,
@@ -10,8 +13,9 @@ answers for the pod subresources the emulator does not run (exec, attach, port-f
   ``{"type", "object"}`` events (:mod:`emulators.azure.kube.watch`), objects rendered as the
   ``Accept`` header asks (a one-row Table per event for ``kubectl get -w``);
 * :func:`node_write` -- ``PATCH``/``PUT`` of a node (cordon, taint, label);
-* :func:`unsupported_stream` -- ``exec``, ``attach`` and ``portforward`` answer 400 with a
-  Status saying the emulator runs no containers.
+* :func:`unsupported_stream` -- ``exec``, ``attach`` and ``portforward``
+  (https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/) answer 400
+  with a Status saying the emulator runs no containers, before any protocol upgrade.
 """
 
 from __future__ import annotations
