@@ -326,6 +326,20 @@ def test_describe_and_get_events_show_the_control_planes_events(ray: Kubectl) ->
     assert _header(listed) == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert "CreatedHeadPod" in listed
     assert "raycluster/rc" in listed
+    with env.cluster.http() as http:
+        # The same events through events.k8s.io/v1, in that API's shape.
+        v1 = http.get(
+            "/apis/events.k8s.io/v1/namespaces/default/events", params={"fieldSelector": "regarding.kind=RayCluster"}
+        ).json()
+        assert v1["kind"] == "EventList"
+        created = next(e for e in v1["items"] if e["note"] == f"Created worker Pod default/{worker}")
+        assert created["reason"] == "CreatedWorkerPod"
+        assert created["reportingController"] == "raycluster-controller"
+        assert created["regarding"]["name"] == "rc"
+        assert (
+            http.delete(f"/apis/events.k8s.io/v1/namespaces/default/events/{created['metadata']['name']}").status_code
+            == 405
+        )
 
     # An unschedulable pod gets the scheduler's Warning; deleting a running one the kubelet's Killing.
     big = {

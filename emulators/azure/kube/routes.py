@@ -10,7 +10,8 @@ anything else is a 401 ``Status``. Paths are parsed here and handed to :class:`K
 (verbs), the discovery documents, or the service proxy. Reads that ``kubectl`` makes beyond
 plain JSON -- Table renderings, ``?watch=1`` streams -- and the unsupported exec/attach/port-forward
 subresources are answered by :mod:`emulators.azure.kube.views`, pod logs by
-:mod:`emulators.azure.kube.logs`, ``metrics.k8s.io`` by :mod:`emulators.azure.kube.metrics`.
+:mod:`emulators.azure.kube.logs`, ``metrics.k8s.io`` by :mod:`emulators.azure.kube.metrics`,
+``events.k8s.io`` by :mod:`emulators.azure.kube.eventsv1`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from fastapi.responses import JSONResponse
 
 from emulators.azure.fleet import cluster_key
 from emulators.azure.kube import errors as err
-from emulators.azure.kube import logs, metrics, views
+from emulators.azure.kube import eventsv1, logs, metrics, views
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import ListOptions, Target
 
@@ -93,7 +94,7 @@ class Dispatcher:
                 return _json(res.resource_list("v1", [r for r in res.BUILTINS if not r.group]))
             return await self.resource(request, key, "", "v1", parts[2:])
         if parts[0] == "apis":
-            types = [*res.BUILTINS, *metrics.TYPES, *self.svc.api.custom_types(key)]
+            types = [*res.BUILTINS, *metrics.TYPES, *eventsv1.TYPES, *self.svc.api.custom_types(key)]
             if len(parts) == 1:
                 return _json(res.api_group_list(types))
             versions = res.group_versions(types).get(parts[1])
@@ -112,6 +113,8 @@ class Dispatcher:
     async def resource(self, request: Request, key: str, group: str, version: str, rest: list[str]) -> Response:
         if group == metrics.GROUP:
             return metrics.serve(request, self.svc, key, version, rest)
+        if group == eventsv1.GROUP:
+            return eventsv1.serve(request, self.svc, key, version, rest)
         namespace = ""
         if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
             namespace, rest = rest[1], rest[2:]

@@ -75,8 +75,19 @@ def _timeout(value: str | None) -> float:
     return seconds if seconds > 0 else DEFAULT_TIMEOUT_SECONDS
 
 
-def watch_view(request: Request, svc: KubeService, t: Target, opts: ListOptions) -> Response:
-    """``?watch=1``: the chunked event stream (see the module docstring)."""
+def watch_view(
+    request: Request,
+    svc: KubeService,
+    t: Target,
+    opts: ListOptions,
+    *,
+    convert: Callable[[Obj], Obj] | None = None,
+    api_version: str | None = None,
+) -> Response:
+    """``?watch=1``: the chunked event stream (see the module docstring). ``convert`` serves
+    the stored objects in another shape (field selectors apply to that shape), ``api_version``
+    names it in bookmarks."""
+    shape = convert or (lambda obj: obj)
     q = request.query_params
     try:
         labels = parse_label_selector(opts.label_selector)
@@ -92,7 +103,7 @@ def watch_view(request: Request, svc: KubeService, t: Target, opts: ListOptions)
             return False
         if name and m.get("name") != name:
             return False
-        return bool(labels(m.get("labels") or {}) and fields(obj))
+        return bool(labels(m.get("labels") or {}) and fields(shape(obj)))
 
     if t.rtype.crd is not None and _crd(svc, t) is None:
         raise err.resource_not_found()
@@ -100,7 +111,7 @@ def watch_view(request: Request, svc: KubeService, t: Target, opts: ListOptions)
         cluster=t.cluster,
         rkey=t.rtype.key,
         kind=t.rtype.kind,
-        api_version=t.rtype.api_version(t.version),
+        api_version=api_version or t.rtype.api_version(t.version),
         match=match,
         resource_version=q.get("resourceVersion"),
         timeout=_timeout(q.get("timeoutSeconds")),
@@ -119,7 +130,7 @@ def watch_view(request: Request, svc: KubeService, t: Target, opts: ListOptions)
     else:
         events = object_events(svc.feed, spec, current)
     rendering = tables.negotiate(request.headers.get("accept"))
-    encode = _encoder(svc, t, rendering, request.query_params.get("includeObject"))
+    encode = _encoder(svc, t, rendering, request.query_params.get("includeObject"), convert)
     return StreamingResponse(_lines(events, encode), media_type="application/json")
 
 
@@ -132,10 +143,15 @@ def _node_signature(node: Obj) -> Any:
 
 
 def _encoder(
-    svc: KubeService, t: Target, rendering: tables.Rendering | None, include: str | None
+    svc: KubeService,
+    t: Target,
+    rendering: tables.Rendering | None,
+    include: str | None,
+    convert: Callable[[Obj], Obj] | None = None,
 ) -> Callable[[str, Obj], Obj]:
     if rendering is None:
-        return lambda kind, obj: svc.api.render(t, obj) if kind not in ("ERROR", "BOOKMARK") else obj
+        shape = convert or (lambda obj: svc.api.render(t, obj))
+        return lambda kind, obj: shape(obj) if kind not in ("ERROR", "BOOKMARK") else obj
     crd = _crd(svc, t)
 
     def encode(kind: str, obj: Obj) -> Obj:
