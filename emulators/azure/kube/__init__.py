@@ -9,13 +9,15 @@ Routes:
   (:mod:`emulators.azure.kube.routes`);
 * ``/_emulator/kube/...`` -- test control (:mod:`emulators.azure.kube.admin`).
 
+What ``kubectl`` reads beyond plain JSON: ``views`` + ``tables`` + ``printers`` (Table
+output), ``watch`` (change feed, watch streams), ``events`` + ``eventsv1`` (what the
+simulated components report), ``logs`` (pod logs), ``metrics`` (``kubectl top``),
+``nodeedits`` (cordon, taints and labels of nodes).
+
 Modules: ``objects`` (store), ``api`` (verbs), ``kinds`` (built-in defaulting),
 ``validation`` (schemas), ``patch``, ``selectors``, ``resources`` (types, discovery),
-``nodes`` + ``nodeedits`` (cordon, taints, labels), ``scheduler``, ``workloads`` (pods,
-deployments), ``raypods`` + ``kuberay`` (operator), ``events`` (what they report),
-``jobs`` + ``dashboard`` (Ray), ``proxy``, ``controller`` (loop), ``config``, what
-``kubectl`` reads beyond JSON: ``views`` + ``tables`` + ``printers`` (Table output),
-``watch`` (change feed, streams), ``logs`` (pod logs), ``metrics`` (``kubectl top``);
+``nodes``, ``scheduler``, ``workloads`` (pods, deployments), ``raypods`` + ``kuberay``
+(operator), ``jobs`` + ``dashboard`` (Ray), ``proxy``, ``controller`` (loop), ``config``,
 ``service`` (wiring), ``testing`` (client helpers for tests).
 """
 

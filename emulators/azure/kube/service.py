@@ -75,6 +75,7 @@ class KubeService:
         try:
             yield
         finally:
+            self.feed.close()  # (already closed when the server's stopping hook ran)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
