@@ -480,10 +480,16 @@ def test_cordon_and_taint_are_accepted_and_honoured_by_the_scheduler(emulator: E
     assert f"Node {node} status is now: NodeNotSchedulable" in node_events
     assert f"Node {node} status is now: NodeSchedulable" in node_events
     wait_for(lambda: env.core.read_namespaced_pod("blocked", "default").spec.node_name == node, what="the pod bound")
+    # The node is Ready (a pod is bound to it): its lifecycle events, once each.
+    described = kubectl("describe", "node", node)
+    events = described[described.index("Events:") :]
+    assert f"Registered Node {node} in Controller" in events
+    assert f"Node {node} status is now: NodeReady" in events
+    assert "Starting kubelet." in events
+    assert [line.split()[1:2] for line in events.splitlines()].count(["NodeReady"]) == 1
 
     assert f"node/{node} tainted" in kubectl("taint", "nodes", node, "dedicated=gpu:NoSchedule")
-    described = kubectl("describe", "node", node)
-    assert "dedicated=gpu:NoSchedule" in described
+    assert "dedicated=gpu:NoSchedule" in kubectl("describe", "node", node)
     env.core.create_namespaced_pod("default", _pod_on("fixed", "intolerant"))
     toleration = {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
     env.core.create_namespaced_pod("default", _pod_on("fixed", "tolerant", [toleration]))

@@ -43,6 +43,7 @@ EVENTS_PER_CLUSTER = 2000
 SCHEDULER = "default-scheduler"
 KUBELET = "kubelet"
 KUBERAY = "raycluster-controller"
+NODE_CONTROLLER = "node-controller"
 
 
 def reference(obj: Obj, field_path: str = "") -> Obj:
@@ -109,9 +110,11 @@ class EventRecorder:
         host: str = "",
         field_path: str = "",
         action: str = "",
+        once: bool = False,
     ) -> Obj | None:
         """Write the event (or count a repeat); the stored event, or None when its namespace
-        is gone (a pod deleted with its namespace) or events are off (``record_events``)."""
+        is gone (a pod deleted with its namespace) or events are off (``record_events``).
+        With ``once``, an event already recorded is left as it is (not counted again)."""
         if not self.enabled():
             return None
         now = time.time()
@@ -139,6 +142,8 @@ class EventRecorder:
         key = _key(event)
         found = index.get(key)
         stored = self.objects.get(cluster, res.EVENTS.key, *found) if found else None
+        if stored is not None and once:
+            return stored
         if stored is not None and found is not None:
             repeat = clone(stored)
             repeat["count"] = int(stored.get("count") or 1) + 1
@@ -188,6 +193,30 @@ class EventRecorder:
                 ("Started", f"Started container {name}"),
             ):
                 self.record(cluster, pod, "Normal", reason, message, component=KUBELET, host=node, field_path=path)
+
+    def node_lifecycle(self, cluster: str, node: Obj, stage: str) -> None:
+        """A node's events as its kubelet and the node controller report them: on joining
+        (``stage="joined"``), on turning Ready (``"ready"``), on leaving (``"removed"``). Each
+        is recorded once per node, also across restarts of the emulator."""
+        name = node["metadata"]["name"]
+        wanted: list[tuple[str, str, str]] = []
+        if stage == "joined":
+            wanted = [
+                (KUBELET, "Starting", "Starting kubelet."),
+                *(
+                    (KUBELET, condition, f"Node {name} status is now: {condition}")
+                    for condition in ("NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID")
+                ),
+                (KUBELET, "NodeAllocatableEnforced", "Updated Node Allocatable limit across pods"),
+                (NODE_CONTROLLER, "RegisteredNode", f"Node {name} event: Registered Node {name} in Controller"),
+            ]
+        elif stage == "ready":
+            wanted = [(KUBELET, "NodeReady", f"Node {name} status is now: NodeReady")]
+        elif stage == "removed":
+            wanted = [(NODE_CONTROLLER, "RemovingNode", f"Node {name} event: Removing Node {name} from Controller")]
+        for component, reason, message in wanted:
+            host = name if component == KUBELET else ""
+            self.record(cluster, node, "Normal", reason, message, component=component, host=host, once=True)
 
     def node_schedulable(self, cluster: str, node: Obj, *, schedulable: bool) -> None:
         """The kubelet's NodeSchedulable / NodeNotSchedulable after an uncordon / cordon."""

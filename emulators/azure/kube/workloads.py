@@ -39,7 +39,7 @@ from emulators.azure.kube.api import KubeAPI
 from emulators.azure.kube.config import KubeConfig
 from emulators.azure.kube.events import EventRecorder
 from emulators.azure.kube.kuberay import is_ready, is_terminal
-from emulators.azure.kube.nodes import node_ip
+from emulators.azure.kube.nodes import node_ip, node_uid
 from emulators.azure.kube.objects import now_iso
 from emulators.azure.kube.scheduler import NodeView, choose_node, node_view, pod_requests, pool_demand
 
@@ -86,6 +86,28 @@ class Workloads:
         # Whether a bound pod's init containers can complete (KubeRay's wait-gcs-ready).
         self.gate: Callable[[str, Obj], bool] = lambda cluster, pod: True
         self.events: EventRecorder | None = None
+        self.node_states: dict[str, dict[str, str]] = {}  # cluster -> node -> joined|ready (events sent)
+
+    def _node_events(self, cluster: str, nodes: list[Node], now: float) -> None:
+        """Node lifecycle events (joined, Ready, removed), once per node and state."""
+        if self.events is None:
+            return
+        known = self.node_states.setdefault(cluster, {})
+        for node in nodes:
+            state = "ready" if node.ready(now) else "joined"
+            if known.get(node.name) in (state, "ready"):
+                continue
+            rendered = nodeedits.render(self.objects, cluster, node)
+            if node.name not in known:
+                self.events.node_lifecycle(cluster, rendered, "joined")
+            if state == "ready":
+                self.events.node_lifecycle(cluster, rendered, "ready")
+            known[node.name] = state
+        present = {n.name for n in nodes}
+        for name in [n for n in known if n not in present]:
+            del known[name]
+            gone = {"kind": "Node", "apiVersion": "v1", "metadata": {"name": name, "uid": node_uid(cluster, name)}}
+            self.events.node_lifecycle(cluster, gone, "removed")
 
     def _delete(self, cluster: str, pod: Obj) -> None:
         m = pod["metadata"]
@@ -100,6 +122,7 @@ class Workloads:
         for one in views.values():
             nodeedits.adjust_view(self.objects, cluster, one)
         nodeedits.forget_missing(self.objects, cluster, set(views))
+        self._node_events(cluster, nodes, now)
         due: list[float] = [n.ready_at for n in nodes if not n.ready(now)]
         pending: list[Obj] = []
         for pod in list(self.objects.iter_type(cluster, res.PODS.key)):
