@@ -9,7 +9,8 @@
 * **scheduling** -- pending pods, oldest first, bind to a feasible node
   (:mod:`emulators.azure.kube.scheduler`) or get ``PodScheduled=False``/``Unschedulable``,
   with the scheduler's ``Scheduled`` / ``FailedScheduling`` events
-  (:mod:`emulators.azure.kube.events`; the kubelet's Pulling/Pulled/Created/Started too);
+  (:mod:`emulators.azure.kube.events`; the kubelet's Pulling/Pulled/Created/Started too, and
+  each node's lifecycle events -- joined, Ready, removed -- once per node);
 * **kubelet** -- a bound pod runs (phase ``Running``, every condition ``True``, a pod IP)
   ``container_start_seconds`` after binding, once :attr:`Workloads.gate` lets its init
   containers finish (a Ray worker waits for its head, as KubeRay's ``wait-gcs-ready`` does).
