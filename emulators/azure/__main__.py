@@ -53,9 +53,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class AnnouncingServer(uvicorn.Server):
     """A uvicorn server that calls ``on_ready`` once it is accepting connections."""
 
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, on_ready: Callable[[], None], on_stop: Callable[[], None] = lambda: None
+    ) -> None:
         super().__init__(config)
         self._on_ready = on_ready
+        self._on_stop = on_stop
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -63,6 +66,8 @@ class AnnouncingServer(uvicorn.Server):
             self._on_ready()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Long-lived responses (watches) end first, so they do not hold the graceful timeout.
+        self._on_stop()
         # A graceful close of a TLS connection waits for the client's close_notify, which an
         # idle pooled client (requests, azure-core) never sends: uvicorn would then sit out its
         # whole graceful timeout. Drop idle connections at once; busy ones still finish.
@@ -98,7 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write(data_dir / "origin", origin.encode())
         print(f"emulator listening on {origin}", flush=True)
 
-    AnnouncingServer(config, announce).run(sockets=[sock])
+    def stopping() -> None:
+        for hook in app.state.context.stopping:
+            hook()
+
+    AnnouncingServer(config, announce, stopping).run(sockets=[sock])
     return 0
 
 

@@ -38,6 +38,9 @@ class EmulatorContext:
     # Called with the cluster key (emulators.azure.fleet.cluster_key) when ARM deletes a
     # managed cluster, so other surfaces drop what they hold for it (Kubernetes objects).
     cluster_deleted: list[Callable[[str], None]] = field(default_factory=list)
+    # Called when the server starts shutting down, before it waits for open connections (so
+    # long-lived responses such as Kubernetes watches can end).
+    stopping: list[Callable[[], None]] = field(default_factory=list)
 
 
 def _health_router(settings: EmulatorSettings) -> APIRouter:

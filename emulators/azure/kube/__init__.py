@@ -9,6 +9,11 @@ Routes:
   (:mod:`emulators.azure.kube.routes`);
 * ``/_emulator/kube/...`` -- test control (:mod:`emulators.azure.kube.admin`).
 
+What ``kubectl`` reads beyond plain JSON: ``views`` + ``tables`` + ``printers`` (Table
+output), ``watch`` (change feed, watch streams), ``events`` + ``eventsv1`` (what the
+simulated components report), ``logs`` (pod logs), ``metrics`` (``kubectl top``),
+``nodeedits`` (cordon, taints and labels of nodes).
+
 Modules: ``objects`` (store), ``api`` (verbs), ``kinds`` (built-in defaulting),
 ``validation`` (schemas), ``patch``, ``selectors``, ``resources`` (types, discovery),
 ``nodes``, ``scheduler``, ``workloads`` (pods, deployments), ``raypods`` + ``kuberay``

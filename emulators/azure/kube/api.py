@@ -16,7 +16,8 @@ server's rules:
 * deleting cascades to dependents (``ownerReferences``) unless ``propagationPolicy: Orphan``;
   deleting a namespace deletes everything in it.
 
-Nodes are not stored: they are read from the fleet (:mod:`emulators.azure.kube.nodes`).
+Nodes are not stored: they are read from the fleet (:mod:`emulators.azure.kube.nodes`), with
+what users changed on them (:mod:`emulators.azure.kube.nodeedits`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ from typing import Any
 
 from emulators.azure.fleet import Fleet
 from emulators.azure.kube import errors as err
-from emulators.azure.kube import kinds, patch
+from emulators.azure.kube import kinds, nodeedits, patch
 from emulators.azure.kube import resources as res
-from emulators.azure.kube.nodes import node_object
 from emulators.azure.kube.objects import ObjectStore, clone, now_iso
 from emulators.azure.kube.selectors import parse_field_selector, parse_label_selector
 from emulators.azure.kube.validation import SchemaCache, check_metadata, not_an_object
@@ -127,7 +127,7 @@ class KubeAPI:
             node = next((n for n in self.fleet.nodes(t.cluster) if n.name == t.name), None)
             if node is None:
                 raise err.not_found("nodes", "", t.name)
-            return node_object(t.cluster, node, self.objects.resource_version)
+            return nodeedits.render(self.objects, t.cluster, node)
         obj = self.objects.get(t.cluster, t.rtype.key, t.namespace, t.name)
         if obj is None:
             raise err.not_found(*t.kind_label, t.name)
@@ -140,8 +140,7 @@ class KubeAPI:
         except ValueError as exc:
             raise err.bad_request(str(exc)) from None
         if t.rtype is res.NODES:
-            rv = self.objects.resource_version
-            items = [node_object(t.cluster, n, rv) for n in self.fleet.nodes(t.cluster)]
+            items = [nodeedits.render(self.objects, t.cluster, n) for n in self.fleet.nodes(t.cluster)]
         else:
             items = self.objects.select(
                 t.cluster, t.rtype.key, t.namespace if t.rtype.namespaced and t.namespace else None

@@ -32,6 +32,7 @@ class KubeConfig:
     job_start_timeout_seconds: float = 900.0
     node_boot_seconds: float | None = None
     scale_down_seconds: float | None = None
+    record_events: bool = True
 
 
 class ConfigUpdate(BaseModel):
@@ -51,6 +52,8 @@ class ConfigUpdate(BaseModel):
       this long (900, Ray's ``RAY_JOB_START_TIMEOUT_SECONDS``).
     * ``node_boot_seconds`` / ``scale_down_seconds`` -- the fleet's boot time and
       autoscaler scale-down delay (defaults 1.0 / 5.0, from :class:`Fleet`).
+    * ``record_events`` -- the simulated scheduler, kubelet and KubeRay operator write
+      Events (default true; a fleet benchmark may turn them off to save the writes).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,6 +67,7 @@ class ConfigUpdate(BaseModel):
     job_start_timeout_seconds: float | None = None
     node_boot_seconds: float | None = None
     scale_down_seconds: float | None = None
+    record_events: bool | None = None
 
 
 def load(store: DocumentStore, fleet: Fleet) -> KubeConfig:

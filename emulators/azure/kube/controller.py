@@ -107,6 +107,7 @@ class Controller:
             if cluster in owners:
                 self.jobs.head_lost(scope, keep=False)
         self.dirty.discard(cluster)
+        self.workloads.node_states.pop(cluster, None)
         self.due.pop(cluster, None)
         self.signatures.pop(cluster, None)
         self.polled.pop(cluster, None)

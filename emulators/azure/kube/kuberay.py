@@ -35,6 +35,7 @@ from emulators.azure.kube import raypods
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import KubeAPI
 from emulators.azure.kube.config import KubeConfig
+from emulators.azure.kube.events import EventRecorder, deleted_pod_detail
 from emulators.azure.kube.objects import now_iso
 from emulators.azure.kube.scheduler import Resources, format_cpu, format_memory, pod_requests
 
@@ -121,6 +122,13 @@ class KubeRayOperator:
         self.api = api
         self.objects = api.objects
         self.config = config
+        self.events: EventRecorder | None = None
+
+    def _event(self, cluster: str, rc: Obj, reason: str, message: str, *, warning: bool = False) -> None:
+        """An event of the operator's recorder (``raycluster_controller.go``'s reasons)."""
+        if self.events is not None:
+            action = "Delete" if reason.startswith(("Deleted", "FailedToDelete")) else "Create"
+            self.events.operator(cluster, rc, "Warning" if warning else "Normal", reason, message, action)
 
     def operator(self, cluster: str) -> Operator | None:
         for deployment in self.objects.iter_type(cluster, res.DEPLOYMENTS.key):
@@ -187,6 +195,7 @@ class KubeRayOperator:
             self.api.insert(
                 cluster, res.SERVICES, raypods.build_head_service(rc, cluster_ip=operator.cluster_ip_service)
             )
+            self._event(cluster, rc, "CreatedService", f"Created service {ns}/{name}")
 
     def _ensure_autoscaler_rbac(self, cluster: str, rc: Obj) -> None:
         if not (rc.get("spec") or {}).get("enableInTreeAutoscaling"):
@@ -217,18 +226,32 @@ class KubeRayOperator:
         for rtype, obj in wanted:
             if self.objects.get(cluster, rtype.key, ns, name) is None:
                 self.api.insert(cluster, rtype, obj)
+                what = {"ServiceAccount": "service account", "Role": "role", "RoleBinding": "role binding"}
+                self._event(cluster, rc, f"Created{rtype.kind}", f"Created {what[rtype.kind]} {ns}/{name}")
 
     def _create_pod(self, cluster: str, rc: Obj, node: str, group: Obj) -> None:
+        ns = rc["metadata"].get("namespace", "default")
         if self.config.fail_pod_creation:
             marker = "FailedCreateHeadPod" if node == "head" else "FailedCreateWorkerPod"
             reason = 'pods is forbidden: pod creation rejected (fault injected by the emulator: "fail_pod_creation")'
+            if node == "head":
+                message = f"Failed to create head Pod {ns}/, {reason}"
+            else:
+                message = f"Failed to create worker Pod for the cluster {ns}/{rc['metadata']['name']}, {reason}"
+            self._event(cluster, rc, f"FailedToCreate{node.capitalize()}Pod", message, warning=True)
             raise ReconcileError(f"{marker}\n{reason}", marker)
         autoscaler = bool((rc.get("spec") or {}).get("enableInTreeAutoscaling"))
-        self.api.insert(cluster, res.PODS, raypods.build_pod(rc, node, group, autoscaler=autoscaler))
+        pod = self.api.insert(cluster, res.PODS, raypods.build_pod(rc, node, group, autoscaler=autoscaler))
+        which = "head" if node == "head" else "worker"
+        self._event(
+            cluster, rc, f"Created{which.capitalize()}Pod", f"Created {which} Pod {ns}/{pod['metadata']['name']}"
+        )
 
-    def _delete_pod(self, cluster: str, pod: Obj) -> None:
+    def _delete_pod(self, cluster: str, pod: Obj, rc: Obj | None = None, reason: str = "", message: str = "") -> None:
         m = pod["metadata"]
         self.objects.delete(cluster, res.PODS.key, m.get("namespace", ""), m["name"])
+        if rc is not None and reason:
+            self._event(cluster, rc, reason, message.format(pod=f"{m.get('namespace', '')}/{m['name']}"))
 
     def _reconcile_pods(self, cluster: str, rc: Obj) -> None:
         spec = rc.get("spec") or {}
@@ -242,7 +265,9 @@ class KubeRayOperator:
             return
         heads = [p for p in pods if node_type(p) == "head"]
         if len(heads) == 1 and is_terminal(heads[0]):
-            self._delete_pod(cluster, heads[0])
+            self._delete_pod(
+                cluster, heads[0], rc, "DeletedHeadPod", "Deleted head Pod {pod}" + deleted_pod_detail(heads[0])
+            )
             phase = heads[0]["status"]["phase"]
             raise ReconcileError(
                 f"The head Pod {heads[0]['metadata']['name']} status is {phase} which is a terminal state."
@@ -263,23 +288,30 @@ class KubeRayOperator:
             if group.get("suspend"):
                 for pod in members:
                     self._delete_pod(cluster, pod)
+                if members:
+                    ns = rc["metadata"].get("namespace", "default")
+                    rc_name = f"{ns}/{rc['metadata']['name']}"
+                    message = f"Deleted all pods for suspended worker group {name} in RayCluster {rc_name}"
+                    self._event(cluster, rc, "DeletedWorkerPod", message)
                 continue
             unhealthy = [p for p in members if is_terminal(p)]
             for pod in unhealthy:
-                self._delete_pod(cluster, pod)
+                self._delete_pod(
+                    cluster, pod, rc, "DeletedWorkerPod", "Deleted worker Pod {pod}" + deleted_pod_detail(pod)
+                )
             if unhealthy:
                 raise ReconcileError(f"delete {len(unhealthy)} unhealthy worker Pods")
             doomed = set((group.get("scaleStrategy") or {}).get("workersToDelete") or [])
             for pod in members:
                 if pod["metadata"]["name"] in doomed:
-                    self._delete_pod(cluster, pod)
+                    self._delete_pod(cluster, pod, rc, "DeletedWorkerPod", "Deleted pod {pod}")
             running = [p for p in members if p["metadata"]["name"] not in doomed]
             diff = desired_replicas(group) * max(1, int(group.get("numOfHosts") or 1)) - len(running)
             for _ in range(diff):
                 self._create_pod(cluster, rc, "worker", group)
             if diff < 0 and not autoscaling:
                 for pod in running[:-diff]:
-                    self._delete_pod(cluster, pod)
+                    self._delete_pod(cluster, pod, rc, "DeletedWorkerPod", "Deleted Pod {pod}")
 
     # -- status ----------------------------------------------------------------------------
     def _status(self, cluster: str, rc: Obj, error: ReconcileError | None) -> Obj:

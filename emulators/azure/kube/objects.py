@@ -15,7 +15,8 @@ Contracts:
   carries or the value persisted on each delete) and notifies listeners; preconditions
   (stale resourceVersion, exists or not) are the caller's to check first. All calls happen
   on the event loop, so a check and the put that follows are atomic with respect to other
-  requests.
+  requests. A delete also takes a new resourceVersion (the one a watcher's ``DELETED`` event
+  carries); listeners run after the counter moved, in registration order.
 * Deleting an object deletes its dependents (``metadata.ownerReferences``) that have no
   other live owner, recursively, as the garbage collector does in background propagation.
 """
@@ -183,6 +184,8 @@ class ObjectStore:
         if c is None or obj is None:
             return None
         c.unindex(rkey, obj)
+        # A delete is a change of its own (watchers see it at this version), as in etcd.
+        self._rv += 1
         self.docs.delete(_KIND, f"{cluster}|{rkey}|{namespace}|{name}")
         self.docs.put(_META, _RV_KEY, {"value": self._rv})
         for listener in self.listeners:

@@ -64,7 +64,14 @@ def _rbac(plural: str, kind: str, namespaced: bool) -> ResourceType:
 
 NAMESPACES = _core("namespaces", "namespace", "Namespace", False, short_names=("ns",), subresources=("status",))
 NODES = _core("nodes", "node", "Node", False, short_names=("no",), verbs=READ_VERBS, subresources=("status",))
-PODS = _core("pods", "pod", "Pod", short_names=("po",), categories=("all",), subresources=("status", "log"))
+PODS = _core(
+    "pods",
+    "pod",
+    "Pod",
+    short_names=("po",),
+    categories=("all",),
+    subresources=("status", "log", "exec", "attach", "portforward"),
+)
 SERVICES = _core(
     "services", "service", "Service", short_names=("svc",), categories=("all",), subresources=("status", "proxy")
 )
@@ -213,9 +220,16 @@ def _api_resource(r: ResourceType) -> list[dict[str, Any]]:
     ]
     for sub in r.subresources:
         verbs = {"status": ["get", "patch", "update"], "log": ["get"]}.get(sub, ["get"])
+        if sub in ("exec", "attach", "portforward"):
+            verbs = ["create", "get"]
         if sub == "proxy":
             verbs = ["create", "delete", "get", "patch", "update"]
-        kind = "ServiceProxyOptions" if sub == "proxy" else r.kind
+        kind = {
+            "proxy": "ServiceProxyOptions",
+            "exec": "PodExecOptions",
+            "attach": "PodAttachOptions",
+            "portforward": "PodPortForwardOptions",
+        }.get(sub, r.kind)
         out.append(
             {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs}
         )

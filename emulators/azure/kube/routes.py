@@ -12,7 +12,11 @@ discovery go to :mod:`emulators.azure.kube.endpoints` first; bodies may be proto
 Every request needs ``Authorization: Bearer <token>`` where the token is a ``kube.token``
 document of this cluster (written by ARM's credential operations, or the admin route);
 anything else is a 401 ``Status``. Paths are parsed here and handed to :class:`KubeAPI`
-(verbs), the discovery documents, or the service proxy. Watches are not served (405).
+(verbs), the discovery documents, or the service proxy. Reads that ``kubectl`` makes beyond
+plain JSON -- Table renderings, ``?watch=1`` streams -- and the unsupported exec/attach/port-forward
+subresources are answered by :mod:`emulators.azure.kube.views`, pod logs by
+:mod:`emulators.azure.kube.logs`, ``metrics.k8s.io`` by :mod:`emulators.azure.kube.metrics`,
+``events.k8s.io`` by :mod:`emulators.azure.kube.eventsv1`.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 
 from emulators.azure.fleet import cluster_key
 from emulators.azure.kube import endpoints, fieldvalidation, protobuf
 from emulators.azure.kube import errors as err
+from emulators.azure.kube import eventsv1, logs, metrics, views
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import ListOptions, Target
 
@@ -100,7 +105,7 @@ class Dispatcher:
                 return _json(res.resource_list("v1", [r for r in res.BUILTINS if not r.group]))
             return await self.resource(request, key, "", "v1", parts[2:])
         if parts[0] == "apis":
-            types = [*res.BUILTINS, *self.svc.api.custom_types(key)]
+            types = [*res.BUILTINS, *metrics.TYPES, *eventsv1.TYPES, *self.svc.api.custom_types(key)]
             if len(parts) == 1:
                 return _json(res.api_group_list(types))
             versions = res.group_versions(types).get(parts[1])
@@ -122,6 +127,10 @@ class Dispatcher:
         fieldvalidation.check(directive, target.rtype, target.version, body, crd, apply=apply)
 
     async def resource(self, request: Request, key: str, group: str, version: str, rest: list[str]) -> Response:
+        if group == metrics.GROUP:
+            return metrics.serve(request, self.svc, key, version, rest)
+        if group == eventsv1.GROUP:
+            return eventsv1.serve(request, self.svc, key, version, rest)
         namespace = ""
         if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
             namespace, rest = rest[1], rest[2:]
@@ -140,15 +149,15 @@ class Dispatcher:
         method = request.method
         dry_run = q.get("dryRun") == "All"
         api = self.svc.api
-        if _flag(q.get("watch")):
-            raise err.method_not_allowed("watch is not supported by this emulated API server; poll with list instead")
-        if not name:
+        if not name or (_flag(q.get("watch")) and not sub):
             limit = q.get("limit") or "0"
             if not limit.isdigit():
                 raise err.bad_request(f"invalid limit: {limit!r}")
             opts = ListOptions(q.get("labelSelector"), q.get("fieldSelector"), int(limit), q.get("continue"))
+            if method == "GET" and _flag(q.get("watch")):
+                return views.watch_view(request, self.svc, target, opts)
             if method == "GET":
-                return _json(api.list_objects(target, opts))
+                return views.list_view(request, self.svc, target, opts)
             if method == "POST":
                 if rtype.namespaced and not namespace:
                     raise err.method_not_allowed("create of a namespaced resource needs a namespace in the path")
@@ -161,10 +170,13 @@ class Dispatcher:
         if rtype.namespaced and not namespace:
             raise err.resource_not_found()
         if sub == "log":
-            api.get(Target(key, rtype, version, namespace, name))
-            return PlainTextResponse("")
+            return logs.pod_log(request, self.svc, target)
+        if sub in views.STREAMS:
+            raise views.unsupported_stream(sub)
+        if rtype is res.NODES and not sub and method in ("PATCH", "PUT"):
+            return await views.node_write(request, self.svc, target, await _body(request))
         if method == "GET":
-            return _json(api.get(target))
+            return views.get_view(request, self.svc, target)
         if method == "PUT":
             body = await _body(request)
             self.validate_fields(q.get("fieldValidation"), target, body, apply=False)

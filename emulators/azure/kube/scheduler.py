@@ -2,7 +2,9 @@
 
 Filters, as kube-scheduler's default plugins apply them:
 
-* the node is Ready (a booting node carries the ``not-ready`` taint);
+* the node is Ready (a booting node carries the ``not-ready`` taint) and not cordoned
+  (``spec.unschedulable``, unless the pod tolerates ``node.kubernetes.io/unschedulable``:
+  "node(s) were unschedulable"), user taints included (:mod:`emulators.azure.kube.nodeedits`);
 * ``spec.nodeSelector`` and required node affinity (``In``, ``NotIn``, ``Exists``,
   ``DoesNotExist``, ``Gt``, ``Lt`` over node labels) match the node's labels;
 * every ``NoSchedule``/``NoExecute`` taint of the node is tolerated (``Exists`` or ``Equal``,
@@ -32,6 +34,7 @@ from emulators.azure import aksnode
 from emulators.azure.fleet import SPOT_LABEL, Node, Pool
 
 GPU = "nvidia.com/gpu"
+_UNSCHEDULABLE = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 _SUFFIX: dict[str, Decimal] = {
     "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40), "Pi": Decimal(2**50),
     "Ei": Decimal(2**60), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
@@ -210,6 +213,7 @@ class NodeView:
     free: Resources
     ready: bool
     pods: list[str] = field(default_factory=list)
+    unschedulable: bool = False  # cordoned (spec.unschedulable)
 
 
 def node_view(node: Node, ready: bool) -> NodeView:
@@ -235,7 +239,9 @@ def choose_node(spec: Mapping[str, Any], req: Resources, views: Sequence[NodeVie
     reasons: dict[str, int] = {}
     for view in views:
         why: list[str] = []
-        if not selects(spec, view.labels):
+        if view.unschedulable and not tolerates(spec.get("tolerations") or [], _UNSCHEDULABLE):
+            why = ["node(s) were unschedulable"]
+        elif not selects(spec, view.labels):
             why = ["node(s) didn't match Pod's node affinity/selector"]
         elif (taint := untolerated(spec, view.taints)) is not None:
             why = [f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}"]
@@ -254,6 +260,15 @@ def choose_node(spec: Mapping[str, Any], req: Resources, views: Sequence[NodeVie
     message = f"0/{n} nodes are available" + (f": {detail}." if detail else ".")
     message += f" preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling."
     return None, message
+
+
+def admits(spec: Mapping[str, Any], view: NodeView) -> bool:
+    """Whether the autoscaler may count on ``view`` for the pod: cordon, selector and taints
+    (a booting node's ``not-ready`` taint aside -- it will be Ready)."""
+    if view.unschedulable and not tolerates(spec.get("tolerations") or [], _UNSCHEDULABLE):
+        return False
+    taints = [t for t in view.taints if t.get("key") != "node.kubernetes.io/not-ready"]
+    return selects(spec, view.labels) and untolerated(spec, taints) is None
 
 
 def pool_template(pool: Pool) -> NodeView:
@@ -313,7 +328,13 @@ def pool_demand(
         # included) or already planned asks for nothing new; otherwise the first pool (by
         # name) that can grow gets a node.
         spot = next(
-            ((p.spec.name, v) for p in candidates for v in members[p.spec.name] if req.fits(free[v.name])), None
+            (
+                (p.spec.name, v)
+                for p in candidates
+                for v in members[p.spec.name]
+                if req.fits(free[v.name]) and admits(spec, v)
+            ),
+            None,
         )
         if spot is not None:
             owner, view = spot

@@ -3,7 +3,9 @@
 It owns the object store, the verbs, the controllers, the Ray job manager and dashboard, the
 service proxy and the control loop, and registers a ``cluster_deleted`` callback so that ARM
 deleting a managed cluster drops its Kubernetes objects and kills its Ray jobs. The loop runs
-from the router's lifespan; on shutdown the loop stops and running Ray jobs are killed.
+from the router's lifespan; on shutdown the loop stops and running Ray jobs are killed. Open
+watches end earlier, when the server starts shutting down (``EmulatorContext.stopping``), so
+that it need not wait for them.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from emulators.azure.kube import config as config_module
 from emulators.azure.kube.api import KubeAPI
 from emulators.azure.kube.controller import Controller
 from emulators.azure.kube.dashboard import Dashboard
+from emulators.azure.kube.events import EventRecorder
 from emulators.azure.kube.jobs import JobManager
 from emulators.azure.kube.kuberay import KubeRayOperator
 from emulators.azure.kube.objects import ObjectStore
 from emulators.azure.kube.proxy import ServiceProxy
+from emulators.azure.kube.watch import ChangeFeed
 from emulators.azure.kube.workloads import Workloads
 
 if TYPE_CHECKING:
@@ -37,6 +41,8 @@ class KubeService:
         self.origin = ctx.settings.origin.rstrip("/")
         self.config = config_module.load(ctx.store, ctx.fleet)
         self.objects = ObjectStore(ctx.store)
+        self.feed = ChangeFeed(self.objects)
+        ctx.stopping.append(self.feed.close)
         self.api = KubeAPI(self.objects, ctx.fleet)
         self.jobs = JobManager(ctx.store, ctx.settings.data_dir, self.config)
         self.dashboard = Dashboard(self.jobs)
@@ -44,6 +50,8 @@ class KubeService:
         self.workloads = Workloads(self.api, ctx.fleet, self.config)
         self.kuberay = KubeRayOperator(self.api, self.config)
         self.workloads.gate = self.kuberay.gcs_ready
+        self.events = EventRecorder(self.api, enabled=lambda: self.config.record_events)
+        self.workloads.events = self.kuberay.events = self.events
         self.controller = Controller(
             self.objects, ctx.fleet, self.config, self.workloads, self.kuberay, self.jobs, self.dashboard, self.proxy
         )
@@ -67,6 +75,7 @@ class KubeService:
         try:
             yield
         finally:
+            self.feed.close()  # (already closed when the server's stopping hook ran)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -7,7 +7,10 @@
   ``DisruptionTarget`` condition and a terminated container; the pod GC deletes it after
   ``orphan_pod_gc_seconds`` unless a controller (KubeRay, the Deployment) deleted it first;
 * **scheduling** -- pending pods, oldest first, bind to a feasible node
-  (:mod:`emulators.azure.kube.scheduler`) or get ``PodScheduled=False``/``Unschedulable``;
+  (:mod:`emulators.azure.kube.scheduler`) or get ``PodScheduled=False``/``Unschedulable``,
+  with the scheduler's ``Scheduled`` / ``FailedScheduling`` events
+  (:mod:`emulators.azure.kube.events`; the kubelet's Pulling/Pulled/Created/Started too, and
+  each node's lifecycle events -- joined, Ready, removed -- once per node);
 * **kubelet** -- a bound pod runs (phase ``Running``, every condition ``True``, a pod IP)
   ``container_start_seconds`` after binding, once :attr:`Workloads.gate` lets its init
   containers finish (a Ray worker waits for its head, as KubeRay's ``wait-gcs-ready`` does).
@@ -31,11 +34,13 @@ from collections.abc import Callable
 from typing import Any
 
 from emulators.azure.fleet import Fleet, Node
+from emulators.azure.kube import nodeedits
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import KubeAPI
 from emulators.azure.kube.config import KubeConfig
+from emulators.azure.kube.events import EventRecorder
 from emulators.azure.kube.kuberay import is_ready, is_terminal
-from emulators.azure.kube.nodes import node_ip
+from emulators.azure.kube.nodes import node_ip, node_uid
 from emulators.azure.kube.objects import now_iso
 from emulators.azure.kube.scheduler import NodeView, choose_node, node_view, pod_requests, pool_demand
 
@@ -81,6 +86,29 @@ class Workloads:
         self.lost_at: dict[str, float] = {}
         # Whether a bound pod's init containers can complete (KubeRay's wait-gcs-ready).
         self.gate: Callable[[str, Obj], bool] = lambda cluster, pod: True
+        self.events: EventRecorder | None = None
+        self.node_states: dict[str, dict[str, str]] = {}  # cluster -> node -> joined|ready (events sent)
+
+    def _node_events(self, cluster: str, nodes: list[Node], now: float) -> None:
+        """Node lifecycle events (joined, Ready, removed), once per node and state."""
+        if self.events is None:
+            return
+        known = self.node_states.setdefault(cluster, {})
+        for node in nodes:
+            state = "ready" if node.ready(now) else "joined"
+            if known.get(node.name) in (state, "ready"):
+                continue
+            rendered = nodeedits.render(self.objects, cluster, node)
+            if node.name not in known:
+                self.events.node_lifecycle(cluster, rendered, "joined")
+            if state == "ready":
+                self.events.node_lifecycle(cluster, rendered, "ready")
+            known[node.name] = state
+        present = {n.name for n in nodes}
+        for name in [n for n in known if n not in present]:
+            del known[name]
+            gone = {"kind": "Node", "apiVersion": "v1", "metadata": {"name": name, "uid": node_uid(cluster, name)}}
+            self.events.node_lifecycle(cluster, gone, "removed")
 
     def _delete(self, cluster: str, pod: Obj) -> None:
         m = pod["metadata"]
@@ -92,6 +120,10 @@ class Workloads:
     def pods(self, cluster: str, nodes: list[Node], evicted: set[str], now: float) -> float | None:
         """One pass over the cluster's pods; returns when the next timed change is due."""
         views = {n.name: node_view(n, n.ready(now)) for n in nodes}
+        for one in views.values():
+            nodeedits.adjust_view(self.objects, cluster, one)
+        nodeedits.forget_missing(self.objects, cluster, set(views))
+        self._node_events(cluster, nodes, now)
         due: list[float] = [n.ready_at for n in nodes if not n.ready(now)]
         pending: list[Obj] = []
         for pod in list(self.objects.iter_type(cluster, res.PODS.key)):
@@ -195,6 +227,9 @@ class Workloads:
         ]
         self.bound_at[pod["metadata"]["uid"]] = now
         self.objects.put(cluster, res.PODS.key, new)
+        if self.events is not None:
+            self.events.scheduled(cluster, new, view.name)
+            self.events.containers_started(cluster, new, view.name, init=True)
 
     def _unschedulable(self, cluster: str, pod: Obj, message: str) -> None:
         current = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "PodScheduled"]
@@ -205,6 +240,8 @@ class Workloads:
             _cond("PodScheduled", "False", now_iso(), "Unschedulable", message)
         ]
         self.objects.put(cluster, res.PODS.key, new)
+        if self.events is not None:
+            self.events.failed_scheduling(cluster, new, message)
 
     def _start(self, cluster: str, pod: Obj, node: str, now: float) -> None:
         new = _copy(pod)
@@ -242,6 +279,8 @@ class Workloads:
             for i, c in enumerate(new["spec"].get("containers") or [])
         ]
         self.objects.put(cluster, res.PODS.key, new)
+        if self.events is not None:
+            self.events.containers_started(cluster, new, node, init=False)
 
     def _lose(self, cluster: str, pod: Obj, node: str, evicted: bool, now: float) -> None:
         new = _copy(pod)
