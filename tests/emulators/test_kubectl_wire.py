@@ -261,7 +261,7 @@ def test_aggregated_discovery(cluster: KubeTestCluster, kubectl: Kubectl) -> Non
         pods = next(r for r in group["versions"][0]["resources"] if r["resource"] == "pods")
         assert pods["scope"] == "Namespaced"
         assert pods["responseKind"] == {"group": "", "version": "v1", "kind": "Pod"}
-        assert {s["subresource"] for s in pods["subresources"]} == {"status", "log"}
+        assert {s["subresource"] for s in pods["subresources"]} == {"status", "log", "exec", "attach", "portforward"}
         groups = {g["metadata"]["name"]: g for g in http.get("/apis", headers={"Accept": accept}).json()["items"]}
         assert {"apps", "ray.io", "authorization.k8s.io", "authentication.k8s.io"} <= set(groups)
         (ray,) = groups["ray.io"]["versions"][0]["resources"]

@@ -20,7 +20,19 @@ from emulators.azure.kube import resources as res
 Obj = dict[str, Any]
 MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 _PARAMS = {"g": "apidiscovery.k8s.io", "v": "v2", "as": "APIGroupDiscoveryList"}
-_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "log": ["get"]}
+_SUBRESOURCE_VERBS = {
+    "status": ["get", "patch", "update"],
+    "log": ["get"],
+    "exec": ["create", "get"],
+    "attach": ["create", "get"],
+    "portforward": ["create", "get"],
+}
+_SUBRESOURCE_KINDS = {
+    "proxy": "ServiceProxyOptions",
+    "exec": "PodExecOptions",
+    "attach": "PodAttachOptions",
+    "portforward": "PodPortForwardOptions",
+}
 
 
 def wants_v2(accept: str) -> bool:
@@ -52,7 +64,7 @@ def _resource(r: res.ResourceType, version: str) -> Obj:
     subresources = []
     for sub in r.subresources:
         verbs = _SUBRESOURCE_VERBS.get(sub, ["create", "delete", "get", "patch", "update"])
-        response = {**kind, "kind": "ServiceProxyOptions"} if sub == "proxy" else kind
+        response = {**kind, "kind": _SUBRESOURCE_KINDS[sub]} if sub in _SUBRESOURCE_KINDS else kind
         subresources.append({"subresource": sub, "responseKind": response, "verbs": verbs})
     if subresources:
         out["subresources"] = subresources

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from emulators.azure.kube import aggregated, openapi, openapi_pb, protobuf
+from emulators.azure.kube import aggregated, eventsv1, metrics, openapi, openapi_pb, protobuf
 from emulators.azure.kube import errors as err
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.objects import now_iso
@@ -70,7 +70,7 @@ async def handle(svc: KubeService, request: Request, key: str, parts: list[str])
         and request.method == "GET"
         and aggregated.wants_v2(request.headers.get("accept", ""))
     ):
-        types = [*res.BUILTINS, *svc.api.custom_types(key)]
+        types = [*res.BUILTINS, *metrics.TYPES, *eventsv1.TYPES, *svc.api.custom_types(key)]
         body = aggregated.document(types, core=parts == ["api"])
         return JSONResponse(body, media_type=aggregated.MEDIA_TYPE, headers={"Vary": "Accept"})
     if parts and parts[0] in ("healthz", "livez", "readyz"):

@@ -30,9 +30,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from emulators.azure.fleet import cluster_key
-from emulators.azure.kube import endpoints, fieldvalidation, protobuf
+from emulators.azure.kube import endpoints, eventsv1, fieldvalidation, logs, metrics, protobuf, views
 from emulators.azure.kube import errors as err
-from emulators.azure.kube import eventsv1, logs, metrics, views
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import ListOptions, Target
 
