@@ -29,6 +29,7 @@ from emulators.azure import aksnode
 from emulators.azure.store import DocumentStore
 
 _KIND = "fleet.pool"
+_CONTROL_PLANE_KIND = "fleet.controlplane"
 SPOT_LABEL = "kubernetes.azure.com/scalesetpriority"
 POOL_LABEL = "kubernetes.azure.com/agentpool"
 
@@ -177,9 +178,18 @@ class Fleet:
         return self._pools.pop((cluster, name), None) is not None
 
     def delete_cluster(self, cluster: str) -> None:
-        """Remove every pool of ``cluster``."""
+        """Remove every pool of ``cluster`` and its control plane's version."""
         for c, name in [k for k in self._pools if k[0] == cluster]:
             self.delete_pool(c, name)
+        self.store.delete(_CONTROL_PLANE_KIND, cluster)
+
+    def set_control_plane_version(self, cluster: str, version: str) -> None:
+        """The Kubernetes version the cluster's API server runs (ARM's ``currentKubernetesVersion``)."""
+        self.store.put(_CONTROL_PLANE_KIND, cluster, {"version": version})
+
+    def control_plane_version(self, cluster: str) -> str | None:
+        doc = self.store.get(_CONTROL_PLANE_KIND, cluster)
+        return str(doc["version"]) if doc and doc.get("version") else None
 
     # -- Kubernetes side -----------------------------------------------------------------
     def nodes(self, cluster: str) -> list[Node]:

@@ -86,3 +86,25 @@ def test_arm_kubeconfig_pools_and_cluster_deletion(emulator: EmulatorProcess) ->
     aks.managed_clusters.begin_delete("rg", "c1").result()
     clusters = emulator.request_json("GET", "/_emulator/kube/clusters")["clusters"]
     assert all(not c["cluster"].endswith("/managedclusters/c1") for c in clusters)
+
+
+def test_api_server_and_kubelets_report_the_version_arm_resolved(emulator: EmulatorProcess) -> None:
+    # `kubectl version` and node kubeletVersion follow the cluster's currentKubernetesVersion
+    # ("1.32" runs the newest 1.32 patch), not a fixed version.
+    aks = _aks(emulator, str(uuid.uuid4()))
+    system = {"name": "system", "vmSize": "Standard_D2s_v5", "count": 1, "mode": "System"}
+    body = {
+        "location": "eastus",
+        "properties": {"dnsPrefix": "rp", "kubernetesVersion": "1.32", "agentPoolProfiles": [system]},
+    }
+    created = aks.managed_clusters.begin_create_or_update("rg", "v1", m.ManagedCluster(body)).result()
+    current = created.properties.current_kubernetes_version if created.properties else None
+    assert current is not None
+    assert current.startswith("1.32.")
+    kubeconfigs = aks.managed_clusters.list_cluster_user_credentials("rg", "v1").kubeconfigs or []
+    config = yaml.safe_load(kubeconfigs[0].value or "")
+    api = kubernetes.config.new_client_from_config_dict(config)
+    version = kubernetes.client.VersionApi(api).get_code()
+    assert (version.git_version, version.major, version.minor) == (f"v{current}", "1", "32")
+    nodes = kubernetes.client.CoreV1Api(api).list_node().items
+    assert [n.status.node_info.kubelet_version for n in nodes] == [f"v{current}"]

@@ -200,6 +200,10 @@ class Operations:
         power = {"stop": "Stopped", "start": "Running"}.get(op["action"]) if not failure else None
         if op["kind"] == "cluster" and cluster.operation == op["name"]:
             cluster.properties["provisioningState"] = state
+            if not failure:
+                version = str(cluster.properties.get("currentKubernetesVersion") or "")
+                if version:
+                    self.fleet.set_control_plane_version(cluster.key, version)
             if power:
                 cluster.properties["powerState"] = {"code": power}
             cluster.operation = None

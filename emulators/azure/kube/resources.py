@@ -16,7 +16,7 @@ from typing import Any
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 READ_VERBS = ("get", "list")
-KUBERNETES_VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.2"}
+KUBERNETES_VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.3"}
 CRD_GROUP = "apiextensions.k8s.io"
 
 
@@ -273,10 +273,15 @@ def api_versions(server: str) -> dict[str, Any]:
     }
 
 
-def version_info() -> dict[str, Any]:
-    """``/version``: an AKS-like Kubernetes version."""
+def version_info(version: str | None = None) -> dict[str, Any]:
+    """``/version``: the Kubernetes version the cluster's control plane runs (``1.33.3``), or the
+    emulator's default for a cluster ARM has not settled yet."""
+    info = dict(KUBERNETES_VERSION)
+    if version:
+        major, minor, *_ = version.split(".")
+        info = {"major": major, "minor": minor, "gitVersion": f"v{version}"}
     return {
-        **KUBERNETES_VERSION,
+        **info,
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2025-06-17T18:36:14Z",

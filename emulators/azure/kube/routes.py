@@ -94,7 +94,7 @@ class Dispatcher:
         if not parts:
             return _json({"paths": ["/api", "/api/v1", "/apis", "/version"]})
         if parts == ["version"]:
-            return _json(res.version_info())
+            return _json(res.version_info(self.svc.fleet.control_plane_version(key)))
         if parts[0] == "api":
             if len(parts) == 1:
                 return _json(res.api_versions(server))
