@@ -5,6 +5,8 @@ It checks, over HTTP and by reading local files and the environment only:
 * where the URL and credential come from, and that the URL's port is the configured one
   (``RAYPLANE_API_PORT``, ``.rayplane/dev.env``);
 * that the API answers (``/healthz``) and is ready (``/readyz``: the database and the broker);
+  when it does not and its URL is on this machine, whether another program holds the port
+  (then ``make run`` cannot start there) and a free port to use instead;
 * that the credential works (``GET /v1/tenant``);
 * a Ray token file in the home directory (``~/.ray/auth_token``) or ``RAY_*`` variables, which
   a Ray started by Rayplane from this shell would pick up;
@@ -18,6 +20,7 @@ Each problem comes with what to do. Exit 0 when all is well, 1 otherwise.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,9 +132,11 @@ class Doctor:
                 "start the control plane (`make run`, or `rayplane dev`), or point at it with --api-url"
                 " or RAYPLANE_API_URL",
             )
+            self.port_holder(api.base_url)
             return False
         if alive.status_code != 200:
             self.add("api", False, f"/healthz answered {alive.status_code}", "check that the URL is Rayplane's API")
+            self.port_holder(api.base_url)
             return False
         self.add("api", True, f"answers at {api.base_url}")
         ready = api.probe("/readyz")
@@ -148,6 +153,23 @@ class Doctor:
                 " and RAYPLANE_REDIS_URL of the API)",
             )
         return True
+
+    def port_holder(self, url: str) -> None:
+        """Whether something that is not Rayplane's API holds a local API URL's port."""
+        parts = urlsplit(url)
+        if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            return
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if not _listening(parts.hostname, port):
+            self.add("free port", True, f"nothing listens on port {port}: `make run` can start there")
+            return
+        self.add(
+            "free port",
+            False,
+            f"another program listens on port {port} and does not answer as Rayplane's API",
+            f"find it with `ss -ltnp 'sport = :{port}'` and stop it, or start Rayplane on a free port:"
+            f" RAYPLANE_API_PORT={_free_port()} make run",
+        )
 
     def credential_works(self, api: RayplaneClient) -> bool:
         try:
@@ -215,6 +237,20 @@ class Doctor:
                 return parse_time(entered or c["updated_at"])
 
 
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def render(found: list[Check]) -> None:
     for item in found:
         line = Text()
@@ -236,7 +272,7 @@ def doctor(
     """Check that Rayplane works from here, and say what to do about each problem.
 
     Checks the API (/healthz), its database and broker (/readyz), your credential, the
-    port, Ray settings that leak in from this shell (~/.ray/auth_token, RAY_* variables),
+    port (and, when the API does not answer, whether another program holds it), Ray settings that leak in from this shell (~/.ray/auth_token, RAY_* variables),
     the Azure emulator in demo mode, and clusters stuck in a busy state. Exit 0 when all is
     well, 1 otherwise.
 

@@ -3,7 +3,11 @@ stack (tests/cli/conftest.py), whose Azure is the emulator."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import re
+import socket
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -153,3 +157,44 @@ def test_doctor_without_an_api(tmp_path: Path) -> None:
     api = next(i for i, line in enumerate(lines) if line.split()[:2] == ["FAIL", "api"])
     assert "cannot reach the API at http://127.0.0.1:9" in lines[api]
     assert "start the control plane (`make run`, or `rayplane dev`)" in lines[api + 1]
+
+
+def test_doctor_names_a_program_holding_the_api_port(tmp_path: Path) -> None:
+    # Something that is not Rayplane listens where the CLI looks for the API: `make run` could
+    # not start there, and doctor says so with a free port to use instead.
+    class NotRayplane(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotRayplane)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        result = Cli(tmp_path)("--api-url", f"http://127.0.0.1:{port}", "--api-key", "rpk_x", "doctor", "-o", "json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1, explain(result)
+    checks = {c["check"]: c for c in json.loads(result.stdout)}
+    assert not checks["api"]["ok"]
+    held = checks["free port"]
+    assert not held["ok"]
+    assert f"another program listens on port {port}" in held["detail"]
+    suggested = re.search(r"RAYPLANE_API_PORT=(\d+) make run", held["fix"])
+    assert suggested, held["fix"]
+    assert int(suggested.group(1)) != port
+
+
+def test_doctor_without_an_api_says_the_port_is_free(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = Cli(tmp_path)("--api-url", f"http://127.0.0.1:{port}", "--api-key", "rpk_x", "doctor", "-o", "json")
+    checks = {c["check"]: c for c in json.loads(result.stdout)}
+    assert checks["free port"]["ok"], result.stdout
+    assert f"nothing listens on port {port}" in checks["free port"]["detail"]
