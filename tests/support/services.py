@@ -37,7 +37,10 @@ def servers() -> Iterator[tuple[str, str]]:
     if db is None and _answers("127.0.0.1", 5432):
         db = "postgresql://postgres@127.0.0.1:5432/postgres"
     if redis is None and _answers("127.0.0.1", 6379):
-        redis = "redis://127.0.0.1:6379/0"
+        # A database of its own per run (1-15, by process id): two runs on one machine (a
+        # developer's and CI's) must not share Redis counters such as the failed-authentication
+        # limit per client address, which one run's refused credentials would fill for the other.
+        redis = f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}"
     embedded: EmbeddedServices | None = None
     if db is None or redis is None:
         embedded = EmbeddedServices(Path(tempfile.mkdtemp(prefix="rayplane-test-")))
