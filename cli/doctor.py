@@ -272,7 +272,8 @@ def doctor(
     """Check that Rayplane works from here, and say what to do about each problem.
 
     Checks the API (/healthz), its database and broker (/readyz), your credential, the
-    port (and, when the API does not answer, whether another program holds it), Ray settings that leak in from this shell (~/.ray/auth_token, RAY_* variables),
+    port (and, when the API does not answer, whether another program holds it), Ray
+    settings that leak in from this shell (~/.ray/auth_token, RAY_* variables),
     the Azure emulator in demo mode, and clusters stuck in a busy state. Exit 0 when all is
     well, 1 otherwise.
 
