@@ -3,7 +3,7 @@
 One emulator of the module's own (real Ray is slow to start on a small machine, so the
 shared emulator stays simulated): a RayCluster with token authentication and one worker
 becomes a two-node Ray cluster behind the service proxy; scaling the worker group down stops
-the worker's processes; stopping the emulator stops all of them; a process marked by a
+the worker's processes; a new head gets the worker back; stopping the emulator stops all of them; a process marked by a
 previous run of the same data dir is killed when the emulator starts. Every process the
 emulator marks is killed at the end, whatever the outcome.
 """
@@ -103,6 +103,24 @@ def test_the_pods_are_a_real_ray_cluster_behind_the_proxy(env: KubeRayEnv) -> No
     head = env.pods("rc", "ray.io/node-type=head")[0]
     log = env.core.read_namespaced_pod_log(head.metadata.name, "default")
     assert "Ray runtime started" in log
+
+
+def test_a_new_head_gets_its_worker_back(env: KubeRayEnv) -> None:
+    """The head pod deleted: KubeRay makes a new one, and the worker's Ray container restarts
+    and joins the new head (its node of the old head is stopped)."""
+    old = env.pods("rc", "ray.io/node-type=head")[0]
+    env.core.delete_namespaced_pod(old.metadata.name, "default")
+
+    def rejoined() -> list[dict[str, Any]] | None:
+        heads = env.pods("rc", "ray.io/node-type=head")
+        if not heads or heads[0].metadata.uid == old.metadata.uid or heads[0].status.phase != "Running":
+            return None
+        with env.cluster.http() as http:
+            rows = alive(http)
+        return rows if len(rows) == 2 else None
+
+    rows = wait_for(rejoined, timeout=120, what="a new head with its worker")
+    assert sum(1 for n in rows if n["is_head_node"]) == 1
 
 
 def test_scaling_down_stops_the_workers_processes(env: KubeRayEnv, emulator: EmulatorProcess) -> None:

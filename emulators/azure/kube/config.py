@@ -66,8 +66,8 @@ class ConfigUpdate(BaseModel):
     * ``ray_backend`` -- ``"simulated"`` (default): the head's dashboard is simulated and a
       job's entrypoint runs as a bare process (:mod:`~emulators.azure.kube.dashboard`);
       ``"real"``: every Running Ray pod is a real Ray node and the service proxy reaches the
-      real dashboard (:mod:`~emulators.azure.kube.raynodes`). A change applies to pods
-      started afterwards; existing real nodes stop when their pods go.
+      real dashboard (:mod:`~emulators.azure.kube.raynodes`). Switching to "real" gives
+      Running Ray pods their nodes; switching back leaves real nodes until their pods go.
     * ``ray_stop_seconds`` -- SIGTERM to SIGKILL delay when a real Ray node stops (10).
     """
 

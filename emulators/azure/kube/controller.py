@@ -16,7 +16,8 @@ running jobs with them (:meth:`JobManager.head_lost`).
 
 With real Ray (:mod:`emulators.azure.kube.raynodes`), each step first marks dirty the
 clusters whose Ray nodes came up or died (a pod held until its node serves is looked at
-again), and last stops the nodes whose pods are gone or terminal.
+again), and last stops the nodes whose pods are gone or terminal (or whose processes died)
+and starts a node again for a Running Ray pod that has none (a dead node, a new head).
 
 Races: everything runs on the event loop, so a step never interleaves with a request's
 mutation; a request that writes during a step's ``await`` (only job starts await) is seen
@@ -39,7 +40,7 @@ from emulators.azure.kube.dashboard import Dashboard, scope_of
 from emulators.azure.kube.jobs import JobManager
 from emulators.azure.kube.kuberay import RAYCLUSTERS, KubeRayOperator
 from emulators.azure.kube.objects import ObjectStore
-from emulators.azure.kube.proxy import ServiceProxy
+from emulators.azure.kube.proxy import ServiceProxy, ray_token
 from emulators.azure.kube.raynodes import Node, RayNodes
 from emulators.azure.kube.workloads import Workloads
 
@@ -153,7 +154,22 @@ class Controller:
                 self.signatures[cluster] = self._signature(cluster, now)
         if self.raynodes is not None:
             self.raynodes.sync(self._wanted)
+            if self.config.ray_backend == "real":
+                self._revive(self.raynodes)
         await self.start_jobs()
+
+    def _revive(self, raynodes: RayNodes) -> None:
+        """Start a node for every Running Ray pod that has none: its node died, or its head
+        was replaced (the kubelet restarts a crashed Ray container, which joins the new head)."""
+        for cluster in self.objects.clusters():
+            for pod in list(self.objects.iter_type(cluster, res.PODS.key)):
+                if (pod.get("status") or {}).get("phase") != "Running" or pod["metadata"]["uid"] in raynodes.nodes:
+                    continue
+                if pod["metadata"].get("labels", {}).get(raypods.NODE_TYPE_LABEL) not in ("head", "worker"):
+                    continue
+                rc = self.owner_rc(cluster, pod)
+                if rc is not None and rc.get("kind") == "RayCluster":
+                    raynodes.gate(cluster, pod, rc, ray_token(self.objects, cluster, rc))
 
     def _wanted(self, node: Node) -> bool:
         """A real Ray node runs while its pod exists and is not terminal."""

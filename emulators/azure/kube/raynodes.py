@@ -14,6 +14,9 @@ Ownership and lifecycle:
   a readiness probe would hold a real pod. A worker starts only once its RayCluster's head
   node serves (KubeRay's ``wait-gcs-ready``). :meth:`poll` reports clusters whose nodes
   changed (came up, died), so the controller reconciles them again.
+* **Restart**: a node whose ``ray start`` exited, or a worker whose head node is gone, is
+  cleaned up by :meth:`sync`, and the controller starts a new node for its still-Running
+  pod (a worker once the new head serves), as the kubelet restarts a crashed container.
 * **Stop**: a node whose pod is gone, terminal, or belongs to another head is stopped by
   :meth:`sync` (a pod deleted by scale down, eviction, suspend, or its cluster's deletion):
   SIGTERM to the leader, which shuts the node down, then after ``ray_stop_seconds`` SIGKILL to
@@ -159,6 +162,9 @@ class RayNodes:
         self.nodes: dict[str, Node] = {}  # pod uid -> node
         self.stop_seconds = stop_seconds
         self._stopping: set[asyncio.Task[None]] = set()
+        # Pods whose old node is still stopping: a new node would share its marker and
+        # directory (and be killed with it), so none starts until the old one is gone.
+        self._draining: set[str] = set()
         self._ray: Path | None = None
 
     # -- restart ---------------------------------------------------------------------------
@@ -180,6 +186,8 @@ class RayNodes:
             return True
         uid = str(pod["metadata"]["uid"])
         node = self.nodes.get(uid)
+        if node is None and uid in self._draining:
+            return False
         if node is None:
             node = self._start(cluster, pod, rc, token)
             if node is None:
@@ -291,26 +299,31 @@ class RayNodes:
 
     # -- stopping ----------------------------------------------------------------------------
     def sync(self, wanted: Callable[[Node], bool]) -> None:
-        """Stop every node for which ``wanted`` is False (its pod is gone or terminal), and
-        workers whose head is no longer their RayCluster's head."""
+        """Stop every node for which ``wanted`` is False (its pod is gone or terminal), nodes
+        whose leader exited, and workers whose head node is gone. A Running pod left without
+        a node gets a new one from the controller (:meth:`gate`), as a restarted container."""
         for uid, node in list(self.nodes.items()):
             stale_head = node.head_uid is not None and (
                 node.head_uid not in self.nodes or self.nodes[node.head_uid].dead
             )
-            if not wanted(node) or stale_head:
+            if node.dead or not wanted(node) or stale_head:
                 del self.nodes[uid]
+                self._draining.add(uid)
                 task = asyncio.get_running_loop().create_task(self._stop(node))
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)
 
     async def _stop(self, node: Node) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            node.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_seconds()
-        # Polling: the end of another session's processes is no event this loop can await.
-        while time.monotonic() < deadline and (node.proc.poll() is None or marked_pids(node.marker)):  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-        self._kill(node)
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                node.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_seconds()
+            # Polling: the end of another session's processes is no event this loop can await.
+            while time.monotonic() < deadline and (node.proc.poll() is None or marked_pids(node.marker)):  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+            self._kill(node)
+        finally:
+            self._draining.discard(node.pod_uid)
 
     def _kill(self, node: Node) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
