@@ -101,8 +101,12 @@ def test_the_pods_are_a_real_ray_cluster_behind_the_proxy(env: KubeRayEnv) -> No
         version = http.get(PROXY + "/api/version", headers=AUTH).json()
         assert version["ray_version"]
     head = env.pods("rc", "ray.io/node-type=head")[0]
-    log = env.core.read_namespaced_pod_log(head.metadata.name, "default")
+    log = env.core.read_namespaced_pod_log(head.metadata.name, "default", container="ray-head")
+    # What this node's `ray start` really printed (its start.log), not the simulated lines.
+    root = raynodes.ray_root(env.cluster.emulator.data_dir)
+    real = (raynodes.node_dir(root, head.metadata.uid) / "start.log").read_text()
     assert "Ray runtime started" in log
+    assert log.splitlines() == real.splitlines()[: len(log.splitlines())]
 
 
 def test_a_new_head_gets_its_worker_back(env: KubeRayEnv) -> None:

@@ -150,15 +150,25 @@ def instance_marker(data_dir: Path) -> str:
     return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12] + ":"
 
 
+def ray_root(data_dir: Path) -> Path:
+    """Where an emulator's nodes keep their directories: ``DATA_DIR/r`` if Ray's socket paths
+    fit under it, else ``<system temp>/azr-<instance>``."""
+    root = data_dir.resolve() / "r"
+    if len(str(root)) + 10 + _SOCKET_ROOM > _UNIX_PATH_MAX:
+        root = Path(tempfile.gettempdir()) / f"azr-{instance_marker(data_dir)[:-1]}"
+    return root
+
+
+def node_dir(root: Path, pod_uid: str) -> Path:
+    return root / hashlib.sha256(pod_uid.encode()).hexdigest()[:8]
+
+
 class RayNodes:
     """The real Ray nodes of every emulated cluster; see the module docstring."""
 
     def __init__(self, data_dir: Path, *, stop_seconds: Callable[[], float]) -> None:
         self.instance = instance_marker(data_dir)[:-1]
-        root = data_dir.resolve() / "r"
-        if len(str(root)) + 10 + _SOCKET_ROOM > _UNIX_PATH_MAX:
-            root = Path(tempfile.gettempdir()) / f"azr-{self.instance}"
-        self.root = root
+        self.root = ray_root(data_dir)
         self.nodes: dict[str, Node] = {}  # pod uid -> node
         self.stop_seconds = stop_seconds
         self._stopping: set[asyncio.Task[None]] = set()
@@ -203,7 +213,7 @@ class RayNodes:
         if not is_head and (head is None or not head.up):
             return None  # wait-gcs-ready: no GCS to join yet
         uid = str(pod["metadata"]["uid"])
-        directory = self.root / hashlib.sha256(uid.encode()).hexdigest()[:8]
+        directory = node_dir(self.root, uid)
         shutil.rmtree(directory, ignore_errors=True)
         (directory / "home").mkdir(parents=True)
         names = rayargs.HEAD_PORTS if is_head else rayargs.WORKER_PORTS
@@ -348,3 +358,5 @@ class RayNodes:
         for node in nodes:
             self._kill(node)
         kill_marked(self.instance + ":")  # stopped tasks' nodes and anything they left
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # only when empty: a temp-dir root should not pile up
