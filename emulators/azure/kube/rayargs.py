@@ -23,8 +23,10 @@ same pod runs as local processes, so the flags are rewritten for one shared mach
   ``RAY_*`` variable changes how a node runs, and ``HOME``/``TMPDIR`` are the pod's own
   directory, so nothing is written to the host's ``~/.ray``. Token authentication is set as
   KubeRay v1.7.0 sets it for ``authOptions.mode: token`` (``RAY_AUTH_MODE=token`` and
-  ``RAY_AUTH_TOKEN`` from the Secret's ``auth_token``, see Ray's
-  ``ray/_private/authentication``). ``MARKER_ENV`` names the emulator instance and the pod:
+  ``RAY_AUTH_TOKEN`` from the Secret's ``auth_token``: KubeRay's guide "Configure Ray
+  clusters to use token authentication", Ray's "Ray token authentication" guide, Ray 2.52+,
+  and ``ray/_private/authentication``: with a token in the environment Ray neither generates
+  one nor reads ``~/.ray/auth_token``). ``MARKER_ENV`` names the emulator instance and the pod:
   every process Ray starts inherits it, which is how they are found again to be killed.
 """
 
