@@ -165,6 +165,8 @@ def main() -> None:
                 "RAYPLANE_DEFAULT_QUOTA_CLUSTERS": "100000",
                 "RAYPLANE_DEFAULT_QUOTA_VCPUS": "10000000",
                 "RAYPLANE_LOG_LEVEL": "WARNING",
+                # No real Ray per pod: the fleet measures the control plane, not Ray.
+                "AZURE_EMULATOR_RAY_BACKEND": "simulated",
                 # The production cadence, not the e2e tests' faster one: RUNNING clusters are
                 # looked at every 5 s, so 200 of them cost 40 passes a second.
                 "RAYPLANE_RECONCILE_STEADY_SECONDS": "5",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import ssl
 import subprocess
 import sys
@@ -28,6 +29,9 @@ MISSING = (
     " rayplane package: from a source checkout, `pip install -e ./emulators` (`make run` installs it)"
 )
 _POLL_SECONDS = 0.05
+# The emulator's switch between real Ray nodes and its simulated dashboard (read by
+# emulators/azure/kube/config.py; named here, not imported: ops never imports the emulator).
+RAY_BACKEND_ENV = "AZURE_EMULATOR_RAY_BACKEND"
 
 
 def emulator_available() -> bool:
@@ -78,9 +82,14 @@ class AzureEmulator:
         origin_file.unlink(missing_ok=True)  # a stale origin from the last run must not count
         argv = [sys.executable, "-m", EMULATOR_MODULE, "--data-dir", str(self.data_dir)]
         argv += ["--port", "0", "--host", "127.0.0.1", "--log-level", "warning"]
+        env = dict(os.environ)
+        # The demo runs real Ray in the emulated RayClusters' pods (a job sees its cluster's
+        # nodes); tests and the fleet benchmark set "simulated" to run without Ray.
+        env.setdefault(RAY_BACKEND_ENV, "real")
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 argv,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -19,6 +19,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from ops.demo_azure import DEMO_APP_ID, DEMO_CLOUD, DEMO_SUBSCRIPTION_ID, DEMO_TENANT_ID
+from ops.emulator import RAY_BACKEND_ENV
 from tests.e2e.stack import Stack, wait_for
 from tests.support.services import scratch_database
 
@@ -32,7 +33,9 @@ def azure_stack(admin_db_url: str, redis_url: str, **env: str) -> Iterator[Stack
     with scratch_database(admin_db_url) as db, tempfile.TemporaryDirectory(prefix="rpa-") as tmp:
         ray_root = Path(tempfile.mkdtemp(prefix="rp", dir="/tmp"))
         s = Stack(Path(tmp), db, redis_url, ray_root)
-        s.env.update({"RAYPLANE_DEMO_AZURE": "1", "RAYPLANE_LOCAL_CLOUDS": "false", **env})
+        # The emulator's simulated Ray unless a test asks for real Ray nodes (slower to start).
+        defaults = {"RAYPLANE_DEMO_AZURE": "1", "RAYPLANE_LOCAL_CLOUDS": "false", RAY_BACKEND_ENV: "simulated"}
+        s.env.update({**defaults, **env})
         s.start()
         try:
             wait_for(lambda: cloud_status(s) == "READY", 60, "the azure-demo cloud to be READY")

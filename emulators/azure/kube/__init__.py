@@ -5,8 +5,8 @@ Routes:
 * ``/kubernetes/{subscription}/{resourceGroup}/{cluster}/...`` -- the API server of that
   managed cluster (the ``server`` of the kubeconfig ARM returns): discovery, the built-in
   kinds Rayplane applies, custom resources of installed CRDs (validated against their
-  schema), nodes from the fleet, the service proxy to the simulated Ray dashboards
-  (:mod:`emulators.azure.kube.routes`);
+  schema), nodes from the fleet, the service proxy to the Ray dashboards (simulated, or real
+  with ``ray_backend: "real"``) (:mod:`emulators.azure.kube.routes`);
 * ``/_emulator/kube/...`` -- test control (:mod:`emulators.azure.kube.admin`).
 
 What ``kubectl`` reads beyond plain JSON: ``views`` + ``tables`` + ``printers`` (Table
@@ -17,7 +17,8 @@ simulated components report), ``logs`` (pod logs), ``metrics`` (``kubectl top``)
 Modules: ``objects`` (store), ``api`` (verbs), ``kinds`` (built-in defaulting),
 ``validation`` (schemas), ``patch``, ``selectors``, ``resources`` (types, discovery),
 ``nodes``, ``scheduler``, ``workloads`` (pods, deployments), ``raypods`` + ``kuberay``
-(operator), ``jobs`` + ``dashboard`` (Ray), ``proxy``, ``controller`` (loop), ``config``,
+(operator), ``jobs`` + ``dashboard`` (simulated Ray), ``raynodes`` + ``rayargs`` (real Ray
+nodes behind the pods, ``ray_backend: "real"``), ``proxy``, ``controller`` (loop), ``config``,
 ``service`` (wiring), ``testing`` (client helpers for tests). What kubectl needs on the wire:
 ``protobuf`` + ``protofields`` (protobuf request bodies), ``openapi`` + ``openapi_pb``
 (OpenAPI v3/v2), ``strategic`` (strategic merge patch), ``fieldvalidation``

@@ -3,20 +3,27 @@
 ``node_boot_seconds`` and ``scale_down_seconds`` are the fleet's (``Fleet.boot_seconds``,
 ``Fleet.scale_down_seconds``); they are applied to ``ctx.fleet`` whenever the config loads
 or changes, so a test can speed up the autoscaler without touching ARM.
+
+``ray_backend`` starts from the emulator's environment when ``AZURE_EMULATOR_RAY_BACKEND``
+is set there (``rayplane dev``'s Azure demo sets ``real``; tests and the fleet benchmark
+leave it ``simulated``), overriding the persisted value; the admin API changes it later.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from emulators.azure.fleet import Fleet
 from emulators.azure.store import DocumentStore
 
 _KIND = "kube.config"
 _KEY = "config"
+BACKEND_ENV = "AZURE_EMULATOR_RAY_BACKEND"
+RayBackend = Literal["real", "simulated"]
 
 
 @dataclass
@@ -33,6 +40,8 @@ class KubeConfig:
     node_boot_seconds: float | None = None
     scale_down_seconds: float | None = None
     record_events: bool = True
+    ray_backend: RayBackend = "simulated"
+    ray_stop_seconds: float = 10.0
 
 
 class ConfigUpdate(BaseModel):
@@ -54,6 +63,12 @@ class ConfigUpdate(BaseModel):
       autoscaler scale-down delay (defaults 1.0 / 5.0, from :class:`Fleet`).
     * ``record_events`` -- the simulated scheduler, kubelet and KubeRay operator write
       Events (default true; a fleet benchmark may turn them off to save the writes).
+    * ``ray_backend`` -- ``"simulated"`` (default): the head's dashboard is simulated and a
+      job's entrypoint runs as a bare process (:mod:`~emulators.azure.kube.dashboard`);
+      ``"real"``: every Running Ray pod is a real Ray node and the service proxy reaches the
+      real dashboard (:mod:`~emulators.azure.kube.raynodes`). Switching to "real" gives
+      Running Ray pods their nodes; switching back leaves real nodes until their pods go.
+    * ``ray_stop_seconds`` -- SIGTERM to SIGKILL delay when a real Ray node stops (10).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -68,12 +83,20 @@ class ConfigUpdate(BaseModel):
     node_boot_seconds: float | None = None
     scale_down_seconds: float | None = None
     record_events: bool | None = None
+    ray_backend: RayBackend | None = None
+    ray_stop_seconds: float | None = None
 
 
 def load(store: DocumentStore, fleet: Fleet) -> KubeConfig:
     doc = store.get(_KIND, _KEY) or {}
     known = {f.name for f in fields(KubeConfig)}
     config = KubeConfig(**{k: v for k, v in doc.items() if k in known})
+    backend = os.environ.get(BACKEND_ENV)
+    if backend:
+        try:
+            config.ray_backend = ConfigUpdate(ray_backend=backend).ray_backend or config.ray_backend
+        except ValidationError as exc:
+            raise SystemExit(f"{BACKEND_ENV} must be 'real' or 'simulated', not {backend!r}") from exc
     apply_to_fleet(config, fleet)
     return config
 

@@ -14,6 +14,11 @@ dirty again, so the loop runs until nothing changes; an idle cluster costs one
 Then pending Ray jobs are started where their entrypoint fits. Heads that vanished take their
 running jobs with them (:meth:`JobManager.head_lost`).
 
+With real Ray (:mod:`emulators.azure.kube.raynodes`), each step first marks dirty the
+clusters whose Ray nodes came up or died (a pod held until its node serves is looked at
+again), and last stops the nodes whose pods are gone or terminal (or whose processes died)
+and starts a node again for a Running Ray pod that has none (a dead node, a new head).
+
 Races: everything runs on the event loop, so a step never interleaves with a request's
 mutation; a request that writes during a step's ``await`` (only job starts await) is seen
 by the next step. A step that raises is logged and the loop carries on.
@@ -35,7 +40,8 @@ from emulators.azure.kube.dashboard import Dashboard, scope_of
 from emulators.azure.kube.jobs import JobManager
 from emulators.azure.kube.kuberay import RAYCLUSTERS, KubeRayOperator
 from emulators.azure.kube.objects import ObjectStore
-from emulators.azure.kube.proxy import ServiceProxy
+from emulators.azure.kube.proxy import ServiceProxy, ray_token
+from emulators.azure.kube.raynodes import Node, RayNodes
 from emulators.azure.kube.workloads import Workloads
 
 log = logging.getLogger(__name__)
@@ -70,6 +76,7 @@ class Controller:
         self.signatures: dict[str, tuple[object, ...]] = {}
         self.polled: dict[str, float] = {}  # cluster -> when its nodes are next looked at
         self._event: asyncio.Event | None = None
+        self.raynodes: RayNodes | None = None
         objects.listeners.append(self._changed)
 
     # -- notifications ----------------------------------------------------------------------
@@ -89,13 +96,13 @@ class Controller:
                 scope = f"head:{uid}"
                 self.jobs.head_lost(scope, keep=False)
                 self.dashboard._seen.pop(scope, None)
-                rc = self._owner_rc(cluster, old)
+                rc = self.owner_rc(cluster, old)
                 if rc is not None and (rc.get("spec") or {}).get("gcsFaultToleranceOptions"):
                     self.jobs.head_lost(scope_of(rc, old), keep=True)
         elif rkey == RAYCLUSTERS:
             self.jobs.head_lost(f"rc:{uid}", keep=False)
 
-    def _owner_rc(self, cluster: str, pod: Obj) -> Obj | None:
+    def owner_rc(self, cluster: str, pod: Obj) -> Obj | None:
         for ref in pod["metadata"].get("ownerReferences") or []:
             if ref.get("kind") == "RayCluster":
                 return self.objects.by_uid(cluster, str(ref.get("uid")))
@@ -130,6 +137,8 @@ class Controller:
             await asyncio.sleep(_MIN_GAP_SECONDS)
 
     async def step(self, now: float) -> None:
+        if self.raynodes is not None:
+            self.dirty |= self.raynodes.poll()
         for cluster in self.objects.clusters():
             due = self.due.get(cluster)
             timed = due is not None and due <= now
@@ -143,7 +152,29 @@ class Controller:
                 self.dirty.discard(cluster)
                 self.due[cluster] = self.reconcile(cluster, now)
                 self.signatures[cluster] = self._signature(cluster, now)
+        if self.raynodes is not None:
+            self.raynodes.sync(self._wanted)
+            if self.config.ray_backend == "real":
+                self._revive(self.raynodes)
         await self.start_jobs()
+
+    def _revive(self, raynodes: RayNodes) -> None:
+        """Start a node for every Running Ray pod that has none: its node died, or its head
+        was replaced (the kubelet restarts a crashed Ray container, which joins the new head)."""
+        for cluster in self.objects.clusters():
+            for pod in list(self.objects.iter_type(cluster, res.PODS.key)):
+                if (pod.get("status") or {}).get("phase") != "Running" or pod["metadata"]["uid"] in raynodes.nodes:
+                    continue
+                if pod["metadata"].get("labels", {}).get(raypods.NODE_TYPE_LABEL) not in ("head", "worker"):
+                    continue
+                rc = self.owner_rc(cluster, pod)
+                if rc is not None and rc.get("kind") == "RayCluster":
+                    raynodes.gate(cluster, pod, rc, ray_token(self.objects, cluster, rc))
+
+    def _wanted(self, node: Node) -> bool:
+        """A real Ray node runs while its pod exists and is not terminal."""
+        pod = self.objects.by_uid(node.cluster, node.pod_uid)
+        return pod is not None and (pod.get("status") or {}).get("phase") not in ("Failed", "Succeeded")
 
     def _signature(self, cluster: str, now: float) -> tuple[object, ...]:
         """What ARM and the fleet can change behind our back: nodes (and readiness), and the

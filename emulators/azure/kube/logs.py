@@ -20,6 +20,8 @@ parameters, from its ``startedAt``; the head's ``autoscaler`` sidecar prints its
 lines; ``wait-gcs-ready`` prints the head it waited for. Ray job drivers log into files under
 the head's Ray session directory, not to the container's output, so they are not here
 (the dashboard's job logs serve them). Any other container has an empty log.
+With ``ray_backend: "real"``, a Ray container whose pod has a real Ray node shows what that
+``ray start`` really printed (its ``start.log``), stamped from the container's start.
 """
 
 from __future__ import annotations
@@ -182,7 +184,9 @@ def pod_log(request: Request, svc: KubeService, t: Target) -> Response:
         if not init and spec.get("initContainers") and not inits_done and waiting == "ContainerCreating":
             waiting = "PodInitializing"
         raise err.bad_request(f'container "{cname}" in pod "{t.name}" is waiting to start: {waiting}')
-    stamped = _stamped(ray_lines(pod, container, init), _started(state))
+    lines = ray_lines(pod, container, init)
+    real = _real_lines(svc, pod, container, init)
+    stamped = _stamped(real if real is not None else lines, _started(state))
     since = _int(q.get("sinceSeconds"), "sinceSeconds")
     if since is not None:
         cutoff = time.time() - since
@@ -197,6 +201,18 @@ def pod_log(request: Request, svc: KubeService, t: Target) -> Response:
     if not _flag(q.get("follow")):
         return PlainTextResponse(text)
     return StreamingResponse(_follow(svc, t, pod["metadata"].get("uid", ""), text), media_type="text/plain")
+
+
+def _real_lines(svc: KubeService, pod: Obj, container: Obj, init: bool) -> list[str] | None:
+    """The real ``ray start`` output of the pod's Ray container, if it runs a real node."""
+    first = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+    if init or container.get("name") != first.get("name"):
+        return None
+    path = svc.raynodes.log_path(str(pod["metadata"].get("uid", "")))
+    try:
+        return path.read_text(errors="replace").splitlines() if path is not None else None
+    except OSError:
+        return None
 
 
 async def _follow(svc: KubeService, t: Target, uid: str, text: str) -> AsyncIterator[bytes]:

@@ -8,6 +8,12 @@ simulated Ray dashboard: the head service of a RayCluster, on the head container
 ``dashboard`` port (8265 by default), reaches :class:`Dashboard` for that RayCluster; any other
 target is a 502, as a connection refused by the pod would be. A RayCluster with token
 authentication (``authOptions``) answers only requests that carry its token.
+
+With ``ray_backend: "real"`` the dashboard target is the real Ray dashboard of that
+RayCluster's head node (:mod:`emulators.azure.kube.raynodes`): the request is forwarded to
+it (method, path, query, body, ``X-Ray-Authorization``, cookies, content type -- not the
+API server's own ``Authorization``, which the real API server consumes), and Ray itself
+checks the token. A head pod whose node is not serving answers 502, as a refused connection.
 """
 
 from __future__ import annotations
@@ -16,20 +22,37 @@ import base64
 import hmac
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from fastapi import Request, Response
 from fastapi.responses import PlainTextResponse
 
 from emulators.azure.kube import errors as err
 from emulators.azure.kube import raypods
 from emulators.azure.kube import resources as res
+from emulators.azure.kube.config import KubeConfig
 from emulators.azure.kube.dashboard import Dashboard, RayHead
 from emulators.azure.kube.kuberay import RAYCLUSTERS
 from emulators.azure.kube.selectors import match_label_selector
 
 if TYPE_CHECKING:
     from emulators.azure.kube.objects import ObjectStore
+    from emulators.azure.kube.raynodes import RayNodes
 
 Obj = dict[str, Any]
+_FORWARDED = ("x-ray-authorization", "cookie", "content-type", "accept")
+
+
+def ray_token(objects: ObjectStore, cluster: str, rc: Obj) -> str | None:
+    """The RayCluster's Ray token with ``authOptions.mode: token``: the ``auth_token`` of the
+    Secret ``authOptions.secretName`` (default: the RayCluster's name), as KubeRay v1.7.0
+    hands it to Ray; None without token authentication or without the Secret."""
+    auth = (rc.get("spec") or {}).get("authOptions") or {}
+    if auth.get("mode") != "token":
+        return None
+    m = rc["metadata"]
+    secret = objects.get(cluster, res.SECRETS.key, str(m.get("namespace", "")), auth.get("secretName") or m["name"])
+    raw = ((secret or {}).get("data") or {}).get("auth_token")
+    return base64.b64decode(raw).decode() if raw else None
 
 
 def split_name(text: str) -> tuple[str, str]:
@@ -54,9 +77,14 @@ def dashboard_port(rc: Obj) -> int:
 class ServiceProxy:
     """Resolves a proxied request to the simulated dashboard of a RayCluster."""
 
-    def __init__(self, objects: ObjectStore, dashboard: Dashboard) -> None:
+    def __init__(
+        self, objects: ObjectStore, dashboard: Dashboard, config: KubeConfig, raynodes: RayNodes | None = None
+    ) -> None:
         self.objects = objects
         self.dashboard = dashboard
+        self.config = config
+        self.raynodes = raynodes
+        self._client: httpx.AsyncClient | None = None
 
     def ray_head(self, cluster: str, rc: Obj) -> RayHead | None:
         """The RayCluster's head as its dashboard sees it, if the head pod is Running."""
@@ -108,6 +136,17 @@ class ServiceProxy:
             head = self.ray_head(cluster, rc)
             if head is None:
                 raise unavailable
+            if self.config.ray_backend == "real" and self.raynodes is not None:
+                port_number = self.raynodes.dashboard(str(rc["metadata"]["uid"]))
+                if port_number is not None:
+                    return await self._forward(request, port_number, path)
+                ip = (head.head.get("status") or {}).get("podIP")
+                raise err.KubeError(
+                    502,
+                    "InternalError",
+                    f"error trying to reach service: dial tcp {ip}:{target}: connect: connection refused",
+                    {},
+                )
             refused = self._ray_auth(cluster, rc, request)
             if refused is not None:
                 return refused
@@ -121,21 +160,42 @@ class ServiceProxy:
             {},
         )
 
+    async def _forward(self, request: Request, port: int, path: str) -> Response:
+        """The request, relayed to the real dashboard on 127.0.0.1:``port``."""
+        if self._client is None:
+            # trust_env off: a host proxy setting must not capture localhost calls.
+            self._client = httpx.AsyncClient(timeout=60, trust_env=False)
+        headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
+        url = f"http://127.0.0.1:{port}/{path.strip('/')}"
+        if request.url.path.endswith("/") and not url.endswith("/"):
+            url += "/"  # Ray's aiohttp routes tell "/api/jobs/" from "/api/jobs"
+        try:
+            resp = await self._client.request(
+                request.method,
+                url,
+                params=list(request.query_params.multi_items()),
+                headers=headers,
+                content=await request.body(),
+            )
+        except httpx.HTTPError as exc:
+            raise err.KubeError(502, "InternalError", f"error trying to reach service: {exc}", {}) from exc
+        keep = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "set-cookie")}
+        return Response(resp.content, status_code=resp.status_code, headers=keep)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
     def _ray_auth(self, cluster: str, rc: Obj, request: Request) -> Response | None:
         """Ray's token check, for a RayCluster with ``authOptions.mode: token``: the token is
         the ``auth_token`` of the Secret ``authOptions.secretName`` (default: the RayCluster's
         name), as KubeRay v1.7.0 hands it to Ray. The real API server consumes the
         ``Authorization`` header (its own bearer token), so Ray sees ``X-Ray-Authorization``
         or the dashboard's cookie; 401 without a token and 403 for a wrong one, as Ray answers."""
-        auth = (rc.get("spec") or {}).get("authOptions") or {}
-        if auth.get("mode") != "token":
+        if ((rc.get("spec") or {}).get("authOptions") or {}).get("mode") != "token":
             return None
-        m = rc["metadata"]
-        secret = self.objects.get(
-            cluster, res.SECRETS.key, str(m.get("namespace", "")), auth.get("secretName") or m["name"]
-        )
-        raw = ((secret or {}).get("data") or {}).get("auth_token")
-        expected = base64.b64decode(raw).decode() if raw else None
+        expected = ray_token(self.objects, cluster, rc)
         sent = request.headers.get("x-ray-authorization", "")
         cookie = request.cookies.get("ray-authentication-token")
         if not sent and cookie:

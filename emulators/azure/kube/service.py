@@ -6,6 +6,10 @@ deleting a managed cluster drops its Kubernetes objects and kills its Ray jobs. 
 from the router's lifespan; on shutdown the loop stops and running Ray jobs are killed. Open
 watches end earlier, when the server starts shutting down (``EmulatorContext.stopping``), so
 that it need not wait for them.
+
+With ``ray_backend: "real"`` it also owns the real Ray nodes (:class:`RayNodes`): processes
+left by a previous run on the same data dir are killed when the service is made, the
+kubelet's gate starts a Ray pod's node, and shutdown stops them all.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from emulators.azure.kube.events import EventRecorder
 from emulators.azure.kube.jobs import JobManager
 from emulators.azure.kube.kuberay import KubeRayOperator
 from emulators.azure.kube.objects import ObjectStore
-from emulators.azure.kube.proxy import ServiceProxy
+from emulators.azure.kube.proxy import ServiceProxy, ray_token
+from emulators.azure.kube.raynodes import RayNodes
 from emulators.azure.kube.watch import ChangeFeed
 from emulators.azure.kube.workloads import Workloads
 
@@ -46,16 +51,31 @@ class KubeService:
         self.api = KubeAPI(self.objects, ctx.fleet)
         self.jobs = JobManager(ctx.store, ctx.settings.data_dir, self.config)
         self.dashboard = Dashboard(self.jobs)
-        self.proxy = ServiceProxy(self.objects, self.dashboard)
+        self.raynodes = RayNodes(ctx.settings.data_dir, stop_seconds=lambda: self.config.ray_stop_seconds)
+        self.raynodes.kill_stale()
+        self.proxy = ServiceProxy(self.objects, self.dashboard, self.config, self.raynodes)
         self.workloads = Workloads(self.api, ctx.fleet, self.config)
         self.kuberay = KubeRayOperator(self.api, self.config)
-        self.workloads.gate = self.kuberay.gcs_ready
+        self.workloads.gate = self._gate
         self.events = EventRecorder(self.api, enabled=lambda: self.config.record_events)
         self.workloads.events = self.kuberay.events = self.events
         self.controller = Controller(
             self.objects, ctx.fleet, self.config, self.workloads, self.kuberay, self.jobs, self.dashboard, self.proxy
         )
+        self.controller.raynodes = self.raynodes
         ctx.cluster_deleted.append(self.drop_cluster)
+
+    def _gate(self, cluster: str, pod: Any) -> bool:
+        """Whether a bound pod's containers may run: a Ray worker waits for its head pod
+        (``wait-gcs-ready``); with real Ray, a Ray pod is Running once its node serves."""
+        if not self.kuberay.gcs_ready(cluster, pod):
+            return False
+        if self.config.ray_backend != "real":
+            return True
+        rc = self.controller.owner_rc(cluster, pod)
+        if rc is None or rc.get("kind") != "RayCluster":
+            return True
+        return self.raynodes.gate(cluster, pod, rc, ray_token(self.objects, cluster, rc))
 
     def touch(self, cluster: str) -> None:
         """A request reached ``cluster``: make sure it has its default namespaces."""
@@ -80,3 +100,5 @@ class KubeService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self.jobs.shutdown()
+            await self.proxy.close()
+            self.raynodes.shutdown()
