@@ -33,6 +33,9 @@ class KubeConfig:
     node_boot_seconds: float | None = None
     scale_down_seconds: float | None = None
     record_events: bool = True
+    system_daemonsets: bool = True
+    extra_daemonset_cpu_m: int = 0
+    extra_daemonset_memory_mib: int = 0
 
 
 class ConfigUpdate(BaseModel):
@@ -54,6 +57,14 @@ class ConfigUpdate(BaseModel):
       autoscaler scale-down delay (defaults 1.0 / 5.0, from :class:`Fleet`).
     * ``record_events`` -- the simulated scheduler, kubelet and KubeRay operator write
       Events (default true; a fleet benchmark may turn them off to save the writes).
+    * ``system_daemonsets`` -- AKS's own DaemonSet pods (``aksnode.SYSTEM_DAEMONSETS``, and
+      ama-logs where Container Insights is on) take their requests out of every node's room
+      (default true). They are modelled as a per-node overhead the scheduler subtracts, not
+      as Pod objects: seven more pods per node would multiply the objects, writes and
+      watch traffic of a 1,000-cluster fleet for nothing Rayplane reads.
+    * ``extra_daemonset_cpu_m`` / ``extra_daemonset_memory_mib`` -- more DaemonSet requests
+      on every node (default 0): a test's way to model an add-on that leaves a pod sized
+      for AKS's documented reservations without room.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -68,6 +79,9 @@ class ConfigUpdate(BaseModel):
     node_boot_seconds: float | None = None
     scale_down_seconds: float | None = None
     record_events: bool | None = None
+    system_daemonsets: bool | None = None
+    extra_daemonset_cpu_m: int | None = None
+    extra_daemonset_memory_mib: int | None = None
 
 
 def load(store: DocumentStore, fleet: Fleet) -> KubeConfig:
