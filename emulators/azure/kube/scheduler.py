@@ -20,6 +20,10 @@ with the scheduler's message (``0/3 nodes are available: ...``).
 :func:`pool_demand` is the cluster autoscaler: for each agent pool it bin-packs (first fit)
 the pending pods that a node of that pool could host onto the pool's existing nodes (booting
 ones included) and as many new nodes as needed, and reports the nodes in use plus the new ones.
+Like cluster-autoscaler, whose template node runs the DaemonSets a new node would run
+(https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/FAQ.md), it judges a
+pool by what a new node leaves free after AKS's DaemonSets (``reserved``), and
+:func:`scale_up_refusal` words its ``NotTriggerScaleUp`` event when no pool could take a pod.
 """
 
 from __future__ import annotations
