@@ -107,3 +107,15 @@ def test_extra_daemonset_requests_shrink_every_node(emulator: EmulatorProcess) -
             lambda: next(iter(_events(env, "NotTriggerScaleUp")), None), what="a refusal for the small worker"
         )
         assert "Insufficient cpu" in event.message
+
+
+def test_a_gpu_pod_scales_a_gpu_pool_up_only_once_the_device_plugin_is_installed(emulator: EmulatorProcess) -> None:
+    env = _env(emulator)
+    env.cluster.add_pool("gpu", autoscale=True, max_count=2, vcpus=6, memory_gib=112, gpus=1)
+    gpu = {"requests": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}
+    env.create(small_raycluster("rc", workers=1, pool="gpu", worker_resources=gpu))
+    event = wait_for(lambda: next(iter(_events(env, "NotTriggerScaleUp")), None), what="a refusal without the plugin")
+    assert "Insufficient nvidia.com/gpu" in event.message
+    assert env.core.list_node(label_selector="agentpool=gpu").items == []
+    env.install_device_plugin()
+    env.wait_ready("rc", 1)

@@ -215,9 +215,12 @@ class Workloads:
         """The node the autoscaler expects from ``pool``: GPUs advertised when a device
         plugin would run on it (cluster-autoscaler's template node runs the DaemonSets)."""
         base = pool_template(pool, reserved)
-        managed = pool.spec.gpu_managed
-        plugged = any(deviceplugin.runs_on(p, base.labels, base.taints) for p in plugins)
-        return pool_template(pool, reserved, pool.spec.gpus if plugged and not managed else 0)
+        if not pool.spec.gpus or pool.spec.gpu_managed or not plugins:
+            return base  # no GPUs, or already in its allocatable
+        if any(deviceplugin.runs_on(p, base.labels, base.taints) for p in plugins):
+            base.allocatable.gpu += pool.spec.gpus
+            base.free.gpu += pool.spec.gpus
+        return base
 
     def _bind(self, cluster: str, pod: Obj, view: NodeView, now: float) -> None:
         new = _copy(pod)
