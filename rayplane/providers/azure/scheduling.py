@@ -61,8 +61,9 @@ def unschedulable(pods: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str
 
 def causes(pending: Mapping[str, tuple[str, str]], events: Iterable[Mapping[str, Any]]) -> Causes:
     """What to report for the ``pending`` pods (from :func:`unschedulable`) given the
-    namespace's ``events``: one message and one event per distinct (group, cause), and the
-    fatal event when the autoscaler ruled out every node group for want of resources."""
+    namespace's ``events``: one message per distinct (group, cause), an event for each that
+    the autoscaler refused to scale up for, and the fatal event when it ruled out every node
+    group for want of resources."""
     refusals: dict[str, str] = {}
     # Newest last; a refusal for want of resources outranks an older or passing one (a pod
     # first refused while its pool was still being created, then for want of room).
@@ -83,7 +84,10 @@ def causes(pending: Mapping[str, tuple[str, str]], events: Iterable[Mapping[str,
         if refusal:
             text += f" The cluster autoscaler: {refusal}"
         messages.append(text)
-        found.append(ProviderEvent(EVENT_KIND, text, "FailedScheduling"))
+        if refusal:
+            # Only then an event: every scale-up from zero starts with pods the scheduler
+            # cannot place yet, which is worth showing but not worth the cluster's history.
+            found.append(ProviderEvent(EVENT_KIND, text, "NotTriggerScaleUp"))
         if fatal is None and "Insufficient" in refusal:
             fatal = ProviderEvent(
                 EVENT_KIND,
