@@ -3,6 +3,7 @@ autoscaler's events; and the NVIDIA device plugin Rayplane installs for GPU node
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rayplane.providers.azure import manifests, scheduling
@@ -68,3 +69,46 @@ def test_the_device_plugin_runs_on_gpu_nodes_whatever_their_taints() -> None:
     keys = {(t["key"], t.get("value")) for t in template["spec"]["tolerations"]}
     assert ("sku", "gpu") in keys
     assert (manifests.SPOT_TAINT_KEY, "spot") in keys
+
+
+def _node(cpu: str, memory: str) -> dict[str, Any]:
+    return {"metadata": {"name": "aks-rp-0"}, "status": {"allocatable": {"cpu": cpu, "memory": memory}}}
+
+
+def _with(requests: dict[str, str], owner: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "x"}
+    if owner:
+        meta["ownerReferences"] = [{"kind": owner, "name": "ds"}]
+    return {"metadata": meta, "spec": {"containers": [{"resources": {"requests": requests}}]}, "status": {}}
+
+
+def test_quantities_read_as_the_scheduler_counts_them() -> None:
+    assert scheduling.quantity("3500m") == Decimal("3.5")
+    assert scheduling.quantity("2Gi") == 2 * 2**30
+    assert scheduling.quantity("bogus") == 0
+    init = {"spec": {"containers": [{"resources": {"limits": {"cpu": "1"}}}], "initContainers": [_container("2")]}}
+    assert scheduling.requests(init)["cpu"] == 2
+
+
+def _container(cpu: str) -> dict[str, Any]:
+    return {"resources": {"requests": {"cpu": cpu}}}
+
+
+def test_no_room_on_a_node_of_the_pool_once_its_daemonset_pods_have_theirs() -> None:
+    ray = _with({"cpu": "3460m", "memory": "12Gi"})
+    node = _node("3860m", "14Gi")
+    daemonsets = [_with({"cpu": "350m", "memory": "470Mi"}, "DaemonSet"), _with({"cpu": "300m"}, "DaemonSet")]
+    other_ray = _with({"cpu": "3000m"}, "Pod")
+    fatal = scheduling.no_room(ray, "work", SCHEDULER, node, [*daemonsets, other_ray])
+    assert fatal is not None
+    assert fatal.code == scheduling.UNSCHEDULABLE
+    assert "lacks cpu" in fatal.reason
+    assert SCHEDULER in fatal.reason
+    # Another workload's pod does not count (it may leave; DaemonSet pods stay), and with one
+    # DaemonSet pod fewer the Ray pod fits.
+    assert scheduling.no_room(ray, "work", SCHEDULER, node, [daemonsets[0], other_ray]) is None
+    # The scheduler's message must say Insufficient.
+    assert (
+        scheduling.no_room(ray, "work", "0/1 nodes are available: 1 node(s) were unschedulable.", node, daemonsets)
+        is None
+    )

@@ -144,6 +144,16 @@ class Kube:
         except Exception as exc:
             raise RetriableError(f"listing pods in {namespace}: {exc}", code="KubernetesUnreachable") from exc
 
+    def list_items(self, path: str, query: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The items of a list call (``/api/v1/nodes``, ``/api/v1/pods`` with selectors)."""
+        try:
+            items: list[dict[str, Any]] = self._call("GET", path, query=query).get("items", [])
+            return items
+        except ApiException as exc:
+            raise _error(exc, f"listing {path}") from exc
+        except Exception as exc:
+            raise RetriableError(f"listing {path}: {exc}", code="KubernetesUnreachable") from exc
+
     def events(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's core/v1 Events (the scheduler's and the cluster autoscaler's)."""
         try:

@@ -14,12 +14,19 @@ Two sources, as AKS's troubleshooting guides read them
   of its pool can ever offer after AKS's reservations and DaemonSets: no retry helps, so the
   cluster fails with :data:`UNSCHEDULABLE`. Other reasons (a group at its maximum size, a pool
   still being created so nothing matches the selector yet) may pass and are only reported.
+* Without such an event (the autoscaler's events expire after an hour, or it had nothing to
+  say because the pool already has a node): ``Insufficient <resource>`` from the scheduler,
+  for a pod that asks more CPU or memory than a node of its pool offers once its DaemonSet
+  pods have theirs, is final too -- every node of a pool is the same size (:func:`no_room`).
+  It is judged from the node's ``allocatable`` and its DaemonSet pods, not from whether the
+  node looks empty now, which a scheduler message written a moment earlier may not reflect.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from rayplane.providers.base import ProviderEvent
@@ -96,3 +103,84 @@ def causes(pending: Mapping[str, tuple[str, str]], events: Iterable[Mapping[str,
                 UNSCHEDULABLE,
             )
     return Causes(tuple(messages), tuple(found), fatal)
+
+
+_SUFFIX = {
+    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
+    "m": Decimal("0.001"), "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12),
+}  # fmt: skip
+
+
+def quantity(value: Any) -> Decimal:
+    """A Kubernetes quantity (``3500m``, ``16Gi``, ``2``) as a number; 0 when unreadable."""
+    text = str(value).strip()
+    for suffix in ("Ki", "Mi", "Gi", "Ti", "m", "k", "M", "G", "T"):
+        if text.endswith(suffix):
+            text, factor = text[: -len(suffix)], _SUFFIX[suffix]
+            break
+    else:
+        factor = Decimal(1)
+    try:
+        return Decimal(text) * factor
+    except InvalidOperation:
+        return Decimal(0)
+
+
+_ROOM = ("cpu", "memory")  # not GPUs: a new node's device plugin registers them a little later
+
+
+def requests(pod: Mapping[str, Any]) -> dict[str, Decimal]:
+    """What the scheduler counts for a pod: its containers' requests (limits where a request is
+    absent), init containers as their maximum."""
+    spec = pod.get("spec") or {}
+
+    def of(container: Mapping[str, Any]) -> dict[str, Decimal]:
+        res = container.get("resources") or {}
+        merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
+        return {k: quantity(merged[k]) for k in _ROOM if k in merged}
+
+    total = {k: Decimal(0) for k in _ROOM}
+    for c in spec.get("containers") or []:
+        for k, v in of(c).items():
+            total[k] += v
+    for c in spec.get("initContainers") or []:
+        for k, v in of(c).items():
+            total[k] = max(total[k], v)
+    return total
+
+
+def _daemonset_pod(pod: Mapping[str, Any]) -> bool:
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return False
+    return any(o.get("kind") == "DaemonSet" for o in (pod.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def no_room(
+    pod: Mapping[str, Any],
+    group: str,
+    message: str,
+    node: Mapping[str, Any],
+    pods_on_node: Iterable[Mapping[str, Any]],
+) -> ProviderEvent | None:
+    """The fatal event when the scheduler found ``Insufficient`` room for ``pod`` and a node
+    of its pool, ``node``, cannot hold it even empty: its allocatable minus its DaemonSet
+    pods' requests is less than the pod asks (every node of a pool is the same size)."""
+    if "Insufficient" not in message:
+        return None
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    free = {k: quantity(allocatable.get(k, 0)) for k in _ROOM}
+    for other in pods_on_node:
+        if _daemonset_pod(other):
+            for k, v in requests(other).items():
+                free[k] -= v
+    want = requests(pod)
+    short = [k for k in _ROOM if want[k] > free[k]]
+    if not short:
+        return None
+    name = (node.get("metadata") or {}).get("name")
+    return ProviderEvent(
+        EVENT_KIND,
+        f"the {group} pods can never be scheduled: even an empty node of their pool ({name}) lacks "
+        f"{' and '.join(short)} for them after AKS's reservations and DaemonSets (the scheduler: {message})",
+        UNSCHEDULABLE,
+    )
