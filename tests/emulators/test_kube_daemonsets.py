@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from emulators.azure import aksnode
 from emulators.azure.fleet import PoolSpec
@@ -20,6 +22,7 @@ from emulators.azure.server import EmulatorProcess
 from tests.support.emulators import kube_knobs
 
 KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
+KUBECTL = "/usr/bin/kubectl"
 
 
 @functools.cache
@@ -119,3 +122,30 @@ def test_a_gpu_pod_scales_a_gpu_pool_up_only_once_the_device_plugin_is_installed
     assert env.core.list_node(label_selector="agentpool=gpu").items == []
     env.install_device_plugin()
     env.wait_ready("rc", 1)
+
+
+@pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")
+def test_kubectl_applies_the_device_plugin_and_the_gpu_appears(emulator: EmulatorProcess, tmp_path: Path) -> None:
+    env = _env(emulator)
+    env.cluster.add_pool("gpu", vcpus=6, memory_gib=112, gpus=1, count=1)
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump(env.cluster.kubeconfig))
+    manifest = tmp_path / "plugin.yaml"
+    manifest.write_text(yaml.safe_dump(device_plugin_daemonset()))
+
+    def kubectl(*args: str) -> str:
+        done = subprocess.run(
+            [KUBECTL, f"--kubeconfig={config}", f"--cache-dir={tmp_path / 'cache'}", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    gpu = "jsonpath={.items[0].status.allocatable.nvidia\\.com/gpu}"
+    assert kubectl("get", "nodes", "-l", "agentpool=gpu", "-o", gpu) == ""
+    assert "created" in kubectl("apply", "-f", str(manifest))
+    assert "nvidia-device-plugin-daemonset" in kubectl("get", "ds", "-n", "kube-system")
+    assert kubectl("get", "nodes", "-l", "agentpool=gpu", "-o", gpu) == "1"
