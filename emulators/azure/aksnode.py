@@ -17,6 +17,21 @@ to 740m for 64; between two documented counts the larger one is kept, and above 
 64-core figure, as nothing larger is documented); memory minus the smaller of 20 MB per pod the
 node may hold plus 50 MB, and 25% of the VM's memory, and minus the 100 Mi hard-eviction
 threshold; pods the pool's ``maxPods``.
+
+GPUs (https://learn.microsoft.com/azure/aks/use-nvidia-gpu and
+https://learn.microsoft.com/azure/aks/aks-managed-gpu-nodes): AKS installs the NVIDIA driver
+on a GPU node, but the kubelet advertises ``nvidia.com/gpu`` only once a device plugin runs on
+it -- a DaemonSet the user installs, or the one AKS installs itself when the pool's
+``gpuProfile.nvidia.managementMode`` is ``Managed`` (preview). So :func:`capacity` and
+:func:`allocatable` carry the GPUs only for such pools; for the others the Kubernetes surface
+adds them while a device-plugin DaemonSet targets the node
+(:mod:`emulators.azure.kube.deviceplugin`).
+
+AKS's own DaemonSets (:data:`SYSTEM_DAEMONSETS`, and :data:`MONITORING_DAEMONSET` when the
+cluster's ``omsagent`` addon -- Container Insights -- is enabled) run a pod on every Linux
+node, and their requests come out of what the node's allocatable leaves for other pods.
+Each figure's source is beside it; where no published manifest gives one, the figure is what
+``kubectl describe node`` on AKS shows in the cited issue threads.
 """
 
 from __future__ import annotations
@@ -29,6 +44,29 @@ if TYPE_CHECKING:
 _CPU_RESERVED_M = ((1, 60), (2, 100), (4, 140), (8, 180), (16, 260), (32, 420), (64, 740))
 EVICTION_MIB = 100
 SPOT_LABEL = "kubernetes.azure.com/scalesetpriority"
+
+#: (pod name prefix, CPU millicores, memory MiB) of AKS's per-node DaemonSets with the default
+#: network (Azure CNI with its CNS) and storage drivers, summed over each pod's containers.
+SYSTEM_DAEMONSETS: tuple[tuple[str, int, int], ...] = (
+    # kube-proxy: 100m CPU, no memory request ("kubectl describe node", Azure/AKS#1558).
+    ("kube-proxy", 100, 0),
+    # azure-cns: about 250 Mi with azure-npm's 300 Mi making "550 MB for azure-cns and
+    # azure-npm" (Azure/AKS#3525); 40m CPU as AKS nodes show it (not in a public manifest).
+    ("azure-cns", 40, 250),
+    # cloud-node-manager: 50m / 50Mi ("kubectl describe node", Azure/AKS#5251).
+    ("cloud-node-manager", 50, 50),
+    # csi-azuredisk-node and csi-azurefile-node: three containers (liveness-probe,
+    # node-driver-registrar, the driver) of 10m / 20Mi each (azuredisk: Azure/AKS#5251;
+    # the CSI drivers' charts give each sidecar the same).
+    ("csi-azuredisk-node", 30, 60),
+    ("csi-azurefile-node", 30, 60),
+    # azure-ip-masq-agent: 100m / 50Mi ("kubectl describe node", Azure/AKS#1558).
+    ("azure-ip-masq-agent", 100, 50),
+)
+#: Container Insights' ama-logs DaemonSet: the agent (75m / 325Mi) and its prometheus sidecar
+#: (75m / 225Mi), from microsoft/Docker-Provider charts/azuremonitor-containers/values.yaml
+#: (``resources.daemonsetlinux`` and ``daemonsetlinuxsidecar``).
+MONITORING_DAEMONSET: tuple[str, int, int] = ("ama-logs", 150, 550)
 POOL_LABEL = "kubernetes.azure.com/agentpool"
 
 
@@ -45,9 +83,23 @@ def reserved_memory_mib(memory_mib: float, max_pods: int) -> float:
     return kube_reserved + EVICTION_MIB
 
 
+def daemonsets(spec: PoolSpec) -> list[tuple[str, int, int]]:
+    """AKS's DaemonSet pods on a node of this pool: (name prefix, CPU m, memory MiB)."""
+    out = list(SYSTEM_DAEMONSETS)
+    if spec.monitoring:
+        out.append(MONITORING_DAEMONSET)
+    return out
+
+
+def daemonset_requests(spec: PoolSpec) -> tuple[int, int, int]:
+    """(CPU m, memory MiB, pods) AKS's DaemonSets take on every node of this pool."""
+    found = daemonsets(spec)
+    return sum(d[1] for d in found), sum(d[2] for d in found), len(found)
+
+
 def capacity(spec: PoolSpec) -> dict[str, str]:
     out = {"cpu": str(spec.vcpus), "memory": f"{int(spec.memory_gib * 1024 * 1024)}Ki", "pods": str(spec.max_pods)}
-    if spec.gpus:
+    if spec.gpus and spec.gpu_managed:
         out["nvidia.com/gpu"] = str(spec.gpus)
     return out
 
@@ -59,7 +111,7 @@ def allocatable(spec: PoolSpec) -> dict[str, str]:
         "memory": f"{int((memory_mib - reserved_memory_mib(memory_mib, spec.max_pods)) * 1024)}Ki",
         "pods": str(spec.max_pods),
     }
-    if spec.gpus:
+    if spec.gpus and spec.gpu_managed:
         out["nvidia.com/gpu"] = str(spec.gpus)
     return out
 

@@ -57,6 +57,9 @@ class Node:
     # documents written before it existed, which then offer their capacity.
     allocatable: dict[str, str] = field(default_factory=dict)
     kubelet_version: str = ""
+    # GPUs of the VM, advertised as ``nvidia.com/gpu`` only once a device plugin runs on it
+    # (``aksnode``); 0 in documents written before it existed.
+    gpus: int = 0
 
     def ready(self, now: float) -> bool:
         return now >= self.ready_at
@@ -86,6 +89,10 @@ class PoolSpec:
     kubernetes_version: str = ""
     node_image_version: str = ""
     os_sku: str = "Ubuntu"
+    # The cluster's omsagent addon (Container Insights) is on: its ama-logs DaemonSet runs here.
+    monitoring: bool = False
+    # ``gpuProfile.nvidia.managementMode: Managed``: AKS runs the NVIDIA device plugin itself.
+    gpu_managed: bool = False
 
 
 @dataclass
@@ -244,6 +251,7 @@ class Fleet:
             aksnode.capacity(spec),
             aksnode.allocatable(spec),
             version,
+            spec.gpus,
         )
 
     def _converge(self, pool: Pool, now: float, *, force_save: bool = False) -> None:

@@ -107,4 +107,6 @@ def observed_summary(targets: dict[str, int], observation: Observation, observed
         "targets": targets,
         "observed_at": observed_at,
         "messages": list(observation.messages),
+        # The provider's causes seen by this observation, so the next pass records only new ones.
+        "causes": [event.reason for event in observation.events],
     }

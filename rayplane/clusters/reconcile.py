@@ -324,6 +324,13 @@ class Reconciler:
         obs = out.observation
         for reason in out.scale_reasons:
             record_event(session, c, EventKind.SCALED, reason)
+        if obs is not None:
+            # A cause the provider saw (why pods stay Pending, say) is recorded once, when it
+            # first appears, not on every pass that still sees it.
+            before = set((c.observed or {}).get("causes") or [])
+            for event in obs.events:
+                if event.reason not in before:
+                    record_event(session, c, event.kind or EventKind.PROVIDER, event.reason[:1000], code=event.code)
         c.observed = (
             planning.observed_summary(out.targets, obs, now.isoformat())
             if obs
@@ -341,6 +348,11 @@ class Reconciler:
         usage.record_observation(session, tenant_id=c.tenant_id, cluster_id=c.id, groups=groups, at=now)
         missing = planning.shortfalls(snap.targets, obs)
         state = c.state
+        if obs.fatal is not None and state in (State.PROVISIONING, State.STARTING):
+            # Nothing will change by waiting (a pod bigger than any node of its pool): fail now,
+            # with the cause, rather than at the provisioning timeout.
+            transition(session, c, State.FAILED, reason=obs.fatal.reason[:1000], code=obs.fatal.code or "Unschedulable")
+            return
         # The spec this pass applied (the snapshot's generation), and only while the cluster is
         # still wanted running: a stop or delete recorded mid-pass is for the next pass, and
         # must not show a spurious RUNNING -> UPDATING first.

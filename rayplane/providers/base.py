@@ -151,6 +151,13 @@ class Observation:
     cluster_idle_seconds: float | None = None
     # Provider-specific facts worth showing to users (e.g. a node that failed to start).
     messages: tuple[str, ...] = ()
+    # Causes worth the cluster's event history (e.g. why pods stay Pending): the reconciler
+    # records each one once while it lasts (not again while the next observations repeat it).
+    events: tuple[ProviderEvent, ...] = ()
+    # A condition no retry will clear (a node the cluster needs can never take its pod): a
+    # cluster still coming up goes FAILED with this event's code and reason at once, instead
+    # of waiting for the provisioning timeout.
+    fatal: ProviderEvent | None = None
 
 
 # The header that carries a cluster's Ray token to its dashboard: the one Ray's dashboard

@@ -18,7 +18,7 @@ from rayplane.clusters import store
 from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.clusters.reconcile import Reconciler
 from rayplane.db.base import utcnow
-from rayplane.providers.base import RetriableError, TerminalError
+from rayplane.providers.base import ProviderEvent, RetriableError, TerminalError
 from rayplane.settings import Settings
 from rayplane.usage.models import UsageInterval
 from tests.support.factories import Actor
@@ -299,3 +299,55 @@ async def test_idle_cluster_is_stopped_with_a_reason(
     assert ("idle_stop", "RUNNING") in events(sync_sessions, cid)
     reconciler.reconcile(cid)
     assert cluster(sync_sessions, cid).state == "STOPPED"
+
+
+async def test_a_fatal_observation_fails_a_provisioning_cluster_at_once(
+    committed: tuple[httpx.AsyncClient, Actor],
+    reconciler: Reconciler,
+    provider: ScriptedProvider,
+    sync_sessions: sessionmaker[Session],
+) -> None:
+    client, actor = committed
+    cid = await create(client, actor)
+    reconciler.reconcile(cid)
+    assert cluster(sync_sessions, cid).state == "PROVISIONING"
+    why = "the cpu pods can never be scheduled: 0/1 nodes are available: 1 Insufficient cpu."
+    provider.fatal[cid] = ProviderEvent("scheduling", why, "Unschedulable")
+    reconciler.reconcile(cid)
+    c = cluster(sync_sessions, cid)
+    assert c.state == "FAILED"
+    with sync_sessions() as s:
+        last = s.execute(
+            select(ClusterEvent).where(ClusterEvent.cluster_id == cid).order_by(ClusterEvent.id.desc())
+        ).scalars()
+        failed = next(e for e in last if e.to_state == "FAILED")
+        assert (failed.code, failed.reason) == ("Unschedulable", why)
+
+
+async def test_observed_causes_are_recorded_once_each(
+    committed: tuple[httpx.AsyncClient, Actor],
+    reconciler: Reconciler,
+    provider: ScriptedProvider,
+    sync_sessions: sessionmaker[Session],
+) -> None:
+    client, actor = committed
+    cid = await create(client, actor)
+    reconciler.reconcile(cid)
+    first = ProviderEvent("scheduling", "the cpu pods cannot be scheduled: 0/1 nodes are available", "FailedScheduling")
+    provider.causes[cid] = (first,)
+    for _ in range(3):
+        reconciler.reconcile(cid)
+    second = ProviderEvent("scheduling", "the gpu pods cannot be scheduled: Insufficient nvidia.com/gpu", None)
+    provider.causes[cid] = (first, second)
+    reconciler.reconcile(cid)
+    reconciler.reconcile(cid)
+
+    def reasons() -> list[str]:
+        with sync_sessions() as s:
+            rows = s.execute(
+                select(ClusterEvent).where(ClusterEvent.cluster_id == cid, ClusterEvent.kind == "scheduling")
+            ).scalars()
+            return [str(e.reason) for e in rows]
+
+    assert reasons() == [first.reason, second.reason]
+    assert cluster(sync_sessions, cid).state == "RUNNING"

@@ -166,3 +166,27 @@ def test_a_running_cluster_that_fails_is_suspended_and_can_be_deleted(stack: Sta
     assert r.status_code == 202, r.text
     stack.wait_state(cid, "DELETED", timeout=240)
     assert stack.request("GET", r.headers["Operation-Location"]).json()["status"] == "Succeeded"
+
+
+def test_a_worker_group_that_cannot_fit_after_aks_reservations_fails_with_the_scheduling_cause(
+    stack: Stack, azure: EmulatedAzure
+) -> None:
+    # An add-on's DaemonSet takes 1.5 cores of every node: Rayplane sized its Ray pods for
+    # AKS's documented reservations and DaemonSets, so they no longer fit any node of their pool.
+    r = azure.admin.post("/_emulator/kube/config", json={"extra_daemonset_cpu_m": 1500})
+    assert r.status_code == 200, r.text
+    try:
+        cid = create(stack, spec("nofit", "Standard_D2s_v5", "Standard_D4s_v5"))
+        # Far below the provisioning timeout (600 s): the autoscaler's refusal is final.
+        cluster = stack.wait_state(cid, "FAILED", timeout=120)
+    finally:
+        azure.admin.post("/_emulator/kube/config", json={"extra_daemonset_cpu_m": 0})
+    assert cluster["state_code"] == "Unschedulable"
+    assert "Insufficient cpu" in cluster["state_reason"]
+    assert "pod didn't trigger scale-up" in cluster["state_reason"]
+    causes = [e for e in stack.events(cid) if e["kind"] == "scheduling"]
+    assert causes, stack.events(cid)
+    assert any("Insufficient cpu" in e["reason"] for e in causes), causes
+    # Each distinct cause once, however many passes saw it.
+    assert len({e["reason"] for e in causes}) == len(causes)
+    assert not any(e.get("code") == "ProvisioningTimeout" for e in stack.events(cid))

@@ -87,6 +87,14 @@ def test_gpu_spot_cluster_lifecycle(stack: Stack, azure: EmulatedAzure) -> None:
     kinds = [e["kind"] for e in stack.events(cid)]
     assert "pool" in kinds
 
+    # AKS runs no device plugin on the GPU pool's nodes: Rayplane installed it, and only
+    # with it does the GPU node advertise the GPU the worker asked for.
+    plugin = azure.apps().read_namespaced_daemon_set(manifests.DEVICE_PLUGIN_NAME, "kube-system")
+    assert plugin.spec.template.metadata.labels["name"] == "nvidia-device-plugin-ds"
+    gpu_nodes = azure.core().list_node(label_selector="kubernetes.azure.com/accelerator=nvidia").items
+    assert gpu_nodes
+    assert all(n.status.allocatable["nvidia.com/gpu"] == "1" for n in gpu_nodes)
+
     # A job through the API server's service proxy to the head's dashboard.
     job = stack.request("POST", f"/v1/clusters/{cid}/jobs", json={"entrypoint": "python -c 'print(6 * 7)'"})
     assert job.status_code in (201, 202), job.text

@@ -154,6 +154,7 @@ def test_gpu_requests_fit_only_gpu_nodes(emulator: EmulatorProcess) -> None:
     env = _env(emulator)
     env.cluster.add_pool("cpu", autoscale=True, max_count=3, vcpus=8, memory_gib=32)
     env.cluster.add_pool("gpu", autoscale=True, max_count=2, vcpus=6, memory_gib=112, gpus=1)
+    env.install_device_plugin()  # AKS's GPU nodes advertise no GPU without it
     gpu = {"requests": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}
     env.create(small_raycluster("rc", workers=2, pool=None, worker_resources=gpu))
     rc = env.wait_ready("rc", 2)

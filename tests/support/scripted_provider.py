@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rayplane.providers.base import ClusterTarget, Observation, Provider, ProviderError, Step
+from rayplane.providers.base import ClusterTarget, Observation, Provider, ProviderError, ProviderEvent, Step
 
 
 class ScriptedProvider(Provider):
@@ -23,6 +23,9 @@ class ScriptedProvider(Provider):
         self.demand: dict[str, dict[str, int]] = {}
         self.idle: dict[str, dict[str, int]] = {}
         self.cluster_idle: dict[str, float] = {}
+        # What observe reports as causes (kept until changed) and as a fatal condition.
+        self.causes: dict[str, tuple[ProviderEvent, ...]] = {}
+        self.fatal: dict[str, ProviderEvent] = {}
 
     def _maybe_fail(self) -> None:
         if self.fail_next:
@@ -47,6 +50,8 @@ class ScriptedProvider(Provider):
             pending_demand=self.demand.pop(target.cluster_id, {}),
             idle_nodes=self.idle.pop(target.cluster_id, {}),
             cluster_idle_seconds=self.cluster_idle.get(target.cluster_id),
+            events=self.causes.get(target.cluster_id, ()),
+            fatal=self.fatal.get(target.cluster_id),
         )
 
     def stop(self, target: ClusterTarget, state: dict[str, Any]) -> Step:

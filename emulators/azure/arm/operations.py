@@ -96,6 +96,12 @@ def pool_spec(name: str, props: dict[str, Any], cluster: dict[str, Any] | None =
         kubernetes_version=str(props.get("currentOrchestratorVersion", "")),
         node_image_version=str(props.get("nodeImageVersion", "")),
         os_sku=str(props.get("osSKU") or "Ubuntu"),
+        monitoring=any(
+            k.lower() == "omsagent" and isinstance(v, dict) and bool(v.get("enabled"))
+            for k, v in (cluster_props.get("addonProfiles") or {}).items()
+        ),
+        gpu_managed=str(((props.get("gpuProfile") or {}).get("nvidia") or {}).get("managementMode", "")).lower()
+        == "managed",
     )
 
 

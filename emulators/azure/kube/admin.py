@@ -5,7 +5,8 @@
   ``{cluster, server, token, kubeconfig}`` (the kubeconfig as a dict).
 * ``GET /clusters`` -- cluster keys with their object counts.
 * ``POST /pools`` ``{cluster, name, vm_size, vcpus, memory_gib, gpus, mode, spot, autoscale,
-  count, min_count, max_count, labels, taints}`` -- ``Fleet.upsert_pool`` without ARM;
+  count, min_count, max_count, labels, taints, monitoring, gpu_managed}`` --
+  ``Fleet.upsert_pool`` without ARM;
   ``DELETE /pools/{name}?cluster=`` removes one.
 * ``POST /evict`` ``{cluster, pool, count}`` -- spot eviction (``Fleet.evict``);
   ``{"evicted": [node names]}``.
@@ -71,6 +72,8 @@ class PoolRequest(BaseModel):
     max_count: int = 0
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[str] = Field(default_factory=list)
+    monitoring: bool = False
+    gpu_managed: bool = False
 
 
 class EvictRequest(BaseModel):

@@ -42,6 +42,9 @@ class KubeConfig:
     record_events: bool = True
     ray_backend: RayBackend = "simulated"
     ray_stop_seconds: float = 10.0
+    system_daemonsets: bool = True
+    extra_daemonset_cpu_m: int = 0
+    extra_daemonset_memory_mib: int = 0
 
 
 class ConfigUpdate(BaseModel):
@@ -69,6 +72,14 @@ class ConfigUpdate(BaseModel):
       real dashboard (:mod:`~emulators.azure.kube.raynodes`). Switching to "real" gives
       Running Ray pods their nodes; switching back leaves real nodes until their pods go.
     * ``ray_stop_seconds`` -- SIGTERM to SIGKILL delay when a real Ray node stops (10).
+    * ``system_daemonsets`` -- AKS's own DaemonSet pods (``aksnode.SYSTEM_DAEMONSETS``, and
+      ama-logs where Container Insights is on) take their requests out of every node's room
+      (default true). They are modelled as a per-node overhead the scheduler subtracts, not
+      as Pod objects: seven more pods per node would multiply the objects, writes and
+      watch traffic of a 1,000-cluster fleet for nothing Rayplane reads.
+    * ``extra_daemonset_cpu_m`` / ``extra_daemonset_memory_mib`` -- more DaemonSet requests
+      on every node (default 0): a test's way to model an add-on that leaves a pod sized
+      for AKS's documented reservations without room.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -85,6 +96,9 @@ class ConfigUpdate(BaseModel):
     record_events: bool | None = None
     ray_backend: RayBackend | None = None
     ray_stop_seconds: float | None = None
+    system_daemonsets: bool | None = None
+    extra_daemonset_cpu_m: int | None = None
+    extra_daemonset_memory_mib: int | None = None
 
 
 def load(store: DocumentStore, fleet: Fleet) -> KubeConfig:

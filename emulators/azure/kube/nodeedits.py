@@ -26,8 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 from emulators.azure.fleet import Node
+from emulators.azure.kube import deviceplugin, patch
 from emulators.azure.kube import errors as err
-from emulators.azure.kube import patch
 from emulators.azure.kube.nodes import NOT_READY_TAINT, node_object
 from emulators.azure.kube.objects import ObjectStore, clone, now_iso
 from emulators.azure.kube.scheduler import NodeView
@@ -71,7 +71,12 @@ def apply(node: Obj, override: Obj | None) -> Obj:
 
 def render(objects: ObjectStore, cluster: str, node: Node) -> Obj:
     """The node as served: the fleet's rendering plus its override."""
-    return apply(node_object(cluster, node, objects.resource_version), override_of(objects, cluster, node.name))
+    return apply(_rendered(objects, cluster, node), override_of(objects, cluster, node.name))
+
+
+def _rendered(objects: ObjectStore, cluster: str, node: Node) -> Obj:
+    gpus = deviceplugin.advertised_gpus(node, deviceplugin.plugins(objects, cluster)) if node.gpus else 0
+    return node_object(cluster, node, objects.resource_version, gpus=gpus)
 
 
 def _diff(base: dict[str, str], new: dict[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -104,7 +109,7 @@ def _check(node: Obj, name: str) -> None:
 
 def write(objects: ObjectStore, cluster: str, node: Node, content_type: str | None, body: Any) -> Obj:
     """A PATCH (``content_type`` set) or PUT of the node; the node as served afterwards."""
-    base = node_object(cluster, node, objects.resource_version)
+    base = _rendered(objects, cluster, node)
     current = apply(clone(base), override_of(objects, cluster, node.name))
     if content_type is None:
         if not isinstance(body, dict):

@@ -31,8 +31,11 @@ def node_uid(cluster: str, name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{cluster}/nodes/{name}"))
 
 
-def node_object(cluster: str, node: Node, resource_version: str, now: float | None = None) -> dict[str, Any]:
-    """The ``v1.Node`` of a simulated VM."""
+def node_object(
+    cluster: str, node: Node, resource_version: str, now: float | None = None, gpus: int = 0
+) -> dict[str, Any]:
+    """The ``v1.Node`` of a simulated VM, advertising ``gpus`` more ``nvidia.com/gpu`` (what a
+    device plugin running on it reports; :mod:`emulators.azure.kube.deviceplugin`)."""
     at = time.time() if now is None else now
     ready = node.ready(at)
     taints = [dict(t) for t in node.taints]
@@ -86,8 +89,8 @@ def node_object(cluster: str, node: Node, resource_version: str, now: float | No
             **({"taints": taints} if taints else {}),
         },
         "status": {
-            "capacity": dict(node.capacity),
-            "allocatable": dict(node.allocatable or node.capacity),
+            "capacity": {**node.capacity, **({"nvidia.com/gpu": str(gpus)} if gpus else {})},
+            "allocatable": {**(node.allocatable or node.capacity), **({"nvidia.com/gpu": str(gpus)} if gpus else {})},
             "conditions": [*pressure, ready_condition],
             "addresses": [
                 {"type": "InternalIP", "address": node_ip(cluster, node.name)},

@@ -90,6 +90,17 @@ DEPLOYMENTS = ResourceType(
     categories=("all",),
     subresources=("status",),
 )
+DAEMONSETS = ResourceType(
+    "apps",
+    ("v1",),
+    "daemonsets",
+    "daemonset",
+    "DaemonSet",
+    True,
+    short_names=("ds",),
+    categories=("all",),
+    subresources=("status",),
+)
 CRDS = ResourceType(
     CRD_GROUP,
     ("v1",),
@@ -111,6 +122,9 @@ BUILTINS: tuple[ResourceType, ...] = (
     SERVICEACCOUNTS,
     EVENTS,
     DEPLOYMENTS,
+    # Stored; a device plugin's DaemonSet makes GPU nodes advertise nvidia.com/gpu
+    # (emulators.azure.kube.deviceplugin). No DaemonSet pods are made.
+    DAEMONSETS,
     _rbac("roles", "Role", True),
     _rbac("rolebindings", "RoleBinding", True),
     _rbac("clusterroles", "ClusterRole", False),

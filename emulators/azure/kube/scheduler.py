@@ -20,6 +20,10 @@ with the scheduler's message (``0/3 nodes are available: ...``).
 :func:`pool_demand` is the cluster autoscaler: for each agent pool it bin-packs (first fit)
 the pending pods that a node of that pool could host onto the pool's existing nodes (booting
 ones included) and as many new nodes as needed, and reports the nodes in use plus the new ones.
+Like cluster-autoscaler, whose template node runs the DaemonSets a new node would run
+(https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/FAQ.md), it judges a
+pool by what a new node leaves free after AKS's DaemonSets (``reserved``), and
+:func:`scale_up_refusal` words its ``NotTriggerScaleUp`` event when no pool could take a pod.
 """
 
 from __future__ import annotations
@@ -216,14 +220,15 @@ class NodeView:
     unschedulable: bool = False  # cordoned (spec.unschedulable)
 
 
-def node_view(node: Node, ready: bool) -> NodeView:
+def node_view(node: Node, ready: bool, reserved: Resources | None = None, gpus: int = 0) -> NodeView:
+    """The node with ``gpus`` more advertised (a device plugin runs on it) and ``reserved`` --
+    what AKS's DaemonSet pods request on it -- already taken from ``free``."""
     alloc = capacity_of(node.allocatable or node.capacity)
+    alloc.gpu += gpus
     taints = [dict(t) for t in node.taints]
     if not ready:
         taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
-    return NodeView(
-        node.name, dict(node.labels), taints, alloc, Resources(alloc.cpu, alloc.memory, alloc.gpu, alloc.pods), ready
-    )
+    return NodeView(node.name, dict(node.labels), taints, alloc, alloc - (reserved or Resources()), ready)
 
 
 def _score(view: NodeView, req: Resources) -> float:
@@ -271,8 +276,9 @@ def admits(spec: Mapping[str, Any], view: NodeView) -> bool:
     return selects(spec, view.labels) and untolerated(spec, taints) is None
 
 
-def pool_template(pool: Pool) -> NodeView:
-    """A node the pool would add (labels and taints as :class:`Fleet` gives its nodes)."""
+def pool_template(pool: Pool, reserved: Resources | None = None, gpus: int = 0) -> NodeView:
+    """A node the pool would add (labels and taints as :class:`Fleet` gives its nodes), with
+    ``gpus`` advertised and ``reserved`` taken, as :func:`node_view`."""
     spec = pool.spec
     labels = aksnode.labels(spec, f"<new {spec.name} node>")
     taints: list[dict[str, Any]] = []
@@ -285,31 +291,48 @@ def pool_template(pool: Pool) -> NodeView:
         if not any(t["key"] == SPOT_LABEL for t in taints):
             taints.append({"key": SPOT_LABEL, "value": "spot", "effect": "NoSchedule"})
     alloc = capacity_of(aksnode.allocatable(spec))
-    return NodeView(
-        f"<new {spec.name} node>",
-        labels,
-        taints,
-        alloc,
-        Resources(alloc.cpu, alloc.memory, alloc.gpu, alloc.pods),
-        True,
-    )
+    alloc.gpu += gpus
+    return NodeView(f"<new {spec.name} node>", labels, taints, alloc, alloc - (reserved or Resources()), True)
 
 
 def _can_grow(pool: Pool) -> bool:
     return pool.spec.autoscale and len(pool.nodes) < pool.spec.max_count
 
 
+def scale_up_refusal(spec: Mapping[str, Any], req: Resources, templates: Sequence[NodeView]) -> str | None:
+    """The cluster autoscaler's ``NotTriggerScaleUp`` message when no node group's new node
+    could ever take the pod, else None. As cluster-autoscaler words it: ``pod didn't trigger
+    scale-up:`` and, per reason, how many node groups it ruled out (``2 Insufficient cpu,
+    1 node(s) didn't match Pod's node affinity/selector``)."""
+    reasons: dict[str, int] = {}
+    for template in templates:
+        if not selects(spec, template.labels):
+            why = ["node(s) didn't match Pod's node affinity/selector"]
+        elif (taint := untolerated(spec, template.taints)) is not None:
+            why = [f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}"]
+        else:
+            why = req.short(template.free)
+        if not why:
+            return None
+        for w in why:
+            reasons[w] = reasons.get(w, 0) + 1
+    detail = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+    return f"pod didn't trigger scale-up: {detail}" if detail else "pod didn't trigger scale-up: no node groups"
+
+
 def pool_demand(
     pools: Sequence[Pool],
     views: Mapping[str, NodeView],
     pending: Sequence[tuple[Mapping[str, Any], Resources]],
+    templates: Mapping[str, NodeView] | None = None,
 ) -> dict[str, tuple[int, list[str]]]:
     """pool name -> (nodes needed, names of nodes with pods), for :meth:`Fleet.set_demand`.
 
     ``views`` has every existing node (booting ones too) with ``free`` net of bound pods;
-    ``pending`` are the unschedulable pods' specs and requests, oldest first.
+    ``pending`` are the unschedulable pods' specs and requests, oldest first; ``templates``
+    the node each pool would add (:func:`pool_template`, by default without DaemonSets).
     """
-    templates = {p.spec.name: pool_template(p) for p in pools}
+    templates = dict(templates) if templates is not None else {p.spec.name: pool_template(p) for p in pools}
     members = {p.spec.name: [views[n.name] for n in p.nodes if n.name in views] for p in pools}
     used = {name: {v.name for v in nodes if v.pods} for name, nodes in members.items()}
     free = {
@@ -322,7 +345,7 @@ def pool_demand(
             for p in pools
             if selects(spec, templates[p.spec.name].labels)
             and untolerated(spec, templates[p.spec.name].taints) is None
-            and req.fits(templates[p.spec.name].allocatable)
+            and req.fits(templates[p.spec.name].free)
         ]
         # Like cluster-autoscaler: a pod that fits a node already there (booting ones
         # included) or already planned asks for nothing new; otherwise the first pool (by
@@ -353,7 +376,7 @@ def pool_demand(
             None,
         )
         if grower is not None:
-            new_nodes[grower.spec.name].append(templates[grower.spec.name].allocatable - req)
+            new_nodes[grower.spec.name].append(templates[grower.spec.name].free - req)
     return {
         p.spec.name: (
             len(used[p.spec.name]) + len(new_nodes[p.spec.name]),

@@ -117,6 +117,10 @@ class KubeRayEnv:
         self.core.create_namespace({"metadata": {"name": "kuberay-system"}})
         self.apps.create_namespaced_deployment("kuberay-system", operator_deployment())
 
+    def install_device_plugin(self) -> None:
+        """The NVIDIA device plugin DaemonSet, so GPU nodes advertise ``nvidia.com/gpu``."""
+        self.apps.create_namespaced_daemon_set("kube-system", device_plugin_daemonset())
+
     def rc(self, name: str) -> Obj:
         obj: Obj = self.co.get_namespaced_custom_object("ray.io", "v1", "default", "rayclusters", name)
         return obj
@@ -234,6 +238,32 @@ def operator_deployment(
                                 "limits": {"cpu": "100m", "memory": "512Mi"},
                             },
                         }
+                    ],
+                },
+            },
+        },
+    }
+
+
+DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.2"
+
+
+def device_plugin_daemonset(tolerations: list[Obj] | None = None) -> dict[str, Any]:
+    """The NVIDIA device plugin DaemonSet of AKS's "Use GPUs" guide (its name, label, image,
+    and a toleration of every ``NoSchedule`` taint unless ``tolerations`` are given)."""
+    labels = {"name": "nvidia-device-plugin-ds"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "nvidia-device-plugin-daemonset", "namespace": "kube-system"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "tolerations": tolerations if tolerations is not None else [{"operator": "Exists"}],
+                    "containers": [
+                        {"name": "nvidia-device-plugin-ctr", "image": "nvcr.io/nvidia/k8s-device-plugin:v0.17.2"}
                     ],
                 },
             },

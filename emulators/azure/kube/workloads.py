@@ -16,7 +16,12 @@
   containers finish (a Ray worker waits for its head, as KubeRay's ``wait-gcs-ready`` does).
   Binding times are kept in memory; after a restart a bound pending pod starts one delay later;
 * **cluster autoscaler input** -- :func:`scheduler.pool_demand` for the unschedulable pods,
-  handed to :meth:`Fleet.set_demand` per pool.
+  handed to :meth:`Fleet.set_demand` per pool; a pod no pool's new node could take gets the
+  autoscaler's ``NotTriggerScaleUp`` event (once per message), as cluster-autoscaler writes it.
+
+Every node's room is its allocatable minus what AKS's DaemonSet pods request on it
+(``aksnode.daemonset_requests`` and the ``KubeConfig`` knobs), and a GPU node advertises its
+GPUs only while a device plugin targets it (:mod:`emulators.azure.kube.deviceplugin`).
 
 :meth:`Workloads.deployments` keeps ``spec.replicas`` pods of each Deployment's current
 template (``pod-template-hash`` label; pods of an older template are replaced at once, as
@@ -33,8 +38,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from emulators.azure.fleet import Fleet, Node
-from emulators.azure.kube import nodeedits
+from emulators.azure import aksnode
+from emulators.azure.fleet import Fleet, Node, Pool, PoolSpec
+from emulators.azure.kube import deviceplugin, nodeedits
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import KubeAPI
 from emulators.azure.kube.config import KubeConfig
@@ -42,7 +48,16 @@ from emulators.azure.kube.events import EventRecorder
 from emulators.azure.kube.kuberay import is_ready, is_terminal
 from emulators.azure.kube.nodes import node_ip, node_uid
 from emulators.azure.kube.objects import now_iso
-from emulators.azure.kube.scheduler import NodeView, choose_node, node_view, pod_requests, pool_demand
+from emulators.azure.kube.scheduler import (
+    NodeView,
+    Resources,
+    choose_node,
+    node_view,
+    pod_requests,
+    pool_demand,
+    pool_template,
+    scale_up_refusal,
+)
 
 Obj = dict[str, Any]
 _HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -119,7 +134,13 @@ class Workloads:
     # -- pods --------------------------------------------------------------------------------
     def pods(self, cluster: str, nodes: list[Node], evicted: set[str], now: float) -> float | None:
         """One pass over the cluster's pods; returns when the next timed change is due."""
-        views = {n.name: node_view(n, n.ready(now)) for n in nodes}
+        pools = self.fleet.pools(cluster)
+        reserved = {p.spec.name: self._reserved(p.spec) for p in pools}
+        plugins = deviceplugin.plugins(self.objects, cluster)
+        views = {
+            n.name: node_view(n, n.ready(now), reserved.get(n.pool), deviceplugin.advertised_gpus(n, plugins))
+            for n in nodes
+        }
         for one in views.values():
             nodeedits.adjust_view(self.objects, cluster, one)
         nodeedits.forget_missing(self.objects, cluster, set(views))
@@ -154,6 +175,7 @@ class Workloads:
                 pending.append(pod)
         pending.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
         unschedulable = []
+        refused: list[Obj] = []
         for pod in pending:
             spec = pod.get("spec") or {}
             req = pod_requests(spec)
@@ -166,10 +188,39 @@ class Workloads:
             else:
                 self._unschedulable(cluster, pod, message)
                 unschedulable.append((spec, req))
-        pools = self.fleet.pools(cluster)
-        for name, (needed, busy) in pool_demand(pools, views, unschedulable).items():
+                refused.append(pod)
+        templates = {p.spec.name: self._template(p, reserved[p.spec.name], plugins) for p in pools}
+        for pod in refused:
+            why = scale_up_refusal(pod.get("spec") or {}, pod_requests(pod.get("spec") or {}), list(templates.values()))
+            if why is not None and self.events is not None:
+                self.events.record(
+                    cluster, pod, "Normal", "NotTriggerScaleUp", why, component="cluster-autoscaler", once=True
+                )
+        for name, (needed, busy) in pool_demand(pools, views, unschedulable, templates).items():
             self.fleet.set_demand(cluster, name, needed, busy)
         return min(due) if due else None
+
+    def _reserved(self, spec: PoolSpec) -> Resources:
+        """What AKS's DaemonSet pods request on a node of the pool (``KubeConfig`` knobs)."""
+        if not self.config.system_daemonsets:
+            cpu_m, mem_mib, pods = 0, 0, 0
+        else:
+            cpu_m, mem_mib, pods = aksnode.daemonset_requests(spec)
+        cpu_m += self.config.extra_daemonset_cpu_m
+        mem_mib += self.config.extra_daemonset_memory_mib
+        return Resources(cpu_m, mem_mib * 2**20, 0, pods)
+
+    @staticmethod
+    def _template(pool: Pool, reserved: Resources, plugins: list[Obj]) -> NodeView:
+        """The node the autoscaler expects from ``pool``: GPUs advertised when a device
+        plugin would run on it (cluster-autoscaler's template node runs the DaemonSets)."""
+        base = pool_template(pool, reserved)
+        if not pool.spec.gpus or pool.spec.gpu_managed or not plugins:
+            return base  # no GPUs, or already in its allocatable
+        if any(deviceplugin.runs_on(p, base.labels, base.taints) for p in plugins):
+            base.allocatable.gpu += pool.spec.gpus
+            base.free.gpu += pool.spec.gpus
+        return base
 
     def _bind(self, cluster: str, pod: Obj, view: NodeView, now: float) -> None:
         new = _copy(pod)

@@ -30,6 +30,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "Role": ("roles", True),
     "RoleBinding": ("rolebindings", True),
     "Deployment": ("deployments", True),
+    "DaemonSet": ("daemonsets", True),
     "Service": ("services", True),
     "ConfigMap": ("configmaps", True),
     "Secret": ("secrets", True),
@@ -142,6 +143,29 @@ class Kube:
             raise _error(exc, f"listing pods in {namespace}") from exc
         except Exception as exc:
             raise RetriableError(f"listing pods in {namespace}: {exc}", code="KubernetesUnreachable") from exc
+
+    def list_items(self, path: str, query: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The items of a list call (``/api/v1/nodes``, ``/api/v1/pods`` with selectors)."""
+        try:
+            items: list[dict[str, Any]] = self._call("GET", path, query=query).get("items", [])
+            return items
+        except ApiException as exc:
+            raise _error(exc, f"listing {path}") from exc
+        except Exception as exc:
+            raise RetriableError(f"listing {path}: {exc}", code="KubernetesUnreachable") from exc
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's core/v1 Events (the scheduler's and the cluster autoscaler's)."""
+        try:
+            result = self._call("GET", f"/api/v1/namespaces/{namespace}/events")
+            items: list[dict[str, Any]] = result.get("items", [])
+            return items
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise _error(exc, f"listing events in {namespace}") from exc
+        except Exception as exc:
+            raise RetriableError(f"listing events in {namespace}: {exc}", code="KubernetesUnreachable") from exc
 
     def delete_pods(self, namespace: str, selector: str) -> int:
         """Delete the pods matching ``selector`` (their controller makes new ones); how many."""

@@ -93,8 +93,10 @@ def pool_properties(key: PoolKey, *, gpus: int, max_count: int, orchestrator_ver
     if key.spot:
         props |= {"scaleSetEvictionPolicy": "Delete", "spotMaxPrice": -1}
     if gpus:
-        # AKS installs the NVIDIA driver and device plugin on GPU nodes it manages; the taint
-        # keeps CPU-only pods off these expensive nodes (Rayplane's GPU pods tolerate it).
+        # AKS installs the NVIDIA driver on GPU nodes, but not the device plugin that makes
+        # them advertise nvidia.com/gpu (https://learn.microsoft.com/azure/aks/use-nvidia-gpu):
+        # Rayplane installs that itself (``device_plugin_daemonset``). The taint keeps CPU-only
+        # pods off these expensive nodes (Rayplane's GPU pods and the plugin tolerate it).
         props["gpuProfile"] = {"driver": "Install"}
         props["nodeTaints"] = ["sku=gpu:NoSchedule"]
     if orchestrator_version:
@@ -147,7 +149,7 @@ def _pod_template(shape: NodeShape, container: str, image: str, *, head: bool, m
     if shape.spot:
         tolerations.append({"key": SPOT_TAINT_KEY, "operator": "Equal", "value": "spot", "effect": "NoSchedule"})
     if shape.gpus:
-        tolerations.append({"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"})
+        tolerations.append(dict(GPU_TAINT))
     spec: dict[str, Any] = {
         "nodeSelector": {POOL_LABEL: pool_key(shape).name},
         "containers": [
@@ -261,6 +263,55 @@ def auth_secret(target: ClusterTarget) -> dict[str, Any]:
 def namespace(target: ClusterTarget) -> dict[str, Any]:
     ns, _ = resource_name(target)
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {MANAGED_LABEL: "true"}}}
+
+
+DEVICE_PLUGIN_NAME = "nvidia-device-plugin-daemonset"
+DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.2"
+GPU_TAINT = {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
+
+
+def device_plugin_daemonset() -> dict[str, Any]:
+    """The NVIDIA device plugin as AKS's "Use GPUs" guide installs it
+    (https://learn.microsoft.com/azure/aks/use-nvidia-gpu, "Manually install the NVIDIA device
+    plugin"): a DaemonSet in ``kube-system`` labelled ``name: nvidia-device-plugin-ds``.
+
+    Without it a GPU node advertises no ``nvidia.com/gpu`` and a GPU pod never schedules. It
+    runs only on GPU nodes (AKS's reserved ``kubernetes.azure.com/accelerator: nvidia`` label)
+    and tolerates Rayplane's GPU taint and AKS's Spot taint, which those nodes carry. The
+    plugin's own container requests nothing, as NVIDIA's static manifest has it, so it takes
+    none of the room Rayplane sizes Ray pods for."""
+    labels = {"name": "nvidia-device-plugin-ds", MANAGED_LABEL: "true"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": DEVICE_PLUGIN_NAME, "namespace": "kube-system", "labels": {MANAGED_LABEL: "true"}},
+        "spec": {
+            "selector": {"matchLabels": {"name": "nvidia-device-plugin-ds"}},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "priorityClassName": "system-node-critical",
+                    "nodeSelector": {"kubernetes.azure.com/accelerator": "nvidia"},
+                    "tolerations": [
+                        GPU_TAINT,
+                        {"key": SPOT_TAINT_KEY, "operator": "Equal", "value": "spot", "effect": "NoSchedule"},
+                        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                    ],
+                    "containers": [
+                        {
+                            "name": "nvidia-device-plugin-ctr",
+                            "image": DEVICE_PLUGIN_IMAGE,
+                            "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                            "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
+                        }
+                    ],
+                    "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}}],
+                },
+            },
+        },
+    }
 
 
 def kuberay_objects() -> list[dict[str, Any]]:

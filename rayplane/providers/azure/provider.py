@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from rayplane.providers.azure import access, manifests, pools
+from rayplane.providers.azure import access, manifests, pools, scheduling
 from rayplane.providers.azure.aks import SPOT_FALLBACK_CODES, Aks, LroStep
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.providers.azure.kube import Kube
@@ -288,6 +288,12 @@ class AzureProvider(Provider):
                 for obj in manifests.kuberay_objects():
                     kube.apply(obj)
                 _event(state, "operator", f"installed the KubeRay operator {manifests.KUBERAY_VERSION}")
+            # AKS does not run the NVIDIA device plugin on the GPU nodes of the pools Rayplane
+            # makes: without it they advertise no nvidia.com/gpu and GPU pods never schedule.
+            plugin = manifests.device_plugin_daemonset()
+            if kube.get("apps/v1", "DaemonSet", plugin["metadata"]["name"], "kube-system") is None:
+                kube.apply(plugin)
+                _event(state, "operator", "installed the NVIDIA device plugin for GPU nodes")
             h.operator_applied = True
         _, effective = self._ensure_pools(h, target, state)
         namespace, name = manifests.resource_name(target)
@@ -321,7 +327,8 @@ class AzureProvider(Provider):
         head_ready = (conditions.get("HeadPodReady") or {}).get("status") == "True"
         nodes: dict[str, int] = {}
         details: list[NodeInfo] = []
-        for pod in kube.pods(state["namespace"], f"ray.io/cluster={state['name']}"):
+        pods = kube.pods(state["namespace"], f"ray.io/cluster={state['name']}")
+        for pod in pods:
             labels = pod.get("metadata", {}).get("labels", {})
             ready = pod.get("status", {}).get("phase") == "Running" and all(
                 c.get("ready") for c in pod.get("status", {}).get("containerStatuses", []) or [{"ready": True}]
@@ -335,13 +342,42 @@ class AzureProvider(Provider):
             for c in conditions.values()
             if c.get("type") == "ReplicaFailure" and c.get("status") == "True"
         )
+        # Pods the scheduler cannot place: why, from its condition and the autoscaler's events
+        # (read only then, so a healthy cluster costs no extra call).
+        pending = scheduling.unschedulable(pods)
+        found = scheduling.causes(pending, kube.events(state["namespace"]) if pending else ())
+        fatal = found.fatal or self._no_room(kube, pods, pending)
         return Observation(
             head_alive=head_ready,
             dashboard_url=state.get("dashboard") if head_ready else None,
             nodes=nodes,
             node_details=tuple(details),
-            messages=messages,
+            messages=messages + found.messages,
+            events=found.events,
+            fatal=fatal,
         )
+
+    @staticmethod
+    def _no_room(kube: Kube, pods: list[dict[str, Any]], pending: dict[str, tuple[str, str]]) -> ProviderEvent | None:
+        """``scheduling.no_room`` for one pod per pool the scheduler found short of room, on a
+        node of the pool and the pods on it (calls made only for such pods)."""
+        by_name = {p["metadata"]["name"]: p for p in pods}
+        checked: set[str] = set()
+        for name, (group, message) in sorted(pending.items()):
+            pool = ((by_name[name].get("spec") or {}).get("nodeSelector") or {}).get(manifests.POOL_LABEL)
+            if "Insufficient" not in message or not pool or pool in checked:
+                continue
+            checked.add(pool)
+            # The pool's nodes are alike: one tells.
+            nodes = kube.list_items("/api/v1/nodes", [("labelSelector", f"{manifests.POOL_LABEL}={pool}")])
+            if not nodes:
+                continue
+            node = nodes[0]
+            on = kube.list_items("/api/v1/pods", [("fieldSelector", f"spec.nodeName={node['metadata']['name']}")])
+            fatal = scheduling.no_room(by_name[name], group, message, node, on)
+            if fatal is not None:
+                return fatal
+        return None
 
     def stop(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         state = json.loads(json.dumps(state))

@@ -14,8 +14,11 @@ Pending forever and the autoscaler never adds a node for it. Three things are ke
    node's memory unused.)
 2. **AKS's own DaemonSets** on every node (the CNI, kube-proxy, the cloud node manager, the
    disk and file CSI drivers, IP masquerading): ``SYSTEM_DAEMONSETS`` is what their requests
-   add up to on an AKS cluster with the default network, with room to spare; the Container
-   Insights agent adds ``MONITORING_DAEMONSET`` where it is enabled.
+   add up to on an AKS cluster with the default network (about 350m / 470Mi), with room to
+   spare; the Container Insights agent (ama-logs, 150m / 550Mi) adds ``MONITORING_DAEMONSET``
+   where it is enabled. tests/emulators/test_daemonset_margins.py checks both against the
+   emulator's own figures (``emulators/azure/aksnode.py``, with their sources) for every
+   catalog size. The NVIDIA device plugin Rayplane installs on GPU nodes requests nothing.
 3. Nothing else: the pools Rayplane makes carry only Ray pods (``maxPods`` is
    ``RAY_POOL_MAX_PODS``, which also keeps the per-pod memory reservation small).
 

@@ -1,0 +1,186 @@
+"""Why a Ray pod stays Pending on AKS, from what Kubernetes itself says (no I/O here).
+
+Two sources, as AKS's troubleshooting guides read them
+(https://learn.microsoft.com/troubleshoot/azure/azure-kubernetes/availability-performance/cluster-autoscaler-fails-to-scale):
+
+* kube-scheduler sets the pod's ``PodScheduled`` condition to ``False``/``Unschedulable``
+  with its ``0/N nodes are available: ...`` message (and a ``FailedScheduling`` event): the
+  nodes there now cannot take it. That alone is not final -- the cluster autoscaler may be
+  adding a node.
+* The cluster autoscaler writes a ``NotTriggerScaleUp`` event on the pod (``pod didn't
+  trigger scale-up: 1 Insufficient cpu, ...``) when no node group's new node could take it
+  (https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/FAQ.md, "My pod is
+  pending"). With an ``Insufficient <resource>`` among its reasons the pod is bigger than a node
+  of its pool can ever offer after AKS's reservations and DaemonSets: no retry helps, so the
+  cluster fails with :data:`UNSCHEDULABLE`. Other reasons (a group at its maximum size, a pool
+  still being created so nothing matches the selector yet) may pass and are only reported.
+* Without such an event (the autoscaler's events expire after an hour, or it had nothing to
+  say because the pool already has a node): ``Insufficient <resource>`` from the scheduler,
+  for a pod that asks more CPU or memory than a node of its pool offers once its DaemonSet
+  pods have theirs, is final too -- every node of a pool is the same size (:func:`no_room`).
+  It is judged from the node's ``allocatable`` and its DaemonSet pods, not from whether the
+  node looks empty now, which a scheduler message written a moment earlier may not reflect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from rayplane.providers.base import ProviderEvent
+
+UNSCHEDULABLE = "Unschedulable"
+EVENT_KIND = "scheduling"
+
+
+@dataclass(frozen=True)
+class Causes:
+    messages: tuple[str, ...] = ()
+    events: tuple[ProviderEvent, ...] = ()
+    fatal: ProviderEvent | None = None
+
+
+def _pending_message(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's message for a pod it could not place, else None."""
+    status = pod.get("status") or {}
+    if status.get("phase") not in (None, "Pending") or (pod.get("spec") or {}).get("nodeName"):
+        return None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == UNSCHEDULABLE:
+            return str(cond.get("message") or UNSCHEDULABLE)
+    return None
+
+
+def unschedulable(pods: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Pod name -> (Ray group, scheduler's message) of the pods the scheduler could not place."""
+    out: dict[str, tuple[str, str]] = {}
+    for pod in pods:
+        message = _pending_message(pod)
+        if message is None:
+            continue
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        group = "head" if labels.get("ray.io/node-type") == "head" else str(labels.get("ray.io/group", ""))
+        out[str(pod["metadata"]["name"])] = (group, message)
+    return out
+
+
+def causes(pending: Mapping[str, tuple[str, str]], events: Iterable[Mapping[str, Any]]) -> Causes:
+    """What to report for the ``pending`` pods (from :func:`unschedulable`) given the
+    namespace's ``events``: one message per distinct (group, cause), an event for each that
+    the autoscaler refused to scale up for, and the fatal event when it ruled out every node
+    group for want of resources."""
+    refusals: dict[str, str] = {}
+    # Newest last; a refusal for want of resources outranks an older or passing one (a pod
+    # first refused while its pool was still being created, then for want of room).
+    for event in sorted(events, key=lambda e: str(e.get("lastTimestamp") or "")):
+        involved = event.get("involvedObject") or {}
+        if event.get("reason") == "NotTriggerScaleUp" and involved.get("kind", "Pod") == "Pod":
+            name, message = str(involved.get("name")), str(event.get("message") or "")
+            if "Insufficient" in message or "Insufficient" not in refusals.get(name, ""):
+                refusals[name] = message
+    seen: dict[tuple[str, str, str], None] = {}
+    for name, (group, message) in sorted(pending.items()):
+        seen[(group, message, refusals.get(name, ""))] = None
+    messages: list[str] = []
+    found: list[ProviderEvent] = []
+    fatal: ProviderEvent | None = None
+    for group, message, refusal in seen:
+        text = f"the {group} pods cannot be scheduled: {message}"
+        if refusal:
+            text += f" The cluster autoscaler: {refusal}"
+        messages.append(text)
+        if refusal:
+            # Only then an event: every scale-up from zero starts with pods the scheduler
+            # cannot place yet, which is worth showing but not worth the cluster's history.
+            found.append(ProviderEvent(EVENT_KIND, text, "NotTriggerScaleUp"))
+        if fatal is None and "Insufficient" in refusal:
+            fatal = ProviderEvent(
+                EVENT_KIND,
+                f"the {group} pods can never be scheduled: no node of their pool has room for them after AKS's "
+                f"reservations and DaemonSets ({refusal}; the scheduler: {message})",
+                UNSCHEDULABLE,
+            )
+    return Causes(tuple(messages), tuple(found), fatal)
+
+
+_SUFFIX = {
+    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
+    "m": Decimal("0.001"), "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12),
+}  # fmt: skip
+
+
+def quantity(value: Any) -> Decimal:
+    """A Kubernetes quantity (``3500m``, ``16Gi``, ``2``) as a number; 0 when unreadable."""
+    text = str(value).strip()
+    for suffix in ("Ki", "Mi", "Gi", "Ti", "m", "k", "M", "G", "T"):
+        if text.endswith(suffix):
+            text, factor = text[: -len(suffix)], _SUFFIX[suffix]
+            break
+    else:
+        factor = Decimal(1)
+    try:
+        return Decimal(text) * factor
+    except InvalidOperation:
+        return Decimal(0)
+
+
+_ROOM = ("cpu", "memory")  # not GPUs: a new node's device plugin registers them a little later
+
+
+def requests(pod: Mapping[str, Any]) -> dict[str, Decimal]:
+    """What the scheduler counts for a pod: its containers' requests (limits where a request is
+    absent), init containers as their maximum."""
+    spec = pod.get("spec") or {}
+
+    def of(container: Mapping[str, Any]) -> dict[str, Decimal]:
+        res = container.get("resources") or {}
+        merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
+        return {k: quantity(merged[k]) for k in _ROOM if k in merged}
+
+    total = {k: Decimal(0) for k in _ROOM}
+    for c in spec.get("containers") or []:
+        for k, v in of(c).items():
+            total[k] += v
+    for c in spec.get("initContainers") or []:
+        for k, v in of(c).items():
+            total[k] = max(total[k], v)
+    return total
+
+
+def _daemonset_pod(pod: Mapping[str, Any]) -> bool:
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return False
+    return any(o.get("kind") == "DaemonSet" for o in (pod.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def no_room(
+    pod: Mapping[str, Any],
+    group: str,
+    message: str,
+    node: Mapping[str, Any],
+    pods_on_node: Iterable[Mapping[str, Any]],
+) -> ProviderEvent | None:
+    """The fatal event when the scheduler found ``Insufficient`` room for ``pod`` and a node
+    of its pool, ``node``, cannot hold it even empty: its allocatable minus its DaemonSet
+    pods' requests is less than the pod asks (every node of a pool is the same size)."""
+    if "Insufficient" not in message:
+        return None
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    free = {k: quantity(allocatable.get(k, 0)) for k in _ROOM}
+    for other in pods_on_node:
+        if _daemonset_pod(other):
+            for k, v in requests(other).items():
+                free[k] -= v
+    want = requests(pod)
+    short = [k for k in _ROOM if want[k] > free[k]]
+    if not short:
+        return None
+    name = (node.get("metadata") or {}).get("name")
+    return ProviderEvent(
+        EVENT_KIND,
+        f"the {group} pods can never be scheduled: even an empty node of their pool ({name}) lacks "
+        f"{' and '.join(short)} for them after AKS's reservations and DaemonSets (the scheduler: {message})",
+        UNSCHEDULABLE,
+    )

@@ -1,0 +1,114 @@
+"""Why Ray pods stay Pending on AKS, read from the scheduler's condition and the cluster
+autoscaler's events; and the NVIDIA device plugin Rayplane installs for GPU nodes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from rayplane.providers.azure import manifests, scheduling
+
+SCHEDULER = "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity/selector."
+
+
+def pod(name: str, group: str, message: str | None) -> dict[str, Any]:
+    labels = {"ray.io/node-type": "head"} if group == "head" else {"ray.io/node-type": "worker", "ray.io/group": group}
+    status: dict[str, Any] = {"phase": "Pending"}
+    if message:
+        cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+        status["conditions"] = [cond]
+    return {"metadata": {"name": name, "labels": labels}, "spec": {}, "status": status}
+
+
+def refusal(name: str, message: str, at: str) -> dict[str, Any]:
+    return {
+        "reason": "NotTriggerScaleUp",
+        "message": message,
+        "lastTimestamp": at,
+        "involvedObject": {"kind": "Pod", "name": name},
+    }
+
+
+def test_only_pods_the_scheduler_refused_count() -> None:
+    pending = scheduling.unschedulable([pod("a", "work", SCHEDULER), pod("b", "work", None), pod("h", "head", None)])
+    assert pending == {"a": ("work", SCHEDULER)}
+
+
+def test_one_cause_per_group_and_message_and_no_fatal_without_the_autoscalers_refusal() -> None:
+    pending = scheduling.unschedulable([pod("a", "work", SCHEDULER), pod("b", "work", SCHEDULER)])
+    found = scheduling.causes(pending, [])
+    assert len(found.messages) == 1
+    assert SCHEDULER in found.messages[0]
+    # Waiting for the autoscaler is no event of its own.
+    assert (found.events, found.fatal) == ((), None)
+
+
+def test_a_refusal_for_want_of_resources_is_fatal_and_outranks_an_older_one() -> None:
+    pending = scheduling.unschedulable([pod("a", "work", SCHEDULER)])
+    waiting = "pod didn't trigger scale-up: 2 node(s) didn't match Pod's node affinity/selector"
+    final = "pod didn't trigger scale-up: 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity/selector"
+    found = scheduling.causes(
+        pending, [refusal("a", final, "2026-01-01T00:00:01Z"), refusal("a", waiting, "2026-01-01T00:00:02Z")]
+    )
+    assert [e.code for e in found.events] == ["NotTriggerScaleUp"]
+    assert final in found.events[0].reason
+    assert found.fatal is not None
+    assert found.fatal.code == scheduling.UNSCHEDULABLE
+    assert "1 Insufficient cpu" in found.fatal.reason
+    assert SCHEDULER in found.fatal.reason
+    assert scheduling.causes(pending, [refusal("a", waiting, "2026-01-01T00:00:02Z")]).fatal is None
+
+
+def test_the_device_plugin_runs_on_gpu_nodes_whatever_their_taints() -> None:
+    ds = manifests.device_plugin_daemonset()
+    assert (ds["kind"], ds["metadata"]["namespace"]) == ("DaemonSet", "kube-system")
+    template = ds["spec"]["template"]
+    assert template["metadata"]["labels"]["name"] == "nvidia-device-plugin-ds"
+    assert template["spec"]["containers"][0]["image"].startswith("nvcr.io/nvidia/k8s-device-plugin:")
+    assert template["spec"]["nodeSelector"] == {"kubernetes.azure.com/accelerator": "nvidia"}
+    keys = {(t["key"], t.get("value")) for t in template["spec"]["tolerations"]}
+    assert ("sku", "gpu") in keys
+    assert (manifests.SPOT_TAINT_KEY, "spot") in keys
+
+
+def _node(cpu: str, memory: str) -> dict[str, Any]:
+    return {"metadata": {"name": "aks-rp-0"}, "status": {"allocatable": {"cpu": cpu, "memory": memory}}}
+
+
+def _with(requests: dict[str, str], owner: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "x"}
+    if owner:
+        meta["ownerReferences"] = [{"kind": owner, "name": "ds"}]
+    return {"metadata": meta, "spec": {"containers": [{"resources": {"requests": requests}}]}, "status": {}}
+
+
+def test_quantities_read_as_the_scheduler_counts_them() -> None:
+    assert scheduling.quantity("3500m") == Decimal("3.5")
+    assert scheduling.quantity("2Gi") == 2 * 2**30
+    assert scheduling.quantity("bogus") == 0
+    init = {"spec": {"containers": [{"resources": {"limits": {"cpu": "1"}}}], "initContainers": [_container("2")]}}
+    assert scheduling.requests(init)["cpu"] == 2
+
+
+def _container(cpu: str) -> dict[str, Any]:
+    return {"resources": {"requests": {"cpu": cpu}}}
+
+
+def test_no_room_on_a_node_of_the_pool_once_its_daemonset_pods_have_theirs() -> None:
+    ray = _with({"cpu": "3460m", "memory": "12Gi"})
+    node = _node("3860m", "14Gi")
+    daemonsets = [_with({"cpu": "350m", "memory": "470Mi"}, "DaemonSet"), _with({"cpu": "300m"}, "DaemonSet")]
+    other_ray = _with({"cpu": "3000m"}, "Pod")
+    fatal = scheduling.no_room(ray, "work", SCHEDULER, node, [*daemonsets, other_ray])
+    assert fatal is not None
+    assert fatal.code == scheduling.UNSCHEDULABLE
+    assert "lacks cpu" in fatal.reason
+    assert SCHEDULER in fatal.reason
+    # Another workload's pod does not count (it may leave; DaemonSet pods stay), and with one
+    # DaemonSet pod fewer the Ray pod fits.
+    assert scheduling.no_room(ray, "work", SCHEDULER, node, [daemonsets[0], other_ray]) is None
+    # The scheduler's message must say Insufficient.
+    assert (
+        scheduling.no_room(ray, "work", "0/1 nodes are available: 1 node(s) were unschedulable.", node, daemonsets)
+        is None
+    )
