@@ -71,6 +71,7 @@ def emulator(data_dir: Path, stale: subprocess.Popen[bytes]) -> Iterator[Emulato
 def env(emulator: EmulatorProcess) -> KubeRayEnv:
     env = KubeRayEnv(emulator, json.loads(_crd()))
     env.cluster.add_pool("cpu", autoscale=True, max_count=3, vcpus=4, memory_gib=16, gpus=1)
+    env.install_device_plugin()  # as on AKS, GPU nodes advertise nvidia.com/gpu only with it
     secret = {"metadata": {"name": "rc"}, "data": {"auth_token": base64.b64encode(TOKEN.encode()).decode()}}
     env.core.create_namespaced_secret("default", secret)
     gpu = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}}
