@@ -208,6 +208,18 @@ class EmulatorProcess:
         config: dict[str, Any] = self.request_json("POST", "/_emulator/entra/config", fields)
         return config
 
+    def register_application(self, tenant: str, client_id: str, **fields: Any) -> dict[str, Any]:
+        """Register ``client_id`` in ``tenant`` (which makes the tenant strict); ``fields`` are
+        display_name, secrets (``[{"value", "end_date_time"}]``), certificates (PEM strings),
+        federated_credentials (``[{"issuer", "subject", "audiences"}]``). The registration,
+        with ``principal_id`` (the ``oid`` role assignments name)."""
+        app: dict[str, Any] = self.request_json("PUT", f"/_emulator/entra/applications/{tenant}/{client_id}", fields)
+        return app
+
+    def delete_application(self, tenant: str, client_id: str) -> None:
+        """Forget a registration (the tenant stays strict while it has others)."""
+        self.request_json("DELETE", f"/_emulator/entra/applications/{tenant}/{client_id}")
+
     def approve_device_code(self, user_code: str, claims: dict[str, Any] | None = None, deny: bool = False) -> None:
         """Sign a user with ``claims`` in for the pending device code (or decline it)."""
         self.request_json(
