@@ -1,8 +1,8 @@
 """ARM's ``Microsoft.Authorization`` routes for role definitions and role assignments (the
 REST API the Azure CLI's ``az role assignment create|list|delete`` and the portal use):
 
-* ``GET /subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions[/{guid}]``
-  (``$filter=roleName eq '...'`` honoured);
+* ``GET {scope}/providers/Microsoft.Authorization/roleDefinitions[/{guid}]`` (``$filter=roleName
+  eq '...'`` honoured; ``az role assignment create`` looks the role up at the assignment's scope);
 * ``PUT|GET|DELETE {scope}/providers/Microsoft.Authorization/roleAssignments/{name}`` with
   ``{"properties": {"roleDefinitionId", "principalId", "principalType"}}``;
 * ``GET {scope}/providers/Microsoft.Authorization/roleAssignments`` (``$filter=principalId eq

@@ -100,12 +100,12 @@ _TABLE: list[tuple[re.Pattern[str], dict[str, Handler], str]] = [
         "Microsoft.Authorization/roleAssignments",
     ),
     (
-        re.compile(rf"^(?P<sub>{_SEG})/{_AUTHZ}/roleDefinitions/(?P<rd>{_SEG})$", re.IGNORECASE),
+        re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/roleDefinitions/(?P<rd>{_SEG})$", re.IGNORECASE),
         {"GET": authorization.get_role_definition},
         "Microsoft.Authorization/roleDefinitions",
     ),
     (
-        re.compile(rf"^(?P<sub>{_SEG})/{_AUTHZ}/roleDefinitions$", re.IGNORECASE),
+        re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/roleDefinitions$", re.IGNORECASE),
         {"GET": authorization.list_role_definitions},
         "Microsoft.Authorization/roleDefinitions",
     ),
