@@ -5,10 +5,12 @@ injected errors): the access check and the AKS calls report Entra's AADSTS code 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from typing import Any
 
 import pytest
+from azure.core.credentials import AccessToken
 from pydantic import SecretStr
 
 from emulators.azure.keys import object_id_for_client
@@ -147,3 +149,24 @@ def test_advice_helpers() -> None:
     assert entra_refusal("", {"auth_mode": "federated"})[0] == "AuthenticationFailed"
     assert fit("do this", "x" * 1000, 100).startswith("do this (Azure: xxx")
     assert len(fit("do this", "x" * 1000, 100)) <= 100
+
+
+def test_arms_own_401_keeps_its_code_instead_of_claiming_no_token(
+    azure_settings: Settings, emulator: EmulatorProcess
+) -> None:
+    """A token Entra did issue, refused by ARM (here: for another audience), is ARM's code, not
+    "no Azure token"."""
+    cfg = config()
+    wrong = emulator.mint_token(cfg["tenant_id"], audience="api://not-arm")
+
+    class Fixed:
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            return AccessToken(wrong, int(time.time()) + 3600)
+
+    aks = Aks(
+        Fixed(), cfg["subscription_id"], arm_url=azure_settings.azure_arm_url, ca_bundle=str(azure_settings.ca_bundle)
+    )
+    with pytest.raises(TerminalError) as refused:
+        aks.list_clusters("ml")
+    assert refused.value.code == "InvalidAuthenticationTokenAudience"
+    assert "no Azure token" not in refused.value.message
