@@ -169,3 +169,29 @@ def test_admin_api_lists_and_deletes_assignments(emu: EmulatorProcess, sub: str)
     assert emu.request_json("GET", f"/_emulator/arm/role-assignments?principalId={principal}")["value"] == []
     with pytest.raises(urllib.error.HTTPError, match="400"):
         emu.assign_role(f"/subscriptions/{sub}", "Janitor", principal_id=principal)
+
+
+def test_enforced_subscriptions_are_listed_and_readable_with_any_role_in_them(emu: EmulatorProcess) -> None:
+    tenant, seen, hidden = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    for subscription in (seen, hidden):
+        emu.request_json("PUT", f"/_emulator/arm/subscriptions/{subscription}", {"tenantId": tenant})
+    configure(emu, enforce_roles=True)
+    token = emu.mint_token(tenant, {"oid": OID}, audience="https://management.azure.com")
+    headers = {"Authorization": f"Bearer {token}"}
+    emu.assign_role(f"/subscriptions/{seen}/resourceGroups/{RG}", "Reader", principal_id=OID)
+    with http(emu) as client:
+        listed = client.get("/subscriptions", params={"api-version": "2022-12-01"}, headers=headers).json()["value"]
+        assert [s["subscriptionId"] for s in listed] == [seen]
+        assert client.get(f"/subscriptions/{seen}", params={"api-version": "2022-12-01"}, headers=headers).is_success
+        refused = client.get(f"/subscriptions/{hidden}", params={"api-version": "2022-12-01"}, headers=headers)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "AuthorizationFailed")
+
+
+def test_assignments_and_the_switch_survive_a_restart(fresh_emulator: EmulatorProcess) -> None:
+    subscription = str(uuid.uuid4())
+    configure(fresh_emulator, enforce_roles_subscriptions=[subscription])
+    fresh_emulator.assign_role(f"/subscriptions/{subscription}", "Contributor", client_id=CLIENT_ID, name="kept")
+    fresh_emulator.restart()
+    assert configure(fresh_emulator)["enforce_roles_subscriptions"] == [subscription]
+    listed = fresh_emulator.request_json("GET", f"/_emulator/arm/role-assignments?principalId={OID}")["value"]
+    assert [a["name"] for a in listed] == ["kept"]

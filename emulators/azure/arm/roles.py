@@ -239,10 +239,18 @@ class RoleAssignments:
                 return True
         return False
 
+    def visible(self, principal_id: str, subscription: str) -> bool:
+        """Whether the principal has any assignment in ``subscription`` (at it, above or below):
+        what makes a subscription listed by ``GET /subscriptions`` and readable, as in Azure,
+        where a role on one resource group is enough to see its subscription."""
+        return bool(self.listed(f"/subscriptions/{subscription}", principal_id))
+
     def authorize(self, claims: dict[str, Any], action: str, scope: str) -> None:
         """Raise Azure's 403 ``AuthorizationFailed`` unless the caller may perform ``action``."""
         oid = str(claims.get("oid", ""))
         if self.allowed(oid, action, scope):
+            return
+        if action.lower() == "microsoft.resources/subscriptions/read" and self.visible(oid, scope.rsplit("/", 1)[-1]):
             return
         client = claims.get("appid") or claims.get("azp") or claims.get("upn") or oid
         message = (
