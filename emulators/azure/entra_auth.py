@@ -154,7 +154,7 @@ class ClientAuthenticator:
         """Whether ``tenant`` refuses clients it has no registration for."""
         return self.config.strict or self.apps.has_apps(tenant)
 
-    def _registered(self, tenant: str, client_id: str) -> RegisteredApp | None:
+    def registered(self, tenant: str, client_id: str) -> RegisteredApp | None:
         """The registration of ``client_id``; None in a permissive tenant; AADSTS700016 in a strict one."""
         app = self.apps.get(tenant, client_id)
         if app is None and self.strict(tenant):
@@ -185,7 +185,7 @@ class ClientAuthenticator:
         if secret is not None:
             if not client_id:
                 raise missing_parameter("client_id")
-            app = self._registered(tenant, client_id)
+            app = self.registered(tenant, client_id)
             if app is not None:
                 try:
                     check_secret(app, secret)
@@ -224,7 +224,7 @@ class ClientAuthenticator:
             raise EntraError(401, "invalid_client", 700024, message)
         audiences = {aud} if isinstance(aud, str) else {str(a) for a in aud}
         client_id = client_id or iss
-        app = self._registered(tenant, client_id)
+        app = self.registered(tenant, client_id)
         if iss == sub == client_id:
             token_path = f"/{tenant}/oauth2/v2.0/token"
             if not any(urlparse(a).path.lower() == token_path for a in audiences):

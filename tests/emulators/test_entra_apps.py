@@ -153,3 +153,16 @@ def test_global_strict_switch_refuses_unregistered_clients_everywhere(fresh_emul
     assert _secret(fresh_emulator, tenant, app_id, "x").get_token(ARM_SCOPE).token
     with pytest.raises(ClientAuthenticationError, match="AADSTS700016"):
         _secret(fresh_emulator, str(uuid.uuid4()), app_id, "x").get_token(ARM_SCOPE)
+
+
+def test_a_strict_tenant_refuses_a_device_code_for_an_unknown_client(emulator: EmulatorProcess, tenant: str) -> None:
+    emulator.register_application(tenant, str(uuid.uuid4()))
+    with httpx.Client(base_url=emulator.origin, verify=emulator.ssl_context() or False, timeout=10) as http:
+        unknown = http.post(
+            f"/{tenant}/oauth2/v2.0/devicecode", data={"client_id": str(uuid.uuid4()), "scope": "openid"}
+        )
+        assert (unknown.status_code, unknown.json()["error_codes"]) == (400, [700016])
+        elsewhere = http.post(
+            f"/{uuid.uuid4()}/oauth2/v2.0/devicecode", data={"client_id": str(uuid.uuid4()), "scope": "openid"}
+        )
+        assert elsewhere.status_code == 200
