@@ -17,7 +17,10 @@ Azure surface (``{tenant}`` is a GUID or ``common``/``organizations``/``consumer
   ``core.instance_discovery=false`` (``AZURE_CORE_INSTANCE_DISCOVERY``).
 
 Test-only surface under ``/_emulator/entra`` (not Azure): mint tokens, list/rotate/retire
-keys, read and change what the token endpoint accepts, approve or deny device codes.
+keys, read and change what the token endpoint accepts (``strict`` among it), approve or deny
+device codes, and register applications: ``PUT|GET|DELETE /_emulator/entra/applications/
+{tenant}/{client_id}`` and ``GET /_emulator/entra/applications/{tenant}`` (see
+:mod:`emulators.azure.entra_apps`).
 
 Modules: this one (metadata, JWKS, routes), :mod:`emulators.azure.entra_auth` (client
 authentication, error bodies, config), :mod:`emulators.azure.entra_grants` (grants).
@@ -34,6 +37,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from emulators.azure.entra_apps import Application, RegisteredApp
 from emulators.azure.entra_auth import ConfigUpdate, EntraConfig, EntraError
 from emulators.azure.entra_grants import HOME_TENANT, OIDC_SCOPES, TENANT_ALIASES, DeviceApproval, TokenService
 from emulators.azure.keys import DEFAULT_AUDIENCE, DEFAULT_CLIENT_ID, TOKEN_LIFETIME_SECONDS, KeyStore, issuer_for
@@ -232,6 +236,37 @@ def create_admin_router(service: EntraService) -> APIRouter:
     @router.post("/config")
     async def set_config(body: ConfigUpdate) -> EntraConfig:
         return service.auth.update(body)
+
+    def _guid_tenant(tenant: str) -> str:
+        try:
+            checked = service.check_tenant(tenant)
+        except EntraError as exc:
+            raise HTTPException(400, exc.message) from None
+        if checked in TENANT_ALIASES:
+            raise HTTPException(400, "applications are registered in a tenant id, not an alias")
+        return checked
+
+    @router.put("/applications/{tenant}/{client_id}")
+    async def put_application(tenant: str, client_id: str, body: Application) -> RegisteredApp:
+        return service.auth.apps.put(_guid_tenant(tenant), client_id, body)
+
+    @router.get("/applications/{tenant}")
+    async def list_applications(tenant: str) -> dict[str, Any]:
+        apps = service.auth.apps.in_tenant(_guid_tenant(tenant))
+        return {"value": [app.model_dump(mode="json") for app in apps]}
+
+    @router.get("/applications/{tenant}/{client_id}")
+    async def get_application(tenant: str, client_id: str) -> RegisteredApp:
+        app = service.auth.apps.get(_guid_tenant(tenant), client_id)
+        if app is None:
+            raise HTTPException(404, f"no application {client_id!r} in tenant {tenant!r}")
+        return app
+
+    @router.delete("/applications/{tenant}/{client_id}")
+    async def delete_application(tenant: str, client_id: str) -> dict[str, bool]:
+        if not service.auth.apps.delete(_guid_tenant(tenant), client_id):
+            raise HTTPException(404, f"no application {client_id!r} in tenant {tenant!r}")
+        return {"deleted": True}
 
     @router.post("/devicecode/approve")
     async def approve(body: DeviceApproval) -> dict[str, str]:

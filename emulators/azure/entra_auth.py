@@ -12,6 +12,11 @@ What is accepted comes from :class:`EntraConfig`, persisted in ``DATA_DIR/entra/
 * A federated assertion (``ClientAssertionCredential``, workload identity) matching one of
   ``federated_credentials`` by client id, issuer, subject and audience. Its signature is
   checked when its ``kid`` is one of the emulator's own keys.
+
+Registered applications (:mod:`emulators.azure.entra_apps`) take precedence: a client
+registered in the tenant is checked against its own secrets, certificates and federated
+credentials only, and a strict tenant (``strict`` here, or any registered app) refuses
+clients it does not know with AADSTS700016.
 """
 
 from __future__ import annotations
@@ -32,6 +37,14 @@ from cryptography import x509
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from emulators.azure.entra_apps import (
+    AppError,
+    AppRegistry,
+    RegisteredApp,
+    check_federated,
+    check_secret,
+    unknown_client,
+)
 from emulators.azure.keys import (
     KeyStore,
     atomic_write,
@@ -101,6 +114,8 @@ class EntraConfig(BaseModel):
     client_certificates: dict[str, list[str]] = Field(default_factory=dict)
     federated_credentials: list[FederatedCredential] = Field(default_factory=list)
     device_code_interval: int = 5
+    #: Every tenant refuses unregistered clients (AADSTS700016), not only tenants with apps.
+    strict: bool = False
 
 
 class ConfigUpdate(BaseModel):
@@ -112,6 +127,11 @@ class ConfigUpdate(BaseModel):
     client_certificates: dict[str, list[str]] | None = None
     federated_credentials: list[FederatedCredential] | None = None
     device_code_interval: int | None = None
+    strict: bool | None = None
+
+
+def _as_entra(exc: AppError) -> EntraError:
+    return EntraError(exc.status, exc.error, exc.code, exc.message)
 
 
 class ClientAuthenticator:
@@ -120,6 +140,7 @@ class ClientAuthenticator:
     def __init__(self, data_dir: Path, keys: KeyStore) -> None:
         self._keys = keys
         self._path = data_dir / "entra" / "config.json"
+        self.apps = AppRegistry(data_dir)
         self.config = EntraConfig.model_validate_json(self._path.read_text()) if self._path.exists() else EntraConfig()
 
     def update(self, update: ConfigUpdate) -> EntraConfig:
@@ -128,6 +149,17 @@ class ClientAuthenticator:
         self.config = EntraConfig.model_validate(merged)
         atomic_write(self._path, self.config.model_dump_json(indent=2).encode())
         return self.config
+
+    def strict(self, tenant: str) -> bool:
+        """Whether ``tenant`` refuses clients it has no registration for."""
+        return self.config.strict or self.apps.has_apps(tenant)
+
+    def registered(self, tenant: str, client_id: str) -> RegisteredApp | None:
+        """The registration of ``client_id``; None in a permissive tenant; AADSTS700016 in a strict one."""
+        app = self.apps.get(tenant, client_id)
+        if app is None and self.strict(tenant):
+            raise _as_entra(unknown_client(tenant, client_id))
+        return app
 
     def authenticate(
         self, tenant: str, form: Mapping[str, str], authorization: str | None, *, required: bool
@@ -153,6 +185,13 @@ class ClientAuthenticator:
         if secret is not None:
             if not client_id:
                 raise missing_parameter("client_id")
+            app = self.registered(tenant, client_id)
+            if app is not None:
+                try:
+                    check_secret(app, secret)
+                except AppError as exc:
+                    raise _as_entra(exc) from None
+                return client_id, "1"
             if not hmac.compare_digest(secret.encode(), self.config.client_secret.encode()):
                 message = (
                     "Invalid client secret provided. Ensure the secret being sent in the request"
@@ -185,14 +224,20 @@ class ClientAuthenticator:
             raise EntraError(401, "invalid_client", 700024, message)
         audiences = {aud} if isinstance(aud, str) else {str(a) for a in aud}
         client_id = client_id or iss
+        app = self.registered(tenant, client_id)
         if iss == sub == client_id:
             token_path = f"/{tenant}/oauth2/v2.0/token"
             if not any(urlparse(a).path.lower() == token_path for a in audiences):
                 message = f"The client assertion's audience must be the token endpoint {token_path}."
                 raise EntraError(401, "invalid_client", 50013, message)
-            self._verify_certificate(assertion, header, client_id)
+            self._verify_certificate(assertion, header, client_id, app)
             return client_id
-        if not any(
+        if app is not None:
+            try:
+                check_federated(app, iss, sub, audiences)
+            except AppError as exc:
+                raise _as_entra(exc) from None
+        elif not any(
             fc.client_id == client_id and fc.issuer == iss and fc.subject == sub and audiences & set(fc.audiences)
             for fc in self.config.federated_credentials
         ):
@@ -208,12 +253,15 @@ class ClientAuthenticator:
                 raise _bad_signature() from None
         return client_id
 
-    def _verify_certificate(self, assertion: str, header: Mapping[str, Any], client_id: str) -> None:
-        """Check the signature against ``client_id``'s registered certificates, if any."""
-        pems = self.config.client_certificates.get(client_id)
-        if not pems:
+    def _verify_certificate(
+        self, assertion: str, header: Mapping[str, Any], client_id: str, app: RegisteredApp | None
+    ) -> None:
+        """Check the signature against the registered app's certificates (none registered: no
+        certificate can match), else the config's certificates for ``client_id``, if any."""
+        pems = app.certificates if app is not None else self.config.client_certificates.get(client_id)
+        if not pems and app is None:
             return
-        for pem in pems:
+        for pem in pems or []:
             cert = x509.load_pem_x509_certificate(pem.encode())
             # MSAL pads its base64url thumbprints; RFC 7515 does not: compare without padding.
             thumbprints = (

@@ -146,6 +146,7 @@ class TokenService:
             raise missing_parameter("client_id")
         if not scope:
             raise missing_parameter("scope")
+        self.auth.registered(tenant, client_id)  # a strict tenant refuses an unknown public client too
         _user_audience(scope.split())
         user_code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(9))
         device_code = b64url(os.urandom(48))

@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -207,6 +208,37 @@ class EmulatorProcess:
         federated_credentials, device_code_interval); the whole new config."""
         config: dict[str, Any] = self.request_json("POST", "/_emulator/entra/config", fields)
         return config
+
+    def register_application(self, tenant: str, client_id: str, **fields: Any) -> dict[str, Any]:
+        """Register ``client_id`` in ``tenant`` (which makes the tenant strict); ``fields`` are
+        display_name, secrets (``[{"value", "end_date_time"}]``), certificates (PEM strings),
+        federated_credentials (``[{"issuer", "subject", "audiences"}]``). The registration,
+        with ``principal_id`` (the ``oid`` role assignments name)."""
+        app: dict[str, Any] = self.request_json("PUT", f"/_emulator/entra/applications/{tenant}/{client_id}", fields)
+        return app
+
+    def delete_application(self, tenant: str, client_id: str) -> None:
+        """Forget a registration (the tenant stays strict while it has others)."""
+        self.request_json("DELETE", f"/_emulator/entra/applications/{tenant}/{client_id}")
+
+    def assign_role(
+        self,
+        scope: str,
+        role: str,
+        *,
+        principal_id: str | None = None,
+        client_id: str | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Give ``role`` (a built-in role's name or GUID) at ``scope`` to a principal (an ``oid``, or
+        the service principal of ``client_id``); the assignment's ARM body. Enforced only where the
+        ARM config enforces roles (``enforce_roles``, ``enforce_roles_subscriptions``)."""
+        body: dict[str, Any] = {"scope": scope, "role": role}
+        body.update({"principalId": principal_id} if principal_id else {"clientId": client_id})
+        assignment: dict[str, Any] = self.request_json(
+            "PUT", f"/_emulator/arm/role-assignments/{name or uuid.uuid4()}", body
+        )
+        return assignment
 
     def approve_device_code(self, user_code: str, claims: dict[str, Any] | None = None, deny: bool = False) -> None:
         """Sign a user with ``claims`` in for the pending device code (or decline it)."""

@@ -84,8 +84,8 @@ def test_existing_mode_needs_the_cluster(azure_settings: Settings) -> None:
 def test_a_refused_secret_is_an_error_that_says_what_to_do(azure_settings: Settings) -> None:
     bad = azure_settings.model_copy(update={"azure_client_secret": SecretStr("not-the-secret")})
     result = check_access(bad, config())
-    assert (result.status, result.code) == ("ERROR", "AuthenticationFailed")
-    assert "admin_consent_url" in (result.reason or "")
+    assert (result.status, result.code) == ("ERROR", "AADSTS7000215")
+    assert "RAYPLANE_AZURE_CLIENT_SECRET" in (result.reason or "")
 
 
 def test_a_deployment_without_credentials_says_which_setting_is_missing(azure_settings: Settings) -> None:
@@ -106,7 +106,8 @@ def test_certificate_credentials(azure_settings: Settings, emulator: EmulatorPro
         assert check_access(with_cert, config()).status == "READY"
         emulator.configure_entra(client_certificates={APP_ID: [other_pem.decode()]})
         refused = check_access(with_cert, config())
-        assert (refused.status, refused.code) == ("ERROR", "AuthenticationFailed")
+        assert (refused.status, refused.code) == ("ERROR", "AADSTS700027")
+        assert "RAYPLANE_AZURE_CLIENT_CERTIFICATE_PATH" in (refused.reason or "")
     finally:
         emulator.configure_entra(client_certificates={})
 
@@ -122,7 +123,7 @@ def test_federated_mode_needs_no_secret(azure_settings: Settings, emulator: Emul
         update={"azure_client_secret": None, "azure_federated_token_file": token_file}
     )
     refused = check_access(federated, cfg)  # no federated credential registered on the app yet
-    assert (refused.status, refused.code) == ("ERROR", "AuthenticationFailed")
+    assert (refused.status, refused.code) == ("ERROR", "AADSTS70021")
     assert "federated identity credential" in (refused.reason or "")
     try:
         emulator.configure_entra(federated_credentials=[{"client_id": APP_ID, "issuer": issuer, "subject": subject}])

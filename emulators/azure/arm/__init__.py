@@ -25,6 +25,13 @@ sizes), fail-next rules, request counters, reset (which also forgets registered 
 and resource groups), and ``PUT /_emulator/arm/subscriptions/{s}`` (``{"tenantId",
 "displayName"}``) to give a tenant a subscription for ``GET /subscriptions``.
 
+Role assignments (:mod:`.roles`; enforced only with the config's ``enforce_roles`` or for
+the subscriptions in ``enforce_roles_subscriptions``, both off by default):
+``PUT /_emulator/arm/role-assignments/{name}`` with ``{"scope", "principalId" or "clientId",
+"role"}`` (a role name or definition GUID), ``GET /_emulator/arm/role-assignments``
+(``?principalId=``), ``DELETE /_emulator/arm/role-assignments/{name}``. They are also
+readable and writable through ARM's own ``Microsoft.Authorization`` routes (:mod:`.authorization`).
+
 Modules: :mod:`.routes` (dispatcher), :mod:`.gate` (auth, api-version, faults),
 :mod:`.clusters` and :mod:`.pools` (handlers), :mod:`.service` (shared helpers),
 :mod:`.resources` (ARM JSON), :mod:`.validation`, :mod:`.operations` (LROs), :mod:`.state`
@@ -41,8 +48,10 @@ from pydantic import ValidationError
 
 from emulators.azure.arm import cloud, routes
 from emulators.azure.arm.admin import ArmConfig, FailNext, ResetRequest
+from emulators.azure.arm.errors import ArmError
 from emulators.azure.arm.lifecycle import StoppedClusterGuard
 from emulators.azure.arm.service import ArmService
+from emulators.azure.keys import object_id_for_client
 
 if TYPE_CHECKING:
     from emulators.azure.app import EmulatorContext
@@ -108,6 +117,33 @@ def create_admin_router(ctx: EmulatorContext) -> APIRouter:
             raise HTTPException(400, str(exc)) from None
         return svc.directory.register(subscription, tenant, name)
 
+    @router.put("/role-assignments/{name}")
+    async def put_role_assignment(name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        scope, role = fields.get("scope"), fields.get("role")
+        principal = fields.get("principalId")
+        if principal is None and isinstance(fields.get("clientId"), str):
+            principal = object_id_for_client(fields["clientId"])
+        if not (isinstance(scope, str) and scope.startswith("/subscriptions/")):
+            raise HTTPException(400, "scope must be an ARM id under /subscriptions/")
+        if not (isinstance(role, str) and isinstance(principal, str) and principal):
+            raise HTTPException(400, "role and principalId (or clientId) are required strings")
+        try:
+            return svc.roles.put(scope, name, principal, role, str(fields.get("principalType", "ServicePrincipal")))
+        except ArmError as exc:
+            raise HTTPException(exc.status, exc.message) from None
+
+    @router.get("/role-assignments")
+    async def list_role_assignments(principalId: str | None = None) -> dict[str, Any]:  # noqa: N803 (ARM casing)
+        return {"value": svc.roles.listed("/", principalId)}
+
+    @router.delete("/role-assignments/{name}")
+    async def delete_role_assignment(name: str) -> dict[str, Any]:
+        for found in svc.roles.listed("/"):
+            if found["name"].lower() == name.lower():
+                svc.roles.delete(found["properties"]["scope"], found["name"])
+                return found
+        raise HTTPException(404, f"no role assignment {name!r}")
+
     @router.post("/reset")
     async def reset(body: ResetRequest | None = None) -> dict[str, Any]:
         svc.admin.reset()
@@ -115,6 +151,7 @@ def create_admin_router(ctx: EmulatorContext) -> APIRouter:
         if body is not None and body.resources:
             wiped = svc.docs.wipe()
             svc.directory.wipe()
+            svc.roles.wipe()
             for key in wiped:
                 svc.ops.forget_cluster(key)
         return {"config": svc.admin.config.model_dump(), "clusters_deleted": wiped}

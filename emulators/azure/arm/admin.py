@@ -58,6 +58,17 @@ class ArmConfig(BaseModel):
     unavailable_sizes: list[str] = Field(default_factory=list)
     #: The newest node image: new pools get it, ``upgradeNodeImageVersion`` moves a pool to it.
     latest_node_image_version: str = Field(NODE_IMAGE_VERSION, min_length=1)
+    #: Authorize every ARM request against the caller's role assignments (``emulators.azure.arm.roles``),
+    #: answering 403 ``AuthorizationFailed`` as Azure RBAC does. Off: any valid token may do anything.
+    enforce_roles: bool = False
+    #: Subscriptions whose requests are authorized even while ``enforce_roles`` is off (so one test
+    #: can enforce roles in its own subscription on the shared emulator).
+    enforce_roles_subscriptions: list[str] = Field(default_factory=list)
+
+    def enforces_roles(self, subscription: str) -> bool:
+        """Whether requests in ``subscription`` are authorized against role assignments."""
+        wanted = subscription.lower()
+        return self.enforce_roles or any(s.lower() == wanted for s in self.enforce_roles_subscriptions)
 
     def quota_for(self, subscription: str, family: str) -> int:
         """The vCPU limit for ``family`` in ``subscription``."""

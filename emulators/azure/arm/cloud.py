@@ -10,9 +10,10 @@ resource groups, enough for the Azure CLI to register the emulator as a cloud an
   Azure CLI reads it in ``az cloud register`` (``azure.cli.core.cloud._arm_to_cli_mapper``).
 * ``GET /tenants``: the caller's tenant (its token's ``tid``).
 * ``GET /subscriptions`` and ``GET /subscriptions/{s}``: the subscriptions of the caller's
-  tenant, registered with ``PUT /_emulator/arm/subscriptions/{s}`` (``{"tenantId",
-  "displayName"}``); a tenant with none registered sees one default subscription whose id is
-  derived from the tenant id (:func:`default_subscription`), so ``az login`` works on a fresh
+  tenant (where roles are enforced, only those it has a role in, see :mod:`.roles`),
+  registered with ``PUT /_emulator/arm/subscriptions/{s}`` (``{"tenantId", "displayName"}``);
+  a tenant with none registered sees one default subscription whose id is derived from the
+  tenant id (:func:`default_subscription`), so ``az login`` works on a fresh
   emulator. Clusters may live in any subscription id, as before.
 * ``PUT|GET /subscriptions/{s}/resourcegroups/{rg}`` and ``GET .../resourcegroups``: resource
   groups as documents (kind ``arm.rg``). Cluster writes do not require the group to exist
@@ -237,10 +238,19 @@ def create_router(svc: ArmService) -> APIRouter:
     @router.get("/subscriptions")
     async def subscriptions(request: Request) -> Response:
         try:
-            tenant = _caller_tenant(request)
+            svc.admin.counters.record(request.method, None, request.url.path.lower())
+            claims = gate.authenticate(request, svc.ctx.entra.keys, svc.origin)
         except ArmError as exc:
             return exc.response()
-        return JSONResponse({"value": svc.directory.subscriptions(tenant)})
+        found = svc.directory.subscriptions(_tenant(claims))
+        # Where roles are enforced a principal sees only the subscriptions it has a role in.
+        oid = str(claims.get("oid", ""))
+        found = [
+            s
+            for s in found
+            if not svc.admin.config.enforces_roles(s["subscriptionId"]) or svc.roles.visible(oid, s["subscriptionId"])
+        ]
+        return JSONResponse({"value": found})
 
     return router
 

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulators.azure.arm import cloud, clusters, gate, lifecycle, pools
+from emulators.azure.arm import authorization, cloud, clusters, gate, lifecycle, pools, roles
 from emulators.azure.arm.errors import ArmError
 from emulators.azure.arm.operations import status_document
 from emulators.azure.arm.service import ArmService, Call
@@ -39,6 +39,11 @@ _CLUSTERS = "Microsoft.ContainerService/managedClusters"
 _POOLS = "Microsoft.ContainerService/managedClusters/agentPools"
 _SUBSCRIPTIONS = "Microsoft.Resources/subscriptions"
 _GROUPS = "Microsoft.Resources/resourceGroups"
+_AUTHZ = r"providers/Microsoft\.Authorization"
+#: Any scope below a subscription: a resource group, or a resource in one.
+_UNDER = rf"(?P<under>/resourceGroups/{_SEG}(?:/providers/.+)?)?"
+#: Resource types whose api-versions are not AKS's: any well-formed version is accepted.
+_ANY_VERSION = ("Microsoft.Resources/", "Microsoft.Authorization/")
 
 
 async def _operation_status(svc: ArmService, call: Call) -> Response:
@@ -80,6 +85,30 @@ async def _admin_credentials(svc: ArmService, call: Call) -> Response:
 
 #: (pattern after ``/subscriptions/``, {method: handler}, ARM resource type for error messages)
 _TABLE: list[tuple[re.Pattern[str], dict[str, Handler], str]] = [
+    (
+        re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/roleAssignments/(?P<ra>{_SEG})$", re.IGNORECASE),
+        {
+            "GET": authorization.get_role_assignment,
+            "PUT": authorization.put_role_assignment,
+            "DELETE": authorization.delete_role_assignment,
+        },
+        "Microsoft.Authorization/roleAssignments",
+    ),
+    (
+        re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/roleAssignments$", re.IGNORECASE),
+        {"GET": authorization.list_role_assignments},
+        "Microsoft.Authorization/roleAssignments",
+    ),
+    (
+        re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/roleDefinitions/(?P<rd>{_SEG})$", re.IGNORECASE),
+        {"GET": authorization.get_role_definition},
+        "Microsoft.Authorization/roleDefinitions",
+    ),
+    (
+        re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/roleDefinitions$", re.IGNORECASE),
+        {"GET": authorization.list_role_definitions},
+        "Microsoft.Authorization/roleDefinitions",
+    ),
     (
         re.compile(rf"^{_CLUSTER}/agentPools/(?P<pool>{_SEG})/upgradeProfiles/default$", re.IGNORECASE),
         {"GET": lifecycle.pool_upgrade_profile},
@@ -194,13 +223,19 @@ def create_router(svc: ArmService) -> APIRouter:
                 message = f"The resource path '/subscriptions/{rest}' is not served by this emulator."
                 raise ArmError(404, "InvalidResourceType", message)
             _, handlers, resource_type = matched
-            served = None if resource_type.startswith("Microsoft.Resources/") else API_VERSIONS
+            served = None if resource_type.startswith(_ANY_VERSION) else API_VERSIONS
             version = gate.api_version(request, resource_type, served)
             handler = handlers.get(method)
             if handler is None:
                 raise ArmError(
                     405, "MethodNotAllowed", f"The requested resource does not support http method '{method}'."
                 )
+            # The status of an operation the caller started is not authorized again (the URL came
+            # from an authorized write), so a role that may write a cluster may also poll it.
+            if "op" not in params and svc.admin.config.enforces_roles(params.get("sub", "")):
+                path = f"/subscriptions/{rest.strip('/')}"
+                action = roles.request_action(resource_type, method, path)
+                svc.roles.authorize(claims, action, roles.request_scope(path, method))
             gate.maybe_fault(svc.admin, method, params.get("sub", ""), claims)
             body = await request.body()
             headers = {k.lower(): v for k, v in request.headers.items()}

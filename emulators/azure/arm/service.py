@@ -20,6 +20,7 @@ from emulators.azure.arm.admin import AdminState
 from emulators.azure.arm.cloud import Directory
 from emulators.azure.arm.errors import ArmError, bad_request_content, operation_not_allowed
 from emulators.azure.arm.operations import TRANSIENT_STATE, Operations
+from emulators.azure.arm.roles import RoleAssignments
 from emulators.azure.arm.state import ArmStore, ClusterDoc, PoolDoc
 from emulators.azure.arm.versions import LATEST, shape_cluster, shape_pool
 
@@ -60,6 +61,7 @@ class ArmService:
         self.fleet = ctx.fleet
         self.ops = Operations(self.docs, ctx.fleet, self.admin, ctx.cluster_deleted)
         self.directory = Directory(ctx.store)
+        self.roles = RoleAssignments(ctx.store)
 
     # -- rendering -----------------------------------------------------------------------
     def live_count(self, cluster: str, pool: str) -> int | None:

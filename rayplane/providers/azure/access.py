@@ -5,28 +5,25 @@ The check gets a real token for the cloud's auth mode and reads the resource gro
 clusters (``managed`` mode: proves read access where Rayplane will create one) or the named
 cluster (``existing`` mode). The answer is READY, or ERROR with Azure's code and what to do:
 consent not granted, no role on the resource group, a wrong tenant or cluster name.
+
+A token refusal is reported with Entra's own code (``AADSTS7000215``...) and an ARM refusal
+with ARM's (``AuthorizationFailed``), each with the advice of
+:mod:`rayplane.providers.azure.advice` first, so the status column's limit never cuts it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from azure.core.exceptions import ClientAuthenticationError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
+from rayplane.providers.azure.advice import authorization_advice, entra_refusal, fit
 from rayplane.providers.azure.aks import Aks
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.providers.base import AccessCheck, ProviderError
 from rayplane.settings import Settings
 
 RAY_VERSIONS = ["2.52.0", "2.49.2", "2.47.1"]
-
-
-def _consent_hint(config: dict[str, Any]) -> str:
-    if config.get("auth_mode") == "app_consent":
-        return "an admin of the tenant must grant consent through the cloud's admin_consent_url"
-    if config.get("auth_mode") == "federated":
-        return "check the federated identity credential on Rayplane's app"
-    return "check the Lighthouse delegation of the resource group to Rayplane's tenant"
 
 
 def check_access(settings: Settings, config: dict[str, Any]) -> AccessCheck:
@@ -51,21 +48,16 @@ def check_access(settings: Settings, config: dict[str, Any]) -> AccessCheck:
         else:
             aks.list_clusters(rg)
     except ClientAuthenticationError as exc:
-        message = (exc.message or str(exc)).splitlines()[0][:300]
-        return AccessCheck(
-            "ERROR",
-            f"Entra ID gave no token for tenant {config.get('tenant_id')}: {message}; {_consent_hint(config)}",
-            "AuthenticationFailed",
-            [],
-        )
+        code, reason = entra_refusal(exc.message or str(exc), config)
+        return AccessCheck("ERROR", reason, code, [])
     except ProviderError as exc:
         cause = exc.__cause__
-        if isinstance(cause, ClientAuthenticationError):
-            return AccessCheck(
-                "ERROR",
-                f"Entra ID gave no token for tenant {config.get('tenant_id')}; {_consent_hint(config)}",
-                "AuthenticationFailed",
-                [],
-            )
-        return AccessCheck("ERROR", exc.message[:500], exc.code, [])
+        if isinstance(cause, ClientAuthenticationError) and (exc.code or "").startswith(("AADSTS", "Authentication")):
+            code, reason = entra_refusal(cause.message or str(cause), config)
+            return AccessCheck("ERROR", reason, code, [])
+        if isinstance(cause, HttpResponseError) and exc.code == "AuthorizationFailed":
+            detail = (cause.error.message if cause.error is not None else None) or str(cause)
+            group = f"/subscriptions/{config['subscription_id']}/resourceGroups/{config['resource_group']}"
+            return AccessCheck("ERROR", fit(authorization_advice(detail, group), detail), exc.code, [])
+        return AccessCheck("ERROR", exc.message[:480], exc.code, [])
     return AccessCheck("READY", None, None, list(RAY_VERSIONS))

@@ -31,6 +31,7 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.containerservice.models import AgentPool, ManagedCluster
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
+from rayplane.providers.azure.advice import authorization_advice, entra_code, fit
 from rayplane.providers.base import ProviderError, RetriableError, TerminalError
 
 # Codes that mean "Azure has no capacity for this VM (priority) right now".
@@ -49,7 +50,6 @@ _ADVICE = {
     "OverconstrainedAllocationRequest": "the VM constraints cannot be met right now; Rayplane keeps retrying",
     "AKSCapacityError": "AKS has no capacity in the region right now; Rayplane keeps retrying",
     "OperationNotAllowed": "another operation on this AKS resource is in progress; Rayplane retries when it ends",
-    "AuthorizationFailed": "grant Rayplane's app the Contributor role on the resource group",
     "InvalidAuthenticationTokenTenant": "check the cloud's Entra tenant id",
 }
 TERMINAL_CODES = frozenset({"QuotaExceeded", "SkuNotAvailable", "AuthorizationFailed", "InvalidParameter"})
@@ -65,22 +65,43 @@ def error_code(exc: HttpResponseError) -> str | None:
 
 
 def classify(exc: Exception, what: str) -> ProviderError:
-    """A provider error for an SDK exception, naming the code and the user's next step."""
+    """A provider error for an SDK exception, naming the code and the user's next step.
+
+    Entra's refusals keep their AADSTS code (``AADSTS7000215``) as the error's code; ARM's
+    ``AuthorizationFailed`` names the role assignment that fixes it (see
+    :mod:`rayplane.providers.azure.advice`), placed before Azure's long message so that a
+    truncated reason still says what to do. Both are terminal: only a change on the customer's
+    or the operator's side helps, so retrying would only repeat the refusal.
+    """
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, ClientAuthenticationError) and exc.status_code in (None, 400, 401):
-        # azure-identity could not get a token (no consent, wrong tenant, bad secret): only a
-        # change on the customer's or the operator's side helps.
-        first = (exc.message or str(exc)).splitlines()[0][:300]
-        return TerminalError(f"{what}: no Azure token ({first})", code="AuthenticationFailed")
+        text = exc.message or str(exc)
+        arm_code = exc.error.code if exc.error is not None else None
+        if arm_code and entra_code(text) is None:
+            # ARM's own 401 (InvalidAuthenticationTokenTenant, ExpiredAuthenticationToken...): keep its code.
+            advice = _ADVICE.get(arm_code)
+            detail = exc.error.message if exc.error is not None and exc.error.message else text
+            return TerminalError(
+                fit(f"{what} failed with Azure error {arm_code}" + (f": {advice}" if advice else ""), detail),
+                code=arm_code,
+            )
+        aadsts = entra_code(text)
+        first = text.splitlines()[0][:300] if text else ""
+        return TerminalError(
+            f"{what}: no Azure token ({first})", code=f"AADSTS{aadsts}" if aadsts else "AuthenticationFailed"
+        )
     if isinstance(exc, ServiceRequestError):
         return RetriableError(f"{what}: cannot reach Azure ({exc})", code="ServiceRequestError")
     if not isinstance(exc, HttpResponseError):
         return RetriableError(f"{what}: {exc}", code=type(exc).__name__)
     code = error_code(exc) or "Unknown"
     detail = (exc.error.message if exc.error is not None else None) or exc.reason or str(exc)
-    advice = _ADVICE.get(code)
-    message = f"{what} failed with Azure error {code}: {detail}" + (f" ({advice})" if advice else "")
+    if code == "AuthorizationFailed":
+        message = fit(f"{what} failed with Azure error {code}: {authorization_advice(detail)}", detail)
+    else:
+        advice = _ADVICE.get(code)
+        message = f"{what} failed with Azure error {code}: {detail}" + (f" ({advice})" if advice else "")
     status = exc.status_code or 0
     if code in TERMINAL_CODES or (400 <= status < 500 and status not in (404, 408, 409, 412, 429)):
         return TerminalError(message, code=code)
