@@ -109,6 +109,11 @@ def suite_settings(database_url: str, redis_url: str, **over: Any) -> Settings:
         "entra_audience": [AUDIENCE],
         "cors_origins": ["https://portal.example.com"],
         "rate_limit_per_minute": 100000,
+        # The suite refuses many credentials on purpose, all from one client address and
+        # often within a minute: the per-address limit (30 by default) would turn a later
+        # test's 401 or 422 into a 429. tests/api/test_auth_failures.py sets its own limits.
+        "auth_failures_per_minute": 100000,
+        "auth_failures_per_key_per_minute": 100000,
     }
     return Settings(**{**fields, **over})
 
