@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit openapi bench clean az
+.PHONY: run test lint typecheck unit openapi bench clean az kubectl
 
 # rayplane and, as a distribution of its own, the Azure emulator (a dev and test component that
 # is not in the production wheel or image).
@@ -23,13 +23,18 @@ $(STAMP): pyproject.toml emulators/pyproject.toml
 run: $(STAMP)
 	$(BIN)/rayplane dev
 
-test: $(STAMP) az lint typecheck unit
+test: $(STAMP) az kubectl lint typecheck unit
 
 # The real Azure CLI, in a venv of its own (.cache/az-venv; its pins conflict with ours), for
 # tests/emulators/test_az_cli.py. A no-op once installed at the version range pinned in
 # tests/support/az-requirements.txt.
 az:
 	bash ops/install-az.sh
+
+# The real kubectl for tests/emulators/test_kubectl_*.py, from apt when it is missing
+# (ops/install-kubectl.sh says what to install where it cannot).
+kubectl:
+	bash ops/install-kubectl.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
