@@ -5,8 +5,8 @@ validation and ``kubectl explain``, strategic merge patch, the annotation size l
 health endpoints and ``kubectl auth``. kubectl runs as a subprocess with the kubeconfig the
 emulator hands out (its server URL and CA), as a user of the emulated cluster would run it.
 
-kubectl must be installed (``.ci/run`` installs it): without it these tests fail, they do
-not skip.
+kubectl must be installed (``make kubectl``, which ``make test`` and ``.ci/run`` run,
+installs it): without it these tests fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ def kubectl_binary() -> str:
     """The kubectl on PATH, checked once: a missing or too old one fails the test loudly."""
     binary = shutil.which("kubectl")
     if binary is None:
-        pytest.fail(
-            "kubectl is not installed: run .ci/run, or install the Debian package kubectl (or kubernetes-client)"
-        )
+        pytest.fail("kubectl is not installed: run `make kubectl`, or install kubectl 1.30 or later")
     done = subprocess.run([binary, "version", "--client", "-o", "json"], capture_output=True, text=True, check=False)
     try:
         minor = int(json.loads(done.stdout)["clientVersion"]["minor"].rstrip("+"))
