@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from redis.asyncio import Redis
@@ -23,7 +23,6 @@ from api.headers import SecurityHeaders
 from api.limits import RequestLimits
 from api.middleware import RequestContextMiddleware
 from api.nudges import Nudger
-from api.nul import reject_nul
 from api.routers import (
     api_keys,
     audit,
@@ -165,8 +164,6 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        # Before every route's own dependencies: no NUL reaches SQL (see api/nul.py).
-        dependencies=[Depends(reject_nul)],
     )
     base_openapi = app.openapi
 

@@ -54,11 +54,12 @@ def _counters(state: AppState, token: str, client: str | None, window: int) -> l
     return counters
 
 
-def _known_good(state: AppState, token: str) -> bool:
+def _known_good(state: AppState, token: str) -> Principal | None:
+    """The principal this process accepted for ``token`` within the cache's ttl, if any."""
     cache = state.auth_cache
     if not cache.enabled or keys.parse_prefix(token) is None:
-        return False
-    return cache.get(keys.digest(state.hashing_key, token)) is not None
+        return None
+    return cache.get(keys.digest(state.hashing_key, token))
 
 
 async def _refuse_if_over(state: AppState, counters: list[tuple[str, int]], now: float) -> None:
@@ -93,12 +94,13 @@ async def authenticate(
 ) -> Principal:
     """The caller's ``Principal``, or ``Unauthenticated`` / ``Forbidden`` / ``RateLimited``."""
     token = bearer_token(authorization)  # a missing or malformed header: 401, not counted
-    counters: list[tuple[str, int]] = []
-    if not _known_good(state, token):
-        now = time.time()
-        counters = _counters(state, token, client, int(now // WINDOW_SECONDS))
-        if counters:
-            await _refuse_if_over(state, counters, now)
+    known = _known_good(state, token)
+    if known is not None:
+        return known  # the hit is the whole check: no second parse, digest or cache lookup
+    now = time.time()
+    counters = _counters(state, token, client, int(now // WINDOW_SECONDS))
+    if counters:
+        await _refuse_if_over(state, counters, now)
     try:
         return await check_credential(
             session, authorization, hashing_key=state.hashing_key, validator=state.entra, cache=state.auth_cache

@@ -1,7 +1,8 @@
 """One pure-ASGI middleware for what every request needs.
 
 In order: a request id (``X-Request-ID``, accepted from the client when well-formed,
-else generated) on every response and log line; ``415`` for a body that is not JSON;
+else generated) on every response and log line; NUL in the path, query or a data header
+refused (``api.nul``); ``415`` for a body that is not JSON;
 Prometheus counters and latency by route template; one access-log line; an audit entry
 for a mutating request that failed after authentication (successes are audited inside
 their own transaction by ``api.deps.get_session``); and a problem+json 500 for anything
@@ -25,7 +26,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import MUTATING, audit_event
-from api.problems import PROBLEM, problem_body
+from api.nul import NUL, scope_refusal
+from api.problems import PROBLEM, domain_problem, problem_body
 from api.state import AppState
 from rayplane.audit.service import record
 from rayplane.logs import get_logger
@@ -95,7 +97,12 @@ class RequestContextMiddleware:
         try:
             content_type = _header(scope, b"content-type")
             accepted = _ZIP_TYPE if _ZIP_ROUTE.match(scope.get("path", "")) else _JSON_TYPE
-            if method in MUTATING and _has_body(scope) and not (content_type and accepted.match(content_type)):
+            refusal = scope_refusal(scope)
+            if refusal is not None:
+                await domain_problem(refusal, instance=scope.get("path", "").replace(NUL, ""))(
+                    scope, receive, send_wrapper
+                )
+            elif method in MUTATING and _has_body(scope) and not (content_type and accepted.match(content_type)):
                 await self._send_problem(
                     send_wrapper,
                     415,

@@ -1,14 +1,18 @@
 """Refuse NUL (U+0000) in every string a request carries as data, before any SQL sees it.
 
 Postgres text cannot hold NUL, and psycopg raises ``DataError`` when a parameter contains
-one; left alone that was a 500 whose log line carried the statement's parameters. This
-app-level dependency runs before each route's own dependencies and answers:
+one; left alone that was a 500 whose log line carried the statement's parameters. Every
+request is checked where it costs least:
 
-- a path parameter (always an id here): 404, as for any id that names nothing;
-- a query parameter: 422 on ``query.<name>``;
-- a header read as data (``Idempotency-Key``, ``If-Match``): 422 on ``header.<Name>``;
-- a JSON body (routes that declare one; FastAPI has already parsed it, so this reads the
-  cached document, never the wire): 422 on the first string (value or key) holding NUL,
+- ``scope_refusal``, called by ``api.middleware`` on every request before routing, reads the
+  raw ASGI scope: NUL in the path (a path parameter is always an id here) answers 404, as for
+  any id that names nothing; in a query parameter, 422 on ``query.<name>``; in a header read
+  as data (``Idempotency-Key``, ``If-Match``), 422 on ``header.<Name>``. A read pays two
+  substring tests, not a FastAPI dependency.
+- ``CheckedRoute``, the route class of every router, gives each route that takes a request
+  body (every mutating method) the ``reject_body_nul`` dependency, which runs before the
+  route's own dependencies: FastAPI has parsed the JSON body already, so it reads the cached
+  document, never the wire, and answers 422 on the first string (value or key) holding NUL,
   as ``body.<dotted path>``.
 
 Routes that read their body themselves (the Marketplace webhook, zip uploads) check what
@@ -18,16 +22,22 @@ resort, and the engines hide statement parameters (``rayplane.db.engine``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
 from fastapi.routing import APIRoute
+from starlette.types import Scope
 
-from rayplane.common.errors import InvalidInput, NotFound
+from rayplane.common.errors import DomainError, InvalidInput, NotFound
 
 NUL = "\x00"
 MESSAGE = "must not contain the NUL character (U+0000)"
 DATA_HEADERS = ("Idempotency-Key", "If-Match")
+_RAW_DATA_HEADERS = {name.lower().encode(): name for name in DATA_HEADERS}
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def nul_path(document: Any, path: str = "body") -> str | None:
@@ -49,17 +59,24 @@ def nul_path(document: Any, path: str = "body") -> str | None:
     return None
 
 
-async def reject_nul(request: Request) -> None:
-    """The app-level dependency; raises ``NotFound`` or ``InvalidInput`` as described above."""
-    if any(NUL in str(value) for value in request.path_params.values()):
-        raise NotFound(f"no resource at {request.url.path!r}")
-    for name, value in request.query_params.multi_items():
-        if NUL in name or NUL in value:
-            raise InvalidInput.on(f"query.{name.replace(NUL, '')}", MESSAGE)
-    for header in DATA_HEADERS:
-        sent = request.headers.get(header)
-        if sent is not None and NUL in sent:
-            raise InvalidInput.on(f"header.{header}", MESSAGE)
+def scope_refusal(scope: Scope) -> DomainError | None:
+    """The refusal for NUL in the path, the query or a data header of ``scope``, else None."""
+    path: str = scope.get("path", "")
+    if NUL in path:
+        return NotFound(f"no resource at {path.replace(NUL, '')!r}")
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if NUL in name or NUL in value:
+                return InvalidInput.on(f"query.{name.replace(NUL, '')}", MESSAGE)
+    for raw_name, raw_value in scope.get("headers", ()):
+        if b"\x00" in raw_value and raw_name in _RAW_DATA_HEADERS:
+            return InvalidInput.on(f"header.{_RAW_DATA_HEADERS[raw_name]}", MESSAGE)
+    return None
+
+
+async def reject_body_nul(request: Request) -> None:
+    """The dependency of routes with a body; raises ``InvalidInput`` as described above."""
     route = request.scope.get("route")
     if isinstance(route, APIRoute) and route.body_field is not None and await request.body():
         try:
@@ -69,3 +86,20 @@ async def reject_nul(request: Request) -> None:
         field = nul_path(document)
         if field is not None:
             raise InvalidInput.on(field.replace(NUL, ""), MESSAGE)
+
+
+class CheckedRoute(APIRoute):
+    """An ``APIRoute`` that checks the body of a mutating method for NUL (see above)."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: set[str] | list[str] | None = None,
+        dependencies: Sequence[DependsParam] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if methods is not None and _BODY_METHODS & {m.upper() for m in methods}:
+            dependencies = [Depends(reject_body_nul), *(dependencies or ())]
+        super().__init__(path, endpoint, methods=methods, dependencies=dependencies, **kwargs)

@@ -104,6 +104,11 @@ def _instance(request: Request) -> str:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DomainError)
+    return domain_problem(exc, instance=_instance(request))
+
+
+def domain_problem(exc: errors.DomainError, *, instance: str | None) -> JSONResponse:
+    """The problem+json answer for a domain error, also for middleware outside the handlers."""
     status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
     headers: dict[str, str] = {}
     if status == 401:
@@ -111,7 +116,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     field_errors = [{"field": e.field, "message": e.message} for e in exc.errors]
-    return problem(status, exc.detail, instance=_instance(request), field_errors=field_errors, headers=headers)
+    return problem(status, exc.detail, instance=instance, field_errors=field_errors, headers=headers)
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems, with_etag
 from api.deps import Caller, IdempotencyKey, IfMatch, Session, after_commit, app_state, set_audit_target
+from api.routing import Router
 from rayplane.identity import service
 from rayplane.identity.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
+router = Router(prefix="/v1/api-keys", tags=["api-keys"])
 
 
 @router.get("", name="api_keys.list", response_model=ListPage[ApiKeyOut], responses=problems(422))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from api.common import Cursor, IsoDateTime, Limit, ListPage, problems
 from api.deps import Caller, Session
+from api.routing import Router
 from rayplane.audit import service
 from rayplane.audit.schemas import AuditEntryOut
 
-router = APIRouter(prefix="/v1/audit-log", tags=["audit"])
+router = Router(prefix="/v1/audit-log", tags=["audit"])
 
 
 @router.get("", name="audit.list", response_model=ListPage[AuditEntryOut], responses=problems(403, 422))

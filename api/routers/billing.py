@@ -3,14 +3,15 @@ the tenant's spending limit, and what was reported to the Azure Marketplace."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from api.common import Cursor, IsoDateTime, Limit, ListPage, problems, with_etag
 from api.deps import Caller, IfMatch, Session, set_audit_target
+from api.routing import Router
 from rayplane.billing import budgets, reports
 from rayplane.billing.schemas import BudgetIn, BudgetOut, GroupBy, MeteringRecordOut, MeteringStatus, UsageReport
 
-router = APIRouter(tags=["billing"])
+router = Router(tags=["billing"])
 
 From = Query(None, alias="from", description="Start (ISO 8601; no offset means UTC). Default: this month's start")
 To = Query(None, description="End, exclusive (ISO 8601). Default: now")

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import functools
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems, with_etag
 from api.deps import Caller, IdempotencyKey, IfMatch, Session, after_commit, app_state, set_audit_target
+from api.routing import Router
 from rayplane.clouds import service
 from rayplane.clouds.models import Cloud
 from rayplane.clouds.schemas import CloudCreate, CloudOut
 from rayplane.clusters import service as cluster_service
 from rayplane.common.principal import Role
 
-router = APIRouter(prefix="/v1/clouds", tags=["clouds"])
+router = Router(prefix="/v1/clouds", tags=["clouds"])
 
 
 def _out(request: Request, cloud: Cloud) -> CloudOut:

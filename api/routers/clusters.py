@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems, with_etag
@@ -18,6 +18,7 @@ from api.deps import (
     audit_event,
     set_audit_target,
 )
+from api.routing import Router
 from rayplane.audit.service import record
 from rayplane.billing.guard import TenantRules
 from rayplane.clusters import service
@@ -32,7 +33,7 @@ from rayplane.clusters.schemas import (
 )
 from rayplane.common.principal import Principal
 
-router = APIRouter(tags=["clusters"])
+router = Router(tags=["clusters"])
 
 
 def policy(request: Request) -> service.ClusterPolicy:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import app_state
 from api.outage import RETRY_AFTER
 from api.problems import problem
+from api.routing import Router
 from rayplane.billing import reports
 from rayplane.db.engine import ping
 from rayplane.logs import get_logger
 
-router = APIRouter(tags=["health"])
+router = Router(tags=["health"])
 log = get_logger("rayplane.api.health")
 
 CHECK_TIMEOUT = 2.0

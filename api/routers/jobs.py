@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import tempfile
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems
 from api.deps import Caller, IdempotencyKey, Session, app_state, jobs_access, set_audit_target
+from api.routing import Router
 from rayplane.clusters.service import job_target
 from rayplane.common.principal import Role
 from rayplane.jobs import service
 from rayplane.jobs.schemas import JobCreate, JobOut, PackageOut
 from rayplane.jobs.service import PackageLimits
 
-router = APIRouter(prefix="/v1/clusters/{cluster_id}", tags=["jobs"])
+router = Router(prefix="/v1/clusters/{cluster_id}", tags=["jobs"])
 ZIP_SCHEMA = {"type": "string", "format": "binary"}
 #: How much of an upload stays in memory before its temporary file goes to disk.
 SPOOL_BYTES = 1024 * 1024

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import Header, Request
 
 from api import ratelimit
 from api.common import problems
 from api.deps import Caller, Session, after_commit, app_state, set_audit_target
+from api.routing import Router
 from rayplane.common.errors import Unavailable
 from rayplane.common.principal import Principal, Role
 from rayplane.marketplace import purchase, webhook
@@ -34,7 +35,7 @@ from rayplane.marketplace.schemas import (
 from rayplane.marketplace.token import MarketplaceTokenError
 from rayplane.tenants.schemas import TenantOut
 
-router = APIRouter(prefix="/v1/marketplace", tags=["marketplace"])
+router = Router(prefix="/v1/marketplace", tags=["marketplace"])
 Authorization = Annotated[str | None, Header(include_in_schema=False)]
 
 

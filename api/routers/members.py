@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from api.common import Cursor, Limit, ListPage, idempotent_create, problems, with_etag
 from api.deps import Caller, IdempotencyKey, IfMatch, Session, set_audit_target
+from api.routing import Router
 from rayplane.identity import service
 from rayplane.identity.schemas import MemberCreate, MemberOut, MemberPatch
 
-router = APIRouter(prefix="/v1/members", tags=["members"])
+router = Router(prefix="/v1/members", tags=["members"])
 
 
 @router.get("", name="members.list", response_model=ListPage[MemberOut], responses=problems(422))

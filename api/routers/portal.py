@@ -7,16 +7,15 @@ so the order in which the routers are included does not matter (a test checks it
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from api.common import problems
 from api.deps import Caller, Session
+from api.routing import Router
 from rayplane.billing import reports
 from rayplane.billing.estimate import estimate
 from rayplane.billing.fees import fee_plans
 from rayplane.billing.schemas import Estimate, EstimateRequest, Overview
 
-router = APIRouter(tags=["portal"])
+router = Router(tags=["portal"])
 
 
 @router.get("/v1/overview", name="overview.get", response_model=Overview, responses=problems())

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from api.common import problems, with_etag
 from api.deps import Caller, IfMatch, Session, set_audit_target
+from api.routing import Router
 from rayplane.tenants import service
 from rayplane.tenants.schemas import TenantOut, TenantPatch
 
-router = APIRouter(prefix="/v1/tenant", tags=["tenant"])
+router = Router(prefix="/v1/tenant", tags=["tenant"])
 
 
 @router.get("", name="tenant.get", response_model=TenantOut, responses=problems())
