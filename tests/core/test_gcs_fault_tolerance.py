@@ -189,3 +189,12 @@ def test_a_restarted_head_keeps_its_gcs_port_while_workers_live(tmp_path: Path) 
     with pytest.raises(RetriableError) as err:
         gcs.prepare_head(cf, 21001, tmp_path)
     assert err.value.code == "GcsPortTaken"
+
+
+def test_the_cli_shows_it_beside_the_head_size() -> None:
+    from cli.views import head_cell
+
+    assert head_cell({"vm_size": "Standard_D2s_v5"}) == "Standard_D2s_v5"
+    assert head_cell({"vm_size": "Standard_D2s_v5", "gcs_fault_tolerance": True}) == (
+        "Standard_D2s_v5  fault tolerant (GCS in Redis)"
+    )

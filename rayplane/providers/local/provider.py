@@ -154,6 +154,7 @@ class LocalProvider(Provider):
     def stop(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         cdir = self._cluster_dir(target.cluster_id)
         if not cdir.exists() and not state.get("nodes"):
+            gcs.forget(self.gcs_redis_url, target, state)
             return Step(self._state(cdir, ClusterFile(cluster_id=target.cluster_id)))
         with store.locked(cdir, self.lock_timeout):
             cf = store.merge(store.read(cdir, target.cluster_id), state)
