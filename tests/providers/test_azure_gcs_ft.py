@@ -77,3 +77,34 @@ def test_the_password_secret_copy_lives_in_the_cluster_namespace() -> None:
     assert secret["metadata"]["namespace"] == namespace
     assert secret["metadata"]["name"] == "rayplane-gcs-redis"
     assert secret["data"] == {"password": "c2VjcmV0"}
+
+
+class FakeKube:
+    """Just the read the provider makes of the operator's Secret."""
+
+    def __init__(self, objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.objects = objects
+        self.reads: list[tuple[str, str, str, str | None]] = []
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        self.reads.append((api_version, kind, name, namespace))
+        return self.objects.get((namespace or "", name))
+
+
+def test_the_provider_copies_the_operators_secret_into_the_cluster_namespace() -> None:
+    from rayplane.providers.azure.provider import AzureProvider
+    from rayplane.providers.base import RetriableError, TerminalError
+
+    target = _target(True, {"gcs_redis": {**GCS_REDIS, "password_secret_namespace": "ops", "password_key": "key"}})
+    kube = FakeKube({("ops", "gcs-redis"): {"data": {"key": "c2VjcmV0", "other": "eA=="}}})
+    [secret] = AzureProvider._gcs_secret(kube, target)  # type: ignore[arg-type]
+    assert kube.reads == [("v1", "Secret", "gcs-redis", "ops")]
+    assert secret == manifests.gcs_redis_secret(target, "c2VjcmV0")
+    assert AzureProvider._gcs_secret(FakeKube({}), _target(False, {})) == []  # type: ignore[arg-type]
+    with pytest.raises(RetriableError) as missing:
+        AzureProvider._gcs_secret(FakeKube({}), target)  # type: ignore[arg-type]
+    assert missing.value.code == "GcsRedisSecretMissing"
+    assert "ops/gcs-redis" in missing.value.message
+    with pytest.raises(TerminalError) as unnamed:
+        AzureProvider._gcs_secret(FakeKube({}), _target(True, {}))  # type: ignore[arg-type]
+    assert unnamed.value.code == "GcsRedisNotConfigured"
