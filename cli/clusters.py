@@ -101,8 +101,9 @@ def create(
       [bold]rayplane clusters create -f cluster.yaml --estimate[/bold]
 
     A spec file has the fields of POST /v1/clusters: name, cloud, ray_version, head.vm_size,
-    worker_groups[] (name, vm_size, min_nodes, max_nodes, spot, fallback_to_on_demand), labels,
-    idle_timeout_minutes. With --wait, exits 0 when RUNNING, 1 if it FAILED, 5 on timeout.
+    head.gcs_fault_tolerance, worker_groups[] (name, vm_size, min_nodes, max_nodes, spot,
+    fallback_to_on_demand), labels, idle_timeout_minutes. With --wait, exits 0 when RUNNING,
+    1 if it FAILED, 5 on timeout.
     """
     try:
         base = load_spec_file(file) if file else None

@@ -46,7 +46,7 @@ def cluster_fields(c: Cluster, cloud: str | None = None) -> Sequence[tuple[str, 
         ("Desired", c["desired_state"]),
         ("Cloud", cloud or c.get("cloud_id")),
         ("Ray", spec.get("ray_version")),
-        ("Head", (spec.get("head") or {}).get("vm_size")),
+        ("Head", head_cell(spec.get("head") or {})),
         ("Workers", "\n".join(groups) or "-"),
         ("Labels", c.get("labels")),
         ("Idle timeout", f"{spec['idle_timeout_minutes']} min" if spec.get("idle_timeout_minutes") else None),
@@ -57,6 +57,12 @@ def cluster_fields(c: Cluster, cloud: str | None = None) -> Sequence[tuple[str, 
     if c["state"] == "DELETED":  # nothing is left to apply; "1/2 applied" would read as work pending
         rows = [row for row in rows if row[0] != "Generation"]
     return rows
+
+
+def head_cell(head: dict[str, object]) -> object:
+    """The head's size, and "fault tolerant" when its GCS is kept in Redis."""
+    size = head.get("vm_size")
+    return f"{size}  fault tolerant (GCS in Redis)" if head.get("gcs_fault_tolerance") else size
 
 
 def transition(event: ClusterEvent) -> str:

@@ -20,6 +20,31 @@ class Capacity(BaseModel):
 _GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
+class GcsRedis(BaseModel):
+    """The Redis that heads with ``gcs_fault_tolerance`` keep Ray's GCS in (KubeRay's
+    ``gcsFaultToleranceOptions``), e.g. an Azure Cache for Redis the AKS cluster reaches. Its
+    password stays in Kubernetes: a Secret the operator creates in the AKS cluster, which
+    Rayplane copies into each fault-tolerant cluster's namespace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(
+        min_length=3,
+        max_length=300,
+        pattern=r"^(rediss?://)?[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$",
+        description="host:port, or rediss://host:port for TLS (Azure Cache for Redis: rediss://<name>.redis.cache.windows.net:6380)",
+        examples=["rediss://rayplane-gcs.redis.cache.windows.net:6380"],
+    )
+    password_secret: str = Field(
+        min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="The Secret's name"
+    )
+    password_secret_namespace: str = Field(
+        default="kuberay-system", min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
+    password_key: str = Field(default="password", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    username: str | None = Field(default=None, min_length=1, max_length=128, description="A Redis ACL user, if any")
+
+
 class AzureCloud(BaseModel):
     """Where in the customer's Azure Rayplane runs clusters, and how it gets in."""
 
@@ -41,6 +66,16 @@ class AzureCloud(BaseModel):
         default="rayplane", min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9][-_a-zA-Z0-9]*$"
     )
     container_insights: bool = Field(default=False, strict=True, description="Enable Container Insights (managed mode)")
+    gcs_redis: GcsRedis | None = Field(
+        default=None, description="For clusters with head.gcs_fault_tolerance: the Redis their GCS uses"
+    )
+
+    def config(self) -> dict[str, Any]:
+        """The stored config (``gcs_redis`` only when given, so other clouds read as before)."""
+        out = self.model_dump(exclude={"gcs_redis"})
+        if self.gcs_redis is not None:
+            out["gcs_redis"] = self.gcs_redis.model_dump(exclude_none=True)
+        return out
 
 
 class CloudCreate(BaseModel):

@@ -91,7 +91,7 @@ async def _create_azure(
         status="VALIDATING",
         status_reason="checking access to the subscription",
         is_default=body.default or await repo.get_default(principal.tenant_id) is None,
-        config=body.azure.model_dump(),
+        config=body.azure.config(),
         ray_versions=[],
     )
     return await repo.add(cloud)

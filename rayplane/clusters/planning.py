@@ -77,6 +77,7 @@ def cluster_target(
         cloud_config=cloud_config,
         pool_demand=dict(pool_demand or {}),
         ray_token=ray_token,
+        gcs_fault_tolerance=spec.head.gcs_fault_tolerance,
     )
 
 

@@ -51,10 +51,28 @@ LabelValue = Annotated[str, AfterValidator(_label_value)]
 Labels = dict[LabelKey, LabelValue]
 
 
+GCS_FT_DESCRIPTION = (
+    "Head-node fault tolerance (Ray's GCS fault tolerance on Redis): the head keeps the cluster's "
+    "metadata in Redis, so when it dies it is restarted and detached actors, Serve applications, "
+    "job records and the worker nodes survive; drivers running on the head do not. Local clouds use "
+    "the control plane's Redis; an Azure cloud needs a `gcs_redis` in its config. Changed only while "
+    "the cluster is STOPPED. Shown in the spec only when true."
+)
+
+
 class HeadSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     vm_size: str = Field(default="Standard_D4s_v5", min_length=1, max_length=64, examples=["Standard_D4s_v5"])
+    gcs_fault_tolerance: bool = Field(default=False, strict=True, description=GCS_FT_DESCRIPTION)
+
+
+class HeadPatch(BaseModel):
+    """What may change on the head of an existing cluster (its VM size may not)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gcs_fault_tolerance: bool | None = Field(default=None, strict=True, description=GCS_FT_DESCRIPTION)
 
 
 class WorkerGroupSpec(BaseModel):
@@ -92,6 +110,7 @@ class ClusterPatch(BaseModel):
 
     worker_groups: list[WorkerGroupSpec] | None = Field(default=None, max_length=16)
     idle_timeout_minutes: int | None = Field(default=None, ge=1, le=10080, strict=True)
+    head: HeadPatch | None = None
     labels: Labels | None = Field(default=None, max_length=MAX_LABELS)
 
 

@@ -74,6 +74,8 @@ class ClusterPolicy:
     guard: TenantGuard = field(default_factory=NoGuard)
     # Kinds of cloud this control plane has a provider for; None: every kind.
     served: frozenset[str] | None = None
+    # Whether local heads can keep their GCS in the control plane's Redis (a TCP one).
+    local_gcs_redis: bool = True
 
 
 async def _cloud_for(session: AsyncSession, principal: Principal, ref: str | None, policy: ClusterPolicy) -> Cloud:
@@ -107,7 +109,13 @@ async def _validate(
     if cloud.provider == LOCAL:
         capacity = effective_capacity(dict(cloud.config.get("capacity", {})), policy.local_capacity)
     errors = validate_spec(
-        spec, cloud, usage=Usage.of(others), quotas=quotas, new_cluster=cluster is None, capacity=capacity
+        spec,
+        cloud,
+        usage=Usage.of(others),
+        quotas=quotas,
+        new_cluster=cluster is None,
+        capacity=capacity,
+        local_gcs_redis=policy.local_gcs_redis,
     )
     known = {e.field for e in errors}
     plan = await policy.guard.plan_violations(session, principal.tenant_id, spec, cluster=cluster, starting=False)
@@ -135,6 +143,7 @@ async def create_cluster(
         head_vm_size=body.head.vm_size,
         worker_groups=[g.model_dump() for g in body.worker_groups],
         idle_timeout_minutes=body.idle_timeout_minutes,
+        gcs_fault_tolerance=body.head.gcs_fault_tolerance,
     )
     await _validate(session, principal, spec, cloud, policy, cluster=None)
     now = utcnow()
@@ -239,6 +248,15 @@ async def update_cluster(
     spec = cluster.spec.with_changes(worker_groups=groups)
     if "idle_timeout_minutes" in body.model_fields_set:
         spec = spec.with_changes(idle_timeout_minutes=body.idle_timeout_minutes)
+    wanted_ft = body.head.gcs_fault_tolerance if body.head is not None else None
+    if wanted_ft is not None and wanted_ft != spec.head.gcs_fault_tolerance:
+        # The head runs with or without it from its start: switched only while nothing runs.
+        if cluster.state != State.STOPPED or cluster.desired_state != DesiredState.STOPPED:
+            raise InvalidInput.on(
+                "body.head.gcs_fault_tolerance",
+                f"changing it needs the head to start again: stop the cluster first (it is {cluster.state})",
+            )
+        spec = spec.with_changes(gcs_fault_tolerance=wanted_ft)
     if cluster.cloud_id is None:
         raise Conflict("the cluster's cloud no longer exists")
     cloud = await CloudRepository(session).get(principal.tenant_id, cluster.cloud_id)

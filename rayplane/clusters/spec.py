@@ -11,7 +11,9 @@ the API refuses such a spec (``unknown_sizes``), but a stored spec may outlive a
 entry, and a worker must keep running it rather than crash; ``shape`` answers for that case.
 
 The stored JSON keeps the wire spelling (``ray_version``, ``image``, ``head.vm_size``,
-``worker_groups[]`` …) so existing rows and API answers are unchanged.
+``worker_groups[]`` …) so existing rows and API answers are unchanged. Optional keys that
+came later are left out while they hold their default (``head.gcs_fault_tolerance`` only
+appears when true), for the same reason.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def _shape(vm_size: str, size: catalog.VmSize | None, spot: bool) -> NodeShape:
 @dataclass(frozen=True, slots=True)
 class HeadSpec:
     vm_size: str
+    # Ray's GCS fault tolerance: the head keeps the cluster's metadata in an external Redis,
+    # so a head that dies is restarted without losing detached actors, jobs or workers.
+    gcs_fault_tolerance: bool = False
     size: catalog.VmSize | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -76,12 +81,15 @@ class ClusterSpec:
         head_vm_size: str,
         worker_groups: Sequence[Mapping[str, Any]],
         idle_timeout_minutes: int | None,
+        gcs_fault_tolerance: bool = False,
     ) -> ClusterSpec:
         """A spec with every VM size resolved from the catalog (the one lookup)."""
         return cls(
             ray_version=ray_version,
             image=image,
-            head=HeadSpec(vm_size=head_vm_size, size=catalog.get(head_vm_size)),
+            head=HeadSpec(
+                vm_size=head_vm_size, gcs_fault_tolerance=gcs_fault_tolerance, size=catalog.get(head_vm_size)
+            ),
             worker_groups=tuple(_group(g) for g in worker_groups),
             idle_timeout_minutes=idle_timeout_minutes,
         )
@@ -95,14 +103,19 @@ class ClusterSpec:
             head_vm_size=str(data["head"]["vm_size"]),
             worker_groups=list(data.get("worker_groups") or []),
             idle_timeout_minutes=data.get("idle_timeout_minutes"),
+            gcs_fault_tolerance=data["head"].get("gcs_fault_tolerance") is True,
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The stored and wire form (the keys the API has always shown)."""
+        """The stored and wire form (the keys the API has always shown; an optional key that
+        came later only when it is not its default)."""
+        head: dict[str, Any] = {"vm_size": self.head.vm_size}
+        if self.head.gcs_fault_tolerance:
+            head["gcs_fault_tolerance"] = True
         return {
             "ray_version": self.ray_version,
             "image": self.image,
-            "head": {"vm_size": self.head.vm_size},
+            "head": head,
             "worker_groups": [
                 {
                     "name": g.name,
@@ -122,9 +135,14 @@ class ClusterSpec:
         *,
         worker_groups: Sequence[Mapping[str, Any]] | None = None,
         idle_timeout_minutes: int | object | None = dataclasses.MISSING,
+        gcs_fault_tolerance: bool | None = None,
     ) -> ClusterSpec:
-        """A copy with the worker groups replaced and/or the idle timeout set (None clears it)."""
+        """A copy with the worker groups replaced, the idle timeout set (None clears it) and/or
+        the head's GCS fault tolerance turned on or off."""
         spec = self
+        if gcs_fault_tolerance is not None:
+            head = dataclasses.replace(spec.head, gcs_fault_tolerance=gcs_fault_tolerance)
+            spec = dataclasses.replace(spec, head=head)
         if worker_groups is not None:
             spec = dataclasses.replace(spec, worker_groups=tuple(_group(g) for g in worker_groups))
         if idle_timeout_minutes is not dataclasses.MISSING:

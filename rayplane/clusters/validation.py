@@ -76,6 +76,30 @@ def shape_errors(spec: ClusterSpec, base: str = "body", *, no_gpus_on: str | Non
     return errors
 
 
+GCS_FT_FIELD = "body.head.gcs_fault_tolerance"
+
+
+def gcs_errors(cloud: Cloud, *, local_gcs_redis: bool) -> list[FieldError]:
+    """Why ``cloud`` cannot run a head with GCS fault tolerance (a Redis to keep it in)."""
+    if cloud.provider == "local" and not local_gcs_redis:
+        return [
+            FieldError(
+                GCS_FT_FIELD,
+                "local heads keep their GCS in the control plane's Redis, and this one is not a TCP Redis "
+                "(Ray cannot use a unix socket): the operator sets RAYPLANE_REDIS_URL to a redis:// address",
+            )
+        ]
+    if cloud.provider == "azure" and not cloud.config.get("gcs_redis"):
+        return [
+            FieldError(
+                GCS_FT_FIELD,
+                f"cloud {cloud.name!r} names no Redis for the head's GCS: its config needs gcs_redis "
+                "(address, and the Kubernetes Secret holding the password); see docs/operations.md",
+            )
+        ]
+    return []
+
+
 def validate_spec(
     spec: ClusterSpec,
     cloud: Cloud,
@@ -84,10 +108,14 @@ def validate_spec(
     quotas: Quotas,
     new_cluster: bool,
     capacity: dict[str, Any] | None = None,
+    local_gcs_redis: bool = True,
 ) -> list[FieldError]:
     """Every problem with ``spec`` on ``cloud``; ``capacity`` overrides the cloud's stored
-    one (the service passes it narrowed to the operator's limits)."""
+    one (the service passes it narrowed to the operator's limits). ``local_gcs_redis``: the
+    control plane's Redis can hold local heads' GCS (a TCP Redis)."""
     errors: list[FieldError] = []
+    if spec.head.gcs_fault_tolerance:
+        errors += gcs_errors(cloud, local_gcs_redis=local_gcs_redis)
     if capacity is None:
         capacity = dict(cloud.config.get("capacity", {}))
     local = cloud.provider == "local"

@@ -124,6 +124,20 @@ class ClusterTarget:
     # to start a cluster without one. ``repr`` leaves it out, so logs of a target do not
     # carry it.
     ray_token: str = field(default="", repr=False)
+    # Ray's GCS fault tolerance (``head.gcs_fault_tolerance``): the head keeps the cluster's
+    # metadata in Redis under ``gcs_storage_namespace(cluster_id)``, and a head that dies is
+    # restarted without touching the workers.
+    gcs_fault_tolerance: bool = False
+
+
+def gcs_storage_namespace(cluster_id: str) -> str:
+    """The cluster's key namespace in the GCS Redis (Ray's ``external_storage_namespace``).
+
+    Ray keeps no Redis database number (its client always uses database 0), so every cluster
+    of every control plane on one Redis server shares that database: the namespace holds the
+    cluster id, unique across control planes, and Ray refuses one containing ``@`` (its key
+    separator), which ids never hold."""
+    return f"rayplane-{cluster_id}"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from rayplane.providers.azure import reservations
-from rayplane.providers.base import ClusterTarget, NodeShape
+from rayplane.providers.base import ClusterTarget, NodeShape, gcs_storage_namespace
 
 
 def _kuberay_dir() -> Path:
@@ -42,6 +42,9 @@ SPOT_TAINT_KEY = "kubernetes.azure.com/scalesetpriority"
 # The Secret with the cluster's Ray token (``authOptions.secretName``) and its data key.
 AUTH_SECRET = "rayplane-ray-token"  # noqa: S105 - a name, not a secret
 AUTH_TOKEN_KEY = "auth_token"  # noqa: S105 - KubeRay's key name
+# The copy of the cloud's GCS Redis password in a fault-tolerant cluster's namespace.
+GCS_REDIS_SECRET = "rayplane-gcs-redis"  # noqa: S105 - a name, not a secret
+GCS_REDIS_KEY = "password"
 POOL_LABEL = "kubernetes.azure.com/agentpool"
 MANAGED_LABEL = "rayplane.io/managed"
 DEFAULT_IMAGE = "rayproject/ray"
@@ -241,7 +244,47 @@ def ray_cluster(target: ClusterTarget, *, replicas: dict[str, int], suspend: boo
                 "template": _pod_template(target.head, "ray-head", image, head=True, monitoring=monitoring),
             },
             "workerGroupSpecs": groups,
+            **({"gcsFaultToleranceOptions": gcs_fault_tolerance(target)} if target.gcs_fault_tolerance else {}),
         },
+    }
+
+
+def gcs_redis(target: ClusterTarget) -> dict[str, Any]:
+    """The cloud's ``gcs_redis`` config; ValueError when it names none."""
+    config = target.cloud_config.get("gcs_redis")
+    if not isinstance(config, dict) or not config.get("address") or not config.get("password_secret"):
+        raise ValueError("the cloud names no Redis for the head's GCS (gcs_redis in its config)")
+    return config
+
+
+def gcs_fault_tolerance(target: ClusterTarget) -> dict[str, Any]:
+    """KubeRay v1.7.0's ``gcsFaultToleranceOptions``: the head's GCS in the cloud's Redis, under
+    the cluster's own namespace of keys, with the password from the Secret Rayplane copies into
+    the cluster's namespace (``gcs_redis_secret``). KubeRay then sets the head's
+    ``RAY_REDIS_ADDRESS``, ``REDIS_PASSWORD`` and ``RAY_external_storage_namespace``, gives the
+    workers ``RAY_gcs_rpc_server_reconnect_timeout_s`` (600 s), and deletes the namespace's
+    keys with a cleanup Job when the RayCluster is deleted."""
+    config = gcs_redis(target)
+    options: dict[str, Any] = {
+        "redisAddress": str(config["address"]),
+        "redisPassword": {"valueFrom": {"secretKeyRef": {"name": GCS_REDIS_SECRET, "key": GCS_REDIS_KEY}}},
+        "externalStorageNamespace": gcs_storage_namespace(target.cluster_id),
+    }
+    if config.get("username"):
+        options["redisUsername"] = {"value": str(config["username"])}
+    return options
+
+
+def gcs_redis_secret(target: ClusterTarget, password_b64: str) -> dict[str, Any]:
+    """The cluster's copy of the GCS Redis password (base64, as read from the operator's
+    Secret), in the cluster's namespace where the RayCluster's ``secretKeyRef`` finds it."""
+    ns, _ = resource_name(target)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": GCS_REDIS_SECRET, "namespace": ns, "labels": {MANAGED_LABEL: "true"}},
+        "type": "Opaque",
+        "data": {GCS_REDIS_KEY: password_b64},
     }
 
 

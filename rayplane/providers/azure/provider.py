@@ -37,6 +37,7 @@ from rayplane.providers.base import (
     Provider,
     ProviderError,
     ProviderEvent,
+    RetriableError,
     Step,
     TerminalError,
 )
@@ -299,13 +300,14 @@ class AzureProvider(Provider):
         namespace, name = manifests.resource_name(target)
         replicas = {g.name: g.count for g in effective.groups}
         obj = manifests.ray_cluster(effective, replicas=replicas, suspend=False)
-        secret = manifests.auth_secret(target)
-        # The digest covers the token's Secret too (a one-way hash of 32 random bytes): the
-        # Secret is written before the RayCluster that names it, and again if it changes.
-        digest = hashlib.sha256(json.dumps([obj, secret], sort_keys=True).encode()).hexdigest()[:16]
+        secrets = [manifests.auth_secret(target), *self._gcs_secret(kube, target)]
+        # The digest covers the Secrets too (the token's is a one-way hash of 32 random bytes):
+        # they are written before the RayCluster that names them, and again if they change.
+        digest = hashlib.sha256(json.dumps([obj, *secrets], sort_keys=True).encode()).hexdigest()[:16]
         if state.get("applied") != digest or state.get("suspended"):
             kube.apply(manifests.namespace(target))
-            kube.apply(secret)
+            for secret in secrets:
+                kube.apply(secret)
             kube.apply(obj)
             state["applied"], state["suspended"] = digest, False
         for group in state.pop("recycle", []):
@@ -313,6 +315,26 @@ class AzureProvider(Provider):
         state.update(namespace=namespace, name=name, server=kube.server)
         state["dashboard"] = kube.proxy_url(namespace, f"{name}-head-svc", "dashboard")
         return state
+
+    @staticmethod
+    def _gcs_secret(kube: Kube, target: ClusterTarget) -> list[dict[str, Any]]:
+        """A fault-tolerant cluster's copy of the operator's GCS Redis password Secret."""
+        if not target.gcs_fault_tolerance:
+            return []
+        try:
+            config = manifests.gcs_redis(target)
+        except ValueError as exc:
+            raise TerminalError(str(exc), code="GcsRedisNotConfigured") from exc
+        ns, name = config.get("password_secret_namespace") or "kuberay-system", str(config["password_secret"])
+        key = str(config.get("password_key") or "password")
+        found = kube.get("v1", "Secret", name, ns)
+        value = ((found or {}).get("data") or {}).get(key)
+        if not value:
+            raise RetriableError(
+                f"the GCS Redis password Secret {ns}/{name} (key {key!r}) is missing in the AKS cluster",
+                code="GcsRedisSecretMissing",
+            )
+        return [manifests.gcs_redis_secret(target, str(value))]
 
     def observe(self, target: ClusterTarget, state: dict[str, Any]) -> Observation:
         if not state.get("applied"):
@@ -394,6 +416,10 @@ class AzureProvider(Provider):
         if state.get("namespace"):
             kube = self._kube(self.handle(target.cloud_config))
             kube.delete("ray.io/v1", "RayCluster", state["name"], state["namespace"])
+            if target.gcs_fault_tolerance and kube.get("ray.io/v1", "RayCluster", state["name"], state["namespace"]):
+                # KubeRay's finalizer runs a Job in this namespace that deletes the cluster's
+                # GCS keys from Redis: the namespace goes once the RayCluster has.
+                raise RetriableError("waiting for KubeRay to delete the head's GCS keys", code="GcsCleanupPending")
             kube.delete("v1", "Namespace", state["namespace"])
         return Step({})
 

@@ -306,3 +306,27 @@ def _idle_nodes(
         if idle is not None and idle >= threshold:
             out[node.group] = out.get(node.group, 0) + 1
     return out
+
+
+def head_registered(client: httpx.Client, url: str) -> bool:
+    """The dashboard answers and lists the head node ALIVE (its raylet registers a few
+    seconds after the dashboard is up); ``RayAuthFailed`` if it refuses our token."""
+    try:
+        resp = client.get(url + "/api/v0/nodes", params={"detail": "1"})
+    except httpx.HTTPError:
+        return False
+    check_ray_auth(url, resp.status_code)
+    try:
+        return resp.status_code == 200 and any(n.is_head and n.alive for n in parse_nodes(resp.json()))
+    except ValueError:
+        return False
+
+
+def auth_mode(url: str, timeout: float) -> str | None:
+    """The head's authentication mode ("token", "disabled"), from the one dashboard route that
+    needs no token; None when it does not answer (dead, or still starting)."""
+    try:
+        resp = httpx.get(url + "/api/authentication_mode", timeout=timeout, trust_env=False)
+        return str(resp.json().get("authentication_mode")) if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None

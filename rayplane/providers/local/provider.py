@@ -34,12 +34,12 @@ from rayplane.providers.base import (
     RetriableError,
     Step,
     TerminalError,
-    check_ray_auth,
+    gcs_storage_namespace,
     ray_headers,
 )
-from rayplane.providers.local import commands, isolation, processes, store
+from rayplane.providers.local import commands, gcs, isolation, processes, store
 from rayplane.providers.local.isolation import NodeUser
-from rayplane.providers.local.observe import observe_cluster, parse_nodes
+from rayplane.providers.local.observe import auth_mode, head_registered, observe_cluster
 from rayplane.providers.local.processes import NodeRecord
 from rayplane.providers.local.shapes import HEAD_GROUP, NodeResources, node_resources
 from rayplane.providers.local.store import ClusterFile
@@ -65,10 +65,13 @@ class LocalProvider(Provider):
         idle_node_seconds: float = 300.0,
         lock_timeout: float = 180.0,
         node_user: str | None = isolation.DEFAULT_NODE_USER,
+        gcs_redis_url: str | None = None,
     ) -> None:
         """``node_user``: the OS user nodes run as when this process is root (created if
-        missing); None keeps them as root (see ``isolation``)."""
+        missing); None keeps them as root (see ``isolation``). ``gcs_redis_url``: the Redis
+        that heads of fault-tolerant clusters keep their GCS in (the control plane's)."""
         self.root = Path(root)
+        self.gcs_redis_url = gcs_redis_url
         self.node_user = node_user
         self._user: NodeUser | None = None
         self._user_known = False
@@ -84,6 +87,7 @@ class LocalProvider(Provider):
         cdir = self._cluster_dir(target.cluster_id)
         if not target.ray_token:
             raise TerminalError("a local cluster needs its Ray token", code="RayTokenMissing")
+        ft = gcs.endpoint(self.gcs_redis_url) if target.gcs_fault_tolerance else None
         ray = processes.ray_binary()
         user = self._run_as(ray)
         shapes = node_resources(target)
@@ -94,7 +98,11 @@ class LocalProvider(Provider):
             self._drop_dead(cdir, cf)
             self._kill_orphans(cdir, cf)
             head = cf.head()
-            if head is not None and _auth_mode(head, self.http_timeout) == "disabled":
+            if (
+                head is not None
+                and processes.is_alive(head)
+                and auth_mode(_dashboard_url(head), self.http_timeout) == "disabled"
+            ):
                 # A head started before Rayplane turned token authentication on: it and its
                 # workers start again with it (a head that is still starting says nothing).
                 self._stop_records(cdir, cf, [*cf.workers(), head], remove_dirs=False)
@@ -102,9 +110,12 @@ class LocalProvider(Provider):
                 store.write(cdir, cf)
                 head = None
             if head is None:
-                # No head: workers of an old head (if any survived) cannot be kept.
-                self._stop_records(cdir, cf, cf.workers(), remove_dirs=True)
-                head = self._start_head(ray, cdir, cf, shapes[HEAD_GROUP], user)
+                if ft is None:
+                    # No head: workers of an old head (if any survived) cannot be kept.
+                    self._stop_records(cdir, cf, cf.workers(), remove_dirs=True)
+                head = self._start_head(ray, cdir, cf, shapes[HEAD_GROUP], user, ft, target.cluster_id)
+                if ft is not None:
+                    gcs.adopt_workers(cdir, cf, head)
             self._wait_for_dashboard(cdir, cf, head, target.ray_token)
             stale = [w for w in cf.workers() if (w.head_pid, w.head_create_time) != (head.pid, head.create_time)]
             surplus = stale + self._surplus(target, [w for w in cf.workers() if w not in stale])
@@ -112,8 +123,11 @@ class LocalProvider(Provider):
             for group in target.groups:
                 have = sum(1 for w in cf.workers() if w.group == group.name)
                 for _ in range(max(0, group.count - have)):
-                    self._start_worker(ray, cdir, cf, head, group.name, shapes[group.name], user)
-            return Step(self._state(cdir, cf))
+                    self._start_worker(ray, cdir, cf, head, group.name, shapes[group.name], user, ft is not None)
+            out = self._state(cdir, cf)
+            if ft is not None:
+                out["gcs_namespace"] = gcs_storage_namespace(target.cluster_id)
+            return Step(out)
 
     def observe(self, target: ClusterTarget, state: dict[str, Any]) -> Observation:
         cdir = self._cluster_dir(target.cluster_id)
@@ -140,6 +154,7 @@ class LocalProvider(Provider):
     def stop(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         cdir = self._cluster_dir(target.cluster_id)
         if not cdir.exists() and not state.get("nodes"):
+            gcs.forget(self.gcs_redis_url, target, state)
             return Step(self._state(cdir, ClusterFile(cluster_id=target.cluster_id)))
         with store.locked(cdir, self.lock_timeout):
             cf = store.merge(store.read(cdir, target.cluster_id), state)
@@ -154,6 +169,7 @@ class LocalProvider(Provider):
             if leftovers:
                 pids = ", ".join(str(p.pid) for p in leftovers)
                 raise RetriableError(f"processes of the cluster still run after SIGKILL: {pids}", code="StopIncomplete")
+            gcs.forget(self.gcs_redis_url, target, state)
             return Step(self._state(cdir, cf))
 
     def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
@@ -346,7 +362,14 @@ class LocalProvider(Provider):
         return rec
 
     def _start_head(
-        self, ray: Path, cdir: Path, cf: ClusterFile, res: NodeResources, user: NodeUser | None
+        self,
+        ray: Path,
+        cdir: Path,
+        cf: ClusterFile,
+        res: NodeResources,
+        user: NodeUser | None,
+        ft: gcs.RedisEndpoint | None = None,
+        cluster_id: str = "",
     ) -> NodeRecord:
         # The last head's ports, so that its dashboard address (and GCS address) stays the same
         # across stop/start and restarts; pick_ports replaces only those now taken.
@@ -356,10 +379,12 @@ class LocalProvider(Provider):
         except RuntimeError as exc:
             raise RetriableError(str(exc), code="NoFreePorts") from exc
         ports = dict(zip(commands.HEAD_PORTS, picked, strict=True))
-        cf.head_ports = dict(ports)
         temp_dir = cdir / HEAD_GROUP
-        argv = commands.head_command(ray, temp_dir, ports, res, HEAD_GROUP)
-        env = self._env(ray, cdir, user, commands.head_env(ports))
+        if ft is not None:
+            gcs.prepare_head(cf, ports["gcs"], temp_dir)
+        cf.head_ports = dict(ports)
+        argv = commands.head_command(ray, temp_dir, ports, res, HEAD_GROUP) + gcs.head_args(ft)
+        env = self._env(ray, cdir, user, commands.head_env(ports) | gcs.head_env(ft, cluster_id))
         return self._spawn(
             cdir,
             cf,
@@ -383,6 +408,7 @@ class LocalProvider(Provider):
         group: str,
         res: NodeResources,
         user: NodeUser | None,
+        ft: bool = False,
     ) -> NodeRecord:
         index = cf.next_index
         cf.next_index += 1
@@ -402,7 +428,7 @@ class LocalProvider(Provider):
             group=group,
             index=index,
             argv=argv,
-            env=self._env(ray, cdir, user),
+            env=self._env(ray, cdir, user, gcs.worker_env() if ft else None),
             ports=ports,
             res=res,
             head=head,
@@ -426,7 +452,7 @@ class LocalProvider(Provider):
         with httpx.Client(timeout=min(2.0, self.http_timeout), trust_env=False, headers=headers) as client:
             while True:
                 alive = processes.is_alive(head)
-                if alive and _head_registered(client, url):
+                if alive and head_registered(client, url):
                     return
                 if not alive or time.monotonic() > deadline:
                     break
@@ -449,32 +475,6 @@ class LocalProvider(Provider):
 
 def _dashboard_url(head: NodeRecord) -> str:
     return f"http://{commands.DASHBOARD_HOST}:{head.ports['dashboard']}"
-
-
-def _head_registered(client: httpx.Client, url: str) -> bool:
-    """The dashboard answers and lists the head node ALIVE (its raylet registers a few
-    seconds after the dashboard is up); ``RayAuthFailed`` if it refuses our token."""
-    try:
-        resp = client.get(url + "/api/v0/nodes", params={"detail": "1"})
-    except httpx.HTTPError:
-        return False
-    check_ray_auth(url, resp.status_code)
-    try:
-        return resp.status_code == 200 and any(n.is_head and n.alive for n in parse_nodes(resp.json()))
-    except ValueError:
-        return False
-
-
-def _auth_mode(head: NodeRecord, timeout: float) -> str | None:
-    """The head's authentication mode ("token", "disabled"), from the one dashboard route that
-    needs no token; None when it does not answer (dead, or still starting)."""
-    if not processes.is_alive(head):
-        return None
-    try:
-        resp = httpx.get(_dashboard_url(head) + "/api/authentication_mode", timeout=timeout, trust_env=False)
-        return str(resp.json().get("authentication_mode")) if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return None
 
 
 def _last_error(log_path: Path) -> str:
