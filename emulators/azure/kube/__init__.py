@@ -17,7 +17,8 @@ simulated components report), ``logs`` (pod logs), ``metrics`` (``kubectl top``)
 Modules: ``objects`` (store), ``api`` (verbs), ``kinds`` (built-in defaulting),
 ``validation`` (schemas), ``patch``, ``selectors``, ``resources`` (types, discovery),
 ``nodes``, ``scheduler``, ``workloads`` (pods, deployments), ``raypods`` + ``kuberay``
-(operator), ``jobs`` + ``dashboard`` (simulated Ray), ``raynodes`` + ``rayargs`` (real Ray
+(operator), ``rayservice`` + ``rayservice_objects`` + ``rayservice_upgrade`` (its RayService
+controller), ``jobs`` + ``dashboard`` + ``serve`` + ``serveclient`` (simulated Ray and Serve), ``raynodes`` + ``rayargs`` (real Ray
 nodes behind the pods, ``ray_backend: "real"``), ``proxy``, ``controller`` (loop), ``config``,
 ``service`` (wiring), ``testing`` (client helpers for tests). What kubectl needs on the wire:
 ``protobuf`` + ``protofields`` (protobuf request bodies), ``openapi`` + ``openapi_pb``

@@ -49,7 +49,7 @@ from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import KubeAPI
 from emulators.azure.kube.config import KubeConfig
 from emulators.azure.kube.events import EventRecorder
-from emulators.azure.kube.kuberay import RAYCLUSTERS, _is_true, is_ready, node_type
+from emulators.azure.kube.kuberay import RAYCLUSTERS, is_ready, node_type
 from emulators.azure.kube.objects import now_iso
 from emulators.azure.kube.rayservice_objects import Stop
 from emulators.azure.kube.rayservice_upgrade import IncrementalUpgrade
@@ -58,29 +58,6 @@ from emulators.azure.kube.serveclient import SERVE_ERRORS, ServeBackend
 Obj = dict[str, Any]
 RAYSERVICES = "ray.io/rayservices"
 COMPONENT = "rayservice-controller"
-
-
-def set_condition(status: Obj, kind: str, value: str, reason: str, message: str) -> None:
-    """``setCondition``: ``meta.SetStatusCondition`` with the status's observedGeneration."""
-    conditions = status.setdefault("conditions", [])
-    cond = {
-        "type": kind,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": int(status.get("observedGeneration") or 0),
-    }
-    for existing in conditions:
-        if existing["type"] == kind:
-            if existing.get("status") != value:
-                existing["lastTransitionTime"] = now_iso()
-            existing.update(cond)
-            return
-    conditions.append({**cond, "lastTransitionTime": now_iso()})
-
-
-def condition_true(status: Obj, kind: str) -> bool:
-    return _is_true(status.get("conditions") or [], kind)
 
 
 class RayServiceController:
@@ -132,7 +109,7 @@ class RayServiceController:
         problem = ro.validate(rs)
         if problem:
             self.event(cluster, rs, "InvalidRayServiceSpec", f"{ns}/{m['name']}: {problem}", "Validate", warning=True)
-            set_condition(status, "Ready", "False", "ValidationFailed", problem)
+            ro.set_condition(status, "Ready", "False", "ValidationFailed", problem)
             self._write(cluster, rs, original)
             return
         active = self.get_rc(cluster, ns, (status.get("activeServiceStatus") or {}).get("rayClusterName", ""))
@@ -141,11 +118,11 @@ class RayServiceController:
         if pending_name and pending is None:
             self._create_cluster(cluster, rs, pending_name)
             return  # (KubeRay returns the new cluster; nothing of it is ready yet)
-        if active is not None and not condition_true(status, "UpgradeInProgress"):
+        if active is not None and not ro.condition_true(status, "UpgradeInProgress"):
             self._maybe_update(cluster, rs, active, "active")
         if pending is not None:
             self._maybe_update(cluster, rs, pending, "pending")
-        if ro.incremental(rs) and condition_true(status, "UpgradeInProgress") and active is None:
+        if ro.incremental(rs) and ro.condition_true(status, "UpgradeInProgress") and active is None:
             self.event(
                 cluster,
                 rs,
@@ -164,7 +141,7 @@ class RayServiceController:
         if pending is not None:
             pending_ready, pending_apps = self._reconcile_serve(cluster, rs, pending)
         if active is not None and (
-            (pending is None and not self._should_prepare(rs, active, None, False))
+            (pending is None and not ro.should_prepare(rs, active, None, False))
             or (pending is not None and ro.incremental(rs))
         ):
             active_ready, active_apps = self._reconcile_serve(cluster, rs, active)
@@ -176,7 +153,7 @@ class RayServiceController:
         head_svc = serve_svc = None
         if pending_ready or active_ready:
             target = active
-            in_progress = ro.incremental(rs) and condition_true(status, "UpgradeInProgress")
+            in_progress = ro.incremental(rs) and ro.condition_true(status, "UpgradeInProgress")
             if pending_ready and not in_progress:
                 target = pending
             assert target is not None
@@ -259,18 +236,6 @@ class RayServiceController:
             cluster, rs, "UpdatedRayCluster", f"Updated the {side} RayCluster {ns}/{rc['metadata']['name']}", "Update"
         )
 
-    def _should_prepare(self, rs: Obj, active: Obj | None, pending: Obj | None, serving_pending: bool) -> bool:
-        """``shouldPrepareNewCluster``."""
-        if serving_pending or condition_true(rs.get("status") or {}, "RollbackInProgress"):
-            return False
-        if active is None and pending is None:
-            return True
-        rc = pending if pending is not None else active
-        assert rc is not None
-        if ro.hash_equal(rs, rc, partial=False) or ro.hash_equal(rs, rc, partial=True):
-            return False
-        return ro.zero_downtime(rs)
-
     def head_pod(self, cluster: str, rc: Obj) -> Obj | None:
         heads = [
             p for p in self.objects.dependents(cluster, rc["metadata"]["uid"], res.PODS.key) if node_type(p) == "head"
@@ -326,7 +291,7 @@ class RayServiceController:
 
     def _reconcile_serve(self, cluster: str, rs: Obj, rc: Obj) -> tuple[bool, dict[str, Obj] | None]:
         """``reconcileServe``: (ready, application statuses)."""
-        if not _is_true((rc.get("status") or {}).get("conditions") or [], "HeadPodReady"):
+        if not ro.condition_true(rc.get("status") or {}, "HeadPodReady"):
             return False, None
         head = self.head_pod(cluster, rc)
         if head is None or not is_ready(head):
@@ -334,8 +299,8 @@ class RayServiceController:
         status = rs["status"]
         name = rc["metadata"]["name"]
         is_active = name == (status.get("activeServiceStatus") or {}).get("rayClusterName")
-        in_progress = ro.incremental(rs) and condition_true(status, "UpgradeInProgress")
-        rolling_back = ro.incremental(rs) and condition_true(status, "RollbackInProgress")
+        in_progress = ro.incremental(rs) and ro.condition_true(status, "UpgradeInProgress")
+        rolling_back = ro.incremental(rs) and ro.condition_true(status, "RollbackInProgress")
         skip = (is_active and in_progress and not rolling_back) or (not is_active and rolling_back)
         ns = rc["metadata"].get("namespace", "default")
         try:
@@ -464,7 +429,7 @@ class RayServiceController:
             if ro.incremental(rs):
                 self.upgrade.traffic_status(rs, route, pending)
             serving_pending = self._promote(rs, serve_svc, pending)
-        if self._should_prepare(rs, active, pending, serving_pending):
+        if ro.should_prepare(rs, active, pending, serving_pending):
             name = ro.cluster_name(rs["metadata"]["name"])
             status["pendingServiceStatus"] = {"rayClusterName": name}
             if ro.incremental(rs):
@@ -484,8 +449,8 @@ class RayServiceController:
             status["numServeEndpoints"] = endpoints
         else:
             status.pop("numServeEndpoints", None)
-        self._conditions(status)
-        status["serviceStatus"] = "Running" if condition_true(status, "Ready") else ""
+        ro.conditions(status)
+        status["serviceStatus"] = "Running" if ro.condition_true(status, "Ready") else ""
         if not status["serviceStatus"]:
             status.pop("serviceStatus")
         for side in ("activeServiceStatus", "pendingServiceStatus"):
@@ -500,8 +465,8 @@ class RayServiceController:
         active_name = (status.get("activeServiceStatus") or {}).get("rayClusterName", "")
         promote = False
         if ro.incremental(rs):
-            if condition_true(status, "UpgradeInProgress"):
-                promote = not condition_true(status, "RollbackInProgress") and self.upgrade.complete(rs, pending)
+            if ro.condition_true(status, "UpgradeInProgress"):
+                promote = not ro.condition_true(status, "RollbackInProgress") and self.upgrade.complete(rs, pending)
             elif not active_name and pending_name:
                 promote = True
         elif active_name != points_to:
@@ -510,45 +475,3 @@ class RayServiceController:
             status["activeServiceStatus"] = status.get("pendingServiceStatus") or {}
             status["pendingServiceStatus"] = {}
         return points_to == pending_name and bool(pending_name)
-
-    def _conditions(self, status: Obj) -> None:
-        """``calculateConditions`` (the initializing timeout annotation is not modelled)."""
-        if not status.get("conditions"):
-            message = "RayService is initializing"
-            set_condition(status, "Ready", "False", "Initializing", message)
-            set_condition(status, "UpgradeInProgress", "False", "Initializing", message)
-        if int(status.get("numServeEndpoints") or 0) > 0:
-            set_condition(
-                status, "Ready", "True", "NonZeroServeEndpoints", "Number of serve endpoints is greater than 0"
-            )
-        elif condition_true(status, "Ready"):
-            set_condition(status, "Ready", "False", "ZeroServeEndpoints", "Number of serve endpoints dropped to 0")
-        active = (status.get("activeServiceStatus") or {}).get("rayClusterName")
-        pending = (status.get("pendingServiceStatus") or {}).get("rayClusterName")
-        if active and pending:
-            set_condition(
-                status,
-                "UpgradeInProgress",
-                "True",
-                "BothActivePendingClustersExist",
-                "Both active and pending Ray clusters exist",
-            )
-        elif active:
-            set_condition(
-                status,
-                "UpgradeInProgress",
-                "False",
-                "NoPendingCluster",
-                "Active Ray cluster exists and no pending Ray cluster",
-            )
-        else:
-            cond = next((c for c in status.get("conditions") or [] if c["type"] == "UpgradeInProgress"), None)
-            if cond is None or cond.get("reason") not in ("Initializing", "InitializingTimeout"):
-                set_condition(
-                    status,
-                    "UpgradeInProgress",
-                    "Unknown",
-                    "NoActiveCluster",
-                    "No active Ray cluster exists, and the RayService is not initializing. Please open a "
-                    "GitHub issue in the KubeRay repository.",
-                )

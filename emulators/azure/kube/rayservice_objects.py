@@ -16,7 +16,9 @@
   ``serve``/``serve-*`` ports (8000 by default), selecting ``ray.io/cluster: <cluster>`` and
   ``ray.io/serve: "true"``, of type ``rayClusterConfig.headGroupSpec.serviceType`` unless
   ``spec.serveService`` is given (its metadata, ports and type are kept, the selector not);
-* the validation of ``utils.ValidateRayServiceSpec`` (the parts that concern a RayService).
+* the validation of ``utils.ValidateRayServiceSpec`` (the parts that concern a RayService);
+* ``setCondition``, ``shouldPrepareNewCluster`` and ``calculateConditions`` (the
+  initializing-timeout annotation is not modelled).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from typing import Any
 
 from emulators.azure.kube import raypods
 from emulators.azure.kube.api import random_suffix
+from emulators.azure.kube.kuberay import _is_true
+from emulators.azure.kube.objects import now_iso
 
 Obj = dict[str, Any]
 KUBERAY_VERSION = "v1.7.0"
@@ -250,3 +254,80 @@ def validate(rs: Obj) -> str:
         if not options.get("gatewayClassName"):
             return prefix + "gatewayClassName is required for NewClusterWithIncrementalUpgrade"
     return ""
+
+
+def set_condition(status: Obj, kind: str, value: str, reason: str, message: str) -> None:
+    """``setCondition``: ``meta.SetStatusCondition`` with the status's observedGeneration."""
+    conditions = status.setdefault("conditions", [])
+    cond = {
+        "type": kind,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": int(status.get("observedGeneration") or 0),
+    }
+    for existing in conditions:
+        if existing["type"] == kind:
+            if existing.get("status") != value:
+                existing["lastTransitionTime"] = now_iso()
+            existing.update(cond)
+            return
+    conditions.append({**cond, "lastTransitionTime": now_iso()})
+
+
+def condition_true(status: Obj, kind: str) -> bool:
+    return _is_true(status.get("conditions") or [], kind)
+
+
+def should_prepare(rs: Obj, active: Obj | None, pending: Obj | None, serving_pending: bool) -> bool:
+    """``shouldPrepareNewCluster``."""
+    if serving_pending or condition_true(rs.get("status") or {}, "RollbackInProgress"):
+        return False
+    if active is None and pending is None:
+        return True
+    rc = pending if pending is not None else active
+    assert rc is not None
+    if hash_equal(rs, rc, partial=False) or hash_equal(rs, rc, partial=True):
+        return False
+    return zero_downtime(rs)
+
+
+def conditions(status: Obj) -> None:
+    """``calculateConditions`` (the initializing timeout annotation is not modelled)."""
+    if not status.get("conditions"):
+        message = "RayService is initializing"
+        set_condition(status, "Ready", "False", "Initializing", message)
+        set_condition(status, "UpgradeInProgress", "False", "Initializing", message)
+    if int(status.get("numServeEndpoints") or 0) > 0:
+        set_condition(status, "Ready", "True", "NonZeroServeEndpoints", "Number of serve endpoints is greater than 0")
+    elif condition_true(status, "Ready"):
+        set_condition(status, "Ready", "False", "ZeroServeEndpoints", "Number of serve endpoints dropped to 0")
+    active = (status.get("activeServiceStatus") or {}).get("rayClusterName")
+    pending = (status.get("pendingServiceStatus") or {}).get("rayClusterName")
+    if active and pending:
+        set_condition(
+            status,
+            "UpgradeInProgress",
+            "True",
+            "BothActivePendingClustersExist",
+            "Both active and pending Ray clusters exist",
+        )
+    elif active:
+        set_condition(
+            status,
+            "UpgradeInProgress",
+            "False",
+            "NoPendingCluster",
+            "Active Ray cluster exists and no pending Ray cluster",
+        )
+    else:
+        cond = next((c for c in status.get("conditions") or [] if c["type"] == "UpgradeInProgress"), None)
+        if cond is None or cond.get("reason") not in ("Initializing", "InitializingTimeout"):
+            set_condition(
+                status,
+                "UpgradeInProgress",
+                "Unknown",
+                "NoActiveCluster",
+                "No active Ray cluster exists, and the RayService is not initializing. Please open a "
+                "GitHub issue in the KubeRay repository.",
+            )
