@@ -153,8 +153,8 @@ def _selector(env: Env, name: str) -> dict[str, str]:
 
 def test_a_rayservice_comes_up_ready_on_a_raycluster_of_its_own(emulator: EmulatorProcess, app_dir: Path) -> None:
     env = Env(emulator)
-    body = rayservice("svc", app_dir)
-    body["spec"]["rayClusterConfig"]["headGroupSpec"]["serviceType"] = "LoadBalancer"
+    dns = {"service.beta.kubernetes.io/azure-dns-label-name": "svc"}
+    body = rayservice("svc", app_dir, serveService={"metadata": {"annotations": dns}, "spec": {"type": "LoadBalancer"}})
     env.create_rs(body)
     rs = env.wait_ready("svc")
     status = rs["status"]
@@ -189,8 +189,10 @@ def test_a_rayservice_comes_up_ready_on_a_raycluster_of_its_own(emulator: Emulat
     assert serve.spec.type == "LoadBalancer"
     assert serve.status.load_balancer.ingress[0].ip
     assert serve.metadata.owner_references[0].kind == "RayService"
+    assert serve.metadata.annotations == dns
     head_svc = env.core.read_namespaced_service("svc-head-svc", "default")
     assert head_svc.spec.selector == {"ray.io/cluster": active, "ray.io/node-type": "head"}
+    assert (head_svc.spec.type, head_svc.spec.cluster_ip) == ("ClusterIP", "None")
     head = env.pods(active, "ray.io/node-type=head")[0]
     assert head.metadata.labels["ray.io/serve"] == "true"
 
@@ -419,3 +421,39 @@ def test_a_lost_head_with_gcs_fault_tolerance_comes_back_serving(emulator: Emula
     assert rs["status"]["activeServiceStatus"]["rayClusterName"] == active
     assert env.clusters() == [active]
     assert _selector(env, "svc-serve-svc")["ray.io/cluster"] == active
+
+
+def test_a_lost_head_without_fault_tolerance_gets_its_applications_again(
+    emulator: EmulatorProcess, app_dir: Path
+) -> None:
+    """Without GCS FT the new head's Serve has no application: KubeRay submits the config again."""
+    env = Env(emulator)
+    env.create_rs(rayservice("svc", app_dir))
+    active = env.wait_ready("svc")["status"]["activeServiceStatus"]["rayClusterName"]
+    head = env.pods(active, "ray.io/node-type=head")[0]
+    submitted = len([e for e in env.events("svc") if e.reason == "UpdatedServeApplications"])
+    env.core.delete_namespaced_pod(head.metadata.name, "default")
+
+    def resubmitted() -> Any:
+        heads = env.pods(active, "ray.io/node-type=head")
+        if not heads or heads[0].metadata.uid == head.metadata.uid:
+            return None
+        events = [e for e in env.events("svc") if e.reason == "UpdatedServeApplications"]
+        apps = env.rs("svc")["status"]["activeServiceStatus"].get("applicationStatuses") or {}
+        return (apps.get("fruit") or {}).get("status") == "RUNNING" and sum(e.count for e in events) > submitted
+
+    wait_for(resubmitted, timeout=30, what="the applications submitted to the new head")
+    assert env.clusters() == [active]
+    env.wait_ready("svc")
+
+
+def test_upgrade_strategy_none_changes_nothing(emulator: EmulatorProcess, app_dir: Path) -> None:
+    env = Env(emulator)
+    rs = env.create_rs(rayservice("svc", app_dir, upgradeStrategy={"type": "None"}))
+    active = env.wait_ready("svc")["status"]["activeServiceStatus"]["rayClusterName"]
+    env.patch_rs("svc", {"spec": {"rayClusterConfig": _new_env_var(rs, "2")}})
+    rs = wait_for(lambda: env.rs("svc") if env.rs("svc")["status"].get("observedGeneration") == 2 else None)
+    assert rs["status"]["pendingServiceStatus"] == {}
+    assert rs["status"]["activeServiceStatus"]["rayClusterName"] == active
+    assert _cond(rs, "UpgradeInProgress") == "False"
+    assert env.clusters() == [active]

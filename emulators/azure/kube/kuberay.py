@@ -23,6 +23,8 @@ Each pass reconciles every RayCluster as ``raycluster_controller.go`` does:
   knob), ``RayClusterSuspending``/``RayClusterSuspended``, ``endpoints``, ``head``,
   ``observedGeneration``; ``lastUpdateTime`` moves only when something else changed, so an
   idle cluster causes no writes. Zero counts are omitted, as Go's ``omitempty`` does.
+
+Then its RayServices (:mod:`emulators.azure.kube.rayservice`), in the same namespaces.
 """
 
 from __future__ import annotations

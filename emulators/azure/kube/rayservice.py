@@ -86,6 +86,11 @@ class RayServiceController:
         for rs in list(services):
             with contextlib.suppress(Stop):
                 self._reconcile(cluster, rs, cluster_ip)
+        # Forget the Serve configs of RayServices and the deletion times of clusters now gone.
+        for key in [k for k in self.cache if k[0] == cluster and self.objects.by_uid(cluster, k[1]) is None]:
+            self.cache.pop(key)
+        for key in [k for k in self.dangling if k[0] == cluster and self.objects.by_uid(cluster, k[1]) is None]:
+            self.dangling.pop(key)
         if not services:
             return None
         return time.time() + self.config.rayservice_requeue_seconds
