@@ -457,3 +457,50 @@ def test_upgrade_strategy_none_changes_nothing(emulator: EmulatorProcess, app_di
     assert rs["status"]["activeServiceStatus"]["rayClusterName"] == active
     assert _cond(rs, "UpgradeInProgress") == "False"
     assert env.clusters() == [active]
+
+
+def test_the_serve_rest_api_of_a_plain_raycluster(emulator: EmulatorProcess, app_dir: Path) -> None:
+    """``PUT``/``GET /api/serve/applications/`` on the simulated dashboard, as Rayplane's own
+    code (or ``serve deploy``) would call it through the API server's service proxy."""
+    env = Env(emulator)
+    rc = small_raycluster("rc", workers=0, pool=None, head_pool="cpu")
+    env.create(rc)
+    wait_for(lambda: env.pods("rc", "ray.io/node-type=head") and env.rc("rc")["status"].get("state") == "ready")
+    base = "/api/v1/namespaces/default/services/rc-head-svc:dashboard/proxy/api/serve/applications/"
+    with env.cluster.http() as http:
+        empty = http.get(base).json()
+        assert (empty["applications"], empty["proxies"], empty["controller_info"]) == ({}, {}, {})
+        config = yaml.safe_load(_serve_config(app_dir, ("fruit", "fruit:app"), ("bad", "fruit.nosuch:app")))
+        config["applications"].append({"name": "plain", "import_path": "json:dumps"})  # no deployments listed
+        assert http.put(base, json=config).status_code == 200
+        first = http.get(base).json()["applications"]
+        assert {n: a["status"] for n, a in first.items()} == {
+            "fruit": "DEPLOYING",
+            "bad": "DEPLOYING",
+            "plain": "DEPLOYING",
+        }
+        assert first["fruit"]["deployments"]["FruitStand"]["status"] == "UPDATING"
+
+        def settled() -> Any:
+            apps = http.get(base).json()["applications"]
+            return apps if all(a["status"] != "DEPLOYING" for a in apps.values()) else None
+
+        apps = wait_for(settled, what="the applications deployed")
+        assert {n: a["status"] for n, a in apps.items()} == {
+            "fruit": "RUNNING",
+            "bad": "DEPLOY_FAILED",
+            "plain": "RUNNING",
+        }
+        assert apps["bad"]["message"].rstrip().endswith("ModuleNotFoundError: No module named 'fruit.nosuch'")
+        assert apps["bad"]["deployments"] == {}
+        assert list(apps["plain"]["deployments"]) == ["dumps"]
+        assert apps["fruit"]["deployed_app_config"]["import_path"] == "fruit:app"
+
+        # Dropping an application deletes it; a config that is not one is a 400.
+        assert http.put(base, json={"applications": [config["applications"][0]]}).status_code == 200
+        assert http.get(base).json()["applications"]["plain"]["status"] == "DELETING"
+        wait_for(lambda: set(http.get(base).json()["applications"]) == {"fruit"}, what="the others deleted")
+        assert http.get(base).json()["applications"]["fruit"]["status"] == "RUNNING"
+        refused = http.put(base, json={"applications": [{"name": "x"}]})
+        assert refused.status_code == 400
+        assert "import_path" in refused.text

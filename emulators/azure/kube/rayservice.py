@@ -310,9 +310,8 @@ class RayServiceController:
         ns = rc["metadata"].get("namespace", "default")
         try:
             raw = self.serve.get(cluster, rc, head)
-        except SERVE_ERRORS as exc:  # the dashboard is not answering yet
-            self.event(cluster, rs, "FailedToGetServeApplications", str(exc), "Update", warning=True)
-            return False, None
+        except SERVE_ERRORS as exc:  # the dashboard is not answering yet: KubeRay requeues
+            raise Stop(f"failed to get Serve application statuses from the dashboard. err: {exc}") from exc
         apps: dict[str, Obj] = {}
         ready = bool(raw)
         for app_name, app in raw.items():
@@ -344,7 +343,7 @@ class RayServiceController:
                     "Update",
                     warning=True,
                 )
-                return False, apps
+                raise Stop(str(exc)) from exc
             self.event(
                 cluster,
                 rs,

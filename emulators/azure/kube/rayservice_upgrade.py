@@ -302,7 +302,7 @@ class IncrementalUpgrade:
                 "Update",
                 warning=True,
             )
-            return
+            raise ro.Stop(str(exc)) from exc
         (active if name == active.get("rayClusterName") else pending)["targetCapacity"] = goal
         self.c.event(
             cluster,
