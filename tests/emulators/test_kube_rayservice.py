@@ -504,3 +504,46 @@ def test_the_serve_rest_api_of_a_plain_raycluster(emulator: EmulatorProcess, app
         refused = http.put(base, json={"applications": [{"name": "x"}]})
         assert refused.status_code == 400
         assert "import_path" in refused.text
+
+
+def test_reverting_the_spec_mid_incremental_upgrade_rolls_back(emulator: EmulatorProcess, app_dir: Path) -> None:
+    env = Env(emulator, gateway=True)
+    options = {"gatewayClassName": "istio", "stepSizePercent": 50, "intervalSeconds": 1, "maxSurgePercent": 50}
+    strategy = {"type": "NewClusterWithIncrementalUpgrade", "clusterUpgradeOptions": options}
+    body = rayservice("svc", app_dir, upgradeStrategy=strategy)
+    body["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] = True
+    rs = env.create_rs(body)
+    old = env.wait_ready("svc")["status"]["activeServiceStatus"]["rayClusterName"]
+    original = copy.deepcopy(rs["spec"]["rayClusterConfig"])
+    env.patch_rs("svc", {"spec": {"rayClusterConfig": _new_env_var(rs, "2")}})
+    new = wait_for(lambda: (env.rs("svc")["status"].get("pendingServiceStatus") or {}).get("rayClusterName"))
+
+    def weights() -> dict[str, int]:
+        obj = env.co.get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", "default", "httproutes", "svc-httproute"
+        )
+        return {r["name"]: r["weight"] for r in obj["spec"]["rules"][0]["backendRefs"]}
+
+    wait_for(lambda: weights().get(f"{new}-serve-svc") == 50, timeout=30, what="half the traffic on the new cluster")
+    env.co.replace_namespaced_custom_object(
+        *RS, "svc", {**env.rs("svc"), "spec": {**env.rs("svc")["spec"], "rayClusterConfig": original}}
+    )
+    rolling = wait_for(lambda: env.rs("svc") if _cond(env.rs("svc"), "RollbackInProgress") == "True" else None)
+    cond = next(c for c in rolling["status"]["conditions"] if c["type"] == "RollbackInProgress")
+    assert (cond["reason"], cond["message"]) == (
+        "DesiredClusterSpecChanged",
+        "Goal state reverted to original cluster, rolling back.",
+    )
+
+    def rolled_back() -> Obj | None:
+        rs = env.rs("svc")
+        return rs if rs["status"]["pendingServiceStatus"] == {} else None
+
+    rs = wait_for(rolled_back, timeout=30, what="the rollback to finish")
+    assert rs["status"]["activeServiceStatus"]["rayClusterName"] == old
+    assert rs["status"]["activeServiceStatus"]["targetCapacity"] == 100
+    assert rs["status"]["activeServiceStatus"]["trafficRoutedPercent"] == 100
+    assert _cond(rs, "RollbackInProgress") is None
+    wait_for(lambda: weights() == {f"{old}-serve-svc": 100}, what="the route back on the old cluster only")
+    wait_for(lambda: env.clusters() == [old], what="the new cluster deleted")
+    assert env.wait_ready("svc")["status"]["activeServiceStatus"]["rayClusterName"] == old

@@ -127,6 +127,8 @@ class RayServiceController:
             self._maybe_update(cluster, rs, active, "active")
         if pending is not None:
             self._maybe_update(cluster, rs, pending, "pending")
+        if ro.incremental(rs) and ro.condition_true(status, "UpgradeInProgress") and active is not None and pending:
+            self.upgrade.rollback_state(rs, active, pending)
         if ro.incremental(rs) and ro.condition_true(status, "UpgradeInProgress") and active is None:
             self.event(
                 cluster,
@@ -433,6 +435,8 @@ class RayServiceController:
             if ro.incremental(rs):
                 self.upgrade.traffic_status(rs, route, pending)
             serving_pending = self._promote(rs, serve_svc, pending)
+        if ro.condition_true(status, "RollbackInProgress") and self.upgrade.finish_rollback(rs, pending):
+            pending = None
         if ro.should_prepare(rs, active, pending, serving_pending):
             name = ro.cluster_name(rs["metadata"]["name"])
             status["pendingServiceStatus"] = {"rayClusterName": name}

@@ -20,7 +20,13 @@
   ``lastTrafficMigratedTime`` record it. The pending side is promoted when the active
   capacity is 0 and the pending traffic 100.
 
-Rollback (``RollbackInProgress``, a spec reverted mid-upgrade) is not modelled.
+Rollback (``reconcileRollbackState``, ``shouldCompleteIncrementalRollback``): a goal spec
+that is the active cluster's again, or a third one, mid-upgrade sets ``RollbackInProgress``
+(``DesiredClusterSpecChanged``); traffic and ``target_capacity`` then move back to the
+active cluster by the same steps, no new cluster is prepared, and once the active side is
+back at 100/100 (and the pending one at 0/0, or its head not ready) the pending side is
+dropped (its cluster goes after the deletion delay). A goal spec equal to the pending
+cluster's again cancels the rollback.
 """
 
 from __future__ import annotations
@@ -128,12 +134,20 @@ class IncrementalUpgrade:
         pending_weight = int(pending.get("trafficRoutedPercent", 0))
         options = ro.upgrade_options(rs)
         pending_capacity = int(pending.get("targetCapacity", 0))
-        if pending_weight == pending_capacity:
+        active_capacity = int(active.get("targetCapacity", 100))
+        rolling_back = ro.condition_true(status, "RollbackInProgress")
+        if (pending_weight == pending_capacity and not rolling_back) or (
+            rolling_back and active_weight == active_capacity
+        ):
             return active_weight, pending_weight
-        last = _parse(pending.get("lastTrafficMigratedTime"))
+        last = _parse((active if rolling_back else pending).get("lastTrafficMigratedTime"))
         due = last is None or time.time() - last >= float(options.get("intervalSeconds") or 1)
-        if due and pending_ready:
-            pending_weight = min(100, pending_weight + int(options.get("stepSizePercent") or 0), pending_capacity)
+        step = int(options.get("stepSizePercent") or 0)
+        if due and rolling_back:
+            active_weight = min(100, active_weight + step, active_capacity)
+            pending_weight = 100 - active_weight
+        elif due and pending_ready:
+            pending_weight = min(100, pending_weight + step, pending_capacity)
             active_weight = 100 - pending_weight
         return active_weight, pending_weight
 
@@ -267,6 +281,8 @@ class IncrementalUpgrade:
             return True
         if "targetCapacity" not in pending or "trafficRoutedPercent" not in pending:
             return True
+        if ro.condition_true(status, "RollbackInProgress"):
+            return not (active["targetCapacity"] == 100 and pending["targetCapacity"] == 0)
         return not (active["targetCapacity"] == 0 and pending["targetCapacity"] == 100)
 
     def target_capacity(self, cluster: str, rs: Obj, rc: Obj, head: Obj) -> None:
@@ -279,13 +295,21 @@ class IncrementalUpgrade:
         pending.setdefault("targetCapacity", 0)
         active_cap, pending_cap = int(active["targetCapacity"]), int(pending["targetCapacity"])
         surge = int(ro.upgrade_options(rs).get("maxSurgePercent", 100))
-        if pending_cap != int(pending.get("trafficRoutedPercent", 0)):
-            return  # traffic is still moving to the pending cluster
         name = rc["metadata"]["name"]
+        is_active, is_pending = name == active.get("rayClusterName"), name == pending.get("rayClusterName")
         goal: int | None = None
-        if name == active.get("rayClusterName") and active_cap + pending_cap > 100:
+        if ro.condition_true(status, "RollbackInProgress"):
+            if active_cap != int(active.get("trafficRoutedPercent", 0)):
+                return  # traffic is still moving back to the active cluster
+            if is_pending and active_cap + pending_cap > 100:
+                goal = max(0, pending_cap - surge)
+            elif is_active and active_cap + pending_cap <= 100:
+                goal = min(100, active_cap + surge)
+        elif pending_cap != int(pending.get("trafficRoutedPercent", 0)):
+            return  # traffic is still moving to the pending cluster
+        elif is_active and active_cap + pending_cap > 100:
             goal = max(0, active_cap - surge)
-        elif name == pending.get("rayClusterName") and active_cap + pending_cap <= 100:
+        elif is_pending and active_cap + pending_cap <= 100:
             goal = min(100, pending_cap + surge)
         if goal is None:
             return
@@ -303,7 +327,7 @@ class IncrementalUpgrade:
                 warning=True,
             )
             raise ro.Stop(str(exc)) from exc
-        (active if name == active.get("rayClusterName") else pending)["targetCapacity"] = goal
+        (active if is_active else pending)["targetCapacity"] = goal
         self.c.event(
             cluster,
             rs,
@@ -311,3 +335,43 @@ class IncrementalUpgrade:
             f"Updated target_capacity of serve applications to to the RayCluster {ns}/{name}",
             "Update",
         )
+
+    # -- rollback ---------------------------------------------------------------------------------
+    def rollback_state(self, rs: Obj, active: Obj, pending: Obj) -> None:
+        """``reconcileRollbackState`` (an upgrade is in progress)."""
+        status = rs["status"]
+        target = ro.spec_hash((rs.get("spec") or {}).get("rayClusterConfig") or {})
+        original = (active["metadata"].get("annotations") or {}).get(ro.HASH_KEY)
+        upgraded = (pending["metadata"].get("annotations") or {}).get(ro.HASH_KEY)
+        rolling_back = ro.condition_true(status, "RollbackInProgress")
+        if target == original:
+            if not rolling_back:
+                message = "Goal state reverted to original cluster, rolling back."
+                ro.set_condition(status, "RollbackInProgress", "True", "DesiredClusterSpecChanged", message)
+        elif target == upgraded:
+            if rolling_back:
+                status["conditions"] = [c for c in status["conditions"] if c["type"] != "RollbackInProgress"]
+        elif not rolling_back:
+            message = "Goal state changed mid-upgrade, rolling back to original cluster."
+            ro.set_condition(status, "RollbackInProgress", "True", "DesiredClusterSpecChanged", message)
+
+    def finish_rollback(self, rs: Obj, pending: Obj | None) -> bool:
+        """``shouldCompleteIncrementalRollback`` and its effect; whether the pending side went."""
+        status = rs["status"]
+        active_s, pending_s = status.get("activeServiceStatus") or {}, status.get("pendingServiceStatus") or {}
+        healthy = pending is not None and ro.condition_true(pending.get("status") or {}, "HeadPodReady")
+        done = (
+            active_s.get("targetCapacity", -1) == 100
+            and active_s.get("trafficRoutedPercent", -1) == 100
+            and (
+                not healthy
+                or (pending_s.get("targetCapacity", -1) == 0 and pending_s.get("trafficRoutedPercent", -1) == 0)
+            )
+        )
+        if not done:
+            return False
+        status["pendingServiceStatus"] = {}
+        status["conditions"] = [c for c in status["conditions"] if c["type"] != "RollbackInProgress"]
+        message = "Rollback complete, active Ray cluster exists and no pending Ray cluster"
+        ro.set_condition(status, "UpgradeInProgress", "False", "NoPendingCluster", message)
+        return True
