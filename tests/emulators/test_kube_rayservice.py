@@ -547,3 +547,31 @@ def test_reverting_the_spec_mid_incremental_upgrade_rolls_back(emulator: Emulato
     wait_for(lambda: weights() == {f"{old}-serve-svc": 100}, what="the route back on the old cluster only")
     wait_for(lambda: env.clusters() == [old], what="the new cluster deleted")
     assert env.wait_ready("svc")["status"]["activeServiceStatus"]["rayClusterName"] == old
+
+
+def test_suspend_deletes_the_clusters_and_resume_brings_the_service_back(
+    emulator: EmulatorProcess, app_dir: Path
+) -> None:
+    env = Env(emulator)
+    env.create_rs(rayservice("svc", app_dir))
+    first = env.wait_ready("svc")["status"]["activeServiceStatus"]["rayClusterName"]
+    env.patch_rs("svc", {"spec": {"suspend": True}})
+    suspended = wait_for(lambda: env.rs("svc") if _cond(env.rs("svc"), "Suspended") == "True" else None)
+    status = suspended["status"]
+    assert (status["activeServiceStatus"], status["pendingServiceStatus"]) == ({}, {})
+    assert "serviceStatus" not in status
+    assert "numServeEndpoints" not in status
+    assert _cond(suspended, "Ready") == "False"
+    assert _cond(suspended, "Suspending") == "False"
+    assert env.clusters() == []
+    names = {s.metadata.name for s in env.core.list_namespaced_service("default").items}
+    assert not names & {"svc-head-svc", "svc-serve-svc"}
+    reasons = {e.reason for e in env.events("svc")}
+    assert {"DeletedRayCluster", "DeletedService"} <= reasons
+
+    env.patch_rs("svc", {"spec": {"suspend": False}})
+    rs = env.wait_ready("svc")
+    assert _cond(rs, "Suspended") == "False"
+    resumed = rs["status"]["activeServiceStatus"]["rayClusterName"]
+    assert resumed != first
+    assert env.clusters() == [resumed]

@@ -8,7 +8,8 @@ namespaces the operator watches. Each pass over a RayService follows ``Reconcile
    ``spec.rayClusterDeletionDelaySeconds`` (else the ``rayservice_deletion_delay_seconds``
    knob, KubeRay's 60 s) has passed since they were first seen dangling;
 3. ``ValidateRayServiceSpec``: an invalid RayService gets ``Ready=False``/``ValidationFailed``
-   and a Warning ``InvalidRayServiceSpec`` event;
+   and a Warning ``InvalidRayServiceSpec`` event; then ``spec.suspend``
+   (:mod:`~emulators.azure.kube.rayservice_suspend`);
 4. the pending cluster named in ``status.pendingServiceStatus.rayClusterName`` is created
    when missing; the active (outside an upgrade) and pending clusters are updated in place
    when only worker groups were appended;
@@ -52,6 +53,7 @@ from emulators.azure.kube.events import EventRecorder
 from emulators.azure.kube.kuberay import RAYCLUSTERS, is_ready, node_type
 from emulators.azure.kube.objects import now_iso
 from emulators.azure.kube.rayservice_objects import Stop
+from emulators.azure.kube.rayservice_suspend import handle_suspend
 from emulators.azure.kube.rayservice_upgrade import IncrementalUpgrade
 from emulators.azure.kube.serveclient import SERVE_ERRORS, ServeBackend
 
@@ -115,6 +117,9 @@ class RayServiceController:
         if problem:
             self.event(cluster, rs, "InvalidRayServiceSpec", f"{ns}/{m['name']}: {problem}", "Validate", warning=True)
             ro.set_condition(status, "Ready", "False", "ValidationFailed", problem)
+            self._write(cluster, rs, original)
+            return
+        if handle_suspend(self, cluster, rs):
             self._write(cluster, rs, original)
             return
         active = self.get_rc(cluster, ns, (status.get("activeServiceStatus") or {}).get("rayClusterName", ""))
