@@ -394,6 +394,41 @@ def test_an_invalid_rayservice_is_refused_or_marked_failed(emulator: EmulatorPro
     assert "Spec.UpgradeStrategy.Type value Sometimes is invalid" in ready["message"]
     event = wait_for(lambda: [e for e in env.events("odd") if e.reason == "InvalidRayServiceSpec"])
     assert event[0].type == "Warning"
+    late = rayservice("late", app_dir)
+    late["metadata"]["annotations"] = {"ray.io/initializing-timeout": "soon"}
+    env.create_rs(late)
+    failed = wait_for(lambda: env.rs("late") if _cond(env.rs("late"), "Ready") == "False" else None)
+    ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["message"] == (
+        "The RayService metadata is invalid: RayService annotations is invalid: annotation "
+        "ray.io/initializing-timeout has invalid format: soon. Expected Go duration format (e.g., '5m', '1h') "
+        "or positive integer seconds"
+    )
+    assert env.clusters() == []
+
+
+def test_a_rayservice_that_never_gets_ready_times_out(emulator: EmulatorProcess, app_dir: Path) -> None:
+    """``ray.io/initializing-timeout``: past it, the RayService fails for good and loses its cluster."""
+    env = Env(emulator)
+    body = rayservice("svc", app_dir, serve=_serve_config(app_dir, ("fruit", "nosuchmodule:app")))
+    body["metadata"]["annotations"] = {"ray.io/initializing-timeout": "2s"}
+    env.create_rs(body)
+    first = wait_for(lambda: env.clusters(), what="a cluster")
+
+    def timed_out() -> Obj | None:
+        rs = env.rs("svc")
+        ready = next((c for c in (rs.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {})
+        return rs if ready.get("reason") == "InitializingTimeout" else None
+
+    rs = wait_for(timed_out, timeout=30, what="the initializing timeout")
+    ready = next(c for c in rs["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["message"].startswith("RayService failed to become ready within the configured timeout of 2s.")
+    assert "rayClusterName" not in rs["status"]["pendingServiceStatus"]
+    assert "rayClusterName" not in rs["status"]["activeServiceStatus"]
+    wait_for(lambda: env.clusters() == [], what=f"{first} deleted")
+    event = next(e for e in env.events("svc") if e.reason == "RayServiceInitializingTimeout")
+    assert event.type == "Warning"
+    assert "(configured timeout: 2s)" in event.message
     assert env.clusters() == []
 
 

@@ -3,13 +3,15 @@
 Run by :class:`emulators.azure.kube.kuberay.KubeRayOperator` after its RayClusters, in the
 namespaces the operator watches. Each pass over a RayService follows ``Reconcile``:
 
-1. the finalizer ``ray.io/rayservice-finalizer`` is added (then the pass ends);
+1. a RayService whose ``spec.managedBy`` names another controller is left alone; the
+   finalizer ``ray.io/rayservice-finalizer`` is added (then the pass ends);
 2. RayClusters of the RayService that are neither active nor pending are deleted once
    ``spec.rayClusterDeletionDelaySeconds`` (else the ``rayservice_deletion_delay_seconds``
    knob, KubeRay's 60 s) has passed since they were first seen dangling;
-3. ``ValidateRayServiceSpec``: an invalid RayService gets ``Ready=False``/``ValidationFailed``
-   and a Warning ``InvalidRayServiceSpec`` event; then ``spec.suspend``
-   (:mod:`~emulators.azure.kube.rayservice_suspend`);
+3. ``ValidateRayServiceMetadata`` and ``ValidateRayServiceSpec``: an invalid RayService gets
+   ``Ready=False``/``ValidationFailed`` and a Warning ``InvalidRayServiceMetadata``/``Spec``
+   event; then ``spec.suspend`` (:mod:`~emulators.azure.kube.rayservice_suspend`); a
+   RayService past its ``ray.io/initializing-timeout`` gets no further than this;
 4. the pending cluster named in ``status.pendingServiceStatus.rayClusterName`` is created
    when missing; the active (outside an upgrade) and pending clusters are updated in place
    when only worker groups were appended;
@@ -27,7 +29,9 @@ namespaces the operator watches. Each pass over a RayService follows ``Reconcile
    ``rayClusterConfig`` changed (``NewCluster``; nothing with ``None``), ``numServeEndpoints``
    (Ready pods the serve service selects), conditions ``Ready`` and ``UpgradeInProgress``,
    ``serviceStatus`` (``Running`` when Ready), ``observedGeneration``, ``lastUpdateTime``
-   (only when something else changed).
+   (only when something else changed). A RayService still initializing past its
+   ``ray.io/initializing-timeout`` loses its clusters (``Ready=False``/``InitializingTimeout``,
+   a Warning event), for good.
 
 A LoadBalancer Service it creates gets ``status.loadBalancer.ingress[0].ip`` at once, as
 Azure's cloud provider would give it a public IP.
@@ -104,6 +108,8 @@ class RayServiceController:
     def _reconcile(self, cluster: str, rs: Obj, cluster_ip: bool) -> None:
         m = rs["metadata"]
         ns = m.get("namespace", "default")
+        if (rs.get("spec") or {}).get("managedBy", ro.KUBERAY_CONTROLLER) != ro.KUBERAY_CONTROLLER:
+            return  # managed by another controller (MultiKueue...)
         if ro.FINALIZER not in (m.get("finalizers") or []):
             updated = copy.deepcopy(rs)
             updated["metadata"]["finalizers"] = [*(m.get("finalizers") or []), ro.FINALIZER]
@@ -113,15 +119,19 @@ class RayServiceController:
         original = copy.deepcopy(rs.get("status") or {})
         status = rs.setdefault("status", {})
         self._clean_up(cluster, rs)
-        problem = ro.validate(rs)
+        problem, reason = ro.validate_metadata(rs), "InvalidRayServiceMetadata"
+        if not problem:
+            problem, reason = ro.validate(rs), "InvalidRayServiceSpec"
         if problem:
-            self.event(cluster, rs, "InvalidRayServiceSpec", f"{ns}/{m['name']}: {problem}", "Validate", warning=True)
+            self.event(cluster, rs, reason, f"{ns}/{m['name']}: {problem}", "Validate", warning=True)
             ro.set_condition(status, "Ready", "False", "ValidationFailed", problem)
             self._write(cluster, rs, original)
             return
         if handle_suspend(self, cluster, rs):
             self._write(cluster, rs, original)
             return
+        if ro.timed_out(status):
+            return  # a terminal failure: only the clean-up above runs
         active = self.get_rc(cluster, ns, (status.get("activeServiceStatus") or {}).get("rayClusterName", ""))
         pending = self.get_rc(cluster, ns, (status.get("pendingServiceStatus") or {}).get("rayClusterName", ""))
         pending_name = (status.get("pendingServiceStatus") or {}).get("rayClusterName", "")
@@ -394,19 +404,6 @@ class RayServiceController:
         }
         return self.api.write(cluster, res.SERVICES.key, updated)
 
-    def ready_endpoints(self, cluster: str, ns: str, name: str) -> int:
-        svc = self.objects.get(cluster, res.SERVICES.key, ns, name)
-        selector = ((svc or {}).get("spec") or {}).get("selector") or {}
-        if not selector:
-            return 0
-        return sum(
-            1
-            for p in self.objects.iter_type(cluster, res.PODS.key)
-            if p["metadata"].get("namespace") == ns
-            and is_ready(p)
-            and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
-        )
-
     # -- status -------------------------------------------------------------------------------
     def _status(
         self,
@@ -455,14 +452,24 @@ class RayServiceController:
         serve_name = f"{rs['metadata']['name']}-serve-svc"
         if ro.incremental(rs) and active is not None:
             serve_name = f"{active['metadata']['name']}-serve-svc"
-        endpoints = self.ready_endpoints(cluster, ns, serve_name)
+        endpoints = ro.ready_endpoints(self.objects, cluster, ns, serve_name)
         if ro.incremental(rs) and pending is not None:
-            endpoints += self.ready_endpoints(cluster, ns, f"{pending['metadata']['name']}-serve-svc")
+            endpoints += ro.ready_endpoints(self.objects, cluster, ns, f"{pending['metadata']['name']}-serve-svc")
         if endpoints:
             status["numServeEndpoints"] = endpoints
         else:
             status.pop("numServeEndpoints", None)
-        ro.conditions(status)
+        text = str((rs["metadata"].get("annotations") or {}).get(ro.TIMEOUT_ANNOTATION) or "")
+        fired = ro.conditions(status, ro.parse_timeout(text) if text else None)
+        if fired:
+            self.event(
+                cluster,
+                rs,
+                "RayServiceInitializingTimeout",
+                fired,
+                "Reconcile",
+                warning=True,
+            )
         status["serviceStatus"] = "Running" if ro.condition_true(status, "Ready") else ""
         if not status["serviceStatus"]:
             status.pop("serviceStatus")

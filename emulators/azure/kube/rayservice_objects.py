@@ -17,22 +17,30 @@
   ``ray.io/serve: "true"``, of type ``rayClusterConfig.headGroupSpec.serviceType`` unless
   ``spec.serveService`` is given (its metadata, ports and type are kept, the selector not);
 * the validation of ``utils.ValidateRayServiceSpec`` (the parts that concern a RayService);
-* ``setCondition``, ``shouldPrepareNewCluster`` and ``calculateConditions`` (the
-  initializing-timeout annotation is not modelled).
+* ``setCondition``, ``shouldPrepareNewCluster``, ``calculateConditions`` with
+  ``markFailedOnInitializingTimeout`` (annotation ``ray.io/initializing-timeout``: Go duration
+  or seconds) and ``ValidateRayServiceMetadata``.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import datetime as dt
 import hashlib
 import json
-from typing import Any
+import re
+import time
+from typing import TYPE_CHECKING, Any
 
 from emulators.azure.kube import raypods
+from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import random_suffix
-from emulators.azure.kube.kuberay import _is_true
+from emulators.azure.kube.kuberay import _is_true, is_ready
 from emulators.azure.kube.objects import now_iso
+
+if TYPE_CHECKING:
+    from emulators.azure.kube.objects import ObjectStore
 
 Obj = dict[str, Any]
 KUBERAY_VERSION = "v1.7.0"
@@ -43,6 +51,9 @@ HASH_KEY = "ray.io/hash-without-replicas-and-workers-to-delete"
 NUM_GROUPS_KEY = "ray.io/num-worker-groups"
 VERSION_KEY = "ray.io/kuberay-version"
 FINALIZER = "ray.io/rayservice-finalizer"
+TIMEOUT_ANNOTATION = "ray.io/initializing-timeout"
+MAX_NAME_LENGTH = 53 - 6  # MaxRayServiceNameLength
+KUBERAY_CONTROLLER = "ray.io/kuberay-operator"
 UPGRADE_TYPES = ("NewClusterWithIncrementalUpgrade", "NewCluster", "None")
 
 
@@ -292,8 +303,11 @@ def should_prepare(rs: Obj, active: Obj | None, pending: Obj | None, serving_pen
     return zero_downtime(rs)
 
 
-def conditions(status: Obj) -> None:
-    """``calculateConditions`` (the initializing timeout annotation is not modelled)."""
+def conditions(status: Obj, timeout: float | None = None) -> str:
+    """``calculateConditions``, with ``markFailedOnInitializingTimeout`` for a ``timeout`` (the
+    ``ray.io/initializing-timeout`` annotation, seconds); the Warning event's message when the
+    timeout fired, else ""."""
+    fired = ""
     if not status.get("conditions"):
         message = "RayService is initializing"
         set_condition(status, "Ready", "False", "Initializing", message)
@@ -302,6 +316,23 @@ def conditions(status: Obj) -> None:
         set_condition(status, "Ready", "True", "NonZeroServeEndpoints", "Number of serve endpoints is greater than 0")
     elif condition_true(status, "Ready"):
         set_condition(status, "Ready", "False", "ZeroServeEndpoints", "Number of serve endpoints dropped to 0")
+    elif timeout is not None:
+        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+        since = _seconds(str((ready or {}).get("lastTransitionTime") or ""))
+        if ready is not None and ready.get("reason") == "Initializing" and since is not None:
+            spent = time.time() - since
+            if spent >= timeout:
+                for side in ("activeServiceStatus", "pendingServiceStatus"):
+                    status.setdefault(side, {}).pop("rayClusterName", None)
+                fired = (
+                    f"RayService failed to become ready within the configured timeout of {_go_duration(timeout)}. "
+                    f"Time spent initializing: {_go_duration(spent)}"
+                )
+                set_condition(status, "Ready", "False", "InitializingTimeout", fired)
+                fired = (
+                    f"RayService initializing timeout exceeded after {_go_duration(spent)} "
+                    f"(configured timeout: {_go_duration(timeout)})"
+                )
     active = (status.get("activeServiceStatus") or {}).get("rayClusterName")
     pending = (status.get("pendingServiceStatus") or {}).get("rayClusterName")
     if active and pending:
@@ -331,3 +362,82 @@ def conditions(status: Obj) -> None:
                 "No active Ray cluster exists, and the RayService is not initializing. Please open a "
                 "GitHub issue in the KubeRay repository.",
             )
+    return fired
+
+
+def timed_out(status: Obj) -> bool:
+    """``isInitializingTimeout``: a terminal failure until the RayService is recreated."""
+    ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+    return ready is not None and ready.get("status") == "False" and ready.get("reason") == "InitializingTimeout"
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_timeout(text: str) -> float | None:
+    """``ray.io/initializing-timeout``: a Go duration (``5m``, ``1h30m``) or integer seconds."""
+    text = text.strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        return float(int(text))
+    if text and re.fullmatch(f"(?:{_DURATION.pattern})+", text):
+        return sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
+    return None
+
+
+def _go_duration(seconds: float) -> str:
+    """Go's ``time.Duration.String`` (to the millisecond)."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    out = f"{int(hours)}h" if hours else ""
+    out += f"{int(minutes)}m" if hours or minutes else ""
+    return out + f"{round(secs, 3):g}s"
+
+
+def _seconds(stamp: str) -> float | None:
+    if not stamp:
+        return None
+    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+
+
+def validate_metadata(rs: Obj) -> str:
+    """``ValidateRayServiceMetadata``'s message, or "" when valid."""
+    name = str(rs["metadata"].get("name", ""))
+    prefix = "The RayService metadata is invalid: "
+    if len(name) > MAX_NAME_LENGTH:
+        return prefix + f"RayService name should be no more than {MAX_NAME_LENGTH} characters"
+    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name):
+        return prefix + (
+            "RayService name should be a valid DNS1035 label: [a DNS-1035 label must consist of lower case "
+            "alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric "
+            "character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')]"
+        )
+    text = str((rs["metadata"].get("annotations") or {}).get(TIMEOUT_ANNOTATION) or "")
+    if text:
+        value = parse_timeout(text)
+        bad = prefix + f"RayService annotations is invalid: annotation {TIMEOUT_ANNOTATION} "
+        if value is None:
+            return bad + (
+                f"has invalid format: {text}. "
+                "Expected Go duration format (e.g., '5m', '1h') or positive integer seconds"
+            )
+        if value <= 0:
+            kind = "positive integer (seconds)" if re.fullmatch(r"[+-]?\d+", text.strip()) else "positive duration"
+            return bad + f"must be a {kind}, got: {text}"
+    return ""
+
+
+def ready_endpoints(objects: ObjectStore, cluster: str, ns: str, name: str) -> int:
+    """``calculateNumServeEndpointsFromSlices``: the Ready pods the Service ``name`` selects
+    (KubeRay counts ready EndpointSlice endpoints, one per pod)."""
+    svc = objects.get(cluster, res.SERVICES.key, ns, name)
+    selector = ((svc or {}).get("spec") or {}).get("selector") or {}
+    if not selector:
+        return 0
+    return sum(
+        1
+        for p in objects.iter_type(cluster, res.PODS.key)
+        if p["metadata"].get("namespace") == ns
+        and is_ready(p)
+        and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+    )
