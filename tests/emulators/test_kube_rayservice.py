@@ -417,7 +417,7 @@ def test_a_rayservice_that_never_gets_ready_times_out(emulator: EmulatorProcess,
 
     def timed_out() -> Obj | None:
         rs = env.rs("svc")
-        ready = next((c for c in (rs.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {})
+        ready: Obj = next((c for c in (rs.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {})
         return rs if ready.get("reason") == "InitializingTimeout" else None
 
     rs = wait_for(timed_out, timeout=30, what="the initializing timeout")
