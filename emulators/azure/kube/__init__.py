@@ -14,16 +14,17 @@ output), ``watch`` (change feed, watch streams), ``events`` + ``eventsv1`` (what
 simulated components report), ``logs`` (pod logs), ``metrics`` (``kubectl top``),
 ``nodeedits`` (cordon, taints and labels of nodes).
 
-Modules: ``objects`` (store), ``api`` (verbs), ``kinds`` (built-in defaulting),
-``validation`` (schemas), ``patch``, ``selectors``, ``resources`` (types, discovery),
-``nodes``, ``scheduler``, ``workloads`` (pods, deployments), ``raypods`` + ``kuberay``
-(operator), ``jobs`` + ``dashboard`` (simulated Ray), ``raynodes`` + ``rayargs`` (real Ray
-nodes behind the pods, ``ray_backend: "real"``), ``proxy``, ``controller`` (loop), ``config``,
-``service`` (wiring), ``testing`` (client helpers for tests). What kubectl needs on the wire:
-``protobuf`` + ``protofields`` (protobuf request bodies), ``openapi`` + ``openapi_pb``
-(OpenAPI v3/v2), ``strategic`` (strategic merge patch), ``fieldvalidation``
-(``fieldValidation=Strict``), ``aggregated`` (aggregated discovery), ``endpoints`` (OpenAPI,
-health, self reviews).
+Modules: ``objects`` (store), ``api`` (verbs), ``kinds`` (built-in defaulting), ``validation``
+(schemas), ``patch``, ``selectors``, ``resources`` (types, discovery), ``nodes``,
+``scheduler``, ``workloads`` (pods, deployments), ``raypods`` + ``kuberay`` (operator),
+``rayservice`` + ``rayservice_objects`` + ``rayservice_upgrade`` (its RayService controller),
+``jobs`` + ``dashboard`` + ``serve`` + ``serveclient`` (simulated Ray and Serve), ``raynodes``
++ ``rayargs`` (real Ray nodes behind the pods, ``ray_backend: "real"``), ``proxy``,
+``controller`` (loop), ``config``, ``service`` (wiring), ``testing`` (client helpers for
+tests). What kubectl needs on the wire: ``protobuf`` + ``protofields`` (protobuf request
+bodies), ``openapi`` + ``openapi_pb`` (OpenAPI v3/v2), ``strategic`` (strategic merge patch),
+``fieldvalidation`` (``fieldValidation=Strict``), ``aggregated`` (aggregated discovery),
+``endpoints`` (OpenAPI, health, self reviews).
 """
 
 from __future__ import annotations

@@ -45,6 +45,9 @@ class KubeConfig:
     system_daemonsets: bool = True
     extra_daemonset_cpu_m: int = 0
     extra_daemonset_memory_mib: int = 0
+    serve_deploy_seconds: float = 1.0
+    rayservice_requeue_seconds: float = 2.0
+    rayservice_deletion_delay_seconds: float = 60.0
 
 
 class ConfigUpdate(BaseModel):
@@ -80,6 +83,13 @@ class ConfigUpdate(BaseModel):
     * ``extra_daemonset_cpu_m`` / ``extra_daemonset_memory_mib`` -- more DaemonSet requests
       on every node (default 0): a test's way to model an add-on that leaves a pod sized
       for AKS's documented reservations without room.
+    * ``serve_deploy_seconds`` -- how long a simulated Serve application stays ``DEPLOYING``
+      (or ``DELETING``) before it is ``RUNNING`` (or ``DEPLOY_FAILED``, or gone) (default 1.0).
+    * ``rayservice_requeue_seconds`` -- how often the RayService controller looks at a
+      RayService that nothing changed (default 2.0, KubeRay's ``ServiceDefaultRequeueDuration``).
+    * ``rayservice_deletion_delay_seconds`` -- how long an old RayCluster of a RayService is
+      kept after traffic left it, unless ``spec.rayClusterDeletionDelaySeconds`` says
+      (default 60, KubeRay's ``RayClusterDeletionDelayDuration``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -99,6 +109,9 @@ class ConfigUpdate(BaseModel):
     system_daemonsets: bool | None = None
     extra_daemonset_cpu_m: int | None = None
     extra_daemonset_memory_mib: int | None = None
+    serve_deploy_seconds: float | None = None
+    rayservice_requeue_seconds: float | None = None
+    rayservice_deletion_delay_seconds: float | None = None
 
 
 def load(store: DocumentStore, fleet: Fleet) -> KubeConfig:

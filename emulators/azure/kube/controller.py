@@ -96,6 +96,7 @@ class Controller:
                 scope = f"head:{uid}"
                 self.jobs.head_lost(scope, keep=False)
                 self.dashboard._seen.pop(scope, None)
+                self.dashboard.serve.forget(scope)
                 rc = self.owner_rc(cluster, old)
                 if rc is not None and (rc.get("spec") or {}).get("gcsFaultToleranceOptions"):
                     self.jobs.head_lost(scope_of(rc, old), keep=True)
@@ -188,10 +189,13 @@ class Controller:
     def reconcile(self, cluster: str, now: float) -> float | None:
         """One pass over a cluster; when the next timed change is due."""
         self.workloads.deployments(cluster)
-        self.kuberay.reconcile(cluster)
+        requeue = self.kuberay.reconcile(cluster)
         nodes = self.fleet.nodes(cluster)
         evicted = {name for pool in self.fleet.pools(cluster) for name in pool.evicted}
-        return self.workloads.pods(cluster, nodes, evicted, now)
+        due = self.workloads.pods(cluster, nodes, evicted, now)
+        if requeue is not None and (due is None or requeue < due):
+            return requeue
+        return due
 
     async def start_jobs(self) -> None:
         for scope in self.jobs.pending_scopes():

@@ -16,7 +16,9 @@ Running:
   ``usage`` (reserved by running jobs' entrypoints / total, keys camel-cased as the dashboard
   does), ``resourceDemand`` (entrypoints of jobs still PENDING), empty ``pgDemand`` and
   ``requestDemand``, ``idleTimeMap`` null, and ``data.autoscalingStatus`` text carrying a
-  ``NodeIdleSeconds: Min=.. Mean=.. Max=..`` line.
+  ``NodeIdleSeconds: Min=.. Mean=.. Max=..`` line;
+* ``PUT``/``GET /api/serve/applications/`` -- Ray Serve's REST API
+  (:mod:`emulators.azure.kube.serve`; a refused config is a 400 text body).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from emulators.azure.kube import raypods
 from emulators.azure.kube.jobs import TERMINAL, JobError, JobManager, bundle_of, public
 from emulators.azure.kube.scheduler import GPU, parse_quantity
+from emulators.azure.kube.serve import ServeError, ServeManager
 
 Obj = dict[str, Any]
 
@@ -172,8 +175,9 @@ def _text(code: int, message: str) -> Response:
 class Dashboard:
     """Routes of the simulated dashboard; one instance serves every Ray cluster."""
 
-    def __init__(self, jobs: JobManager) -> None:
+    def __init__(self, jobs: JobManager, serve: ServeManager | None = None) -> None:
         self.jobs = jobs
+        self.serve = serve if serve is not None else ServeManager(lambda: 1.0)
         self._seen: dict[str, dict[str, Obj]] = {}
 
     def nodes(self, head: RayHead) -> list[Obj]:
@@ -237,6 +241,8 @@ class Dashboard:
                 "warnings": None,
             }
             return JSONResponse({"result": True, "msg": "", "data": {"result": result}})
+        if parts == ["api", "serve", "applications"]:
+            return self._serve(head, method, body)
         if parts == ["api", "cluster_status"] and method == "GET":
             return JSONResponse({"result": True, "msg": "Got cluster status.", "data": self._cluster_status(head)})
         return _text(404, "404: Not Found")
@@ -266,6 +272,21 @@ class Dashboard:
         if rest[1:] == ["stop"] and method == "POST":
             return JSONResponse({"stopped": self.jobs.stop(scope, job_id)})
         return _text(404, "404: Not Found")
+
+    def _serve(self, head: RayHead, method: str, body: bytes) -> Response:
+        uid = str(head.head["metadata"]["uid"])
+        if method == "GET":
+            return JSONResponse(self.serve.details(head.scope, head.head, self.nodes(head)))
+        if method == "PUT":
+            try:
+                self.serve.put(head.scope, uid, json.loads(body or b"null"))
+            except (ValueError, ServeError) as exc:
+                return _text(400, str(exc))
+            return Response(status_code=200)
+        if method == "DELETE":
+            self.serve.put(head.scope, uid, {"applications": []})
+            return Response(status_code=200)
+        return _text(405, "405: Method Not Allowed")
 
     def _cluster_status(self, head: RayHead) -> Obj:
         rows = [r for r in self.nodes(head) if r["state"] == "ALIVE"]

@@ -23,13 +23,15 @@ Each pass reconciles every RayCluster as ``raycluster_controller.go`` does:
   knob), ``RayClusterSuspending``/``RayClusterSuspended``, ``endpoints``, ``head``,
   ``observedGeneration``; ``lastUpdateTime`` moves only when something else changed, so an
   idle cluster causes no writes. Zero counts are omitted, as Go's ``omitempty`` does.
+
+Then its RayServices (:mod:`emulators.azure.kube.rayservice`), in the same namespaces.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emulators.azure.kube import raypods
 from emulators.azure.kube import resources as res
@@ -38,6 +40,9 @@ from emulators.azure.kube.config import KubeConfig
 from emulators.azure.kube.events import EventRecorder, deleted_pod_detail
 from emulators.azure.kube.objects import now_iso
 from emulators.azure.kube.scheduler import Resources, format_cpu, format_memory, pod_requests
+
+if TYPE_CHECKING:
+    from emulators.azure.kube.rayservice import RayServiceController
 
 Obj = dict[str, Any]
 RAYCLUSTERS = "ray.io/rayclusters"
@@ -123,6 +128,7 @@ class KubeRayOperator:
         self.objects = api.objects
         self.config = config
         self.events: EventRecorder | None = None
+        self.rayservices: RayServiceController | None = None
 
     def _event(self, cluster: str, rc: Obj, reason: str, message: str, *, warning: bool = False) -> None:
         """An event of the operator's recorder (``raycluster_controller.go``'s reasons)."""
@@ -146,14 +152,18 @@ class KubeRayOperator:
             return Operator(namespaces, env.get("ENABLE_RAY_HEAD_CLUSTER_IP_SERVICE", "").lower() == "true")
         return None
 
-    def reconcile(self, cluster: str) -> None:
-        """One pass over every RayCluster the operator watches (nothing without an operator)."""
+    def reconcile(self, cluster: str) -> float | None:
+        """One pass over every RayCluster the operator watches (nothing without an operator),
+        then over its RayServices; when a RayService wants the next pass."""
         operator = self.operator(cluster)
         if operator is None:
-            return
-        for rc in self.objects.iter_type(cluster, RAYCLUSTERS):
+            return None
+        for rc in list(self.objects.iter_type(cluster, RAYCLUSTERS)):
             if operator.namespaces is None or rc["metadata"].get("namespace") in operator.namespaces:
                 self._reconcile(cluster, rc, operator)
+        if self.rayservices is None:
+            return None
+        return self.rayservices.reconcile(cluster, operator.namespaces, operator.cluster_ip_service)
 
     def gcs_ready(self, cluster: str, pod: Obj) -> bool:
         """Whether ``pod`` may start its containers: a Ray worker's ``wait-gcs-ready`` init

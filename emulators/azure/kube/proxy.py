@@ -217,4 +217,8 @@ class ServiceProxy:
         name = labels.get(raypods.CLUSTER_LABEL)
         if name and labels.get(raypods.NODE_TYPE_LABEL) == "head":
             return self.objects.get(cluster, RAYCLUSTERS, str(m.get("namespace", "")), str(name))
+        # A RayService's head service follows its active RayCluster through its selector.
+        selector = (service.get("spec") or {}).get("selector") or {}
+        if labels.get("ray.io/originated-from-crd") == "RayService" and selector.get(raypods.CLUSTER_LABEL):
+            return self.objects.get(cluster, RAYCLUSTERS, str(m.get("namespace", "")), selector[raypods.CLUSTER_LABEL])
         return None

@@ -71,6 +71,9 @@ def _labels(rc: Obj, node_type: str, group: str, template_labels: dict[str, str]
         "app.kubernetes.io/created-by": "kuberay-operator",
     }
     labels.update(template_labels)
+    if (rc["metadata"].get("labels") or {}).get("ray.io/originated-from-crd") == "RayService":
+        # The RayService controller turns the head's label on once its Serve proxy is healthy.
+        labels["ray.io/serve"] = "false" if node_type == "head" else "true"
     labels.update({CLUSTER_LABEL: name, NODE_TYPE_LABEL: node_type, GROUP_LABEL: group})
     return labels
 

@@ -29,6 +29,9 @@ from emulators.azure.kube.kuberay import KubeRayOperator
 from emulators.azure.kube.objects import ObjectStore
 from emulators.azure.kube.proxy import ServiceProxy, ray_token
 from emulators.azure.kube.raynodes import RayNodes
+from emulators.azure.kube.rayservice import RayServiceController
+from emulators.azure.kube.serve import ServeManager
+from emulators.azure.kube.serveclient import ServeBackend
 from emulators.azure.kube.watch import ChangeFeed
 from emulators.azure.kube.workloads import Workloads
 
@@ -50,15 +53,20 @@ class KubeService:
         ctx.stopping.append(self.feed.close)
         self.api = KubeAPI(self.objects, ctx.fleet)
         self.jobs = JobManager(ctx.store, ctx.settings.data_dir, self.config)
-        self.dashboard = Dashboard(self.jobs)
+        self.serve = ServeManager(lambda: self.config.serve_deploy_seconds)
+        self.dashboard = Dashboard(self.jobs, self.serve)
         self.raynodes = RayNodes(ctx.settings.data_dir, stop_seconds=lambda: self.config.ray_stop_seconds)
         self.raynodes.kill_stale()
         self.proxy = ServiceProxy(self.objects, self.dashboard, self.config, self.raynodes)
         self.workloads = Workloads(self.api, ctx.fleet, self.config)
         self.kuberay = KubeRayOperator(self.api, self.config)
+        backend = ServeBackend(
+            self.serve, self.config, self.raynodes.dashboard, lambda c, rc: ray_token(self.objects, c, rc)
+        )
+        self.kuberay.rayservices = RayServiceController(self.api, self.config, backend)
         self.workloads.gate = self._gate
         self.events = EventRecorder(self.api, enabled=lambda: self.config.record_events)
-        self.workloads.events = self.kuberay.events = self.events
+        self.workloads.events = self.kuberay.events = self.kuberay.rayservices.events = self.events
         self.controller = Controller(
             self.objects, ctx.fleet, self.config, self.workloads, self.kuberay, self.jobs, self.dashboard, self.proxy
         )

@@ -269,3 +269,33 @@ def device_plugin_daemonset(tolerations: list[Obj] | None = None) -> dict[str, A
             },
         },
     }
+
+
+def gateway_api_crds() -> list[dict[str, Any]]:
+    """Minimal Gateway API CRDs (``gateways`` and ``httproutes.gateway.networking.k8s.io``,
+    v1, schemas that keep every field): what a RayService's incremental upgrade needs
+    installed, as the real ones would be by a Gateway implementation."""
+
+    def crd(kind: str, plural: str) -> dict[str, Any]:
+        schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        return {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.gateway.networking.k8s.io"},
+            "spec": {
+                "group": "gateway.networking.k8s.io",
+                "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+                "scope": "Namespaced",
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {"openAPIV3Schema": schema},
+                        "subresources": {"status": {}},
+                    }
+                ],
+            },
+        }
+
+    return [crd("Gateway", "gateways"), crd("HTTPRoute", "httproutes")]
