@@ -164,11 +164,15 @@ class CaddyProxy:
                 if old is None or old.listen != route.listen:
                     # POST on a key of the servers map sets or replaces that one server.
                     self.edge.admin("POST", f"/config/apps/http/servers/{server_key(route_id)}", self._edge(route))
-            except ProxyError:
-                # Back to what the desired routes say (the split may be ahead of the edge).
-                with contextlib.suppress(ProxyError):
-                    self._ensure_running_locked()
-                raise
+            except ProxyError as exc:
+                if exc.code == "AdminUnreachable":
+                    # Whether Caddy made the change is unknown: load the wanted configs whole.
+                    self._load_whole({**self._desired, route_id: route}, edge_first=False)
+                else:
+                    # Back to what the desired routes say (the split may be ahead of the edge).
+                    with contextlib.suppress(ProxyError):
+                        self._load_whole(self._desired, edge_first=False)
+                    raise
             self._desired[route_id] = route
             self._write_desired()
             return route
@@ -180,8 +184,14 @@ class CaddyProxy:
             self._ensure_running_locked()
             if route_id not in self._desired:
                 return False
-            self.edge.admin("DELETE", f"/id/{route_tag(route_id)}")  # the edge first: see Races
-            self.split.admin("DELETE", f"/id/{route_tag(route_id)}")
+            try:
+                self.edge.admin("DELETE", f"/id/{route_tag(route_id)}")  # the edge first: see Races
+                self.split.admin("DELETE", f"/id/{route_tag(route_id)}")
+            except ProxyError as exc:
+                if exc.code != "AdminUnreachable":
+                    raise
+                rest = {k: v for k, v in self._desired.items() if k != route_id}
+                self._load_whole(rest, edge_first=True)
             del self._desired[route_id]
             self._write_desired()
             return True
@@ -230,13 +240,21 @@ class CaddyProxy:
         self.close()
 
     def _ensure_running_locked(self) -> None:
-        routes = list(self._desired.values())
         self.split.ensure(lambda port: split_config(port, [], self._socket, self.timing))
-        assert self.split.admin_port is not None
-        self.split.load_if_changed(split_config(self.split.admin_port, routes, self._socket, self.timing))
         self.edge.ensure(lambda port: edge_config(port, [], self._socket, self.timing))
+        self._load_whole(self._desired, edge_first=False)
+
+    def _load_whole(self, routes: dict[str, Route], *, edge_first: bool) -> None:
+        """Make both Caddies hold exactly ``routes`` (each loaded only if it holds other);
+        the edge first when routes go away, else the split (see Races)."""
+        wanted = list(routes.values())
+        assert self.split.admin_port is not None
         assert self.edge.admin_port is not None
-        self.edge.load_if_changed(edge_config(self.edge.admin_port, routes, self._socket, self.timing))
+        split = split_config(self.split.admin_port, wanted, self._socket, self.timing)
+        edge = edge_config(self.edge.admin_port, wanted, self._socket, self.timing)
+        steps = [(self.edge, edge), (self.split, split)]
+        for caddy, config in steps if edge_first else reversed(steps):
+            caddy.load_if_changed(config)
 
     def _split(self, route: Route) -> object:
         return split_route(route, self.timing)

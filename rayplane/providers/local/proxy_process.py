@@ -43,7 +43,8 @@ class CaddyProcess:
         self.create_time = 0.0
         self.admin_port: int | None = None
         # trust_env=False: an HTTP(S)_PROXY of the environment must not carry admin calls.
-        self._http = httpx.Client(trust_env=False)
+        # No kept connection: a config load closes the admin server's idle ones (see admin).
+        self._http = httpx.Client(trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
 
     @property
     def log_path(self) -> Path:
@@ -74,18 +75,30 @@ class CaddyProcess:
         self.pid, self.create_time, self.admin_port = pid, create_time, port
         return proc
 
-    def admin(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> Any:
+    def admin(
+        self, method: str, path: str, body: Any = None, *, timeout: float | None = None, retry: bool | None = None
+    ) -> Any:
         """One admin API call; its JSON answer (None when empty). Raises ProxyError with
-        Caddy's error text (``PortTaken`` when it is a taken address, else ``AdminApi``)."""
+        Caddy's error text (``PortTaken`` when it is a taken address, else ``AdminApi``),
+        or ``AdminUnreachable`` when no answer came (then a change may or may not have been
+        made). Caddy replaces its admin server at every config load (``admin.go``,
+        ``replaceLocalAdminServer``: a new socket, the old one shut down meanwhile), so a
+        connection can be reset then: calls use a new connection each, and GETs (``retry``
+        by default) are tried again."""
         if self.admin_port is None:
             raise ProxyError("caddy is not running (call ensure_running)", code="AdminApi")
         url = f"http://127.0.0.1:{self.admin_port}{path}"
-        try:
-            resp = self._http.request(method, url, json=body, timeout=timeout or self._change_timeout)
-        except httpx.HTTPError as exc:
-            raise ProxyError(
-                f"caddy's admin API did not answer {method} {path}", code="AdminApi", detail=str(exc)
-            ) from exc
+        attempts = 3 if (method == "GET" if retry is None else retry) else 1
+        for attempt in range(attempts):
+            try:
+                resp = self._http.request(method, url, json=body, timeout=timeout or self._change_timeout)
+                break
+            except httpx.TransportError as exc:
+                if attempt == attempts - 1:
+                    raise ProxyError(
+                        f"caddy's admin API did not answer {method} {path}", code="AdminUnreachable", detail=str(exc)
+                    ) from exc
+                time.sleep(POLL)  # a pause before trying again, not a wait for a condition
         if resp.status_code >= 400:
             try:
                 text = str(resp.json().get("error", resp.text))
@@ -96,9 +109,17 @@ class CaddyProcess:
         return resp.json() if resp.content.strip() else None
 
     def load_if_changed(self, config: Any) -> None:
-        """Load ``config`` whole unless Caddy holds exactly it (no reload for nothing)."""
-        if self.admin("GET", "/config/") != config:
-            self.admin("POST", "/load", config)
+        """Load ``config`` whole unless Caddy holds exactly it (no reload for nothing).
+        Idempotent, so a load that got no answer is checked and tried again."""
+        for attempt in range(3):
+            if self.admin("GET", "/config/") == config:
+                return
+            try:
+                self.admin("POST", "/load", config)
+                return
+            except ProxyError as exc:
+                if exc.code != "AdminUnreachable" or attempt == 2:
+                    raise
 
     def stop(self, grace: float) -> None:
         """Ask Caddy to stop (it waits for in-flight requests up to its grace period);
@@ -172,7 +193,7 @@ class CaddyProcess:
         deadline = time.monotonic() + timeout
         while self.pid is not None and process_of(self.pid, self.create_time) is not None:
             with contextlib.suppress(ProxyError):
-                self.admin("GET", "/config/", timeout=1.0)
+                self.admin("GET", "/config/", timeout=1.0, retry=False)
                 return True
             if time.monotonic() >= deadline:
                 return False
