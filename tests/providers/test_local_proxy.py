@@ -73,7 +73,7 @@ class Backend:
         self.server = ThreadingHTTPServer((LOCAL, 0), Handler)
         self.server.daemon_threads = True
         self.address = f"{LOCAL}:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         self._stopped = False
 
@@ -176,6 +176,25 @@ def test_weights_split_exactly(proxy: CaddyProxy, backends: Callable[[str], Back
         proxy.set_route("weights", (LOCAL, port), [Upstream(a.address, 0), Upstream(b.address, 0)])
     assert err.value.code == "BadRoute"
     assert proxy.remove_route("weights")
+
+
+def test_a_weight_change_keeps_client_connections(proxy: CaddyProxy, backends: Callable[[str], Backend]) -> None:
+    a, b = backends("a"), backends("b")
+    port = free_port()
+    proxy.set_route("kept", (LOCAL, port), [Upstream(a.address, 1), Upstream(b.address, 0)])
+    conn = http.client.HTTPConnection(LOCAL, port, timeout=10)
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"a"
+    sock, edge_pid = conn.sock, proxy.edge.pid
+    # Weights live in the split Caddy: the edge, which holds the client's connection, is
+    # not reloaded.
+    proxy.set_route("kept", (LOCAL, port), [Upstream(a.address, 0), Upstream(b.address, 1)])
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"b"
+    assert conn.sock is sock
+    assert proxy.edge.pid == edge_pid
+    conn.close()
+    assert proxy.remove_route("kept")
 
 
 def test_replacing_a_route_moves_traffic(proxy: CaddyProxy, backends: Callable[[str], Backend]) -> None:

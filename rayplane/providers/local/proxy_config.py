@@ -46,8 +46,10 @@ _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 
 class ProxyError(Exception):
-    """A proxy operation failed. ``code`` names what (``CaddyNotInstalled``, ``PortTaken``,
-    ``AdminApi``, ``StartFailed``, ``BadRoute``); ``detail`` is Caddy's own text, if any."""
+    """A proxy operation failed. ``code`` names what: ``CaddyNotInstalled`` (with the
+    install hint), ``PortTaken``, ``AdminApi`` (Caddy refused; ``detail`` is its text),
+    ``AdminUnreachable`` (no answer), ``StartFailed`` (``detail``: the log's tail),
+    ``BadRoute``, ``BadState`` (the data dir)."""
 
     def __init__(self, message: str, *, code: str, detail: str = "") -> None:
         super().__init__(f"{message}: {detail}" if detail else message)

@@ -128,11 +128,10 @@ class CaddyProcess:
         if proc is not None:
             with contextlib.suppress(ProxyError):
                 self.admin("POST", "/stop", timeout=5.0)
-            with contextlib.suppress(Exception):
-                proc.wait(timeout=grace + 5.0)
-            if process_of(proc.pid, self.create_time) is not None:
-                proc.kill()
-                proc.wait(timeout=5.0)
+            if not self._wait_gone(grace + 5.0):
+                with contextlib.suppress(Exception):
+                    proc.kill()
+                self._wait_gone(5.0)
         (self.directory / STATE_FILE).unlink(missing_ok=True)
         self.pid, self.admin_port = None, None
 
@@ -187,6 +186,16 @@ class CaddyProcess:
             raise ProxyError("caddy did not start", code="StartFailed", detail=log)
         state = {"pid": pid, "create_time": create_time, "admin_port": port, "started_at": time.time()}
         write_atomic(self.directory / STATE_FILE, state)
+
+    def _wait_gone(self, timeout: float) -> bool:
+        """The process is gone (a zombie counts as gone: it is not our child, and whoever
+        reaps it may take its time) before the deadline."""
+        deadline = time.monotonic() + timeout
+        while self.pid is not None and process_of(self.pid, self.create_time) is not None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL)
+        return True
 
     def _wait_admin(self, timeout: float) -> bool:
         """The admin API answers before the deadline, while the process lives."""
