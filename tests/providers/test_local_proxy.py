@@ -45,6 +45,7 @@ class Backend:
     def __init__(self, name: str) -> None:
         self.name = name
         self.hits = 0
+        self.gate = threading.Event()  # GET /slow answers once it is set
         lock = threading.Lock()
         body = name.encode()
         backend = self
@@ -58,6 +59,8 @@ class Backend:
             def do_GET(self) -> None:
                 with lock:
                     backend.hits += 1
+                if self.path == "/slow":
+                    backend.gate.wait(timeout=20)
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -195,6 +198,31 @@ def test_a_weight_change_keeps_client_connections(proxy: CaddyProxy, backends: C
     assert proxy.edge.pid == edge_pid
     conn.close()
     assert proxy.remove_route("kept")
+
+
+def test_an_upstream_taken_out_finishes_its_requests_and_drain_says_when(
+    proxy: CaddyProxy, backends: Callable[[str], Backend]
+) -> None:
+    old, new = backends("old"), backends("new")
+    port = free_port()
+    proxy.set_route("drained", (LOCAL, port), [Upstream(old.address, 1), Upstream(new.address, 0)])
+    slow: list[httpx.Response] = []
+    request = threading.Thread(
+        target=lambda: slow.append(httpx.get(f"http://{LOCAL}:{port}/slow", timeout=30, trust_env=False))
+    )
+    request.start()
+    wait_until(lambda: proxy.in_flight().get(old.address) == 1, what="the slow request to reach the old upstream")
+    # The change returns as soon as the new weights serve; the old config's request goes on
+    # (Caddy stops the old servers without waiting for them unless it exits), and the old
+    # upstream is not idle until it is done.
+    proxy.set_route("drained", (LOCAL, port), [Upstream(old.address, 0), Upstream(new.address, 1)])
+    assert answers(port, 2) == {"new": 2}
+    assert proxy.drain(old.address, timeout=0.2) is False
+    old.gate.set()
+    request.join(timeout=10)
+    assert [(r.status_code, r.text) for r in slow] == [(200, "old")]
+    assert proxy.drain(old.address, timeout=5)
+    assert proxy.remove_route("drained")
 
 
 def test_replacing_a_route_moves_traffic(proxy: CaddyProxy, backends: Callable[[str], Backend]) -> None:

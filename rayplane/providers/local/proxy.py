@@ -38,9 +38,10 @@ Contract
   after start, the same failure comes back as Caddy's error text with the admin API up),
   and Caddy writes nothing outside ``data_dir``.
 - ``set_route``/``remove_route`` are idempotent and return once Caddy runs the new config:
-  new requests follow it; requests taken by the replaced config have finished, or had their
-  connections closed at ``Timing.grace_period`` (Caddy's ``grace_period``), so a change may
-  block up to the grace period while long requests run.
+  new requests follow it, a removed route's port is closed. Requests taken by the replaced
+  config go on in the background (Caddy stops old servers without waiting for them, except
+  when it exits: ``modules/caddyhttp/app.go``, ``Stop``) until they finish or
+  ``Timing.grace_period`` (Caddy's ``grace_period``) closes their connections.
 - Across a weight change, GETs (and any request whose connection was refused) do not
   fail. A non-idempotent request that meets the split's reload on the edge's connection
   can still fail with 502: Caddy does not resend it, as it cannot know it was not served.
@@ -114,7 +115,7 @@ class CaddyProxy:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.timing = timing or Timing()
-        change_timeout = self.timing.grace_period + 15.0
+        change_timeout = 30.0
         self.edge = CaddyProcess(
             self.data_dir / "edge", admin_port, start_timeout=start_timeout, change_timeout=change_timeout
         )
@@ -178,8 +179,8 @@ class CaddyProxy:
             return route
 
     def remove_route(self, route_id: str) -> bool:
-        """Remove the route; its port is free when this returns (its in-flight requests
-        finished or were cut at the grace period). False if there was no such route."""
+        """Remove the route; its port is closed when this returns (its in-flight requests go
+        on up to the grace period). False if there was no such route."""
         with self._exclusive():
             self._ensure_running_locked()
             if route_id not in self._desired:
@@ -242,7 +243,9 @@ class CaddyProxy:
     def _ensure_running_locked(self) -> None:
         self.split.ensure(lambda port: split_config(port, [], self._socket, self.timing))
         self.edge.ensure(lambda port: edge_config(port, [], self._socket, self.timing))
-        self._load_whole(self._desired, edge_first=False)
+        # The edge first when it holds a route that is no longer wanted (see Races).
+        held = routes_of(self.edge.admin("GET", "/config/"), self.split.admin("GET", "/config/"))
+        self._load_whole(self._desired, edge_first=bool(held.keys() - self._desired.keys()))
 
     def _load_whole(self, routes: dict[str, Route], *, edge_first: bool) -> None:
         """Make both Caddies hold exactly ``routes`` (each loaded only if it holds other);

@@ -18,7 +18,8 @@ What the JSON relies on was checked in Caddy's source (v2.11):
   whose dial failed unavailable for that long (``max_fails`` defaults to 1), so the retry
   goes to another upstream.
 - ``modules/caddyhttp/app.go``: ``grace_period`` bounds how long the servers of a replaced
-  config wait for their in-flight requests (zero waits forever).
+  config keep their in-flight requests (zero: forever). ``Stop`` closes their listeners and
+  returns without waiting for the requests, unless the process is exiting.
 """
 
 from __future__ import annotations
@@ -122,8 +123,8 @@ class Timing:
     its connection, and how often it tries. ``fail_duration``: how long an upstream whose
     dial failed gets no requests (keep it short: a route whose only upstream failed once
     answers 502 for that long once ``try_duration`` is spent). ``grace_period``: how long a
-    replaced config's in-flight requests may take before their connections are closed, which
-    is also how long a route change may block."""
+    replaced config's in-flight requests may take before their connections are closed, and
+    how long stopping Caddy may take."""
 
     try_duration: float = 3.0
     try_interval: float = 0.1

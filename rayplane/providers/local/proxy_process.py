@@ -30,8 +30,8 @@ POLL = 0.05  # seconds between checks while waiting for a condition, always unde
 
 class CaddyProcess:
     """A Caddy in ``directory``; ``admin_port`` None picks a free loopback port at each
-    start. ``change_timeout`` bounds config changes, which wait for the replaced config's
-    in-flight requests (Caddy's grace period)."""
+    start. ``change_timeout`` bounds an admin call (a config load provisions and starts the
+    new servers before it answers)."""
 
     def __init__(self, directory: Path, admin_port: int | None, *, start_timeout: float, change_timeout: float) -> None:
         self.directory = directory
