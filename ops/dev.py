@@ -175,6 +175,11 @@ class Supervisor:
             f"  API       {self.api_url}    docs: {self.api_url}/docs",
             f"  Postgres  {'embedded, data in ' + str(self.data_dir / 'postgres') if embedded_db else 'external'}",
             f"  Redis     {'embedded (unix socket)' if embedded_redis else 'external'}",
+            *(
+                [f"  Ray GCS   Redis for head fault tolerance on 127.0.0.1:{self.embedded.gcs_redis_port}"]
+                if self.embedded.gcs_redis_port
+                else []
+            ),
             "  Tenant    dev",
         ]
         # The key itself is printed on the first start only; where it is, on every start.
@@ -255,9 +260,14 @@ class Supervisor:
                 database_url = self.settings.database_url or self.embedded.start_postgres()
             with sink.stderr_of_children("redis"):
                 redis_url = self.settings.redis_url or self.embedded.start_redis()
+            gcs_redis_url = self.settings.local_gcs_redis_url
+            if gcs_redis_url is None and self.settings.local_clouds_enabled:
+                with sink.stderr_of_children("redis"):
+                    gcs_redis_url = self.embedded.start_gcs_redis()
             self.env = {
                 "RAYPLANE_DATABASE_URL": database_url,
                 "RAYPLANE_REDIS_URL": redis_url,
+                **({"RAYPLANE_LOCAL_GCS_REDIS_URL": gcs_redis_url} if gcs_redis_url else {}),
                 "RAYPLANE_DATA_DIR": str(self.data_dir),
                 # The files are JSON lines and the terminal is rendered from them: a console
                 # format set for the shell would arrive here as unparsed text.

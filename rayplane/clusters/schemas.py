@@ -55,7 +55,8 @@ GCS_FT_DESCRIPTION = (
     "Head-node fault tolerance (Ray's GCS fault tolerance on Redis): the head keeps the cluster's "
     "metadata in Redis, so when it dies it is restarted and detached actors, Serve applications, "
     "job records and the worker nodes survive; drivers running on the head do not. Local clouds use "
-    "the control plane's Redis; an Azure cloud needs a `gcs_redis` in its config. Changed only while "
+    "a Redis of the control plane's (`rayplane dev` starts one for it); an Azure cloud needs a "
+    "`gcs_redis` in its config. Changed only while "
     "the cluster is STOPPED. Shown in the spec only when true."
 )
 

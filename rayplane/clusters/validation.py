@@ -85,8 +85,9 @@ def gcs_errors(cloud: Cloud, *, local_gcs_redis: bool) -> list[FieldError]:
         return [
             FieldError(
                 GCS_FT_FIELD,
-                "local heads keep their GCS in the control plane's Redis, and this one is not a TCP Redis "
-                "(Ray cannot use a unix socket): the operator sets RAYPLANE_REDIS_URL to a redis:// address",
+                "local heads keep their GCS in a TCP Redis and this control plane has none (Ray cannot use "
+                "a unix socket): the operator sets RAYPLANE_LOCAL_GCS_REDIS_URL to a redis:// address "
+                "(`rayplane dev` starts one of its own)",
             )
         ]
     if cloud.provider == "azure" and not cloud.config.get("gcs_redis"):
@@ -112,7 +113,7 @@ def validate_spec(
 ) -> list[FieldError]:
     """Every problem with ``spec`` on ``cloud``; ``capacity`` overrides the cloud's stored
     one (the service passes it narrowed to the operator's limits). ``local_gcs_redis``: the
-    control plane's Redis can hold local heads' GCS (a TCP Redis)."""
+    control plane has a TCP Redis for local heads' GCS (``Settings.gcs_redis_url``)."""
     errors: list[FieldError] = []
     if spec.head.gcs_fault_tolerance:
         errors += gcs_errors(cloud, local_gcs_redis=local_gcs_redis)

@@ -15,7 +15,7 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             settings.ray_root(),
             idle_node_seconds=settings.scale_down_idle_seconds,
             node_user=settings.local_node_user or None,
-            gcs_redis_url=settings.redis_url,
+            gcs_redis_url=settings.gcs_redis_url,
         )
     if settings.azure_client_id:
         from rayplane.providers.azure import AzureProvider

@@ -117,7 +117,7 @@ def test_a_local_cloud_needs_a_tcp_redis() -> None:
     assert _errors(spec, local) == []
     errors = _errors(spec, local, local_gcs_redis=False)
     assert [field for field, _ in errors] == ["body.head.gcs_fault_tolerance"]
-    assert "RAYPLANE_REDIS_URL" in errors[0][1]
+    assert "RAYPLANE_LOCAL_GCS_REDIS_URL" in errors[0][1]
 
 
 def test_an_azure_cloud_stores_gcs_redis_only_when_given() -> None:

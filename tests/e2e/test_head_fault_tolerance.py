@@ -70,8 +70,7 @@ print("count", ray.get(c.get.remote()), flush=True)
 
 def gcs_keys(redis_url: str, cid: str) -> list[str]:
     """Ray's keys of the cluster's namespace: database 0 (Ray's client has no database number)."""
-    base = redis_url.rsplit("/", 1)[0]
-    client = redis_lib.Redis.from_url(base + "/0")
+    client = redis_lib.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/0")
     try:
         return sorted(k.decode() for k in client.scan_iter(match=f"RAYrayplane-{cid}@*"))
     finally:
@@ -80,9 +79,9 @@ def gcs_keys(redis_url: str, cid: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stack(admin_db_url: str, redis_url: str) -> Iterator[Stack]:
-    if not redis_url.startswith("redis://"):
-        pytest.skip("head fault tolerance needs a TCP Redis (the suite runs on a unix socket one)")
-    url = redis_url.rsplit("/", 1)[0] + f"/{E2E_REDIS_DB}"
+    # ``rayplane dev`` starts a Redis of its own for Ray's GCS, so the control plane's may be
+    # a unix socket: fault tolerance works either way.
+    url = redis_url.rsplit("/", 1)[0] + f"/{E2E_REDIS_DB}" if redis_url.startswith("redis://") else redis_url
     with scratch_database(admin_db_url) as db, tempfile.TemporaryDirectory(prefix="rpe-") as tmp:
         ray_root = Path(tempfile.mkdtemp(prefix="rp", dir="/tmp"))
         s = Stack(Path(tmp), db, url, ray_root)
@@ -148,7 +147,12 @@ def test_killed_head_restarts_and_a_detached_actor_keeps_its_state(
     cid = r.json()["id"]
     assert r.json()["spec"]["head"] == {"vm_size": "Standard_D2s_v5", "gcs_fault_tolerance": True}
     stack.wait_state(cid, "RUNNING")
-    assert gcs_keys(redis_url, cid), "the head keeps no GCS tables in Redis"
+    worker = stack.worker_process()
+    assert worker is not None
+    gcs_url = worker.environ()["RAYPLANE_LOCAL_GCS_REDIS_URL"]  # the supervisor's own GCS Redis
+    assert gcs_keys(gcs_url, cid), "the head keeps no GCS tables in the GCS Redis"
+    if redis_url.startswith("redis://"):
+        assert gcs_keys(redis_url, cid) == [], "Ray reached the control plane's Redis"
 
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
@@ -204,5 +208,5 @@ def test_killed_head_restarts_and_a_detached_actor_keeps_its_state(
 
     assert stack.request("DELETE", f"/v1/clusters/{cid}").status_code == 202
     stack.wait_state(cid, "DELETED", timeout=240)
-    assert gcs_keys(redis_url, cid) == []
+    assert gcs_keys(gcs_url, cid) == []
     assert stack.cluster_processes(cid) == []

@@ -1,4 +1,5 @@
-"""Head-node fault tolerance for local clusters: Ray's GCS on the control plane's Redis.
+"""Head-node fault tolerance for local clusters: Ray's GCS in a Redis (``Settings.gcs_redis_url``:
+the one ``rayplane dev`` starts for it, one an operator names, or the control plane's own).
 
 A cluster whose spec asks for ``head.gcs_fault_tolerance`` runs its head with Ray's external
 Redis storage (checked with Ray 2.60's source):
@@ -77,7 +78,10 @@ def problem(url: str | None) -> str | None:
 
 def endpoint(url: str | None) -> RedisEndpoint:
     """The TCP Redis of a ``redis://`` or ``rediss://`` URL; TerminalError for anything else."""
-    hint = "set RAYPLANE_REDIS_URL to a redis:// (or rediss://) address that the Ray nodes can reach"
+    hint = (
+        "set RAYPLANE_LOCAL_GCS_REDIS_URL (or RAYPLANE_REDIS_URL) to a redis:// (or rediss://) address "
+        "that the Ray nodes can reach; `rayplane dev` starts such a Redis of its own"
+    )
     if not url:
         raise TerminalError(
             f"head fault tolerance needs a TCP Redis; the control plane has none: {hint}", code=UNAVAILABLE
