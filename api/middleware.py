@@ -44,6 +44,23 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+# The labelled children, kept: ``labels()`` takes the metric's lock and builds a key tuple on
+# every call. Route templates, methods and statuses are few, so this stays small.
+_counted: dict[tuple[str, str, int], Any] = {}
+_timed: dict[tuple[str, str], Any] = {}
+
+
+def _observe(method: str, template: str, status: int, elapsed: float) -> None:
+    counter = _counted.get((method, template, status))
+    if counter is None:
+        counter = _counted.setdefault((method, template, status), REQUESTS.labels(method, template, str(status)))
+    timer = _timed.get((method, template))
+    if timer is None:
+        timer = _timed.setdefault((method, template), LATENCY.labels(method, template))
+    counter.inc()
+    timer.observe(elapsed)
+
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
 # The one upload route takes a zip archive instead of JSON.
@@ -122,8 +139,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
-            REQUESTS.labels(method, template, str(status)).inc()
-            LATENCY.labels(method, template).observe(elapsed)
+            _observe(method, template, status, elapsed)
             state = scope.get("state", {})
             principal = state.get("principal")
             # Reads that hand out a secret (``audit_read``) are audited like changes.

@@ -74,7 +74,7 @@ def process_argv(kind: str, settings: Settings) -> list[str]:
             "--loglevel",
             "INFO",
             "--concurrency",
-            "2",
+            str(settings.worker_concurrency),
             "-n",
             "rayplane@%h",
         ]

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     default_quota_vcpus: int = Field(default=2000, ge=0)
     default_quota_clusters: int = Field(default=50, ge=0)
     task_queue: str = "rayplane"
+    # Celery worker processes the dev supervisor (``rayplane dev``) starts; production runs its
+    # workers with their own ``--concurrency``.
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
     sweep_interval_seconds: float = Field(default=2.0, gt=0)
     reconcile_busy_seconds: float = Field(default=1.0, gt=0)
     reconcile_steady_seconds: float = Field(default=5.0, gt=0)

@@ -23,7 +23,6 @@ Each pass reconciles every RayCluster as ``raycluster_controller.go`` does:
   knob), ``RayClusterSuspending``/``RayClusterSuspended``, ``endpoints``, ``head``,
   ``observedGeneration``; ``lastUpdateTime`` moves only when something else changed, so an
   idle cluster causes no writes. Zero counts are omitted, as Go's ``omitempty`` does.
-
 Then its RayServices (:mod:`emulators.azure.kube.rayservice`), in the same namespaces.
 """
 
@@ -161,9 +160,8 @@ class KubeRayOperator:
         for rc in list(self.objects.iter_type(cluster, RAYCLUSTERS)):
             if operator.namespaces is None or rc["metadata"].get("namespace") in operator.namespaces:
                 self._reconcile(cluster, rc, operator)
-        if self.rayservices is None:
-            return None
-        return self.rayservices.reconcile(cluster, operator.namespaces, operator.cluster_ip_service)
+        services = self.rayservices
+        return services.reconcile(cluster, operator.namespaces, operator.cluster_ip_service) if services else None
 
     def gcs_ready(self, cluster: str, pod: Obj) -> bool:
         """Whether ``pod`` may start its containers: a Ray worker's ``wait-gcs-ready`` init
