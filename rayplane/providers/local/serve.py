@@ -173,6 +173,11 @@ class ServeEndpoint:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def address(self) -> str:
+        """``host:port``, as a proxy upstream (``proxy_config.Upstream``)."""
+        return f"{self.host}:{self.port}"
+
 
 @dataclass(frozen=True)
 class ServeConfig:
