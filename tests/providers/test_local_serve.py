@@ -26,11 +26,11 @@ from rayplane.providers.local.serve import (
     ApplicationStatus,
     DeploymentStatus,
     ServeClient,
-    ServeConfig,
     ServeEndpoint,
     ServeError,
     ServeStatus,
 )
+from rayplane.providers.local.serve_config import ServeConfig
 from tests.support.nodeuser import grant_node_user_access
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -206,6 +206,8 @@ def test_an_app_that_cannot_import_fails_and_the_others_keep_running(
     )
     broken = status.applications["broken"]
     assert broken.status is ApplicationStatus.DEPLOY_FAILED
+    # Ray writes its build task's traceback, the import error last.
+    assert broken.message.startswith("Deploying app 'broken' failed with exception:\nTraceback")
     assert "ModuleNotFoundError: No module named 'no_such_module'" in broken.message
     assert status.all_running(["echo", "counter"])
     assert call(endpoint, "/counter")["count"] == 4

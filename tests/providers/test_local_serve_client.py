@@ -18,14 +18,12 @@ from rayplane.clusters.serve import ServeSpec
 from rayplane.providers.local.serve import (
     ApplicationStatus,
     DeploymentStatus,
-    ProxyLocation,
     ServeClient,
-    ServeConfig,
-    ServeConfigError,
     ServeError,
     parse_status,
     zip_directory,
 )
+from rayplane.providers.local.serve_config import ProxyLocation, ServeConfig, ServeConfigError
 
 APP = {
     "name": "echo",
