@@ -225,3 +225,15 @@ def test_upload_directory_sends_a_package_once(tmp_path: Path) -> None:
     assert uri == "gcs://" + path.rsplit("/", 1)[1]
     assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["app.py", "pkg/mod.py"]
     assert zip_directory(tmp_path) == data  # the same files, the same bytes
+
+
+def test_config_values_are_copies_and_null_leaves_the_codes_value() -> None:
+    env = {"working_dir": "gcs://x.zip", "env_vars": {"A": "1"}}
+    raw = {**APP, "runtime_env": env, "deployments": [{"name": "Echo", "user_config": None}]}
+    config = ServeConfig.from_spec({"applications": [raw]})
+    env["env_vars"]["A"] = "2"
+    body = config.to_json()
+    assert body["applications"][0]["runtime_env"]["env_vars"] == {"A": "1"}
+    assert body["applications"][0]["deployments"] == [{"name": "Echo"}]
+    body["applications"][0]["runtime_env"]["env_vars"]["A"] = "3"
+    assert config.applications[0].runtime_env["env_vars"] == {"A": "1"}

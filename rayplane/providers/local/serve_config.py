@@ -15,6 +15,7 @@ rather than a URI (``runtime_env_contains_remote_uris``), replicas given both wa
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -40,7 +41,8 @@ class ServeConfigError(ValueError):
 
 
 def _frozen(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    return None if value is None else MappingProxyType(dict(value))
+    """A read-only copy, deep: nothing the caller keeps can change the value."""
+    return None if value is None else MappingProxyType(copy.deepcopy(dict(value)))
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class DeploymentConfig:
         for key in ("num_replicas", "autoscaling_config", "user_config", "ray_actor_options"):
             value = getattr(self, key)
             if value is not None:
-                out[key] = dict(value) if isinstance(value, Mapping) else value
+                out[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
         return out
 
 
@@ -78,7 +80,7 @@ class ApplicationConfig:
             "name": self.name,
             "import_path": self.import_path,
             "route_prefix": self.route_prefix,
-            "runtime_env": dict(self.runtime_env),
+            "runtime_env": copy.deepcopy(dict(self.runtime_env)),
             "deployments": [d.to_json() for d in self.deployments],
         }
 
@@ -145,6 +147,11 @@ def _mapping(raw: Any, where: str) -> Mapping[str, Any]:
     return raw
 
 
+def _optional(raw: Any, where: str) -> Mapping[str, Any] | None:
+    """An object, or None when absent or null (the code's value stays)."""
+    return None if raw is None else _mapping(raw, where)
+
+
 def _str(raw: Any, where: str) -> str:
     if not isinstance(raw, str) or not raw:
         raise ServeConfigError(where, "a non-empty string is required")
@@ -187,7 +194,7 @@ def _application(raw: Any, where: str) -> ApplicationConfig:
         name=_str(raw.get("name"), f"{where}.name"),
         import_path=import_path,
         route_prefix=prefix,
-        runtime_env=MappingProxyType(dict(runtime_env)),
+        runtime_env=_frozen(runtime_env) or MappingProxyType({}),
         deployments=deployments,
     )
 
@@ -201,7 +208,7 @@ def _deployment(raw: Any, where: str) -> DeploymentConfig:
     return DeploymentConfig(
         name=_str(raw.get("name"), f"{where}.name"),
         num_replicas=None if replicas is None else _int(replicas, f"{where}.num_replicas", low=1),
-        autoscaling_config=_frozen(_mapping(autoscaling, f"{where}.autoscaling_config") if autoscaling else None),
-        user_config=_frozen(_mapping(raw.get("user_config"), f"{where}.user_config") if "user_config" in raw else None),
+        autoscaling_config=_frozen(_optional(autoscaling, f"{where}.autoscaling_config")),
+        user_config=_frozen(_optional(raw.get("user_config"), f"{where}.user_config")),
         ray_actor_options=_frozen(_mapping(raw.get("ray_actor_options"), f"{where}.ray_actor_options") or None),
     )
