@@ -228,10 +228,14 @@ def test_upload_directory_sends_a_package_once(tmp_path: Path) -> None:
 
 
 def test_config_values_are_copies_and_null_leaves_the_codes_value() -> None:
-    env = {"working_dir": "gcs://x.zip", "env_vars": {"A": "1"}}
-    raw = {**APP, "runtime_env": env, "deployments": [{"name": "Echo", "user_config": None}]}
+    env_vars = {"A": "1"}
+    raw = {
+        **APP,
+        "runtime_env": {"working_dir": "gcs://x.zip", "env_vars": env_vars},
+        "deployments": [{"name": "Echo", "user_config": None}],
+    }
     config = ServeConfig.from_spec({"applications": [raw]})
-    env["env_vars"]["A"] = "2"
+    env_vars["A"] = "2"
     body = config.to_json()
     assert body["applications"][0]["runtime_env"]["env_vars"] == {"A": "1"}
     assert body["applications"][0]["deployments"] == [{"name": "Echo"}]
