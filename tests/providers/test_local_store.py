@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rayplane.providers.base import RetriableError, TerminalError
-from rayplane.providers.local import store
+from rayplane.providers.local import commands, store
 from rayplane.providers.local.processes import NodeRecord
 
 
@@ -99,3 +99,26 @@ def test_recent_events_are_kept_bounded_and_expire() -> None:
         f"event {store.MAX_EVENTS + 4}",
     ]
     assert store.ClusterFile.from_dict(content.to_dict(), "c").events == content.events
+
+
+def test_a_head_never_picks_ports_another_cluster_records(tmp_path: Path) -> None:
+    """A reserved Serve port is bound by nothing until Serve runs, so the probe cannot see it."""
+    other = store.ClusterFile(cluster_id="other", head_ports={"gcs": 20001, "serve": 20002}, nodes={"w": record("w")})
+    store.write(tmp_path / "other", other)
+    wanted = store.ClusterFile(cluster_id="me", head_ports={"dashboard": 20002, "serve": 20001})
+    ports = store.pick_head_ports(tmp_path, tmp_path / "me", wanted)
+    assert set(ports) == {*commands.HEAD_PORTS, commands.SERVE_PORT}
+    assert not {20001, 20002} & set(ports.values())  # not even the ones this cluster preferred
+    assert store.ports_recorded(tmp_path, tmp_path / "other") == set()  # a cluster skips its own
+
+
+def test_a_head_from_before_serve_ports_gets_one(tmp_path: Path) -> None:
+    head = record("head", group="head")
+    cf = store.ClusterFile(cluster_id="c", nodes={"head": head}, head_ports={"agent": 20001})
+    store.reserve_serve_port(tmp_path, tmp_path / "c", cf, head)
+    port = head.ports[commands.SERVE_PORT]
+    assert port != 20001
+    assert cf.head_ports[commands.SERVE_PORT] == port
+    assert store.read(tmp_path / "c", "c").head_ports[commands.SERVE_PORT] == port
+    store.reserve_serve_port(tmp_path, tmp_path / "c", cf, head)
+    assert head.ports[commands.SERVE_PORT] == port  # kept

@@ -19,6 +19,10 @@ several clusters run side by side on one machine (checked with Ray 2.60):
 
 The object manager and node manager ports stay 0: the raylet binds them to a port the
 kernel assigns at once, with no race.
+
+``SERVE_PORT`` is not Ray's: it is the port picked for the head with the others and kept in the
+head's record, where Serve's HTTP proxy listens once applications are deployed (``serve.py``;
+Ray binds nothing there until then).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ NODE_PORTS = ("agent", "agent_grpc", "runtime_env_agent", "metrics_export")
 HEAD_PORTS = ("gcs", "dashboard", "client", *NODE_PORTS, "autoscaler_metrics", "dashboard_metrics")
 WORKER_PORTS = NODE_PORTS
 DASHBOARD_HOST = "127.0.0.1"
+# The head's port for Serve's HTTP proxy (on DASHBOARD_HOST): reserved, not passed to Ray.
+SERVE_PORT = "serve"
 # A label naming the node in Rayplane's records (``head``, ``<group>-<n>``): the dashboard
 # lists it under ``labels``, so what Ray reports is matched to the processes we started.
 NODE_LABEL = "rayplane.io/node"

@@ -41,6 +41,7 @@ from rayplane.providers.local import commands, gcs, isolation, processes, store
 from rayplane.providers.local.isolation import NodeUser
 from rayplane.providers.local.observe import auth_mode, head_registered, observe_cluster
 from rayplane.providers.local.processes import NodeRecord
+from rayplane.providers.local.serve import ServeEndpoint
 from rayplane.providers.local.shapes import HEAD_GROUP, NodeResources, node_resources
 from rayplane.providers.local.store import ClusterFile
 
@@ -117,6 +118,7 @@ class LocalProvider(Provider):
                 if ft is not None:
                     gcs.adopt_workers(cdir, cf, head)
             self._wait_for_dashboard(cdir, cf, head, target.ray_token)
+            store.reserve_serve_port(self.root, cdir, cf, head)
             stale = [w for w in cf.workers() if (w.head_pid, w.head_create_time) != (head.pid, head.create_time)]
             surplus = stale + self._surplus(target, [w for w in cf.workers() if w not in stale])
             self._stop_records(cdir, cf, surplus, remove_dirs=True)
@@ -215,14 +217,16 @@ class LocalProvider(Provider):
         return touched
 
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:
-        cluster_id = str(state.get("cluster_id") or "")
-        cf = ClusterFile.from_dict(state, cluster_id)
-        if state.get("cluster_dir"):
-            cf = store.merge(store.read(Path(str(state["cluster_dir"])), cluster_id), state)
-        head = cf.head()
-        if head is None or not processes.is_alive(head):
+        head = store.live_head(state)
+        return None if head is None else _dashboard_url(head)
+
+    def serve_endpoint(self, state: dict[str, Any]) -> ServeEndpoint | None:
+        """A running cluster's dashboard (for ``ServeClient``) and its head's Serve port (for
+        ``ServeConfig.with_http``); None while no head runs (see ``store.pick_head_ports``)."""
+        head = store.live_head(state)
+        if head is None or commands.SERVE_PORT not in head.ports:
             return None
-        return _dashboard_url(head)
+        return ServeEndpoint(_dashboard_url(head), commands.DASHBOARD_HOST, head.ports[commands.SERVE_PORT])
 
     def ray_versions(self, cloud_config: dict[str, Any]) -> list[str]:
         try:
@@ -371,14 +375,7 @@ class LocalProvider(Provider):
         ft: gcs.RedisEndpoint | None = None,
         cluster_id: str = "",
     ) -> NodeRecord:
-        # The last head's ports, so that its dashboard address (and GCS address) stays the same
-        # across stop/start and restarts; pick_ports replaces only those now taken.
-        preferred = [cf.head_ports.get(p) for p in commands.HEAD_PORTS]
-        try:
-            picked = processes.pick_ports(len(commands.HEAD_PORTS), preferred=preferred)
-        except RuntimeError as exc:
-            raise RetriableError(str(exc), code="NoFreePorts") from exc
-        ports = dict(zip(commands.HEAD_PORTS, picked, strict=True))
+        ports = store.pick_head_ports(self.root, cdir, cf)
         temp_dir = cdir / HEAD_GROUP
         if ft is not None:
             gcs.prepare_head(cf, ports["gcs"], temp_dir)
@@ -470,6 +467,8 @@ class LocalProvider(Provider):
             out["dashboard_url"] = _dashboard_url(head)
             out["gcs_address"] = f"127.0.0.1:{head.ports['gcs']}"
             out["client_address"] = f"ray://127.0.0.1:{head.ports['client']}"
+            if commands.SERVE_PORT in head.ports:
+                out["serve_url"] = f"http://{commands.DASHBOARD_HOST}:{head.ports[commands.SERVE_PORT]}"
         return out
 
 

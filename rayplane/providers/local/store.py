@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rayplane.providers.base import RetriableError, TerminalError
-from rayplane.providers.local.processes import NodeRecord
+from rayplane.providers.local import commands
+from rayplane.providers.local.processes import NodeRecord, is_alive, pick_ports
 
 STATE_FILE = "nodes.json"
 LOCK_FILE = ".lock"
@@ -89,6 +90,51 @@ class ClusterFile:
         return sorted((r for r in self.nodes.values() if r.group != "head"), key=lambda r: r.index)
 
 
+def ports_recorded(root: Path, skip: Path) -> set[int]:
+    """Ports that the clusters under ``root`` other than ``skip`` record (their heads' reserved
+    Serve ports included, which no free-port probe sees while Serve is not deployed)."""
+    used: set[int] = set()
+    for other in root.glob(f"*/{STATE_FILE}"):
+        if other.parent == skip:
+            continue
+        try:
+            raw = json.loads(other.read_text())
+            used.update(int(p) for p in (raw.get("head_ports") or {}).values())
+            for rec in (raw.get("nodes") or {}).values():
+                used.update(int(p) for p in (rec.get("ports") or {}).values())
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return used
+
+
+def pick_head_ports(root: Path, cdir: Path, cf: ClusterFile) -> dict[str, int]:
+    """Ports for a head starting in ``cdir``: Ray's (``commands.HEAD_PORTS``) and the Serve
+    port (``commands.SERVE_PORT``). The last head's are asked for first, so that its dashboard,
+    GCS and Serve addresses stay the same across stop/start and restarts (``pick_ports``
+    replaces only those now taken); the ports other clusters under ``root`` record are
+    avoided, since a reserved Serve port is bound by nothing until Serve is deployed."""
+    names = (*commands.HEAD_PORTS, commands.SERVE_PORT)
+    try:
+        preferred = [cf.head_ports.get(p) for p in names]
+        picked = pick_ports(len(names), preferred=preferred, avoid=ports_recorded(root, cdir))
+    except RuntimeError as exc:
+        raise RetriableError(str(exc), code="NoFreePorts") from exc
+    return dict(zip(names, picked, strict=True))
+
+
+def reserve_serve_port(root: Path, cdir: Path, cf: ClusterFile, head: NodeRecord) -> None:
+    """Give a head started before Serve ports existed one, recorded as if picked at its start."""
+    if commands.SERVE_PORT in head.ports:
+        return
+    used = {port for rec in cf.nodes.values() for port in rec.ports.values()} | ports_recorded(root, cdir)
+    try:
+        (port,) = pick_ports(1, preferred=[cf.head_ports.get(commands.SERVE_PORT)], avoid=used)
+    except RuntimeError as exc:
+        raise RetriableError(str(exc), code="NoFreePorts") from exc
+    head.ports[commands.SERVE_PORT] = cf.head_ports[commands.SERVE_PORT] = port
+    write(cdir, cf)
+
+
 def read(path: Path, cluster_id: str) -> ClusterFile:
     try:
         raw = json.loads((path / STATE_FILE).read_text())
@@ -151,3 +197,14 @@ def locked(path: Path, timeout: float = 180.0) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def live_head(state: dict[str, Any]) -> NodeRecord | None:
+    """The head of a provider state (its ``nodes.json`` first, when the state names the
+    directory) if its process runs."""
+    cluster_id = str(state.get("cluster_id") or "")
+    cf = ClusterFile.from_dict(state, cluster_id)
+    if state.get("cluster_dir"):
+        cf = merge(read(Path(str(state["cluster_dir"])), cluster_id), state)
+    head = cf.head()
+    return head if head is not None and is_alive(head) else None
