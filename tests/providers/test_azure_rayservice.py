@@ -2,7 +2,8 @@
 (made strict), reuses the RayCluster's spec, maps the rollout policy onto ``upgradeStrategy``;
 and, through the real ``kubernetes`` client against the emulated AKS cluster's KubeRay, comes
 up Ready behind a LoadBalancer, takes a Serve config change in place, rolls a VM size change
-onto a new cluster, and keeps serving from the old one when the new version fails to import."""
+onto a new cluster, keeps serving from the old one when the new version fails to import, and
+moves traffic in steps behind its Gateway with an incremental rollout."""
 
 from __future__ import annotations
 
@@ -202,7 +203,7 @@ def env(emulator: EmulatorProcess) -> Iterator[Env]:
         "rayservice_deletion_delay_seconds": 0.5,
     }
     with kube_knobs(emulator, **knobs):
-        env = Env(emulator)
+        env = Env(emulator, gateway=True)
         for size, vcpus, memory in (("Standard_D4s_v5", 4, 16), ("Standard_D8s_v5", 8, 32)):
             env.cluster.add_pool(
                 PoolKey(size, False).name,
@@ -359,6 +360,61 @@ def test_a_service_comes_up_and_takes_config_vm_size_and_bad_version_changes(env
         assert bad.active.applications == ()
         assert (bad.ready, bad.upgrading, bad.endpoint) == (True, True, first.endpoint)
         assert bad.pending.cluster not in (None, pending)
+    finally:
+        env.co.delete_namespaced_custom_object("ray.io", "v1", namespace, "rayservices", name)
+        kube.close()
+
+
+def test_an_incremental_service_moves_traffic_in_steps_behind_its_gateway(env: Env, app_dir: Path) -> None:
+    cluster_id = "clu_01JD3W5Z8K2M4N6P8R0T2V4X7B"
+    target = _target(cluster_id=cluster_id)
+    namespace, name = manifests.resource_name(target)
+    rollout = RolloutSpec.from_json(
+        {"strategy": "incremental", "step_percent": 50, "interval_seconds": 1, "max_surge_percent": 50}
+    )
+    serve = _serve(str(app_dir))
+    objects = rsv.service_objects(target, serve, rollout, replicas={}, gcs_password_b64="c2VjcmV0")
+    kube = Kube(yaml.safe_dump(env.cluster.kubeconfig))
+    try:
+        for obj in objects[:-1]:
+            kube.apply(obj)
+        env.co.create_namespaced_custom_object("ray.io", "v1", namespace, "rayservices", objects[-1])
+
+        def ready() -> ServiceStatus | None:
+            s = rsv.observe(kube, target, rollout)
+            if s is None or not s.endpoint:
+                return None
+            ok = s.current and s.ready and not s.upgrading and s.active.all_running({"fruit", "veg"})
+            return s if ok else None
+
+        first = wait_for(ready, timeout=60, what="the incremental service Ready behind its Gateway")
+        assert first.endpoint == "http://10.224.100.10:80"  # the emulated Gateway's address
+        gateway = env.co.get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", namespace, "gateways", rsv.gateway_name(target)
+        )
+        assert gateway["spec"]["gatewayClassName"] == "azure-alb-external"
+        active = first.active.cluster
+
+        bigger = _target(
+            {**SPEC, "worker_groups": [{**SPEC["worker_groups"][0], "vm_size": "Standard_D8s_v5"}]},
+            cluster_id=cluster_id,
+        )
+        resized = rsv.ray_service(bigger, serve, rollout, replicas={})
+        _patch(env, target, {"rayClusterConfig": resized["spec"]["rayClusterConfig"]})
+        seen: set[tuple[int | None, int | None]] = set()
+
+        def promoted() -> ServiceStatus | None:
+            s = rsv.observe(kube, target, rollout)
+            assert s is not None
+            if s.pending.cluster:
+                seen.add((s.pending.target_capacity, s.pending.traffic_percent))
+            done = s.active.cluster not in (None, active) and s.pending.cluster is None and s.ready
+            return s if done else None
+
+        after = wait_for(promoted, timeout=60, interval=0.02, what="the new cluster promoted")
+        assert (50, 50) in seen  # one step of 50 % (the surge), then the rest
+        assert (after.active.target_capacity, after.active.traffic_percent) == (100, 100)
+        assert after.endpoint == first.endpoint
     finally:
         env.co.delete_namespaced_custom_object("ray.io", "v1", namespace, "rayservices", name)
         kube.close()
