@@ -376,9 +376,15 @@ def test_an_incremental_service_moves_traffic_in_steps_behind_its_gateway(env: E
     objects = rsv.service_objects(target, serve, rollout, replicas={}, gcs_password_b64="c2VjcmV0")
     kube = Kube(yaml.safe_dump(env.cluster.kubeconfig))
     try:
-        for obj in objects[:-1]:
+        for obj in objects:  # this time as the provider writes: server-side apply, RayService included
             kube.apply(obj)
-        env.co.create_namespaced_custom_object("ray.io", "v1", namespace, "rayservices", objects[-1])
+        kube.apply(objects[-1])  # applying the same manifest again changes nothing
+        assert (
+            env.co.get_namespaced_custom_object("ray.io", "v1", namespace, "rayservices", name)["metadata"][
+                "generation"
+            ]
+            == 1
+        )
 
         def ready() -> ServiceStatus | None:
             s = rsv.observe(kube, target, rollout)
@@ -400,7 +406,7 @@ def test_an_incremental_service_moves_traffic_in_steps_behind_its_gateway(env: E
             cluster_id=cluster_id,
         )
         resized = rsv.ray_service(bigger, serve, rollout, replicas={})
-        _patch(env, target, {"rayClusterConfig": resized["spec"]["rayClusterConfig"]})
+        kube.apply(resized)
         seen: set[tuple[int | None, int | None]] = set()
 
         def promoted() -> ServiceStatus | None:
