@@ -177,7 +177,8 @@ def service_objects(
 ) -> list[dict[str, Any]]:
     """Everything a service needs, in apply order: its namespace, the Ray token Secret, the
     copy of the GCS Redis password (base64, as read from the operator's Secret), the
-    RayService that names both."""
+    RayService that names both. ValueError without a Ray token (``manifests.auth_secret``);
+    TerminalError as :func:`ray_service`."""
     ft = service_target(target)
     return [
         manifests.namespace(ft),
