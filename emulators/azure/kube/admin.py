@@ -5,7 +5,7 @@
   ``{cluster, server, token, kubeconfig}`` (the kubeconfig as a dict).
 * ``GET /clusters`` -- cluster keys with their object counts.
 * ``POST /pools`` ``{cluster, name, vm_size, vcpus, memory_gib, gpus, mode, spot, autoscale,
-  count, min_count, max_count, labels, taints, monitoring, gpu_managed}`` --
+  count, min_count, max_count, labels, taints, monitoring, gpu_managed, max_pods}`` --
   ``Fleet.upsert_pool`` without ARM;
   ``DELETE /pools/{name}?cluster=`` removes one.
 * ``POST /evict`` ``{cluster, pool, count}`` -- spot eviction (``Fleet.evict``);
@@ -74,6 +74,7 @@ class PoolRequest(BaseModel):
     taints: list[str] = Field(default_factory=list)
     monitoring: bool = False
     gpu_managed: bool = False
+    max_pods: int = 110
 
 
 class EvictRequest(BaseModel):

@@ -37,6 +37,8 @@ KINDS: dict[str, tuple[str, bool]] = {
     "Pod": ("pods", True),
     "RayCluster": ("rayclusters", True),
     "RayJob": ("rayjobs", True),
+    "RayService": ("rayservices", True),
+    "Gateway": ("gateways", True),
 }
 
 
