@@ -7,61 +7,33 @@ and checks that no Ray process outlives it.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-import psutil
 import pytest
 
 from emulators.azure.server import EmulatorProcess
 from tests.cli.support import Cli
-from tests.e2e.stack import Stack
-from tests.support.services import scratch_database
+from tests.e2e.stack import Stack, local_stack
 
 CLI_REDIS_DB = 8
 AUDIENCE = "api://rayplane-cli-test"
 
 
-def redis_url_for(base: str) -> str:
-    return base.rsplit("/", 1)[0] + f"/{CLI_REDIS_DB}" if base.startswith("redis://") else base
-
-
 @pytest.fixture(scope="session")
 def stack(admin_db_url: str, redis_url: str, emulator: EmulatorProcess) -> Iterator[Stack]:
-    with scratch_database(admin_db_url) as db, tempfile.TemporaryDirectory(prefix="rpc-") as tmp:
-        ray_root = Path(tempfile.mkdtemp(prefix="rpc", dir="/tmp"))
-        s = Stack(Path(tmp), db, redis_url_for(redis_url), ray_root)
-        s.env.update(
-            {
-                "RAYPLANE_TASK_QUEUE": f"cli-{os.getpid()}",
-                "RAYPLANE_ENTRA_AUTHORITY": emulator.origin,
-                "RAYPLANE_ENTRA_AUDIENCE": AUDIENCE,
-                "RAYPLANE_CA_BUNDLE": str(emulator.ca_path),
-                # Rayplane's Azure app, as the emulator's Entra knows any client with its secret.
-                "RAYPLANE_AZURE_CLIENT_ID": str(uuid.uuid4()),
-                "RAYPLANE_AZURE_CLIENT_SECRET": "emulator-secret",
-                "RAYPLANE_AZURE_ARM_URL": emulator.origin,
-            }
-        )
-        try:
-            yield s.start()
-        finally:
-            try:
-                s.delete_all()
-            finally:
-                s.stop()
-            leftovers = [
-                p
-                for p in psutil.process_iter(["cmdline", "status"])
-                if str(ray_root) in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
-            ]
-            for p in leftovers:
-                p.kill()
-            shutil.rmtree(ray_root, ignore_errors=True)
-            assert leftovers == [], "Ray processes outlived the test stack"
+    env = {
+        "RAYPLANE_TASK_QUEUE": f"cli-{os.getpid()}",
+        "RAYPLANE_ENTRA_AUTHORITY": emulator.origin,
+        "RAYPLANE_ENTRA_AUDIENCE": AUDIENCE,
+        "RAYPLANE_CA_BUNDLE": str(emulator.ca_path),
+        # Rayplane's Azure app, as the emulator's Entra knows any client with its secret.
+        "RAYPLANE_AZURE_CLIENT_ID": str(uuid.uuid4()),
+        "RAYPLANE_AZURE_CLIENT_SECRET": "emulator-secret",
+        "RAYPLANE_AZURE_ARM_URL": emulator.origin,
+    }
+    with local_stack(admin_db_url, redis_url, CLI_REDIS_DB, env) as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,15 @@ clusters under a short temporary directory. Tests drive it over HTTP like any cl
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ import psutil
 from rayplane.identity.bootstrap import read_env_file
 from rayplane.procs import stop_process_group
 from rayplane.settings import default_ray_root
+from tests.support.services import scratch_database
 
 
 def free_port() -> int:
@@ -166,3 +170,39 @@ class Stack:
             if marker in cmd and cid[-10:] in cmd:
                 found.append(p)
         return found
+
+
+def redis_url_for(base: str, db: int) -> str:
+    """Database ``db`` of the suite's TCP Redis (one per e2e module), or its unix socket as is."""
+    if base.startswith("redis://"):
+        return base.rsplit("/", 1)[0] + f"/{db}"
+    return base
+
+
+@contextmanager
+def local_stack(
+    admin_db_url: str, redis_url: str, redis_db: int, env: Mapping[str, str] | None = None
+) -> Iterator[Stack]:
+    """A started ``rayplane dev`` on a scratch database, Redis database ``redis_db`` and a Ray
+    root of its own, with ``env`` on top of its environment. On exit every cluster is deleted
+    and the stack stopped; a Ray process that outlives it is killed and fails the test."""
+    with scratch_database(admin_db_url) as db, tempfile.TemporaryDirectory(prefix="rpe-") as tmp:
+        ray_root = Path(tempfile.mkdtemp(prefix="rp", dir="/tmp"))
+        s = Stack(Path(tmp), db, redis_url_for(redis_url, redis_db), ray_root)
+        s.env.update(env or {})
+        try:
+            yield s.start()
+        finally:
+            try:
+                s.delete_all()
+            finally:
+                s.stop()
+            leftovers = [
+                p
+                for p in psutil.process_iter(["cmdline", "status"])
+                if str(ray_root) in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
+            ]
+            for p in leftovers:
+                p.kill()
+            shutil.rmtree(ray_root, ignore_errors=True)
+            assert leftovers == [], "Ray processes outlived the test stack"

@@ -9,11 +9,9 @@ import functools
 import io
 import os
 import signal
-import tempfile
 import uuid
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,8 +19,7 @@ import psutil
 import pytest
 import redis as redis_lib
 
-from tests.e2e.stack import Stack, wait_for
-from tests.support.services import scratch_database
+from tests.e2e.stack import Stack, local_stack, wait_for
 
 # Whole-system tests: minutes each on a 2-core machine, more when it is busy.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -41,33 +38,10 @@ def spec(name: str, workers: int = 1, max_workers: int = 2) -> dict[str, Any]:
     }
 
 
-def redis_url_for(base: str) -> str:
-    if base.startswith("redis://"):
-        return base.rsplit("/", 1)[0] + f"/{E2E_REDIS_DB}"
-    return base
-
-
 @pytest.fixture(scope="module")
 def stack(admin_db_url: str, redis_url: str) -> Iterator[Stack]:
-    url = redis_url_for(redis_url)
-    with scratch_database(admin_db_url) as db, tempfile.TemporaryDirectory(prefix="rpe-") as tmp:
-        ray_root = Path(tempfile.mkdtemp(prefix="rp", dir="/tmp"))
-        s = Stack(Path(tmp), db, url, ray_root)
-        try:
-            yield s.start()
-        finally:
-            try:
-                s.delete_all()
-            finally:
-                s.stop()
-            leftovers = [
-                p
-                for p in psutil.process_iter(["cmdline", "status"])
-                if str(ray_root) in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
-            ]
-            for p in leftovers:
-                p.kill()
-            assert leftovers == [], "Ray processes outlived the test stack"
+    with local_stack(admin_db_url, redis_url, E2E_REDIS_DB) as s:
+        yield s
 
 
 def delete(stack: Stack, cid: str) -> None:

@@ -13,20 +13,17 @@ from __future__ import annotations
 import io
 import json
 import signal
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 import redis as redis_lib
 
-from tests.e2e.stack import Stack, wait_for
-from tests.support.services import scratch_database
+from tests.e2e.stack import Stack, local_stack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -81,25 +78,8 @@ def gcs_keys(redis_url: str, cid: str) -> list[str]:
 def stack(admin_db_url: str, redis_url: str) -> Iterator[Stack]:
     # ``rayplane dev`` starts a Redis of its own for Ray's GCS, so the control plane's may be
     # a unix socket: fault tolerance works either way.
-    url = redis_url.rsplit("/", 1)[0] + f"/{E2E_REDIS_DB}" if redis_url.startswith("redis://") else redis_url
-    with scratch_database(admin_db_url) as db, tempfile.TemporaryDirectory(prefix="rpe-") as tmp:
-        ray_root = Path(tempfile.mkdtemp(prefix="rp", dir="/tmp"))
-        s = Stack(Path(tmp), db, url, ray_root)
-        try:
-            yield s.start()
-        finally:
-            try:
-                s.delete_all()
-            finally:
-                s.stop()
-            leftovers = [
-                p
-                for p in psutil.process_iter(["cmdline", "status"])
-                if str(ray_root) in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
-            ]
-            for p in leftovers:
-                p.kill()
-            assert leftovers == [], "Ray processes outlived the test stack"
+    with local_stack(admin_db_url, redis_url, E2E_REDIS_DB) as s:
+        yield s
 
 
 def run_job(stack: Stack, cid: str, uri: str, mode: str) -> str:

@@ -149,3 +149,21 @@ def test_kubectl_applies_the_device_plugin_and_the_gpu_appears(emulator: Emulato
     assert "created" in kubectl("apply", "-f", str(manifest))
     assert "nvidia-device-plugin-daemonset" in kubectl("get", "ds", "-n", "kube-system")
     assert kubectl("get", "nodes", "-l", "agentpool=gpu", "-o", gpu) == "1"
+
+
+def test_a_pool_at_its_maximum_size_is_named_as_the_reason(emulator: EmulatorProcess) -> None:
+    """cluster-autoscaler rules out a node group at its maximum size ("max node group size
+    reached"); a pod that would fit its node waits, told so, rather than with no word."""
+    env = _env(emulator)
+    env.cluster.add_pool("cpu", autoscale=True, max_count=1, vcpus=4, memory_gib=16)
+    big = {"requests": {"cpu": "3", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}  # one per node
+    env.create(small_raycluster("rc", workers=2, worker_resources=big))
+    event = wait_for(lambda: next(iter(_events(env, "NotTriggerScaleUp")), None), what="the refusal at max size")
+    assert event.message.startswith("pod didn't trigger scale-up: 1 max node group size reached")
+    assert len(env.core.list_node(label_selector="agentpool=cpu").items) == 1
+
+    def placed() -> list[bool] | None:
+        workers = sorted(bool(w.spec.node_name) for w in env.pods("rc", "ray.io/node-type=worker"))
+        return workers if workers == [False, True] else None
+
+    wait_for(placed, what="one worker on the pool's one node, the other waiting")

@@ -299,11 +299,16 @@ def _can_grow(pool: Pool) -> bool:
     return pool.spec.autoscale and len(pool.nodes) < pool.spec.max_count
 
 
-def scale_up_refusal(spec: Mapping[str, Any], req: Resources, templates: Sequence[NodeView]) -> str | None:
-    """The cluster autoscaler's ``NotTriggerScaleUp`` message when no node group's new node
-    could ever take the pod, else None. As cluster-autoscaler words it: ``pod didn't trigger
+def scale_up_refusal(
+    spec: Mapping[str, Any], req: Resources, templates: Sequence[NodeView], *, blocked: bool = False
+) -> str | None:
+    """The cluster autoscaler's ``NotTriggerScaleUp`` message when no node group can add a node
+    that takes the pod, else None. As cluster-autoscaler words it: ``pod didn't trigger
     scale-up:`` and, per reason, how many node groups it ruled out (``2 Insufficient cpu,
-    1 node(s) didn't match Pod's node affinity/selector``)."""
+    1 node(s) didn't match Pod's node affinity/selector``). ``blocked``: the pod is in
+    :func:`pool_demand`'s ``stuck`` (it fits a group's node, but every such group is at its
+    maximum size with no room on its nodes), so each group it fits is ruled out as ``max node
+    group size reached``."""
     reasons: dict[str, int] = {}
     for template in templates:
         if not selects(spec, template.labels):
@@ -311,7 +316,7 @@ def scale_up_refusal(spec: Mapping[str, Any], req: Resources, templates: Sequenc
         elif (taint := untolerated(spec, template.taints)) is not None:
             why = [f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}"]
         else:
-            why = req.short(template.free)
+            why = req.short(template.free) or (["max node group size reached"] if blocked else [])
         if not why:
             return None
         for w in why:
@@ -325,8 +330,11 @@ def pool_demand(
     views: Mapping[str, NodeView],
     pending: Sequence[tuple[Mapping[str, Any], Resources]],
     templates: Mapping[str, NodeView] | None = None,
+    stuck: list[Mapping[str, Any]] | None = None,
 ) -> dict[str, tuple[int, list[str]]]:
     """pool name -> (nodes needed, names of nodes with pods), for :meth:`Fleet.set_demand`.
+    A pod that fits some pool's node but finds no room on a node there, planned or not, and no
+    such pool that may grow is added to ``stuck`` (when given): it waits at a maximum size.
 
     ``views`` has every existing node (booting ones too) with ``free`` net of bound pods;
     ``pending`` are the unschedulable pods' specs and requests, oldest first; ``templates``
@@ -377,6 +385,8 @@ def pool_demand(
         )
         if grower is not None:
             new_nodes[grower.spec.name].append(templates[grower.spec.name].free - req)
+        elif candidates and stuck is not None:
+            stuck.append(spec)
     return {
         p.spec.name: (
             len(used[p.spec.name]) + len(new_nodes[p.spec.name]),

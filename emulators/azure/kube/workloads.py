@@ -35,7 +35,7 @@ import copy
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from emulators.azure import aksnode
@@ -190,13 +190,17 @@ class Workloads:
                 unschedulable.append((spec, req))
                 refused.append(pod)
         templates = {p.spec.name: self._template(p, reserved[p.spec.name], plugins) for p in pools}
+        stuck: list[Mapping[str, Any]] = []
+        demand = pool_demand(pools, views, unschedulable, templates, stuck)
         for pod in refused:
-            why = scale_up_refusal(pod.get("spec") or {}, pod_requests(pod.get("spec") or {}), list(templates.values()))
+            spec = pod.get("spec") or {}
+            blocked = any(s is spec for s in stuck)
+            why = scale_up_refusal(spec, pod_requests(spec), list(templates.values()), blocked=blocked)
             if why is not None and self.events is not None:
                 self.events.record(
                     cluster, pod, "Normal", "NotTriggerScaleUp", why, component="cluster-autoscaler", once=True
                 )
-        for name, (needed, busy) in pool_demand(pools, views, unschedulable, templates).items():
+        for name, (needed, busy) in demand.items():
             self.fleet.set_demand(cluster, name, needed, busy)
         return min(due) if due else None
 
