@@ -273,3 +273,69 @@ def test_a_new_version_takes_the_traffic_under_load_without_an_error(service: Se
     assert "RolloutCompleted" in {e.code for e in service.events}
     assert not store.cluster_dir(service.runner.provider.root, version_cluster_id(SERVICE, 1)).exists()
     assert get(service.url() + "/echo/y")["greeting"] == "bonjour"
+
+
+def test_a_version_that_cannot_import_is_rolled_back_and_traffic_never_moves(service: Service, tmp_path: Path) -> None:
+    service.events.clear()
+    count_before = get(service.url() + "/counter")["count"]
+    quick = dataclasses.replace(ROLLOUT, health_timeout_seconds=90)
+    wrk = Wrk(service.url() + "/counter", tmp_path / "rollback.lua")
+    try:
+        step = service.drive(
+            version(3), serve_spec(greeting="bonjour", broken=True), quick, lambda p: p.failure is not None
+        )
+        counts, output = wrk.stop()
+    finally:
+        wrk.kill()
+    print(f"\nduring the failed version: wrk p99 {counts['p99_ms']} ms ({counts['requests']:.0f} requests)")
+    assert_no_errors(counts, output)
+    progress = step.progress
+    assert (progress.phase, progress.active_version, progress.pending_version) == (ServicePhase.RUNNING, 2, None)
+    assert progress.failure is not None, progress
+    assert "ModuleNotFoundError: No module named 'no_such_module'" in progress.failure
+    codes = [e.code for e in service.events]
+    assert "TrafficMoved" not in codes
+    assert "RolledBack" in codes
+    assert service.state["failed"] == [3]
+    assert list(service.state["versions"]) == ["2"]
+    assert not store.cluster_dir(service.runner.provider.root, version_cluster_id(SERVICE, 3)).exists()
+    # The old version kept serving all along: its counter went on from where it was.
+    assert get(service.url() + "/counter")["count"] > count_before + counts["requests"] - 1
+    # Asked again for version 3: not tried again, the failure stays.
+    again = service.runner.ensure(SERVICE, version(3), serve_spec(broken=True), quick, service.state)
+    assert (again.progress.phase, again.progress.pending_version) == (ServicePhase.RUNNING, None)
+    assert again.progress.failure == progress.failure
+    assert list(again.state["versions"]) == ["2"]
+
+
+def test_an_explicit_rollback_moves_traffic_back_after_it_moved(service: Service, tmp_path: Path) -> None:
+    service.events.clear()
+    pid = service.head_pid(2)
+    slow = dataclasses.replace(ROLLOUT, interval_seconds=3600)  # stays at the first step
+    wrk = Wrk(service.url() + "/echo/z", tmp_path / "explicit.lua")
+    try:
+        service.drive(version(4), serve_spec(greeting="hallo"), slow, lambda p: p.traffic_percent == 50)
+        deadline = time.monotonic() + 120
+        while True:
+            step = service.runner.rollback(SERVICE, service.state, token=TOKEN)
+            service.state = step.state
+            service.events += step.events
+            if step.progress.phase is ServicePhase.RUNNING or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        counts, output = wrk.stop()
+    finally:
+        wrk.kill()
+    print(f"\nacross the explicit rollback: wrk p99 {counts['p99_ms']} ms ({counts['requests']:.0f} requests)")
+    assert_no_errors(counts, output)
+    progress = step.progress
+    assert (progress.phase, progress.active_version, progress.pending_version) == (ServicePhase.RUNNING, 2, None)
+    assert progress.failure == "rolled back on request"
+    assert [e.code for e in service.events if e.code in ("TrafficMoved", "RolledBack")] == [
+        "TrafficMoved",
+        "RolledBack",
+    ]
+    assert service.state["failed"] == [3, 4]
+    assert list(service.state["versions"]) == ["2"]
+    assert service.head_pid(2) == pid
+    assert get(service.url() + "/echo/z")["greeting"] == "bonjour"  # the old version's config

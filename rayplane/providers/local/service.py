@@ -34,7 +34,11 @@ Contract of ``ensure(service_id, want, serve, rollout, state)``
   replicas that fail to start and an application can still leave DEPLOY_FAILED; the timeout
   is the user's one knob. The version is remembered (``failed``) and not tried again until
   the version number grows. ``rollback`` does the same on request, also after traffic moved
-  (then it drains the new version's upstream before the teardown).
+  (then it drains the new version's upstream before the teardown). A new version that
+  turns unhealthy after traffic moved is not rolled back automatically: the steps stop
+  (ROLLING_OUT with ``failure``) until it recovers or ``rollback`` is called.
+- A new version whose cluster never comes up (``LocalProvider.ensure`` raising each call)
+  is not rolled back here either: the error goes to the caller, whose retry policy decides.
 - A version that became superseded while rolling out (the number grew again) is dropped
   the same way, without being remembered as failed.
 - Only the version being worked on is ``ensure``d by the provider: during a rollout the
@@ -291,6 +295,10 @@ class LocalServiceRunner:
             )
             st["rolling_back"] = {"version": new, "reason": reason, "remember": True}
             return self._roll_back(service_id, st, events, token)
+        if not running:
+            # Unhealthy after traffic moved: no further step; the automatic rollback is for a
+            # version that never had traffic, this one waits for ``rollback`` or a recovery.
+            return self._step(st, events, ServicePhase.ROLLING_OUT, failure=failure, token=token)
         steps = rollout.traffic_steps()
         if st["traffic"] < 100:
             due = st["step_at"] is None or now >= st["step_at"] + rollout.interval_seconds
