@@ -247,10 +247,11 @@ class LocalServiceRunner:
             )
         return self._roll_back(service_id, st, [], token)
 
-    def stop(self, service_id: str, state: dict[str, Any]) -> ServiceStep:
-        token = ""
+    def stop(self, service_id: str, state: dict[str, Any], *, token: str = "") -> ServiceStep:
         """Remove the route and stop every version's nodes; their directories and ports stay,
-        so ``ensure`` starts the active version again."""
+        so ``ensure`` starts the active version again (and deploys its config again). A
+        rollout stopped half-way resumes on the pending version only: call ``rollback``
+        before ``stop`` to keep just the active one."""
         st = _initial(state)
         self.proxy.remove_route(service_id)
         events: list[ProviderEvent] = []
@@ -267,7 +268,7 @@ class LocalServiceRunner:
         for key in list(st["versions"]):
             vs = st["versions"][key]
             self.provider.teardown(_bare_target(vs["cluster_id"]), vs["provider"])
-            del st["versions"][key]  # gone: a retry after a failure skips it
+            del st["versions"][key]  # the provider's teardown is idempotent: a retry is safe
         return ServiceStep({}, ServiceProgress(ServicePhase.PROVISIONING, None, None, 0, (), None))
 
     # -- the steps ---------------------------------------------------------------------
