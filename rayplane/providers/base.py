@@ -27,7 +27,10 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # services.py builds on the values below
+    from rayplane.providers.services import ServiceRunner
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,11 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def teardown(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         """Remove everything the cluster had (processes, files, cloud resources)."""
+
+    def service_runner(self) -> ServiceRunner | None:
+        """The runner of Ray Serve services on this provider; None where services are not
+        supported (a create on such a cloud is refused with 422)."""
+        return None
 
     @abc.abstractmethod
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:

@@ -30,7 +30,7 @@ from rayplane.providers.base import ClusterTarget, NodeShape, ProviderEvent, Ret
 from rayplane.providers.local import LocalProvider, processes, proxy_config, store
 from rayplane.providers.local.proxy import CaddyProxy, ProxyError
 from rayplane.providers.local.service import LocalServiceRunner, version_cluster_id
-from rayplane.providers.local.service_types import ServicePhase, ServiceProgress, ServiceStep, VersionTarget
+from rayplane.providers.services import ServicePhase, ServiceProgress, ServiceStep, VersionTarget
 from tests.support.nodeuser import grant_node_user_access
 
 try:

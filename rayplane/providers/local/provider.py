@@ -44,6 +44,7 @@ from rayplane.providers.local.processes import NodeRecord
 from rayplane.providers.local.serve import ServeEndpoint
 from rayplane.providers.local.shapes import HEAD_GROUP, NodeResources, node_resources
 from rayplane.providers.local.store import ClusterFile
+from rayplane.providers.services import ServiceRunner
 
 # How long a node that died stays in ``Observation.messages``.
 EVENT_SECONDS = 600.0
@@ -81,6 +82,7 @@ class LocalProvider(Provider):
         self.http_timeout = http_timeout
         self.idle_node_seconds = idle_node_seconds
         self.lock_timeout = lock_timeout
+        self._services: ServiceRunner | None = None
 
     # -- the Provider interface -------------------------------------------------------
 
@@ -215,6 +217,16 @@ class LocalProvider(Provider):
                     self._stop_records(cdir, cf, [head], remove_dirs=False)
                 touched.append(owner)
         return touched
+
+    def service_runner(self) -> ServiceRunner:
+        """One runner per provider, its Caddy pair kept in ``root/proxy`` (adopted across
+        restarts of the control plane, see ``proxy``)."""
+        if self._services is None:
+            from rayplane.providers.local.proxy import CaddyProxy  # only services need Caddy
+            from rayplane.providers.local.service import LocalServiceRunner  # it imports this module
+
+            self._services = LocalServiceRunner(self, CaddyProxy(self.root / "proxy"))
+        return self._services
 
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:
         head = store.live_head(state)

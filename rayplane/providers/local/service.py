@@ -72,12 +72,19 @@ from typing import Any
 
 import httpx
 
-from rayplane.providers.base import ClusterTarget, NodeShape, ProviderEvent, RetriableError, TerminalError
+from rayplane.providers.base import (
+    ClusterTarget,
+    NodeShape,
+    Observation,
+    ProviderEvent,
+    RetriableError,
+    TerminalError,
+)
 from rayplane.providers.local.provider import LocalProvider
 from rayplane.providers.local.proxy import CaddyProxy, Upstream
 from rayplane.providers.local.serve import ApplicationStatus, ServeClient, ServeError, ServeStatus
 from rayplane.providers.local.serve_config import ServeConfig, ServeConfigError
-from rayplane.providers.local.service_types import (
+from rayplane.providers.services import (
     AppStatus,
     RolloutPolicy,
     ServeConfigSource,
@@ -270,6 +277,18 @@ class LocalServiceRunner:
             self.provider.teardown(_bare_target(vs["cluster_id"]), vs["provider"])
             del st["versions"][key]  # the provider's teardown is idempotent: a retry is safe
         return ServiceStep({}, ServiceProgress(ServicePhase.PROVISIONING, None, None, 0, (), None))
+
+    def observe(self, service_id: str, want: VersionTarget, state: dict[str, Any]) -> dict[int, Observation]:
+        """Each version's nodes, through the provider's ``observe`` (its head's APIs): the
+        worked-on version with the wanted target's groups; the other with the same names
+        (a group missing from its own shape simply counts no node)."""
+        out: dict[int, Observation] = {}
+        for key, vs in (_initial(state)["versions"] or {}).items():
+            if not vs.get("provider"):
+                continue
+            target = dataclasses.replace(want.cluster, cluster_id=vs["cluster_id"])
+            out[int(key)] = self.provider.observe(target, vs["provider"])
+        return out
 
     # -- the steps ---------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
-"""The values a local service step takes and returns (``service.LocalServiceRunner``).
+"""What a provider's service runner is, and the values a service step takes and returns.
 
-``ServeSpec`` and ``RolloutSpec`` (``rayplane.clusters.serve``) live in a layer above the
-providers, so the runner takes them through the protocols :class:`ServeConfigSource` and
-:class:`RolloutPolicy`, which they satisfy (as ``providers.azure.rayservice`` does).
+A provider that can run Ray Serve services (``Provider.service_runner``) hands the
+reconciler a :class:`ServiceRunner`: the local one (``providers.local.service``) and the
+Azure one (``providers.azure.services``). ``ServeSpec`` and ``RolloutSpec``
+(``rayplane.clusters.serve``) live in a layer above the providers, so runners take them
+through the protocols :class:`ServeConfigSource` and :class:`RolloutPolicy`, which they
+satisfy.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rayplane.providers.base import ClusterTarget, ProviderEvent
+from rayplane.providers.base import ClusterTarget, Observation, ProviderEvent
 
 
 class ServeConfigSource(Protocol):
@@ -83,3 +86,38 @@ class ServiceStep:
     state: dict[str, Any]
     progress: ServiceProgress
     events: tuple[ProviderEvent, ...] = ()
+
+
+class ServiceRunner(Protocol):
+    """How the reconciler drives one service (``service_id`` is the cluster row's id).
+
+    Every call does one bounded step, is idempotent, and returns the whole JSON-able state
+    to persist (a new process resumes from it); a ``ProviderError`` may carry the state to
+    keep (``provider_state``). One caller per service at a time (the reconciler's lease).
+    """
+
+    def ensure(
+        self,
+        service_id: str,
+        want: VersionTarget,
+        serve: ServeConfigSource,
+        rollout: RolloutPolicy,
+        state: dict[str, Any],
+    ) -> ServiceStep:
+        """Move towards ``want`` running ``serve``: deploy in place, or roll out a new
+        version under ``rollout``, rolling back one that is not healthy in time."""
+
+    def rollback(
+        self, service_id: str, state: dict[str, Any], *, token: str = "", reason: str = "rolled back on request"
+    ) -> ServiceStep:
+        """Drop the pending version (traffic back on the active one); a no-op without one."""
+
+    def stop(self, service_id: str, state: dict[str, Any], *, token: str = "") -> ServiceStep:
+        """Stop every version's nodes, keeping what ``ensure`` needs to start again."""
+
+    def teardown(self, service_id: str, state: dict[str, Any]) -> ServiceStep:
+        """Remove everything every version had; the returned state is empty."""
+
+    def observe(self, service_id: str, want: VersionTarget, state: dict[str, Any]) -> dict[int, Observation]:
+        """What runs, per version number, through each version's own APIs (for usage and
+        node health). No side effects; a version whose nodes are all down may be left out."""
