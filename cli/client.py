@@ -30,6 +30,9 @@ from cli.resources import (
     Operation,
     Package,
     Page,
+    Resource,
+    Service,
+    ServiceApplication,
     Tenant,
 )
 
@@ -55,6 +58,9 @@ __all__ = [
     "Page",
     "RayplaneClient",
     "Report",
+    "Resource",
+    "Service",
+    "ServiceApplication",
     "Tenant",
     "Versioned",
 ]
@@ -62,6 +68,7 @@ __all__ = [
 
 JOB_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 ClusterAction = Literal["stop", "start", "retry"]
+ServiceAction = Literal["stop", "start", "rollback"]
 
 
 class ApiError(Exception):
@@ -106,10 +113,10 @@ class Versioned(Generic[T]):
 
 
 @dataclass
-class Accepted:
-    """A ``202 Accepted`` answer: the cluster as it is now and the operation to follow."""
+class Accepted(Generic[T]):
+    """A ``202 Accepted`` answer: the resource (cluster, service) as it is now and the operation to follow."""
 
-    cluster: Cluster
+    resource: T
     operation_id: str | None
     etag: str | None = None
 
@@ -185,14 +192,12 @@ class RayplaneClient:
             if not cursor:
                 return
 
-    def _accepted(self, response: httpx.Response) -> Accepted:
+    def _accepted(self, response: httpx.Response) -> Accepted[Any]:
         op = response.headers.get("Operation-Location")
-        return Accepted(
-            cast(Cluster, response.json()), op.rsplit("/", 1)[-1] if op else None, response.headers.get("ETag")
-        )
+        return Accepted(response.json(), op.rsplit("/", 1)[-1] if op else None, response.headers.get("ETag"))
 
     # ---- clusters ---------------------------------------------------------------------
-    def create_cluster(self, spec: Mapping[str, Any], idempotency_key: str | None = None) -> Accepted:
+    def create_cluster(self, spec: Mapping[str, Any], idempotency_key: str | None = None) -> Accepted[Cluster]:
         """``POST /v1/clusters`` (202, with an ``Idempotency-Key``)."""
         key = idempotency_key or str(uuid.uuid4())
         return self._accepted(self.request("POST", "/v1/clusters", json=spec, headers={"Idempotency-Key": key}))
@@ -225,17 +230,19 @@ class RayplaneClient:
         """``GET /v1/clusters/{id}/ray-token``: the cluster's Ray token (members and above)."""
         return str(self._json("GET", f"/v1/clusters/{cluster_id}/ray-token")["token"])
 
-    def update_cluster(self, cluster_id: str, patch: Mapping[str, Any], if_match: str | None = None) -> Accepted:
+    def update_cluster(
+        self, cluster_id: str, patch: Mapping[str, Any], if_match: str | None = None
+    ) -> Accepted[Cluster]:
         """``PATCH /v1/clusters/{id}`` (``worker_groups`` replaces the whole list)."""
         headers = {"If-Match": if_match} if if_match else {}
         return self._accepted(self.request("PATCH", f"/v1/clusters/{cluster_id}", json=patch, headers=headers))
 
-    def cluster_action(self, cluster_id: str, action: ClusterAction, if_match: str | None = None) -> Accepted:
+    def cluster_action(self, cluster_id: str, action: ClusterAction, if_match: str | None = None) -> Accepted[Cluster]:
         """``POST /v1/clusters/{id}:stop|start|retry``."""
         headers = {"If-Match": if_match} if if_match else {}
         return self._accepted(self.request("POST", f"/v1/clusters/{cluster_id}:{action}", headers=headers))
 
-    def delete_cluster(self, cluster_id: str, if_match: str | None = None) -> Accepted:
+    def delete_cluster(self, cluster_id: str, if_match: str | None = None) -> Accepted[Cluster]:
         """``DELETE /v1/clusters/{id}``."""
         headers = {"If-Match": if_match} if if_match else {}
         return self._accepted(self.request("DELETE", f"/v1/clusters/{cluster_id}", headers=headers))
@@ -245,6 +252,47 @@ class RayplaneClient:
         params = {"cursor": cursor, "limit": limit}
         return cast(Page[ClusterEvent], self._json("GET", f"/v1/clusters/{cluster_id}/events", params=params))
 
+    # ---- services -------------------------------------------------------------------
+    def create_service(self, body: Mapping[str, Any], idempotency_key: str | None = None) -> Accepted[Service]:
+        """``POST /v1/services`` (202, with an ``Idempotency-Key``)."""
+        key = idempotency_key or str(uuid.uuid4())
+        return self._accepted(self.request("POST", "/v1/services", json=body, headers={"Idempotency-Key": key}))
+
+    def iter_services(self, *, states: list[str] | None = None) -> Iterator[Service]:
+        """``GET /v1/services``, every page (deleted ones only when asked for by state)."""
+        return self._pages("/v1/services", {"state": states})
+
+    def get_service(self, service_id: str) -> Versioned[Service]:
+        """``GET /v1/services/{id}``, with its ETag."""
+        r = self.request("GET", f"/v1/services/{service_id}")
+        return Versioned(cast(Service, r.json()), r.headers.get("ETag"))
+
+    def update_service(
+        self, service_id: str, patch: Mapping[str, Any], if_match: str | None = None
+    ) -> Accepted[Service]:
+        """``PATCH /v1/services/{id}``: any of ``serve``, ``rollout``, ``ray_version``, ``image``,
+        ``worker_groups`` (the whole list) and ``labels``."""
+        headers = {"If-Match": if_match} if if_match else {}
+        return self._accepted(self.request("PATCH", f"/v1/services/{service_id}", json=patch, headers=headers))
+
+    def service_action(self, service_id: str, action: ServiceAction, if_match: str | None = None) -> Accepted[Service]:
+        """``POST /v1/services/{id}:stop|start|rollback``."""
+        headers = {"If-Match": if_match} if if_match else {}
+        return self._accepted(self.request("POST", f"/v1/services/{service_id}:{action}", headers=headers))
+
+    def delete_service(self, service_id: str, if_match: str | None = None) -> Accepted[Service]:
+        """``DELETE /v1/services/{id}``."""
+        headers = {"If-Match": if_match} if if_match else {}
+        return self._accepted(self.request("DELETE", f"/v1/services/{service_id}", headers=headers))
+
+    def list_service_events(
+        self, service_id: str, *, cursor: str | None = None, limit: int = 200
+    ) -> Page[ClusterEvent]:
+        """``GET /v1/services/{id}/events``: oldest first, the same shape as a cluster's."""
+        params = {"cursor": cursor, "limit": limit}
+        return cast(Page[ClusterEvent], self._json("GET", f"/v1/services/{service_id}/events", params=params))
+
+    # ---- operations -------------------------------------------------------------------
     def get_operation(self, operation_id: str) -> Operation:
         """``GET /v1/operations/{id}``."""
         return cast(Operation, self._json("GET", f"/v1/operations/{operation_id}"))

@@ -6,9 +6,7 @@ Every command takes a cluster by name or by id (``cls_…``).
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
-import time
 import webbrowser
 from typing import Annotated, Any
 
@@ -24,15 +22,16 @@ from cli.context import (
     OutputOption,
     YesOption,
     client,
-    confirm,
     fail,
     fmt,
     handle_errors,
     resolve_cluster,
 )
-from cli.output import dump, notice, out, render_list, render_one
+from cli.kinds import CLUSTERS
+from cli.lifecycle import request_action, show_events
+from cli.output import notice, out, render_list, render_one
 from cli.specs import SpecError, build_spec, load_spec_file
-from cli.views import CLUSTER_COLUMNS, EVENT_COLUMNS, cluster_fields, event_text
+from cli.views import CLUSTER_COLUMNS, cluster_fields
 from cli.watch import EventFeed, follow_to, request_goes_on
 
 app = typer.Typer(
@@ -127,11 +126,11 @@ def create(
         return
     with client() as api:
         accepted = api.create_cluster(spec)
-        c = accepted.cluster
+        c = accepted.resource
         with request_goes_on(c["name"], "RUNNING", "create") if wait_ else contextlib.nullcontext():
             notice(f"Creating cluster {c['name']} ({c['id']})")
             if wait_:
-                c = follow_to(api, accepted, "RUNNING", timeout, verb="create")
+                c = follow_to(api, accepted, "RUNNING", timeout, verb="create", kind=CLUSTERS)
         if not wait_ and fmt(output) == "table":
             notice(f"Watch it with: rayplane clusters events {c['name']} --follow", "dim")
     show_cluster(c, output)
@@ -217,10 +216,12 @@ def scale(
                 notice("the cluster changed meanwhile; retrying with the new version", "yellow")
         g = match[0]
         notice(f"Scaling {current.body['name']}/{group} to {g['min_nodes']}-{g['max_nodes']} nodes")
-        c = accepted.cluster
+        c = accepted.resource
         if wait_:
             target_gen = c["generation"]
-            c = follow_to(api, accepted, "RUNNING", timeout, feed, done=lambda x: _applied(x, target_gen), verb="scale")
+            c = follow_to(
+                api, accepted, "RUNNING", timeout, feed, lambda x: _applied(x, target_gen), "scale", kind=CLUSTERS
+            )
     show_cluster(c, output)
 
 
@@ -228,47 +229,9 @@ def _applied(c: Cluster, generation: int) -> bool:
     return c["state"] == "RUNNING" and c["observed_generation"] >= generation
 
 
-#: What each action leaves a cluster in, and the states in which there is nothing to do:
-#: (goal, {state: how to say it is there already}).
-ALREADY: dict[str, tuple[str, dict[str, str]]] = {
-    "stop": ("STOPPED", {"STOPPED": "already stopped", "STOPPING": "already stopping"}),
-    "start": ("RUNNING", {"RUNNING": "already running", "STARTING": "already starting"}),
-    "retry": ("RUNNING", {}),
-    "delete": ("DELETED", {"DELETED": "already deleted", "DELETING": "already being deleted"}),
-}
-#: The desired state each action asks for: a cluster STOPPED with a start pending is not "already stopped".
-DESIRED = {"stop": "stopped", "start": "running", "retry": "running", "delete": "deleted"}
-
-
 def _action(cluster: str, action: str, wait_: bool, timeout: float, output: Any, yes: bool = True) -> None:
-    """Request ``action`` on the cluster the user named, or say why there is nothing to do.
-
-    A cluster already where the action would take it is not asked again: the answer names
-    what the user typed and is the same however often the command runs (exit 0).
-    """
-    goal, already = ALREADY[action]
-    with client() as api:
-        c = resolve_cluster(api, cluster)
-        where = f"cluster {cluster!r}" + (f" ({c['id']})" if c["id"] != cluster else "")
-        settled = c["state"] in already and (c["state"] == "DELETED" or c["desired_state"] == DESIRED[action])
-        if settled:
-            notice(f"{where} is {already[c['state']]}")
-            if wait_ and c["state"] != goal:
-                c = follow_to(api, c, goal, timeout, verb=action)
-            show_cluster(c, output)
-            return
-        if action == "delete":
-            confirm(f"Delete {where} and stop everything running on it?", yes)
-        feed = EventFeed(api, c["id"])
-        if wait_:
-            feed.skip_existing()
-        accepted = api.delete_cluster(c["id"]) if action == "delete" else api.cluster_action(c["id"], action)  # type: ignore[arg-type]
-        c = accepted.cluster
-        with request_goes_on(c["name"], goal, action) if wait_ else contextlib.nullcontext():
-            notice(f"{action.capitalize()} requested for {c['name']} ({c['id']})")
-            if wait_:
-                c = follow_to(api, accepted, goal, timeout, feed, verb=action)
-    show_cluster(c, output)
+    """Request ``action`` on the cluster the user named, or say why there is nothing to do."""
+    request_action(CLUSTERS, cluster, action, wait_, timeout, lambda c: show_cluster(c, output), yes)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -342,7 +305,7 @@ def wait_(
         c = resolve_cluster(api, cluster)
         feed = EventFeed(api, c["id"])
         feed.skip_existing()
-        c = follow_to(api, c, goal, timeout, feed)
+        c = follow_to(api, c, goal, timeout, feed, kind=CLUSTERS)
     show_cluster(c, output)
 
 
@@ -359,27 +322,7 @@ def events(
 
     Example: [bold]rayplane clusters events demo --follow[/bold]
     """
-    form = fmt(output)
-    with client() as api:
-        c = resolve_cluster(api, cluster)
-        feed = EventFeed(api, c["id"])
-        first = feed.poll()
-        if not follow:
-            render_list(first, EVENT_COLUMNS, form, empty=f"No events for {c['name']}.")
-            return
-        batch = first
-        while True:
-            for event in batch:
-                if form == "table":
-                    out().print(event_text(event), soft_wrap=True)
-                else:  # one JSON object per line, or one YAML document per event
-                    sys.stdout.write(json.dumps(event) + "\n" if form == "json" else f"---\n{dump(event, form)}\n")
-                    sys.stdout.flush()
-            if c["state"] == "DELETED":
-                return
-            time.sleep(1.0)
-            batch = feed.poll()
-            c = api.get_cluster(c["id"]).body
+    show_events(CLUSTERS, cluster, follow, output)
 
 
 @app.command(epilog=EXIT_CODES_HELP)

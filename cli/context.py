@@ -18,6 +18,8 @@ import typer
 
 from cli.client import ApiError, ApiUnreachable, Cluster, RayplaneClient
 from cli.config import ConfigError, Overrides, Target, find_dev_env, resolve
+from cli.kinds import CLUSTERS, Kind
+from cli.kinds import R as Res
 from cli.messages import detail_text, field_errors
 from cli.output import Format, print_error
 
@@ -220,20 +222,25 @@ def quiet_broken_pipe() -> NoReturn:
 
 
 def is_cluster_id(ref: str) -> bool:
-    return ref.startswith("cls_")
+    return CLUSTERS.is_id(ref)
+
+
+def resolve_ref(api: RayplaneClient, kind: Kind[Res], ref: str) -> Res:
+    """The cluster or service named ``ref`` (a name or an id); a deleted one if no live one has it."""
+    if kind.is_id(ref):
+        return kind.get(api, ref).body
+    for found in kind.iterate(api, None):
+        if found["name"] == ref:
+            return found
+    gone = [r for r in kind.iterate(api, ["DELETED"]) if r["name"] == ref]
+    if gone:
+        return max(gone, key=lambda r: r["id"])
+    fail(f"no {kind.noun} named {ref!r} (see `rayplane {kind.group} list`)", EXIT_NOT_FOUND)
 
 
 def resolve_cluster(api: RayplaneClient, ref: str) -> Cluster:
     """The cluster named ``ref`` (a name or a ``cls_…`` id); a deleted one if no live one has it."""
-    if is_cluster_id(ref):
-        return api.get_cluster(ref).body
-    for cluster in api.iter_clusters():
-        if cluster["name"] == ref:
-            return cluster
-    gone = [c for c in api.iter_clusters(states=["DELETED"]) if c["name"] == ref]
-    if gone:
-        return max(gone, key=lambda c: c["id"])
-    fail(f"no cluster named {ref!r} (see `rayplane clusters list`)", EXIT_NOT_FOUND)
+    return resolve_ref(api, CLUSTERS, ref)
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -14,6 +14,17 @@ class Page(TypedDict, Generic[T]):
     next_cursor: str | None
 
 
+class Resource(TypedDict):
+    """What clusters and services share: a name, a state and why (the watchers read only these)."""
+
+    id: str
+    name: str
+    state: str
+    state_reason: str | None
+    state_code: str | None
+    desired_state: str
+
+
 class Cluster(TypedDict):
     """``ClusterOut``: spec, desired and observed state, dashboard."""
 
@@ -30,6 +41,47 @@ class Cluster(TypedDict):
     dashboard_url: str | None
     generation: int
     observed_generation: int
+    created_at: str
+    updated_at: str
+
+
+class ServiceApplication(TypedDict):
+    """One Serve application of one version, as Serve reports it."""
+
+    version: int
+    name: str
+    status: str
+    message: str
+
+
+class Service(TypedDict):
+    """``ServiceOut``: a cluster that runs Ray Serve applications, its versions and their traffic.
+
+    ``version`` is the version wanted; ``active_version`` the one serving, ``pending_version``
+    the one a rollout brings up, with ``traffic_percent`` of new requests; ``failure`` the
+    last rollback's Serve error.
+    """
+
+    id: str
+    name: str
+    cloud_id: str | None
+    state: str
+    state_reason: str | None
+    state_code: str | None
+    desired_state: str
+    generation: int
+    spec: dict[str, Any]
+    serve: dict[str, Any]
+    rollout: dict[str, Any]
+    labels: dict[str, str]
+    endpoint_url: str | None
+    version: int
+    active_version: int | None
+    pending_version: int | None
+    traffic_percent: int
+    applications: list[ServiceApplication]
+    failure: str | None
+    dashboard_url: str | None
     created_at: str
     updated_at: str
 

@@ -1,0 +1,93 @@
+"""Stop, start, retry and delete a cluster or a service, and show its timeline: the commands
+``rayplane clusters …`` and ``rayplane services …`` share, written once over a :class:`Kind`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+
+from cli.context import OutputFormat, client, confirm, fmt, resolve_ref
+from cli.kinds import Kind, R
+from cli.output import dump, notice, out, render_list
+from cli.views import EVENT_COLUMNS, event_text
+from cli.watch import EventFeed, follow_to, request_goes_on
+
+#: What each action leaves a cluster or service in, and the states in which there is nothing
+#: to do: (goal, {state: how to say it is there already}).
+ALREADY: dict[str, tuple[str, dict[str, str]]] = {
+    "stop": ("STOPPED", {"STOPPED": "already stopped", "STOPPING": "already stopping"}),
+    "start": ("RUNNING", {"RUNNING": "already running", "STARTING": "already starting"}),
+    "retry": ("RUNNING", {}),
+    "delete": ("DELETED", {"DELETED": "already deleted", "DELETING": "already being deleted"}),
+}
+#: The desired state each action asks for: a cluster STOPPED with a start pending is not "already stopped".
+DESIRED = {"stop": "stopped", "start": "running", "retry": "running", "delete": "deleted"}
+
+
+def request_action(
+    kind: Kind[R],
+    ref: str,
+    action: str,
+    wait_: bool,
+    timeout: float,
+    show: Callable[[R], None],
+    yes: bool = True,
+) -> None:
+    """Request ``action`` on the cluster or service the user named, or say why there is nothing to do.
+
+    One already where the action would take it is not asked again: the answer names what
+    the user typed and is the same however often the command runs (exit 0).
+    """
+    goal, already = ALREADY[action]
+    with client() as api:
+        r = resolve_ref(api, kind, ref)
+        where = f"{kind.noun} {ref!r}" + (f" ({r['id']})" if r["id"] != ref else "")
+        settled = r["state"] in already and (r["state"] == "DELETED" or r["desired_state"] == DESIRED[action])
+        if settled:
+            notice(f"{where} is {already[r['state']]}")
+            if wait_ and r["state"] != goal:
+                r = follow_to(api, r, goal, timeout, verb=action, kind=kind)
+            show(r)
+            return
+        if action == "delete":
+            confirm(f"Delete {where} and stop everything running on it?", yes)
+        feed = EventFeed(api, r["id"], kind)
+        if wait_:
+            feed.skip_existing()
+        accepted = kind.act(api, r["id"], action)
+        r = accepted.resource
+        with request_goes_on(r["name"], goal, action, kind) if wait_ else contextlib.nullcontext():
+            notice(f"{action.capitalize()} requested for {r['name']} ({r['id']})")
+            if wait_:
+                r = follow_to(api, accepted, goal, timeout, feed, verb=action, kind=kind)
+    show(r)
+
+
+def show_events(kind: Kind[R], ref: str, follow: bool, output: OutputFormat | None) -> None:
+    """A cluster's or service's events, oldest first; with ``follow``, new ones as they come
+    until it is DELETED (one JSON object per line with ``-o json``)."""
+    form = fmt(output)
+    with client() as api:
+        r = resolve_ref(api, kind, ref)
+        feed = EventFeed(api, r["id"], kind)
+        first = feed.poll()
+        if not follow:
+            render_list(first, EVENT_COLUMNS, form, empty=f"No events for {r['name']}.")
+            return
+        batch = first
+        while True:
+            for event in batch:
+                if form == "table":
+                    out().print(event_text(event), soft_wrap=True)
+                else:  # one JSON object per line, or one YAML document per event
+                    sys.stdout.write(json.dumps(event) + "\n" if form == "json" else f"---\n{dump(event, form)}\n")
+                    sys.stdout.flush()
+            if r["state"] == "DELETED":
+                return
+            time.sleep(1.0)
+            batch = feed.poll()
+            r = kind.get(api, r["id"]).body
