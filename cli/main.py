@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from cli import __version__, account, billing, clouds, clusters, doctor, jobs, login
+from cli import __version__, account, billing, clouds, clusters, doctor, jobs, login, services
 from cli.context import EXIT_FAILURE, global_options, quiet_broken_pipe, root_epilog
 from cli.output import print_error
 
@@ -101,6 +101,7 @@ app = RayplaneTyper(
 )
 
 OPERATOR_PANEL = "Run the control plane"
+RAY_PANEL = "Clusters, services and jobs"
 
 # The operator verbs and their one-line help (the full help is `rayplane VERB --help`, answered
 # by ops). Kept here as text so listing them imports nothing.
@@ -117,8 +118,9 @@ OPERATOR_VERBS = {
 # options every command accepts. Typer lists a group's own commands before those of the apps
 # added to it, so every command comes from an added app and the panels keep this order.
 app.callback(epilog=root_epilog())(global_options)
-app.add_typer(clusters.app, rich_help_panel="Clusters and jobs")
-app.add_typer(jobs.app, rich_help_panel="Clusters and jobs")
+app.add_typer(clusters.app, rich_help_panel=RAY_PANEL)
+app.add_typer(services.app, rich_help_panel=RAY_PANEL)
+app.add_typer(jobs.app, rich_help_panel=RAY_PANEL)
 app.add_typer(billing.reports_app)
 app.add_typer(billing.budget_app, rich_help_panel=billing.PANEL)
 app.add_typer(login.app)

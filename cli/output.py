@@ -37,6 +37,13 @@ STATE_STYLES = {
     "PROVISIONING": "cyan",
     "STARTING": "cyan",
     "UPDATING": "cyan",
+    # services, and their Serve applications as Serve reports them
+    "DEPLOYING": "cyan",
+    "ROLLING_OUT": "cyan",
+    "ROLLING_BACK": "yellow",
+    "DEPLOY_FAILED": "bold red",
+    "UNHEALTHY": "yellow",
+    "NOT_STARTED": "dim",
 }
 
 

@@ -78,8 +78,11 @@ def parse_labels(values: list[str] | None) -> dict[str, str]:
     return labels
 
 
-def load_spec_file(path: str) -> dict[str, Any]:
-    """A YAML or JSON cluster spec; ``-`` reads standard input."""
+def load_spec_file(path: str, help_command: str = "rayplane clusters create --help") -> dict[str, Any]:
+    """A YAML or JSON cluster (or service) spec; ``-`` reads standard input.
+
+    ``help_command`` is where a file that is not a mapping is sent to read about the shape.
+    """
     try:
         text = sys.stdin.read() if path == "-" else Path(path).expanduser().read_text(encoding="utf-8")
     except OSError as exc:
@@ -93,7 +96,7 @@ def load_spec_file(path: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise SpecError(f"{_shown(path)} is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping with at least 'name' (see `rayplane clusters create --help`)")
+        raise SpecError(f"{_shown(path)}: expected a mapping with at least 'name' (see `{help_command}`)")
     return data
 
 

@@ -1,4 +1,4 @@
-"""How records look in tables and detail views: clusters, events and jobs."""
+"""How records look in tables and detail views: clusters, services, events and jobs."""
 
 from __future__ import annotations
 
@@ -7,17 +7,22 @@ from typing import Any
 
 from rich.text import Text
 
-from cli.client import Cluster, ClusterEvent, Job
+from cli.client import Cluster, ClusterEvent, Job, Service
 from cli.output import Column, age, clock, duration, parse_time, styled_state
 
 
 def group_cell(cluster: Cluster, group: dict[str, Any]) -> str:
     """``cpu 1/1 (1-2)``: a group's ready/wanted nodes and its bounds."""
     observed = ((cluster.get("observed") or {}).get("groups") or {}).get(group["name"]) or {}
-    bounds = f"{group.get('min_nodes', 0)}-{group.get('max_nodes', 1)}" + (" spot" if group.get("spot") else "")
+    bounds = group_bounds(group)
     if "wanted" not in observed:
         return f"{group['name']} ({bounds})"
     return f"{group['name']} {observed.get('ready', 0)}/{observed['wanted']} ({bounds})"
+
+
+def group_bounds(group: dict[str, Any]) -> str:
+    """``0-4 spot``: a group's node range."""
+    return f"{group.get('min_nodes', 0)}-{group.get('max_nodes', 1)}" + (" spot" if group.get("spot") else "")
 
 
 def workers_cell(cluster: Cluster) -> str:
@@ -86,8 +91,25 @@ def event_text(event: ClusterEvent) -> Text:
     if event.get("reason"):
         text.append(f"  {one_line(str(event['reason']))}")
     if event.get("code"):
-        text.append(f" [{event['code']}]", style="red")
+        text.append(f" [{event['code']}]", style=code_style(str(event["code"])))
     return text
+
+
+#: A service's progress is told by events whose code names a step, not an error: these are
+#: not shown in red. Those of a version given up on are shown in yellow.
+PROGRESS_CODES = frozenset(
+    {"RolloutStarted", "ServeDeployed", "ServiceRunning", "TrafficMoved", "RolloutCompleted", "ServiceDeployed"}
+)
+SETBACK_CODES = frozenset({"RolledBack", "VersionDropped", "RollbackRequested"})
+
+
+def code_style(code: str) -> str:
+    """Red for an error code (a cloud's, or a failed rollback's), calmer for a service's steps."""
+    if code in PROGRESS_CODES:
+        return "cyan"
+    if code in SETBACK_CODES:
+        return "yellow"
+    return "red"
 
 
 def one_line(text: str, limit: int = 160) -> str:
@@ -138,3 +160,164 @@ def job_fields(j: Job) -> Sequence[tuple[str, object]]:
         ("Submitted", j.get("submitted_at")),
         ("Duration", job_duration(j)),
     ]
+
+
+# ---- services ----------------------------------------------------------------------------
+def versions_cell(s: Service) -> str:
+    """``1``, or ``1 → 2`` while version 2 rolls out (``-`` before the first is up)."""
+    active, pending = s.get("active_version"), s.get("pending_version")
+    if pending is not None and active is not None:
+        return f"{active} → {pending}"
+    if pending is not None:
+        return f"→ {pending}"
+    return str(active) if active is not None else "-"
+
+
+def traffic_split(s: Service) -> list[tuple[int, int]]:
+    """``[(version, percent)]`` of new requests, the active version first; empty when none serves."""
+    active, pending = s.get("active_version"), s.get("pending_version")
+    share = int(s.get("traffic_percent") or 0) if pending is not None else 0
+    split: list[tuple[int, int]] = []
+    if active is not None:
+        split.append((active, 100 - share))
+    if pending is not None and (share or active is None):
+        split.append((pending, share))
+    return split
+
+
+def traffic_text(s: Service) -> str:
+    """``version 1: 80 %, version 2: 20 %``; ``none yet`` before a version serves."""
+    split = traffic_split(s)
+    return ", ".join(f"version {v}: {p} %" for v, p in split) if split else "none yet"
+
+
+def rollout_policy_text(rollout: dict[str, Any] | None) -> str | None:
+    """``incremental: 20 % every 30s, healthy within 10m, surge 100 %`` (``blue_green``: all at once)."""
+    if not rollout:
+        return None
+    strategy = str(rollout.get("strategy") or "blue_green")
+    parts = []
+    if strategy == "incremental":
+        parts.append(
+            f"{rollout.get('step_percent', '?')} % every {duration(float(rollout.get('interval_seconds', 0)))}"
+        )
+    else:
+        parts.append("all traffic at once")
+    if rollout.get("health_timeout_seconds") is not None:
+        parts.append(f"healthy within {duration(float(rollout['health_timeout_seconds']))}")
+    if rollout.get("max_surge_percent") is not None:
+        parts.append(f"surge {rollout['max_surge_percent']} %")
+    return f"{strategy}: " + ", ".join(parts)
+
+
+def application_lines(s: Service) -> str:
+    """One line per Serve application of the spec: name, route and import path."""
+    apps = (s.get("serve") or {}).get("applications") or []
+    lines = [f"{a.get('name')}  {a.get('route_prefix') or '-'}  {a.get('import_path')}" for a in apps]
+    return "\n".join(lines) or "-"
+
+
+def _state(r: Service) -> str:
+    state = r["state"] + (f" ({r['state_reason']})" if r.get("state_reason") else "")
+    return state if r["state"] != "FAILED" else f"{state} [{r.get('state_code') or '-'}]"
+
+
+SERVICE_COLUMNS = [
+    Column("NAME", lambda s: s["name"]),
+    Column("STATE", lambda s: s["state"], style_of=styled_state),
+    Column("VERSION", versions_cell),
+    Column("TRAFFIC", lambda s: traffic_text(s) if s.get("pending_version") is not None else "-"),
+    Column("ENDPOINT", lambda s: s.get("endpoint_url"), max_width=60),
+    Column("AGE", lambda s: age(s["created_at"])),
+    Column("ID", lambda s: s["id"]),
+]
+
+
+def service_fields(s: Service, cloud: str | None = None) -> Sequence[tuple[str, object]]:
+    """Rows of ``services get``; ``cloud`` names the cloud (default: its id)."""
+    spec = s.get("spec") or {}
+    groups = [f"{g['name']} ({group_bounds(g)})  {g['vm_size']}" for g in spec.get("worker_groups") or []]
+    wanted = s.get("version")
+    rows: list[tuple[str, object]] = [
+        ("Name", s["name"]),
+        ("ID", s["id"]),
+        ("State", _state(s)),
+        ("Desired", s.get("desired_state")),
+        ("Endpoint", s.get("endpoint_url")),
+        (
+            "Version",
+            versions_cell(s) + (f"  (wanted: {wanted})" if wanted not in (None, s.get("active_version")) else ""),
+        ),
+        ("Traffic", traffic_text(s)),
+        ("Applications", application_lines(s)),
+        ("Rollout", rollout_policy_text(s.get("rollout"))),
+        ("Last failure", one_line(str(s.get("failure")), 400) if s.get("failure") else None),
+        ("Cloud", cloud or s.get("cloud_id")),
+        ("Ray", spec.get("ray_version")),
+        ("Image", spec.get("image")),
+        ("Head", head_cell(spec.get("head") or {})),
+        ("Workers", "\n".join(groups) or "-"),
+        ("Labels", s.get("labels")),
+        ("Dashboard", s.get("dashboard_url")),
+        ("Generation", s.get("generation")),
+        ("Created", f"{s['created_at']} ({age(s['created_at'])} ago)"),
+    ]
+    return [row for row in rows if row[0] not in ("Last failure", "Image") or row[1] is not None]
+
+
+def status_fields(s: Service) -> Sequence[tuple[str, object]]:
+    """The head of ``services status``: state, endpoint, the traffic split, a rollback's error."""
+    rows: list[tuple[str, object]] = [
+        ("Service", f"{s['name']} ({s['id']})"),
+        ("State", _state(s)),
+        ("Endpoint", s.get("endpoint_url")),
+        ("Traffic", traffic_text(s)),
+    ]
+    if s.get("failure"):
+        rows.append(("Last failure", one_line(str(s["failure"]), 400)))
+    return rows
+
+
+APPLICATION_COLUMNS = [
+    Column("VERSION", lambda a: a["version"]),
+    Column("APPLICATION", lambda a: a["name"]),
+    Column("STATUS", lambda a: a["status"], style_of=styled_state),
+    Column("MESSAGE", lambda a: one_line(a.get("message") or ""), max_width=100),
+]
+
+
+def applications_of(s: Service) -> list[dict[str, Any]]:
+    """The live applications, by version (the active one first) and name."""
+    active = s.get("active_version")
+    apps = [dict(a) for a in s.get("applications") or []]
+    return sorted(apps, key=lambda a: (a["version"] != active, a["version"], a["name"]))
+
+
+ROLLING = frozenset({"ROLLING_OUT", "ROLLING_BACK"})
+
+
+def rollout_running(s: Service) -> bool:
+    return s.get("pending_version") is not None or s["state"] in ROLLING
+
+
+def rollout_fields(s: Service) -> Sequence[tuple[str, object]]:
+    """``services rollout status``: the versions, the pending one's share, the state."""
+    pending = s.get("pending_version")
+    if s["state"] == "ROLLING_BACK":
+        summary = f"rolling back version {pending}" if pending is not None else "rolling back"
+    elif rollout_running(s):
+        summary = f"version {pending} takes {s.get('traffic_percent') or 0} % of new requests"
+    else:
+        summary = "no rollout running"
+    rows: list[tuple[str, object]] = [
+        ("Service", f"{s['name']} ({s['id']})"),
+        ("State", _state(s)),
+        ("Rollout", summary),
+        ("Active version", s.get("active_version")),
+        ("Pending version", pending),
+        ("Traffic", traffic_text(s)),
+        ("Policy", rollout_policy_text(s.get("rollout"))),
+    ]
+    if s.get("failure"):
+        rows.append(("Last failure", one_line(str(s["failure"]), 400)))
+    return rows

@@ -1,0 +1,508 @@
+"""``rayplane services``: deploy Ray Serve applications from a file, watch their versions and
+traffic, roll back, stop, start and delete them.
+
+Every command takes a service by name or by id (``svc_…``). ``deploy -f`` is the one command
+for the first deploy and every change after it: it creates the service named in the file, or
+sends the file's fields that differ to the live service of that name (with ``If-Match``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+
+from cli.client import Accepted, ApiError, ApiUnreachable, RayplaneClient, Service
+from cli.context import (
+    EXIT_CODES_HELP,
+    EXIT_CONFLICT,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CliError,
+    OutputFormat,
+    OutputOption,
+    YesOption,
+    client,
+    fail,
+    fmt,
+    handle_errors,
+    resolve_ref,
+)
+from cli.kinds import SERVICES
+from cli.lifecycle import request_action, show_events
+from cli.output import Format, details, emit, notice, print_table, render_list, render_one, table
+from cli.specs import SpecError, load_spec_file
+from cli.views import (
+    APPLICATION_COLUMNS,
+    SERVICE_COLUMNS,
+    applications_of,
+    rollout_fields,
+    rollout_running,
+    service_fields,
+    status_fields,
+)
+from cli.watch import EventFeed, follow_to, request_goes_on
+
+HELP_COMMAND = "rayplane services deploy --help"
+
+app = typer.Typer(
+    name="services",
+    help="Deploy Ray Serve applications with zero-downtime rollouts; watch, roll back, stop and delete them."
+    "\n\nExample: [bold]rayplane services deploy -f service.yaml --wait[/bold]",
+    no_args_is_help=True,
+    epilog=EXIT_CODES_HELP,
+    rich_markup_mode="rich",
+)
+rollout_app = typer.Typer(
+    name="rollout",
+    help="A service's rollout: the active and pending versions and the traffic between them.\n\n"
+    "Example: [bold]rayplane services rollout status demo[/bold]",
+    no_args_is_help=True,
+    epilog=EXIT_CODES_HELP,
+    rich_markup_mode="rich",
+)
+app.add_typer(rollout_app)
+
+ServiceArg = Annotated[str, typer.Argument(help="Service name or id (svc_…).", show_default=False)]
+WaitOption = Annotated[bool, typer.Option("--wait", "-w", help="Show progress and wait until it is done.")]
+TimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait (then exit 5).")]
+STATES = (
+    *("PENDING", "PROVISIONING", "DEPLOYING", "RUNNING", "ROLLING_OUT", "ROLLING_BACK", "DEGRADED"),
+    *("STOPPING", "STOPPED", "STARTING", "FAILED", "DELETING", "DELETED"),
+)
+
+#: What ``PATCH /v1/services/{id}`` takes; the rest of a file is fixed once the service exists.
+PATCHABLE = ("serve", "rollout", "ray_version", "image", "worker_groups", "labels")
+#: Fields of the cluster spec, read from the service's ``spec`` rather than its top level.
+IN_SPEC = frozenset({"ray_version", "image", "worker_groups", "head"})
+
+
+def show_service(s: Service, output: OutputFormat | None) -> None:
+    """The service as a detail view (naming its cloud), or as JSON/YAML."""
+    form = fmt(output)
+    cloud = s.get("cloud_id")
+    if form == "table" and cloud:
+        with contextlib.suppress(ApiError, ApiUnreachable), client() as api:
+            cloud = next((f"{x['name']} ({x['id']})" for x in api.list_clouds() if x["id"] == cloud), cloud)
+    render_one(s, lambda r: service_fields(r, cloud), form)
+
+
+# ---- deploy: the file against the live service ----------------------------------------
+def load_service_file(path: str) -> dict[str, Any]:
+    """A service file (YAML/JSON, ``-`` for stdin) with its local working dirs made absolute.
+
+    The API's workers read a local ``runtime_env.working_dir`` (or ``py_modules`` entry),
+    not this shell: a relative path is taken relative to the file, as a user reads it.
+    """
+    body = load_spec_file(path, HELP_COMMAND)
+    if not isinstance(body.get("name"), str) or not body["name"]:
+        raise SpecError(f"{'standard input' if path == '-' else path}: a service needs a name: 'name:' in the file")
+    base = Path.cwd() if path == "-" else Path(path).expanduser().resolve().parent
+    serve = body.get("serve")
+    for app_ in (serve.get("applications") or []) if isinstance(serve, dict) else []:
+        env = app_.get("runtime_env") if isinstance(app_, dict) else None
+        if not isinstance(env, dict):
+            continue
+        if _is_local(env.get("working_dir")):
+            env["working_dir"] = str((base / env["working_dir"]).resolve())
+        if isinstance(env.get("py_modules"), list):
+            env["py_modules"] = [str((base / m).resolve()) if _is_local(m) else m for m in env["py_modules"]]
+    return body
+
+
+def _is_local(uri: object) -> bool:
+    return isinstance(uri, str) and bool(uri) and "://" not in uri
+
+
+def _has_local_code(serve: object) -> bool:
+    """A Serve config whose code is read from a local directory (which may have changed)."""
+    if not isinstance(serve, dict):
+        return False
+    for app_ in serve.get("applications") or []:
+        env = (app_.get("runtime_env") if isinstance(app_, dict) else None) or {}
+        if _is_local(env.get("working_dir")) or any(_is_local(m) for m in env.get("py_modules") or []):
+            return True
+    return False
+
+
+def _plain(value: Any) -> Any:
+    """``value`` without null, false or empty members: the API's defaults, which a file leaves out."""
+    if isinstance(value, Mapping):
+        kept = {k: _plain(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, False, {}, [])}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def current_value(s: Service, name: str) -> Any:
+    """The service's value of a file field (``ray_version`` and the like live in its ``spec``)."""
+    source = s.get("spec") or {} if name in IN_SPEC else cast(Mapping[str, Any], s)
+    return source.get(name)
+
+
+def service_patch(wanted: Mapping[str, Any], current: Service) -> dict[str, Any]:
+    """The body of ``PATCH /v1/services/{id}``: the file's updatable fields that differ.
+
+    A field equal to the service's, but for the defaults the API fills in, is left out; a
+    Serve config with local code is always sent (the code may have changed, its path not).
+    Fields the API does not know are sent too, so that it names them.
+    """
+    patch: dict[str, Any] = {}
+    for name, value in wanted.items():
+        if name in ("name", "cloud", "head"):
+            continue
+        if (
+            name not in PATCHABLE
+            or _plain(value) != _plain(current_value(current, name))
+            or (name == "serve" and _has_local_code(value))
+        ):
+            patch[name] = value
+    return patch
+
+
+def fixed_field_errors(
+    wanted: Mapping[str, Any], current: Service, cloud_names: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """The file's fields that cannot change on a live service but differ from it.
+
+    ``cloud_names`` maps cloud ids to names (a file names its cloud either way).
+    """
+    errors: list[tuple[str, str]] = []
+    head = wanted.get("head")
+    now = current_value(current, "head") or {}
+    if isinstance(head, Mapping):
+        for key, value in head.items():
+            if _plain({key: value}) != _plain({key: now.get(key)}):
+                errors.append((f"head.{key}", f"is {now.get(key)!r} on the live service; it cannot change"))
+    cloud = wanted.get("cloud")
+    cloud_id = current.get("cloud_id")
+    if cloud and cloud != cloud_id and cloud != cloud_names.get(str(cloud_id)):
+        shown = cloud_names.get(str(cloud_id), cloud_id)
+        errors.append(("cloud", f"the service runs on {shown}; a service cannot move to another cloud"))
+    return errors
+
+
+def find_live(api: RayplaneClient, name: str) -> Service | None:
+    """The service of that name that is not DELETED, if there is one."""
+    return next((s for s in api.iter_services() if s["name"] == name and s["state"] != "DELETED"), None)
+
+
+def _cloud_names(api: RayplaneClient, wanted: Mapping[str, Any]) -> dict[str, str]:
+    return {c["id"]: c["name"] for c in api.list_clouds()} if wanted.get("cloud") else {}
+
+
+def _update(
+    api: RayplaneClient, s: Service, wanted: Mapping[str, Any], file: str
+) -> tuple[Accepted[Service] | None, dict[str, Any], Service]:
+    """PATCH the live service with what differs (If-Match; on a conflict, read again and retry once).
+
+    Returns the 202 answer (None when nothing differs), the patch, and the service it was
+    compared with.
+    """
+    names = _cloud_names(api, wanted)
+    for attempt in (1, 2):
+        current = api.get_service(s["id"])
+        errors = fixed_field_errors(wanted, current.body, names)
+        if errors:
+            raise CliError(
+                f"{file} asks for changes that need a new service; delete {s['name']} and deploy again",
+                EXIT_USAGE,
+                errors,
+            )
+        patch = service_patch(wanted, current.body)
+        if not patch:
+            return None, patch, current.body
+        try:
+            return api.update_service(s["id"], patch, if_match=current.etag), patch, current.body
+        except ApiError as exc:
+            if exc.status != 412 or attempt == 2:
+                raise
+            notice("the service changed meanwhile; comparing the file with the new version", "yellow")
+    raise AssertionError("unreachable")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def deploy(
+    file: Annotated[
+        str,
+        typer.Option(
+            "--file", "-f", help="Service file (YAML/JSON; '-' for stdin).", metavar="FILE", show_default=False
+        ),
+    ],
+    wait_: WaitOption = False,
+    timeout: TimeoutOption = 1800,
+    output: OutputOption = None,
+) -> None:
+    """Create the service named in the file, or update the live one of that name.
+
+    Examples:
+      [bold]rayplane services deploy -f service.yaml --wait[/bold]
+      [bold]curl $(rayplane services endpoint hello)/hello[/bold]
+
+    The file has the fields of POST /v1/services: name, cloud, ray_version, image,
+    head.vm_size, worker_groups[] (name, vm_size, min_nodes, max_nodes, spot), labels,
+    serve.applications[] (name, import_path, route_prefix, runtime_env, deployments[]) and
+    rollout (strategy blue_green|incremental, step_percent, interval_seconds,
+    max_surge_percent, health_timeout_seconds). A local runtime_env.working_dir is relative to
+    the file.
+
+    When a service of that name is live, only the fields that differ are sent (PATCH with
+    If-Match; fields left out of the file stay as they are; nothing is sent when nothing
+    differs). A change of serve applies in place; a new image, Ray version or VM size rolls
+    out a new version. With --wait, prints its events until the request ends: exit 0 when
+    it succeeded, 1 when it failed or the new version was rolled back, 5 on timeout.
+    """
+    try:
+        wanted = load_service_file(file)
+    except SpecError as exc:
+        fail(str(exc), EXIT_USAGE)
+    name = wanted["name"]
+    with client() as api:
+        live = find_live(api, name)
+        if live is not None and live["state"] == "DELETING":
+            fail(f"service {name} ({live['id']}) is being deleted; deploy again once it is gone", EXIT_CONFLICT)
+        feed: EventFeed | None = None
+        if live is None:
+            accepted = api.create_service(wanted)
+            verb, how = "create", ""
+        else:
+            feed = EventFeed(api, live["id"], SERVICES)
+            if wait_:
+                feed.skip_existing()
+            update, change, live = _update(api, live, wanted, file)
+            if update is None:
+                notice(f"service {name} ({live['id']}) already runs what {file} says; nothing to deploy")
+                show_service(live, output)
+                return
+            accepted = update
+            verb, how = "update", f": {', '.join(change)}; {_how(live, update.resource)}"
+        s = accepted.resource
+        with request_goes_on(s["name"], "RUNNING", verb, SERVICES) if wait_ else contextlib.nullcontext():
+            notice(f"{'Creating' if verb == 'create' else 'Updating'} service {s['name']} ({s['id']}){how}")
+            if wait_:
+                s = follow_to(api, accepted, "RUNNING", timeout, feed, verb=verb, kind=SERVICES)
+                _check_rolled_back(s)
+        if not wait_ and fmt(output) == "table":
+            notice(f"Watch it with: rayplane services events {s['name']} --follow", "dim")
+    show_service(s, output)
+
+
+def _how(before: Service, after: Service) -> str:
+    """How an accepted update reaches the service: in place, or by a new version."""
+    if (after.get("version") or 0) > (before.get("version") or 0):
+        strategy = str((after.get("rollout") or {}).get("strategy") or "blue_green")
+        return f"version {after['version']} rolls out ({strategy})"
+    return f"applied in place on version {after.get('active_version') or after.get('version')}"
+
+
+def _check_rolled_back(s: Service) -> None:
+    """A deploy whose new version was given up on failed, even if its operation ended."""
+    wanted, active = s.get("version"), s.get("active_version")
+    if active is not None and wanted is not None and active < wanted and s.get("pending_version") is None:
+        why = s.get("failure") or s.get("state_reason") or "no reason given"
+        raise CliError(f"version {wanted} of {s['name']} was rolled back; version {active} serves: {why}", EXIT_FAILURE)
+
+
+# ---- reading -------------------------------------------------------------------------
+@app.command("list", epilog=EXIT_CODES_HELP)
+@handle_errors
+def list_(
+    state: Annotated[
+        list[str] | None, typer.Option(help=f"Only these states (repeatable): {', '.join(STATES)}.", metavar="STATE")
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """List services (all pages). Deleted ones show only with --state DELETED.
+
+    Examples:
+      [bold]rayplane services list[/bold]
+      [bold]rayplane services list --state ROLLING_OUT -o json[/bold]
+    """
+    states = [s.upper() for s in state or []]
+    with client() as api:
+        items = list(api.iter_services(states=states or None))
+    render_list(items, SERVICE_COLUMNS, fmt(output), empty="No services. Deploy one: rayplane services deploy --help")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def get(service: ServiceArg, output: OutputOption = None) -> None:
+    """Show one service: state, versions, traffic, applications, rollout policy, endpoint.
+
+    Example: [bold]rayplane services get hello -o yaml[/bold]
+    """
+    with client() as api:
+        show_service(resolve_ref(api, SERVICES, service), output)
+
+
+def render_status(s: Service, form: Format) -> None:
+    """``services status``: the head (state, endpoint, traffic) and one row per application and version."""
+    if form != "table":
+        emit(s, form)
+        return
+    print_table(details(status_fields(s)))
+    apps = applications_of(s)
+    sys.stdout.write("\n")
+    if apps:
+        print_table(table(apps, APPLICATION_COLUMNS))
+    else:
+        sys.stdout.write("No applications reported yet.\n")
+    sys.stdout.flush()
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def status(service: ServiceArg, output: OutputOption = None) -> None:
+    """Live status: each version's applications as Serve reports them, the traffic split, the endpoint.
+
+    Example: [bold]rayplane services status hello[/bold]
+    """
+    with client() as api:
+        render_status(resolve_ref(api, SERVICES, service), fmt(output))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def endpoint(service: ServiceArg) -> None:
+    """Print the service's endpoint URL, and nothing else.
+
+    Example: [bold]curl $(rayplane services endpoint hello)/hello[/bold]
+    """
+    with client() as api:
+        s = resolve_ref(api, SERVICES, service)
+    url = s.get("endpoint_url")
+    if not url:
+        fail(f"service {s['name']} has no endpoint while {s['state']}", EXIT_CONFLICT)
+    sys.stdout.write(url + "\n")
+
+
+@rollout_app.command("status", epilog=EXIT_CODES_HELP)
+@handle_errors
+def rollout_status(
+    service: ServiceArg,
+    wait_: Annotated[
+        bool, typer.Option("--wait", "-w", help="Wait until the rollout ends, printing its events.")
+    ] = False,
+    timeout: TimeoutOption = 1800,
+    output: OutputOption = None,
+) -> None:
+    """The active and pending versions, the pending one's share of traffic, and the state.
+
+    Exit 0, also when no rollout is running. With --wait, follows a running rollout to its
+    end: exit 0 when the new version took all traffic, 1 when it was rolled back, 5 on timeout.
+
+    Examples:
+      [bold]rayplane services rollout status hello[/bold]
+      [bold]rayplane services rollout status hello --wait --timeout 900[/bold]
+    """
+    with client() as api:
+        s = resolve_ref(api, SERVICES, service)
+        if wait_ and rollout_running(s):
+            feed = EventFeed(api, s["id"], SERVICES)
+            feed.skip_existing()
+            s = follow_to(api, s, "RUNNING", timeout, feed, lambda r: not rollout_running(r), kind=SERVICES)
+            _check_rolled_back(s)
+    render_one(s, rollout_fields, fmt(output))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def rollback(
+    service: ServiceArg, wait_: WaitOption = False, timeout: TimeoutOption = 900, output: OutputOption = None
+) -> None:
+    """Drop the version being rolled out: all traffic back on the active version.
+
+    Without a pending version there is nothing to roll back: it says so (exit 0).
+
+    Example: [bold]rayplane services rollback hello --wait[/bold]
+    """
+    with client() as api:
+        s = resolve_ref(api, SERVICES, service)
+        where = f"service {service!r}" + (f" ({s['id']})" if s["id"] != service else "")
+        if not rollout_running(s):
+            notice(f"{where} has no rollout to roll back; version {s.get('active_version')} serves all traffic")
+            show_service(s, output)
+            return
+        feed = EventFeed(api, s["id"], SERVICES)
+        if wait_:
+            feed.skip_existing()
+        if s["state"] == "ROLLING_BACK":
+            notice(f"{where} is already rolling back version {s.get('pending_version')}")
+            if wait_:
+                s = follow_to(api, s, "RUNNING", timeout, feed, lambda r: not rollout_running(r), kind=SERVICES)
+            show_service(s, output)
+            return
+        accepted = api.service_action(s["id"], "rollback")
+        s = accepted.resource
+        with request_goes_on(s["name"], "RUNNING", "rollback", SERVICES) if wait_ else contextlib.nullcontext():
+            notice(f"Rollback requested for {s['name']} ({s['id']})")
+            if wait_:
+                s = follow_to(api, accepted, "RUNNING", timeout, feed, verb="rollback", kind=SERVICES)
+    show_service(s, output)
+
+
+# ---- lifecycle: shared with clusters ---------------------------------------------------
+def _action(service: str, action: str, wait_: bool, timeout: float, output: Any, yes: bool = True) -> None:
+    request_action(SERVICES, service, action, wait_, timeout, lambda s: show_service(s, output), yes)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def stop(
+    service: ServiceArg, wait_: WaitOption = False, timeout: TimeoutOption = 900, output: OutputOption = None
+) -> None:
+    """Stop every version's nodes; the spec is kept and no compute is billed.
+
+    Example: [bold]rayplane services stop hello --wait[/bold]
+    """
+    _action(service, "stop", wait_, timeout, output)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def start(
+    service: ServiceArg, wait_: WaitOption = False, timeout: TimeoutOption = 1800, output: OutputOption = None
+) -> None:
+    """Start a stopped service again.
+
+    Example: [bold]rayplane services start hello --wait[/bold]
+    """
+    _action(service, "start", wait_, timeout, output)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def delete(
+    service: ServiceArg,
+    yes: YesOption = False,
+    wait_: WaitOption = False,
+    timeout: TimeoutOption = 900,
+    output: OutputOption = None,
+) -> None:
+    """Delete a service and every version's nodes. Its record and events stay readable as DELETED.
+
+    Example: [bold]rayplane services delete hello --yes --wait[/bold]
+    """
+    _action(service, "delete", wait_, timeout, output, yes=yes)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def events(
+    service: ServiceArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events (Ctrl-C to stop).")] = False,
+    output: OutputOption = None,
+) -> None:
+    """Show a service's timeline: state changes, deploys, traffic moves, rollbacks (oldest first).
+
+    With --follow and -o json, prints one JSON object per line.
+
+    Example: [bold]rayplane services events hello --follow[/bold]
+    """
+    show_events(SERVICES, service, follow, output)
