@@ -95,7 +95,7 @@ class RayplaneTyper(typer.Typer):
 
 app = RayplaneTyper(
     name="rayplane",
-    help="Rayplane: managed Ray clusters on Azure, or on this machine in dev mode.",
+    help="Rayplane: managed Ray clusters and Serve services on Azure, or on this machine in dev mode.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )

@@ -238,16 +238,14 @@ def service_fields(s: Service, cloud: str | None = None) -> Sequence[tuple[str, 
     spec = s.get("spec") or {}
     groups = [f"{g['name']} ({group_bounds(g)})  {g['vm_size']}" for g in spec.get("worker_groups") or []]
     wanted = s.get("version")
+    rolled_back = wanted not in (None, s.get("active_version"), s.get("pending_version"))
     rows: list[tuple[str, object]] = [
         ("Name", s["name"]),
         ("ID", s["id"]),
         ("State", _state(s)),
         ("Desired", s.get("desired_state")),
         ("Endpoint", s.get("endpoint_url")),
-        (
-            "Version",
-            versions_cell(s) + (f"  (wanted: {wanted})" if wanted not in (None, s.get("active_version")) else ""),
-        ),
+        ("Version", versions_cell(s) + (f"  (version {wanted} was rolled back)" if rolled_back else "")),
         ("Traffic", traffic_text(s)),
         ("Applications", application_lines(s)),
         ("Rollout", rollout_policy_text(s.get("rollout"))),
