@@ -40,6 +40,8 @@ from cli.views import (
     APPLICATION_COLUMNS,
     SERVICE_COLUMNS,
     applications_of,
+    given_up,
+    one_line,
     rollout_fields,
     rollout_running,
     service_fields,
@@ -129,6 +131,19 @@ def _has_local_code(serve: object) -> bool:
     return False
 
 
+#: The API's defaults (POST /v1/services) for what a file may leave out: a file without
+#: them asks for what the service already has. Should they drift, a deploy sends a field
+#: that did not change, which changes nothing.
+ROLLOUT_DEFAULTS = {
+    "strategy": "blue_green",
+    "step_percent": 20,
+    "interval_seconds": 30,
+    "max_surge_percent": 100,
+    "health_timeout_seconds": 600,
+}
+GROUP_DEFAULTS = {"min_nodes": 0, "max_nodes": 1, "spot": False, "fallback_to_on_demand": False}
+
+
 def _plain(value: Any) -> Any:
     """``value`` without null, false or empty members: the API's defaults, which a file leaves out."""
     if isinstance(value, Mapping):
@@ -139,9 +154,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _normal(name: str, value: Any) -> Any:
+    """A field's value with the API's defaults filled in, for comparing."""
+    if name == "rollout" and isinstance(value, Mapping):
+        value = {**ROLLOUT_DEFAULTS, **value}
+    elif name == "worker_groups" and isinstance(value, list):
+        value = [{**GROUP_DEFAULTS, **g} if isinstance(g, Mapping) else g for g in value]
+    return _plain(value)
+
+
 def current_value(s: Service, name: str) -> Any:
     """The service's value of a file field (``ray_version`` and the like live in its ``spec``)."""
-    source = s.get("spec") or {} if name in IN_SPEC else cast(Mapping[str, Any], s)
+    source = (s.get("spec") or {}) if name in IN_SPEC else cast(Mapping[str, Any], s)
     return source.get(name)
 
 
@@ -158,7 +182,7 @@ def service_patch(wanted: Mapping[str, Any], current: Service) -> dict[str, Any]
             continue
         if (
             name not in PATCHABLE
-            or _plain(value) != _plain(current_value(current, name))
+            or _normal(name, value) != _normal(name, current_value(current, name))
             or (name == "serve" and _has_local_code(value))
         ):
             patch[name] = value
@@ -303,10 +327,13 @@ def _how(before: Service, after: Service) -> str:
 
 def _check_rolled_back(s: Service) -> None:
     """A deploy whose new version was given up on failed, even if its operation ended."""
-    wanted, active = s.get("version"), s.get("active_version")
-    if active is not None and wanted is not None and active < wanted and s.get("pending_version") is None:
+    wanted = given_up(s)
+    if wanted is not None:
         why = s.get("failure") or s.get("state_reason") or "no reason given"
-        raise CliError(f"version {wanted} of {s['name']} was rolled back; version {active} serves: {why}", EXIT_FAILURE)
+        raise CliError(
+            f"version {wanted} of {s['name']} was rolled back; version {s['active_version']} serves: {one_line(why)}",
+            EXIT_FAILURE,
+        )
 
 
 # ---- reading -------------------------------------------------------------------------

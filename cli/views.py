@@ -173,6 +173,14 @@ def versions_cell(s: Service) -> str:
     return str(active) if active is not None else "-"
 
 
+def given_up(s: Service) -> int | None:
+    """The version wanted but rolled back (the active one is older and none is pending), if any."""
+    wanted, active = s.get("version"), s.get("active_version")
+    if wanted is None or active is None or s.get("pending_version") is not None:
+        return None
+    return wanted if wanted > active else None
+
+
 def traffic_split(s: Service) -> list[tuple[int, int]]:
     """``[(version, percent)]`` of new requests, the active version first; empty when none serves."""
     active, pending = s.get("active_version"), s.get("pending_version")
@@ -238,7 +246,7 @@ def service_fields(s: Service, cloud: str | None = None) -> Sequence[tuple[str, 
     spec = s.get("spec") or {}
     groups = [f"{g['name']} ({group_bounds(g)})  {g['vm_size']}" for g in spec.get("worker_groups") or []]
     wanted = s.get("version")
-    rolled_back = wanted not in (None, s.get("active_version"), s.get("pending_version"))
+    rolled_back = given_up(s) is not None
     rows: list[tuple[str, object]] = [
         ("Name", s["name"]),
         ("ID", s["id"]),

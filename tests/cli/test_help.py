@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -16,20 +17,27 @@ from typer.testing import CliRunner
 from cli.main import app
 from tests.cli.support import Cli, assert_clean_failure
 
-USER_GROUPS = ("clusters", "jobs", "budget", "config", "tenant", "api-keys", "members", "clouds")
+USER_GROUPS = ("clusters", "services", "jobs", "budget", "config", "tenant", "api-keys", "members", "clouds")
 USER_COMMANDS = ("login", "logout", "usage", "overview", "doctor")
 OPERATOR_VERBS = ("dev", "migrate", "api", "worker", "beat", "openapi")
 REPO = Path(__file__).resolve().parents[2]
 
 
 def user_commands() -> list[tuple[str, ...]]:
-    """Paths of every user-facing command, e.g. ``("clusters", "create")``."""
+    """Paths of every user-facing command, e.g. ``("clusters", "create")``, ``("services", "rollout", "status")``."""
     root = typer.main.get_command(app)
     found: list[tuple[str, ...]] = [(name,) for name in USER_COMMANDS]
+
+    def walk(path: tuple[str, ...], group: Any) -> None:
+        found.append(path)
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                walk((*path, name), command)
+            else:
+                found.append((*path, name))
+
     for group in USER_GROUPS:
-        sub = root.commands[group]  # type: ignore[attr-defined]
-        found.append((group,))
-        found.extend((group, name) for name in sub.commands)
+        walk((group,), root.commands[group])  # type: ignore[attr-defined]
     return found
 
 

@@ -1,0 +1,442 @@
+"""``rayplane services`` without a server: the service file, what deploy sends to a fake API
+(create, then only what differs, with If-Match), how a service reads in a table, JSON and
+YAML, following a deploy that fails, and one clean line when the API cannot be reached.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import typer
+import yaml
+
+import cli.services as services
+import cli.watch as watch
+from cli.client import RayplaneClient, Service
+from cli.context import OutputFormat
+from cli.output import render_list, render_one
+from cli.specs import SpecError
+from cli.views import SERVICE_COLUMNS, code_style, event_text, rollout_fields, service_fields, traffic_text
+from tests.cli.support import Cli, assert_clean_failure
+from tests.cli.test_help import closed_port
+
+SERVE: dict[str, Any] = {
+    "applications": [
+        {"name": "hello", "import_path": "app:deployment", "route_prefix": "/hello", "runtime_env": {}},
+        {"name": "echo", "import_path": "echo:app", "route_prefix": "/echo"},
+    ]
+}
+FILE = f"""\
+name: hello
+head: {{vm_size: Standard_D2s_v5}}
+worker_groups:
+  - {{name: cpu, vm_size: Standard_D2s_v5, min_nodes: 1, max_nodes: 2}}
+serve: {json.dumps(SERVE)}
+rollout: {{strategy: incremental, step_percent: 50, interval_seconds: 5}}
+"""
+
+
+def service(**changes: Any) -> dict[str, Any]:
+    created = (datetime.now(UTC) - timedelta(minutes=4)).isoformat()
+    s: dict[str, Any] = {
+        "id": "svc_01jd3w5z8k2m4n6p8r0t2v4x6y",
+        "name": "hello",
+        "cloud_id": "cld_1",
+        "state": "RUNNING",
+        "state_reason": None,
+        "state_code": None,
+        "desired_state": "running",
+        "generation": 1,
+        "spec": {
+            "ray_version": "2.60.0",
+            "image": None,
+            "head": {"vm_size": "Standard_D2s_v5"},
+            "worker_groups": [
+                {
+                    "name": "cpu",
+                    "vm_size": "Standard_D2s_v5",
+                    "min_nodes": 1,
+                    "max_nodes": 2,
+                    "spot": False,
+                    "fallback_to_on_demand": False,
+                }
+            ],
+        },
+        "serve": copy.deepcopy(SERVE),
+        "rollout": {
+            "strategy": "incremental",
+            "step_percent": 50,
+            "interval_seconds": 5,
+            "max_surge_percent": 100,
+            "health_timeout_seconds": 600,
+        },
+        "labels": {},
+        "endpoint_url": "http://127.0.0.1:41234",
+        "version": 1,
+        "active_version": 1,
+        "pending_version": None,
+        "traffic_percent": 0,
+        "applications": [
+            {"version": 1, "name": "hello", "status": "RUNNING", "message": ""},
+            {"version": 1, "name": "echo", "status": "RUNNING", "message": ""},
+        ],
+        "failure": None,
+        "dashboard_url": "http://127.0.0.1:8265",
+        "created_at": created,
+        "updated_at": created,
+    }
+    s.update(changes)
+    return s
+
+
+ROLLING = {
+    "state": "ROLLING_OUT",
+    "version": 2,
+    "pending_version": 2,
+    "traffic_percent": 20,
+    "applications": [
+        {"version": 2, "name": "hello", "status": "DEPLOYING", "message": "Deploying app 'hello'.\nwaiting"},
+        {"version": 1, "name": "hello", "status": "RUNNING", "message": ""},
+    ],
+}
+
+
+# ---- rendering -----------------------------------------------------------------------------
+def test_service_table_shows_versions_traffic_and_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    render_list([service(), service(name="other", **ROLLING)], SERVICE_COLUMNS, "table")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "STATE", "VERSION", "TRAFFIC", "ENDPOINT", "AGE", "ID"]
+    assert lines[1].split() == ["hello", "RUNNING", "1", "-", "http://127.0.0.1:41234", "4m", service()["id"]]
+    assert "other  ROLLING_OUT  1 → 2    version 1: 80 %, version 2: 20 %  http://127.0.0.1:41234" in lines[2]
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_json_and_yaml_are_the_api_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    s = service(**ROLLING)
+    render_one(s, service_fields, "json")
+    assert json.loads(capsys.readouterr().out) == s
+    render_one(s, service_fields, "yaml")
+    assert yaml.safe_load(capsys.readouterr().out) == s
+    services.render_status(s, "json")  # type: ignore[arg-type]
+    assert json.loads(capsys.readouterr().out) == s
+    render_list([s], SERVICE_COLUMNS, "yaml")
+    assert yaml.safe_load(capsys.readouterr().out) == [s]
+
+
+def test_get_view(capsys: pytest.CaptureFixture[str]) -> None:
+    render_one(service(**ROLLING, labels={"team": "web"}), service_fields, "table")
+    out = capsys.readouterr().out
+    for line in (
+        "State         ROLLING_OUT",
+        "Endpoint      http://127.0.0.1:41234",
+        "Version       1 → 2",
+        "Traffic       version 1: 80 %, version 2: 20 %",
+        "Applications  hello  /hello  app:deployment",
+        "              echo  /echo  echo:app",
+        "Rollout       incremental: 50 % every 5s, healthy within 10m, surge 100 %",
+        "Workers       cpu (1-2)  Standard_D2s_v5",
+        "Labels        team=web",
+    ):
+        assert line in out, out
+    assert "Last failure" not in out
+    assert "Image" not in out  # none was asked for
+
+
+def test_get_view_says_a_version_was_rolled_back(capsys: pytest.CaptureFixture[str]) -> None:
+    s = service(version=2, failure="Deploying app 'hello' failed: ModuleNotFoundError: No module named 'nope'")
+    render_one(s, service_fields, "table")
+    out = capsys.readouterr().out
+    assert "Version       1  (version 2 was rolled back)" in out
+    assert "Last failure  Deploying app 'hello' failed: ModuleNotFoundError: No module named 'nope'" in out
+
+
+def test_status_lists_each_versions_applications(capsys: pytest.CaptureFixture[str]) -> None:
+    services.render_status(service(**ROLLING), "table")  # type: ignore[arg-type]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Service   hello (svc_")
+    assert lines[1] == "State     ROLLING_OUT"
+    assert lines[2] == "Endpoint  http://127.0.0.1:41234"
+    assert lines[3] == "Traffic   version 1: 80 %, version 2: 20 %"
+    table = lines[lines.index("") + 1 :]
+    assert table[0].split() == ["VERSION", "APPLICATION", "STATUS", "MESSAGE"]
+    assert table[1].split() == ["1", "hello", "RUNNING", "-"]  # the active version first
+    assert table[2].split() == ["2", "hello", "DEPLOYING", "Deploying", "app", "'hello'.", "waiting"]
+
+
+def test_status_before_any_application_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    first = service(state="PROVISIONING", active_version=None, endpoint_url=None, applications=[])
+    services.render_status(first, "table")  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "Traffic   none yet" in out
+    assert "Endpoint  -" in out
+    assert out.rstrip().endswith("No applications reported yet.")
+
+
+@pytest.mark.parametrize(
+    ("changes", "rollout", "traffic"),
+    [
+        ({}, "no rollout running", "version 1: 100 %"),
+        (ROLLING, "version 2 takes 20 % of new requests", "version 1: 80 %, version 2: 20 %"),
+        ({**ROLLING, "state": "ROLLING_BACK"}, "rolling back version 2", "version 1: 80 %, version 2: 20 %"),
+    ],
+)
+def test_rollout_status_fields(changes: dict[str, Any], rollout: str, traffic: str) -> None:
+    rows = dict(rollout_fields(service(**changes)))  # type: ignore[arg-type]
+    assert rows["Rollout"] == rollout
+    assert rows["Traffic"] == traffic
+    assert traffic_text(service(**changes)) == traffic  # type: ignore[arg-type]
+
+
+def test_service_events_are_not_shown_as_errors() -> None:
+    moved = {
+        "id": "evt_1",
+        "at": "2026-01-01T12:00:00Z",
+        "kind": "service",
+        "from_state": None,
+        "to_state": None,
+        "reason": "version 2 takes 50 % of new requests",
+        "code": "TrafficMoved",
+        "detail": None,
+    }
+    line = event_text(moved)  # type: ignore[arg-type]
+    assert line.plain == "12:00:00  service           version 2 takes 50 % of new requests [TrafficMoved]".replace(
+        "12:00:00", line.plain[:8]
+    )
+    assert [span.style for span in line.spans][-1] == "cyan"
+    assert code_style("RolledBack") == "yellow"
+    assert code_style("QuotaExceeded") == "red"
+
+
+# ---- the service file ------------------------------------------------------------------
+def test_service_file_makes_local_code_paths_absolute(tmp_path: Path) -> None:
+    (tmp_path / "svc").mkdir()
+    path = tmp_path / "svc" / "service.yaml"
+    path.write_text(
+        "name: hello\nserve:\n  applications:\n"
+        "    - {name: a, import_path: app:d, runtime_env: {working_dir: ./app, py_modules: [lib, 's3://b/m.zip']}}\n"
+        "    - {name: b, import_path: app:d, runtime_env: {working_dir: 'https://example.com/app.zip'}}\n"
+    )
+    body = services.load_service_file(str(path))
+    first, second = body["serve"]["applications"]
+    assert first["runtime_env"] == {
+        "working_dir": str(tmp_path / "svc" / "app"),
+        "py_modules": [str(tmp_path / "svc" / "lib"), "s3://b/m.zip"],
+    }
+    assert second["runtime_env"] == {"working_dir": "https://example.com/app.zip"}
+
+
+def test_service_file_errors(tmp_path: Path) -> None:
+    (tmp_path / "noname.yaml").write_text("serve: {applications: []}\n")
+    with pytest.raises(SpecError, match="a service needs a name"):
+        services.load_service_file(str(tmp_path / "noname.yaml"))
+    (tmp_path / "list.yaml").write_text("- a\n")
+    with pytest.raises(SpecError, match=r"expected a mapping .*rayplane services deploy --help"):
+        services.load_service_file(str(tmp_path / "list.yaml"))
+
+
+def test_deploy_names_the_line_and_column_of_a_bad_file(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, {"RAYPLANE_API_KEY": "rpk_x", "RAYPLANE_API_URL": f"http://127.0.0.1:{closed_port()}"})
+    (tmp_path / "service.yaml").write_text("name: hello\nserve:\n  applications:\n   - name: a\n  bad: [\n")
+    result = cli("services", "deploy", "-f", "service.yaml", timeout=60)
+    assert_clean_failure(result)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: service.yaml is not valid YAML: line 6, column 1:"), result.stderr
+    missing = cli("services", "deploy", "-f", "nope.yaml", timeout=60)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "error: cannot read nope.yaml: No such file or directory"
+    no_file = cli("services", "deploy", timeout=60)
+    assert no_file.returncode == 2
+    assert "Missing option '--file'" in no_file.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("services", "list"), ("services", "status", "hello"), ("services", "endpoint", "hello"), ("services", "deploy")],
+    ids=" ".join,
+)
+def test_unreachable_api_is_one_line(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    (tmp_path / "service.yaml").write_text(FILE)
+    url = f"http://127.0.0.1:{closed_port()}"
+    cli = Cli(tmp_path, {"RAYPLANE_API_KEY": "rpk_x"})
+    extra = ("-f", "service.yaml") if argv[-1] == "deploy" else ()
+    result = cli("--api-url", url, *argv, *extra, timeout=60)
+    assert_clean_failure(result)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: cannot reach the API at {url}: connection refused"
+
+
+# ---- what deploy sends ------------------------------------------------------------------
+def test_patch_holds_only_what_differs() -> None:
+    live: Service = service()  # type: ignore[assignment]
+    wanted = yaml.safe_load(FILE)
+    assert services.service_patch(wanted, live) == {}  # the API's defaults do not count as changes
+    assert services.service_patch({**wanted, "image": "rayproject/ray:2.60.0-py312"}, live) == {
+        "image": "rayproject/ray:2.60.0-py312"
+    }
+    serve = copy.deepcopy(SERVE)
+    serve["applications"][0]["deployments"] = [{"name": "D", "num_replicas": 2}]
+    assert services.service_patch({**wanted, "serve": serve}, live) == {"serve": serve}
+    assert services.service_patch({**wanted, "labels": {"a": "b"}, "bogus": 1}, live) == {
+        "labels": {"a": "b"},
+        "bogus": 1,  # the API names what it does not know
+    }
+    local = copy.deepcopy(SERVE)
+    local["applications"][0]["runtime_env"] = {"working_dir": "/srv/app"}
+    same = service(serve=local)
+    assert services.service_patch({**wanted, "serve": local}, same) == {"serve": local}  # type: ignore[arg-type]
+
+
+def test_fixed_fields_are_refused_with_their_path() -> None:
+    live: Service = service()  # type: ignore[assignment]
+    wanted = {"name": "hello", "head": {"vm_size": "Standard_D8s_v5"}, "cloud": "elsewhere"}
+    assert services.fixed_field_errors(wanted, live, {"cld_1": "local"}) == [
+        ("head.vm_size", "is 'Standard_D2s_v5' on the live service; it cannot change"),
+        ("cloud", "the service runs on local; a service cannot move to another cloud"),
+    ]
+    same = {"name": "hello", "head": {"vm_size": "Standard_D2s_v5", "gcs_fault_tolerance": False}, "cloud": "local"}
+    assert services.fixed_field_errors(same, live, {"cld_1": "local"}) == []
+
+
+@dataclass
+class FakeApi:
+    """Just enough of /v1/services, /v1/operations and /v1/clouds for deploy."""
+
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
+    operation: dict[str, Any] = field(default_factory=lambda: {"status": "Running"})
+    events: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: int = 0
+    #: Events recorded once a PATCH is accepted.
+    later_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body: dict[str, Any] = json.loads(request.content) if request.content else {}
+        self.requests.append((request.method, request.url.path, dict(request.headers), body))
+        path, method = request.url.path, request.method
+        accepted = {"Operation-Location": "/v1/operations/op_1"}
+        if path == "/v1/clouds":
+            return httpx.Response(200, json={"items": [{"id": "cld_1", "name": "local"}], "next_cursor": None})
+        if path == "/v1/services" and method == "GET":
+            return httpx.Response(200, json={"items": list(self.services.values()), "next_cursor": None})
+        if path == "/v1/services" and method == "POST":
+            s = service(state="PENDING", active_version=None, endpoint_url=None, applications=[], serve=body["serve"])
+            self.services[s["id"]] = s
+            return httpx.Response(202, json=s, headers=accepted)
+        if path.startswith("/v1/services/") and path.endswith("/events"):
+            return httpx.Response(200, json={"items": self.events, "next_cursor": None})
+        if path.startswith("/v1/services/"):
+            s = self.services[path.rsplit("/", 1)[-1]]
+            if method == "PATCH":
+                if self.conflicts:
+                    self.conflicts -= 1
+                    s["generation"] += 1  # someone else changed it
+                    return httpx.Response(412, json={"title": "Precondition failed", "detail": "stale ETag"})
+                assert request.headers["If-Match"] == f'"{s["generation"]}"'
+                s["generation"] += 1
+                self.events += self.later_events
+                if "image" in body:
+                    s.update(version=s["version"] + 1, pending_version=s["version"] + 1, state="ROLLING_OUT")
+                    s["spec"]["image"] = body["image"]
+                return httpx.Response(202, json=s, headers=accepted)
+            return httpx.Response(200, json=s, headers={"ETag": f'"{s["generation"]}"'})
+        if path == "/v1/operations/op_1":
+            return httpx.Response(200, json={"id": "op_1", "kind": "update", **self.operation})
+        return httpx.Response(404, json={"title": "Not found", "detail": path})
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
+    api = FakeApi()
+    monkeypatch.setattr(
+        services, "client", lambda: RayplaneClient("http://api", "rpk_x", transport=httpx.MockTransport(api))
+    )
+    monkeypatch.setattr(watch, "POLL_SECONDS", 0.01)
+    return api
+
+
+def sent(api: FakeApi) -> list[tuple[str, str, Any]]:
+    """The requests that change something."""
+    return [(m, p, b) for m, p, _, b in api.requests if m in ("POST", "PATCH", "DELETE")]
+
+
+def test_deploy_creates_then_sends_only_what_differs_with_if_match(
+    fake: FakeApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "service.yaml"
+    path.write_text(FILE)
+    services.deploy(file=str(path), output=OutputFormat.json)
+    assert [(m, p) for m, p, _ in sent(fake)] == [("POST", "/v1/services")]
+    post = next(r for r in fake.requests if r[0] == "POST")
+    assert post[3] == yaml.safe_load(FILE)
+    assert post[2]["idempotency-key"]
+    created = json.loads(capsys.readouterr().out)
+    assert created["state"] == "PENDING"
+
+    fake.requests.clear()
+    services.deploy(file=str(path), output=OutputFormat.json)  # the same file again: nothing to send
+    assert sent(fake) == []
+    assert "already runs what" in capsys.readouterr().err
+
+    path.write_text(FILE + "image: rayproject/ray:2.60.0-py312\n")
+    fake.conflicts = 1  # changed by someone else between the read and the PATCH: read again, retry once
+    services.deploy(file=str(path), output=OutputFormat.json)
+    assert sent(fake) == [("PATCH", f"/v1/services/{created['id']}", {"image": "rayproject/ray:2.60.0-py312"})] * 2
+    err = capsys.readouterr().err
+    assert "the service changed meanwhile" in err
+    assert f"Updating service hello ({created['id']}): image; version 2 rolls out (incremental)" in err
+
+
+def test_deploy_refuses_a_change_a_live_service_cannot_take(
+    fake: FakeApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.services["svc_1"] = service(id="svc_1")
+    (tmp_path / "service.yaml").write_text(FILE.replace("{vm_size: Standard_D2s_v5}", "{vm_size: Standard_D8s_v5}", 1))
+    with pytest.raises(typer.Exit) as exited:
+        services.deploy(file=str(tmp_path / "service.yaml"), output=OutputFormat.json)
+    assert exited.value.exit_code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {tmp_path / 'service.yaml'} asks for changes that need a new service; delete hello and deploy again",
+        "  head.vm_size: is 'Standard_D2s_v5' on the live service; it cannot change",
+    ]
+    assert sent(fake) == []
+
+
+def test_deploy_wait_prints_events_and_exits_1_when_the_operation_fails(
+    fake: FakeApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.services["svc_1"] = service(id="svc_1")
+    (tmp_path / "service.yaml").write_text(FILE + "image: broken:1\n")
+    fake.later_events = [
+        {
+            "id": "evt_9",
+            "at": "2026-01-01T12:00:00Z",
+            "kind": "service",
+            "from_state": "ROLLING_OUT",
+            "to_state": "ROLLING_BACK",
+            "reason": "version 2 not healthy within 10m",
+            "code": "RolledBack",
+            "detail": None,
+        }
+    ]
+    fake.operation = {"status": "Failed", "error_code": "RolloutFailed", "error_message": "version 2 was rolled back"}
+    fake.services["svc_1"]["failure"] = "Deploying app 'hello' failed: ImportError"
+    with pytest.raises(typer.Exit) as exited:
+        services.deploy(file=str(tmp_path / "service.yaml"), wait_=True, timeout=30, output=OutputFormat.json)
+    assert exited.value.exit_code == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert any(
+        line.endswith("ROLLING_OUT → ROLLING_BACK  version 2 not healthy within 10m [RolledBack]") for line in lines
+    )
+    assert lines[-1] == (
+        "error: service hello update failed: version 2 was rolled back [RolloutFailed]"
+        " (Deploying app 'hello' failed: ImportError)"
+    )
