@@ -1,0 +1,188 @@
+"""``rayplane services`` as a user runs it (``python -m cli`` subprocesses) against the whole
+control plane on the local provider: real API, worker, Postgres, Redis, Ray Serve and Caddy.
+
+One service carries the tests in file order: a tiny Serve app written to a temp directory and
+referenced by ``runtime_env.working_dir`` (relative to the service file), deployed with
+``--wait``, answered at its endpoint, changed in place by a second deploy, and deleted. The
+module's fixture deletes the service if a test left it behind.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.cli.support import Cli, Result, assert_clean_failure, explain
+from tests.e2e.stack import Stack, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+NAME = f"svc-{uuid.uuid4().hex[:6]}"
+APP = '''\
+"""A Serve app for the CLI's tests: a greeting that ``user_config`` sets, without a restart."""
+
+from typing import Any
+
+from ray import serve
+from starlette.requests import Request
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class Hello:
+    def __init__(self) -> None:
+        self.greeting = "hello"
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        self.greeting = str(config.get("greeting", "hello"))
+
+    async def __call__(self, request: Request) -> str:
+        return f"{self.greeting} from rayplane"
+
+
+app = Hello.bind()
+'''
+
+
+def ok(result: Result) -> Result:
+    assert result.returncode == 0, explain(result)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def as_json(result: Result) -> Any:
+    return json.loads(ok(result).stdout)
+
+
+def write_service(directory: Path, greeting: str, name: str = NAME, route: str = "/hello") -> Path:
+    """``service.yaml`` and its app in ``app/``, beside it (the file names it relatively)."""
+    (directory / "app").mkdir(parents=True, exist_ok=True)
+    (directory / "app" / "hello.py").write_text(APP)
+    body = {
+        "name": name,
+        "head": {"vm_size": "Standard_D2s_v5"},
+        "worker_groups": [],
+        "labels": {"suite": "cli-services"},
+        "serve": {
+            "applications": [
+                {
+                    "name": "hello",
+                    "import_path": "hello:app",
+                    "route_prefix": route,
+                    "runtime_env": {"working_dir": "./app"},
+                    "deployments": [{"name": "Hello", "user_config": {"greeting": greeting}}],
+                }
+            ]
+        },
+    }
+    path = directory / "service.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def live_services(stack: Stack) -> list[dict[str, Any]]:
+    return list(stack.request("GET", "/v1/services", params={"limit": 200}).json()["items"])
+
+
+@pytest.fixture(scope="module")
+def specdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("service")
+
+
+@pytest.fixture(scope="module")
+def deployed(cli: Cli, stack: Stack, specdir: Path) -> Iterator[tuple[Result, dict[str, Any]]]:
+    path = write_service(specdir, "hello")
+    started = time.monotonic()
+    result = cli("services", "deploy", "-f", str(path), "--wait", "--timeout", "600", "-o", "json", timeout=700)
+    print(f"services deploy --wait took {time.monotonic() - started:.0f}s")
+    try:
+        yield result, as_json(result)
+    finally:
+        for s in live_services(stack):
+            stack.request("DELETE", f"/v1/services/{s['id']}")
+        for s in live_services(stack):
+
+            def gone(sid: str = s["id"]) -> bool:
+                return bool(stack.request("GET", f"/v1/services/{sid}").json()["state"] == "DELETED")
+
+            wait_for(gone, 300, f"service {s['name']} to be DELETED")
+
+
+def test_an_invalid_service_is_refused_with_the_field_at_fault(cli: Cli, tmp_path: Path) -> None:
+    path = write_service(tmp_path, "hello", name="bad-route", route="no-slash")
+    result = cli("services", "deploy", "-f", str(path))
+    assert_clean_failure(result)
+    assert result.returncode == 2
+    assert "serve.applications[0].route_prefix" in result.stderr, result.stderr
+    assert "body." not in result.stderr
+
+
+def test_deploy_with_wait_reaches_running(deployed: tuple[Result, dict[str, Any]]) -> None:
+    result, s = deployed
+    assert s["state"] == "RUNNING"
+    assert s["name"] == NAME
+    assert s["active_version"] == 1
+    assert s["endpoint_url"].startswith("http://")
+    assert f"Creating service {NAME} ({s['id']})" in result.stderr
+    assert result.stderr.rstrip().endswith(f"{NAME} is RUNNING")
+
+
+def test_the_endpoint_answers_with_the_app(cli: Cli, deployed: tuple[Result, dict[str, Any]]) -> None:
+    url = ok(cli("services", "endpoint", NAME)).stdout
+    assert url == deployed[1]["endpoint_url"] + "\n"
+    answer = httpx.get(url.strip() + "/hello", timeout=30)
+    assert (answer.status_code, answer.text) == (200, "hello from rayplane")
+
+
+def test_status_list_get_and_rollout_status(cli: Cli, deployed: tuple[Result, dict[str, Any]]) -> None:
+    sid = deployed[1]["id"]
+    status = ok(cli("services", "status", NAME)).stdout.splitlines()
+    assert status[1].split() == ["State", "RUNNING"]
+    assert status[3] == "Traffic   version 1: 100 %"
+    rows = [line.split()[:3] for line in status[status.index("") + 1 :]]
+    assert rows == [["VERSION", "APPLICATION", "STATUS"], ["1", "hello", "RUNNING"]]
+    listed = ok(cli("services", "list")).stdout.splitlines()
+    assert listed[1].split()[:3] == [NAME, "RUNNING", "1"]
+    assert as_json(cli("services", "get", sid, "-o", "json"))["name"] == NAME
+    rollout = ok(cli("services", "rollout", "status", NAME))
+    assert "no rollout running" in rollout.stdout
+    missing = cli("services", "get", "no-such-service")
+    assert_clean_failure(missing)
+    assert missing.returncode == 3
+
+
+def test_a_serve_only_deploy_applies_in_place(cli: Cli, deployed: tuple[Result, dict[str, Any]], specdir: Path) -> None:
+    path = write_service(specdir, "bonjour")
+    result = cli("services", "deploy", "-f", str(path), "--wait", "--timeout", "600", "-o", "json", timeout=700)
+    s = as_json(result)
+    assert s["state"] == "RUNNING"
+    assert s["active_version"] == deployed[1]["active_version"]  # no new version: applied in place
+    assert f"Updating service {NAME} ({s['id']}): serve; applied in place" in result.stderr
+    answer = httpx.get(s["endpoint_url"] + "/hello", timeout=30)
+    assert answer.text == "bonjour from rayplane"
+    events = as_json(cli("services", "events", NAME, "-o", "json"))
+    assert events[0]["to_state"] == "PENDING"
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+
+
+def test_delete_with_wait_ends(cli: Cli, deployed: tuple[Result, dict[str, Any]]) -> None:
+    refused = cli("services", "delete", NAME)  # no terminal to confirm on, no --yes
+    assert_clean_failure(refused)
+    assert refused.returncode == 2
+    result = cli("services", "delete", NAME, "--yes", "--wait", "--timeout", "300", "-o", "json", timeout=400)
+    deleted = as_json(result)
+    assert deleted["state"] == "DELETED"
+    assert f"{NAME} is DELETED" in result.stderr
+    assert as_json(cli("services", "list", "-o", "json")) == []
+    again = ok(cli("services", "delete", NAME, "--yes"))
+    assert again.stderr.splitlines()[0] == f"service {NAME!r} ({deleted['id']}) is already deleted"
+    gone = cli("services", "endpoint", NAME)
+    assert_clean_failure(gone)
+    assert gone.returncode == 4
