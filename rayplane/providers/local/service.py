@@ -94,7 +94,7 @@ from rayplane.providers.services import (
     VersionTarget,
 )
 
-__all__ = ["LocalServiceRunner", "ServicePhase", "ServiceProgress", "ServiceStep", "VersionTarget"]
+__all__ = ["CaddyProxy", "LocalServiceRunner", "ServicePhase", "ServiceProgress", "ServiceStep", "VersionTarget"]
 
 LISTEN_HOST = "127.0.0.1"
 EVENT_KIND = "service"
