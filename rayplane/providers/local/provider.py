@@ -203,7 +203,6 @@ class LocalProvider(Provider):
                 owner = str(json.loads((cdir / store.STATE_FILE).read_text()).get("cluster_id") or "")
             except (OSError, ValueError, AttributeError):
                 continue
-            # A service's versions are clusters ``<service id>-v<n>`` (``local.service``).
             if not owner or (wanted is not None and owner not in wanted and owner.rsplit("-v", 1)[0] not in wanted):
                 continue
             with store.locked(cdir, self.lock_timeout):
