@@ -100,15 +100,19 @@ def test_deploy_two_applications_and_call_them(stack: Stack) -> None:
     r = stack.request("POST", "/v1/services", json=body)
     assert r.status_code == 202, r.text
     SVC.id = r.json()["id"]
-    assert SVC.id.startswith("svc_") and r.headers["Location"] == f"/v1/services/{SVC.id}"
+    assert SVC.id.startswith("svc_")
+    assert r.headers["Location"] == f"/v1/services/{SVC.id}"
     done = operation(stack, r.headers["Operation-Location"])
     assert done["status"] == "Succeeded", done
     svc = get(stack)
-    assert svc["state"] == "RUNNING" and svc["active_version"] == 1 and svc["pending_version"] is None
+    assert svc["state"] == "RUNNING"
+    assert svc["active_version"] == 1
+    assert svc["pending_version"] is None
     assert {(a["name"], a["status"]) for a in svc["applications"]} == {("echo", "RUNNING"), ("counter", "RUNNING")}
     assert svc["spec"]["head"]["gcs_fault_tolerance"] is True  # every service's head survives a crash
     endpoint = svc["endpoint_url"]
-    assert endpoint and greeting(endpoint) == "hello"
+    assert endpoint
+    assert greeting(endpoint) == "hello"
     assert httpx.get(endpoint + "/counter", timeout=10).status_code == 200
     states = [e["to_state"] for e in stack.events(SVC.id) if e["kind"] == "state_changed"]
     assert states[:3] == ["PROVISIONING", "DEPLOYING", "RUNNING"], states
@@ -149,12 +153,14 @@ def test_an_image_change_rolls_out_a_new_cluster_without_a_failed_request(stack:
         load.kill()
     assert done["status"] == "Succeeded", done
     assert_no_errors(counts, output)
-    print(f"p99 before the rollout {baseline['p99_ms']} ms, during it {counts['p99_ms']} ms")  # noqa: T201
+    print(f"p99 before the rollout {baseline['p99_ms']} ms, during it {counts['p99_ms']} ms")
     svc = get(stack)
     assert (svc["active_version"], svc["pending_version"], svc["state"]) == (2, None, "RUNNING")
-    assert svc["endpoint_url"] == endpoint and greeting(endpoint) == "v2"
+    assert svc["endpoint_url"] == endpoint
+    assert greeting(endpoint) == "v2"
     kinds = [e["reason"] for e in stack.events(SVC.id)]
-    assert any("takes 50 %" in k for k in kinds) and any("takes 100 %" in k for k in kinds), kinds
+    assert any("takes 50 %" in k for k in kinds), kinds
+    assert any("takes 100 %" in k for k in kinds), kinds
     wait_for(lambda: not stack.ray_node_processes(SVC.id + "-v1"), 60, "version 1's nodes to stop")
 
 
@@ -168,16 +174,18 @@ def test_a_bad_version_is_rolled_back_with_the_serve_error_and_no_failed_request
         counts, output = load.stop()
     finally:
         load.kill()
-    assert done["status"] == "Failed" and done["error_code"] == "RolloutFailed", done
+    assert (done["status"], done["error_code"]) == ("Failed", "RolloutFailed"), done
     assert "no_such_module" in (done["error_message"] or ""), done
     assert_no_errors(counts, output)
     svc = get(stack)
     assert (svc["state"], svc["active_version"], svc["pending_version"]) == ("RUNNING", 2, None)
     # The spec is back to what serves: the image and Serve config of version 2.
-    assert svc["spec"]["image"] == "rayproject/ray:rollout-test" and len(svc["serve"]["applications"]) == 2
+    assert svc["spec"]["image"] == "rayproject/ray:rollout-test"
+    assert len(svc["serve"]["applications"]) == 2
     assert greeting(endpoint) == "v2"
     failed = [e for e in stack.events(SVC.id) if e["kind"] == "rollout_failed"]
-    assert len(failed) == 1 and "no_such_module" in failed[0]["reason"], failed
+    assert len(failed) == 1, failed
+    assert "no_such_module" in failed[0]["reason"], failed
 
 
 def test_delete_closes_the_endpoint_and_stops_every_node(stack: Stack) -> None:
