@@ -72,6 +72,7 @@ from typing import Any
 
 import httpx
 
+from rayplane.common.upstream import one_line
 from rayplane.providers.base import (
     ClusterTarget,
     NodeShape,
@@ -461,11 +462,14 @@ def _failure_text(status: ServeStatus | None, names: list[str]) -> str | None:
         return None
     bad = (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY)
     apps = [(n, status.applications.get(n)) for n in names]
-    failed = [f"{n}: {app.status}: {app.message}" for n, app in apps if app is not None and app.status in bad]
+    # Serve's message is a whole traceback: users read its exception line (the full text is
+    # in Serve's own logs), without the control plane's file paths.
+    failed = [f"{n}: {app.status}: {one_line(app.message, 300)}" for n, app in apps if app and app.status in bad]
     if failed:
         return "\n".join(failed)
     waiting = [
-        f"{n}: {app.status if app else 'not reported'}" + (f": {app.message}" if app and app.message else "")
+        f"{n}: {app.status if app else 'not reported'}"
+        + (f": {one_line(app.message, 300)}" if app and app.message else "")
         for n, app in apps
         if app is None or app.status is not ApplicationStatus.RUNNING
     ]
