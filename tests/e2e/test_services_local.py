@@ -10,6 +10,8 @@ automatically with Serve's error, under load, with zero failed requests; delete.
 from __future__ import annotations
 
 import shutil
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ pytestmark = [
 E2E_REDIS_DB = 15  # 7-14 are other e2e modules'
 APPS_DIR = Path(__file__).resolve().parents[1] / "support" / "serve_apps"
 STEP = 480.0
+ON_WORKER = {"rayplane_group_cpu": 0.01}  # the local provider's resource of group "cpu"
 
 
 def serve(greeting: str = "hello", *, broken: bool = False) -> dict[str, Any]:
@@ -41,7 +44,14 @@ def serve(greeting: str = "hello", *, broken: bool = False) -> dict[str, Any]:
             "runtime_env": env,
             "deployments": [{"name": "Echo", "user_config": {"greeting": greeting}}],
         },
-        {"name": "counter", "import_path": "counter:app", "route_prefix": "/counter", "runtime_env": env},
+        {
+            "name": "counter",
+            "import_path": "counter:app",
+            "route_prefix": "/counter",
+            "runtime_env": env,
+            # On the worker node, so it outlives the head (the head kill test).
+            "deployments": [{"name": "Counter", "ray_actor_options": {"num_cpus": 0, "resources": ON_WORKER}}],
+        },
     ]
     if broken:
         apps.append(
@@ -94,8 +104,14 @@ def test_deploy_two_applications_and_call_them(stack: Stack) -> None:
     body = {
         "name": "echo",
         "head": {"vm_size": "Standard_D2s_v5"},
+        "worker_groups": [{"name": "cpu", "vm_size": "Standard_D2s_v5", "min_nodes": 1, "max_nodes": 1}],
         "serve": serve(),
-        "rollout": {"strategy": "incremental", "step_percent": 50, "interval_seconds": 3, "health_timeout_seconds": 60},
+        "rollout": {
+            "strategy": "incremental",
+            "step_percent": 50,
+            "interval_seconds": 3,
+            "health_timeout_seconds": 150,
+        },
     }
     r = stack.request("POST", "/v1/services", json=body)
     assert r.status_code == 202, r.text
@@ -133,6 +149,62 @@ def test_a_serve_config_change_applies_in_place(stack: Stack) -> None:
     assert greeting(svc["endpoint_url"]) == "hi"
     assert svc["endpoint_url"] == before["endpoint_url"]
     assert {p.pid for p in stack.ray_node_processes(SVC.id + "-v1")} == nodes_before  # no new cluster
+
+
+def count(endpoint: str) -> tuple[int, int]:
+    r = httpx.get(endpoint + "/counter", timeout=10)
+    assert r.status_code == 200, r.text
+    return int(r.json()["count"]), int(r.json()["pid"])
+
+
+def test_a_killed_head_comes_back_and_the_replica_on_the_worker_keeps_its_state(
+    stack: Stack, tmp_path: Path, record_property: Any
+) -> None:
+    """kill -9 of the head's GCS server and raylet under load: the failed requests and the
+    time until the endpoint answers and the service is RUNNING again are reported; the
+    counter replica, on the worker node, keeps its count (head fault tolerance)."""
+    endpoint = get(stack)["endpoint_url"]
+    before, replica = count(endpoint)
+    head = stack.ray_node_processes(SVC.id + "-v1")
+    victims = [
+        p
+        for node in head
+        for p in node.children(recursive=True)
+        if p.name() in ("gcs_server", "raylet") and "head" in " ".join(node.cmdline())
+    ]
+    assert sorted(p.name() for p in victims) == ["gcs_server", "raylet"], [p.cmdline() for p in head]
+    load = Wrk(endpoint + "/echo/x", tmp_path / "kill.lua")
+    try:
+        wait_for(lambda: load.proc.poll() is None, 5, "wrk to start")
+        killed_at = time.monotonic()
+        for p in victims:
+            p.send_signal(signal.SIGKILL)
+        wait_for(lambda: get(stack)["state"] != "RUNNING", 60, "the service to notice the head's loss")
+
+        def back() -> bool:
+            svc = get(stack)
+            try:
+                answers = httpx.get(endpoint + "/echo/x", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                answers = False
+            return answers and svc["state"] == "RUNNING" and svc["observed"]["versions"]["1"]["head"]["alive"]
+
+        wait_for(back, STEP, "the service to be RUNNING and answering again", interval=0.25)
+        recovery = time.monotonic() - killed_at
+        counts, _ = load.stop()
+    finally:
+        load.kill()
+    failed = sum(v for k, v in counts.items() if k not in ("requests", "p99_ms"))
+    record_property("service_head_recovery_seconds", round(recovery, 1))
+    record_property("service_head_kill_failed_requests", failed)
+    print(
+        f"head killed: RUNNING and answering again in {recovery:.1f} s; "
+        f"{failed:.0f} of {counts['requests']:.0f} requests failed"
+    )
+    after, same = count(endpoint)
+    assert (after, same) == (before + 1, replica), "the replica on the worker lost its state"
+    states = [e["to_state"] for e in stack.events(SVC.id) if e["kind"] == "state_changed"]
+    assert "DEGRADED" in states, states
 
 
 def test_an_image_change_rolls_out_a_new_cluster_without_a_failed_request(stack: Stack, tmp_path: Path) -> None:

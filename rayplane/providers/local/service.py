@@ -81,6 +81,7 @@ from rayplane.providers.base import (
     RetriableError,
     TerminalError,
 )
+from rayplane.providers.local import isolation
 from rayplane.providers.local.provider import LocalProvider
 from rayplane.providers.local.proxy import CaddyProxy, Upstream
 from rayplane.providers.local.serve import ApplicationStatus, ServeClient, ServeError, ServeStatus
@@ -398,6 +399,14 @@ class LocalServiceRunner:
             if isinstance(wd, str) and "://" not in wd:
                 if not Path(wd).is_dir():
                     raise TerminalError(f"working_dir {wd!r} of application {app.get('name')!r} is not a directory")
+                user = isolation.resolve_node_user(self.provider.node_user)
+                hidden = isolation.unreadable_by(user, Path(wd)) if user is not None else None
+                if hidden is not None:
+                    raise TerminalError(
+                        f"working_dir {wd!r} of application {app.get('name')!r}: {hidden} is not readable by "
+                        f"the nodes' user {user.name if user else ''!r}; only what the nodes could read is uploaded",
+                        code="WorkingDirNotReadable",
+                    )
                 env["working_dir"] = client.upload_directory(Path(wd))
         try:
             ServeConfig.from_spec(out)
