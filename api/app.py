@@ -34,6 +34,7 @@ from api.routers import (
     marketplace,
     members,
     portal,
+    services,
     tenant,
 )
 from api.state import AppState
@@ -56,7 +57,7 @@ Authenticate with `Authorization: Bearer <API key>` or an Entra ID access token.
 
 
 #: The routers' modules, in the order their routes are tried.
-ROUTERS = (health, tenant, members, api_keys, audit, clouds, clusters, jobs, marketplace, billing, portal)
+ROUTERS = (health, tenant, members, api_keys, audit, clouds, clusters, services, jobs, marketplace, billing, portal)
 
 
 def redis_client(url: str) -> Redis:

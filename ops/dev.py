@@ -209,7 +209,12 @@ class Supervisor:
         try:
             from rayplane.providers.local import LocalProvider
 
-            stopped = LocalProvider(self.settings.ray_root()).stop_all(self._own_local_clusters())
+            root = self.settings.ray_root()
+            stopped = LocalProvider(root).stop_all(self._own_local_clusters())
+            if (root / "proxy").is_dir():  # services' endpoints: routes kept for the next start
+                from rayplane.providers.local.proxy import CaddyProxy
+
+                CaddyProxy(root / "proxy").stop()
         except Exception as exc:  # noqa: BLE001 - shutdown goes on; the error is reported
             log.error("local_clusters_not_stopped", error=str(exc))
             return

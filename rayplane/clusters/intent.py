@@ -35,7 +35,7 @@ K = OperationKind
 CANCELS: dict[OperationKind, tuple[frozenset[OperationKind], str]] = {
     K.STOP: (frozenset({K.START, K.RETRY}), "superseded by a stop"),
     K.START: (frozenset({K.STOP}), "superseded by a start"),
-    K.DELETE: (frozenset({K.CREATE, K.UPDATE, K.START, K.STOP, K.RETRY}), "the cluster is being deleted"),
+    K.DELETE: (frozenset({K.CREATE, K.UPDATE, K.START, K.STOP, K.RETRY, K.ROLLBACK}), "the cluster is being deleted"),
 }
 DESIRED: dict[OperationKind, DesiredState] = {
     K.STOP: DesiredState.STOPPED,
@@ -65,6 +65,8 @@ def request(cluster: Cluster, kind: OperationKind, *, event: tuple[EventKind | s
     if kind == K.RETRY:
         cluster.retry_requested = True
         cluster.attempts = 0
+    if kind == K.ROLLBACK:
+        cluster.rollback_requested = True
     now = utcnow()
     cluster.generation += 1
     cluster.next_reconcile_at = now

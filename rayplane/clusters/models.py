@@ -18,8 +18,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from rayplane.clusters.serve import ServiceSpec
 from rayplane.clusters.spec import ClusterSpec
-from rayplane.clusters.values import DesiredState, OperationKind, OperationStatus, State
+from rayplane.clusters.values import ClusterKind, DesiredState, OperationKind, OperationStatus, State
 from rayplane.db.base import Base, ResourceMixin, utcnow
 from rayplane.db.types import StrEnumText
 
@@ -39,6 +40,21 @@ class SpecJSON(TypeDecorator[ClusterSpec]):
         return None if value is None else ClusterSpec.from_json(value)
 
 
+class ServiceJSON(TypeDecorator[ServiceSpec]):
+    """A ``ServiceSpec`` stored as JSONB; NULL for a plain cluster."""
+
+    impl = JSONB
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        return value.to_json() if isinstance(value, ServiceSpec) else dict(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> ServiceSpec | None:
+        return None if value is None else ServiceSpec.from_json(value)
+
+
 class Cluster(ResourceMixin, Base):
     __tablename__ = "clusters"
     __table_args__ = (
@@ -53,7 +69,15 @@ class Cluster(ResourceMixin, Base):
     # NULL only for history: a deleted cluster whose cloud was removed afterwards.
     cloud_id: Mapped[str | None] = mapped_column(ForeignKey("clouds.id", ondelete="SET NULL"), index=True)
     name: Mapped[str] = mapped_column(String(40))
+    # A service is a cluster that also runs Ray Serve (``service``); /v1/clusters shows only
+    # plain clusters, /v1/services only services. Never changes after creation.
+    kind: Mapped[ClusterKind] = mapped_column(
+        StrEnumText(ClusterKind, 10), default=ClusterKind.CLUSTER, server_default=ClusterKind.CLUSTER.value
+    )
     spec: Mapped[ClusterSpec] = mapped_column(SpecJSON)
+    service: Mapped[ServiceSpec | None] = mapped_column(ServiceJSON)
+    # Set by ``:rollback`` (intent), cleared by the reconciler once the pending version is gone.
+    rollback_requested: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     labels: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
     generation: Mapped[int] = mapped_column(Integer, default=1)
     desired_state: Mapped[DesiredState] = mapped_column(StrEnumText(DesiredState, 10), default=DesiredState.RUNNING)

@@ -32,8 +32,22 @@ def outcome(kind: OperationKind, cluster: Cluster, target_generation: int) -> Op
         K.UPDATE: state == State.RUNNING and cluster.observed_generation >= target_generation,
         K.STOP: state == State.STOPPED,
         K.DELETE: state == State.DELETED,
+        K.ROLLBACK: state == State.RUNNING and not cluster.rollback_requested,
     }
     return OperationStatus.SUCCEEDED if reached.get(kind) else None
+
+
+def fail_running(
+    session: Session, cluster: Cluster, kinds: frozenset[OperationKind], code: str, message: str, now: datetime
+) -> None:
+    """End the running operations of ``kinds`` Failed with ``code``/``message``: what their
+    state could not say (a service's update whose new version was rolled back ends with the
+    service RUNNING on its old version)."""
+    for op in store.running_operations(session, cluster.id):
+        if op.kind in kinds:
+            op.status, op.completed_at = OperationStatus.FAILED, now
+            op.error_code, op.error_message = code, message[:1000]
+    session.flush()
 
 
 def settle(session: Session, cluster: Cluster, now: datetime) -> None:

@@ -21,11 +21,12 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from rayplane.clouds.models import Cloud
-from rayplane.clusters import intent, operations, planning, store
+from rayplane.clusters import intent, operations, planning, service_pass, store
 from rayplane.clusters.models import Cluster
+from rayplane.clusters.serve import ServiceSpec
 from rayplane.clusters.spec import HEAD_GROUP, ClusterSpec
 from rayplane.clusters.states import can_move, record_event, transition
-from rayplane.clusters.values import Action, DesiredState, EventKind, OperationKind, State
+from rayplane.clusters.values import Action, ClusterKind, DesiredState, EventKind, OperationKind, State
 from rayplane.common import raytoken
 from rayplane.common.upstream import one_line
 from rayplane.db.base import utcnow
@@ -48,7 +49,11 @@ log = get_logger("rayplane.reconcile")
 
 BUSY = frozenset(
     {State.PENDING, State.PROVISIONING, State.STARTING, State.UPDATING, State.DEGRADED, State.STOPPING, State.DELETING}
+    | {State.DEPLOYING, State.ROLLING_OUT, State.ROLLING_BACK}
 )
+# A stop asked in these states stops at once (a service's in a rollout too: ``stop`` then
+# ``start`` resumes it, see ``ServiceRunner.stop``).
+STOPPABLE = frozenset({State.RUNNING, State.STOPPING, State.DEPLOYING, State.ROLLING_OUT, State.ROLLING_BACK})
 
 
 @dataclass
@@ -72,6 +77,9 @@ class Snapshot:
     # The cluster's Ray token, opened; None when the sealed one does not open with this
     # secret key (only stop and teardown can proceed without it).
     ray_token: str | None = field(default=None, repr=False)
+    kind: ClusterKind = ClusterKind.CLUSTER
+    service: ServiceSpec | None = None
+    rollback_requested: bool = False
 
 
 @dataclass
@@ -86,6 +94,7 @@ class Outcome:
     jobs: job_sync.Updates = field(default_factory=dict)
     # A teardown done without reaching the cloud: why (recorded, and the resources named).
     unreachable: str | None = None
+    service: service_pass.ServiceResult = field(default_factory=service_pass.ServiceResult)
 
 
 def choose_action(state: State, desired: DesiredState, retry_requested: bool, release_pending: bool = False) -> Action:
@@ -101,7 +110,7 @@ def choose_action(state: State, desired: DesiredState, retry_requested: bool, re
         return Action.STOP
     if state == State.FAILED and not retry_requested:
         return Action.RELEASE if release_pending else Action.NONE
-    if desired == DesiredState.STOPPED and state in (State.RUNNING, State.STOPPING):
+    if desired == DesiredState.STOPPED and state in STOPPABLE:
         return Action.STOP
     if desired == DesiredState.STOPPED and state == State.STOPPED:
         return Action.NONE
@@ -169,6 +178,9 @@ class Reconciler:
                 jobs=jobs,
                 dashboard_url=c.dashboard_url,
                 ray_token=token,
+                kind=c.kind,
+                service=c.service,
+                rollback_requested=c.rollback_requested,
             )
 
     def _pool_demand(self, session: Session, cloud: Cloud | None) -> dict[str, int]:
@@ -198,7 +210,12 @@ class Reconciler:
         out = Outcome(action=action, provider_state=snap.provider_state, targets=snap.targets)
         target = self._target(snap, snap.targets)
         try:
-            if action in (Action.TEARDOWN, Action.STOP, Action.RELEASE):
+            if snap.kind == ClusterKind.SERVICE:
+                if action == Action.ENSURE and snap.ray_token is None:
+                    raise TerminalError("the service's Ray token cannot be opened", code="RayTokenUnreadable")
+                if action != Action.NONE:
+                    service_pass.work(snap, provider, out, target)
+            elif action in (Action.TEARDOWN, Action.STOP, Action.RELEASE):
                 url = provider.jobs_endpoint(snap.provider_state)
                 if url and snap.jobs:
                     auth = self._jobs_auth(provider, snap)
@@ -300,6 +317,8 @@ class Reconciler:
             for to in (State.STOPPING, State.STOPPED):
                 if can_move(c.state, to):
                     transition(session, c, to, reason="stopped on request")
+        elif out.action == Action.ENSURE and c.kind == ClusterKind.SERVICE:
+            service_pass.applied(session, c, snap, out, now)
         elif out.action == Action.ENSURE:
             self._ensured(session, c, snap, out, provider, now)
         if out.error is None:

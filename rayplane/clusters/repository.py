@@ -8,16 +8,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rayplane.clusters import statements
 from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.clusters.spec import ClusterSpec
-from rayplane.clusters.values import OperationStatus
+from rayplane.clusters.values import ClusterKind, OperationStatus
 
 
 class ClusterRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, tenant_id: str, cluster_id: str, *, for_update: bool = False) -> Cluster | None:
-        """``for_update`` locks the row, so a worker's apply phase and this request serialise."""
+    async def get(
+        self, tenant_id: str, cluster_id: str, *, for_update: bool = False, kind: ClusterKind | None = None
+    ) -> Cluster | None:
+        """``for_update`` locks the row, so a worker's apply phase and this request serialise;
+        ``kind`` None finds either kind."""
         stmt = select(Cluster).where(Cluster.tenant_id == tenant_id, Cluster.id == cluster_id)
+        if kind is not None:
+            stmt = stmt.where(Cluster.kind == kind)
         if for_update:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).scalar_one_or_none()
@@ -36,8 +41,9 @@ class ClusterRepository:
         cloud_id: str | None = None,
         labels: dict[str, str] | None = None,
         include_deleted: bool = False,
+        kind: ClusterKind = ClusterKind.CLUSTER,
     ) -> list[Cluster]:
-        stmt = select(Cluster).where(Cluster.tenant_id == tenant_id)
+        stmt = select(Cluster).where(Cluster.tenant_id == tenant_id, Cluster.kind == kind)
         if states:
             stmt = stmt.where(Cluster.state.in_(states))
         elif not include_deleted:

@@ -279,3 +279,68 @@ def needs_new_cluster(old: ClusterSpec, new: ClusterSpec) -> bool:
         return (spec.ray_version, spec.image, spec.head.vm_size, spec.head.gcs_fault_tolerance, groups)
 
     return nodes(old) != nodes(new)
+
+
+@dataclass(frozen=True, slots=True)
+class ServedVersion:
+    """What the serving version runs while a rollout to a newer one is under way: where a
+    rollback (automatic or asked for) returns the service's spec to."""
+
+    spec: ClusterSpec
+    serve: ServeSpec
+
+    def to_json(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_json(), "serve": self.serve.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServedVersion:
+        return cls(spec=ClusterSpec.from_json(data["spec"]), serve=ServeSpec.from_json(data["serve"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """The service part of a cluster of kind ``service`` (column ``clusters.service``).
+
+    ``version`` is the version the user wants running: it grows only when a change needs a
+    new cluster (``needs_new_cluster``), to ``latest + 1``, so a number is never given twice
+    (the runner remembers failed numbers and never tries one again). ``previous`` is set
+    while ``version`` is not yet the serving one, and cleared when the rollout completes or
+    is rolled back (then the spec and Serve config return to it)."""
+
+    serve: ServeSpec
+    rollout: RolloutSpec = field(default_factory=RolloutSpec)
+    version: int = 1
+    latest: int = 1
+    previous: ServedVersion | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "serve": self.serve.to_json(),
+            "rollout": self.rollout.to_json(),
+            "version": self.version,
+            "latest": self.latest,
+            "previous": self.previous.to_json() if self.previous else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServiceSpec:
+        previous = data.get("previous")
+        return cls(
+            serve=ServeSpec.from_json(data["serve"]),
+            rollout=RolloutSpec.from_json(data.get("rollout")),
+            version=int(data.get("version", 1)),
+            latest=int(data.get("latest", data.get("version", 1))),
+            previous=ServedVersion.from_json(previous) if previous else None,
+        )
+
+    def changed(
+        self, old_spec: ClusterSpec, new_spec: ClusterSpec, serve: ServeSpec, rollout: RolloutSpec
+    ) -> ServiceSpec:
+        """The service after a change from ``old_spec`` to ``new_spec`` with ``serve`` and
+        ``rollout``: a new version number when the nodes change, else the same one (in
+        place). The serving version is kept as ``previous`` once, at the first change that
+        needs a new cluster; a further one during that rollout supersedes the pending one."""
+        if not needs_new_cluster(old_spec, new_spec):
+            return ServiceSpec(serve, rollout, self.version, self.latest, self.previous)
+        previous = self.previous or ServedVersion(old_spec, self.serve)
+        return ServiceSpec(serve, rollout, self.latest + 1, self.latest + 1, previous)

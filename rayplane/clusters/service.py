@@ -24,7 +24,7 @@ from rayplane.clusters.schemas import ClusterCreate, ClusterPatch
 from rayplane.clusters.spec import ClusterSpec
 from rayplane.clusters.states import record_created
 from rayplane.clusters.validation import Quotas, Usage, validate_spec
-from rayplane.clusters.values import DesiredState, OperationKind, State
+from rayplane.clusters.values import ClusterKind, DesiredState, OperationKind, State
 from rayplane.common import raytoken
 from rayplane.common.errors import Conflict, FieldError, Forbidden, InvalidInput, Unavailable, found, invalid
 from rayplane.common.etags import check_if_match
@@ -76,15 +76,17 @@ class ClusterPolicy:
     served: frozenset[str] | None = None
     # Whether local heads can keep their GCS in the control plane's Redis (a TCP one).
     local_gcs_redis: bool = True
+    # Kinds of cloud whose provider runs services (``Provider.service_runner``).
+    services_on: frozenset[str] = frozenset({"local"})
 
 
-async def _cloud_for(session: AsyncSession, principal: Principal, ref: str | None, policy: ClusterPolicy) -> Cloud:
+async def cloud_for(session: AsyncSession, principal: Principal, ref: str | None, policy: ClusterPolicy) -> Cloud:
     if policy.local_clouds and (ref is None or ref == LOCAL):
         await ensure_local_cloud(session, principal.tenant_id, policy.local_capacity)
     return await resolve_cloud(session, principal.tenant_id, ref)
 
 
-async def _validate(
+async def validate_request(
     session: AsyncSession,
     principal: Principal,
     spec: ClusterSpec,
@@ -134,7 +136,7 @@ async def create_cluster(
 ) -> tuple[Cluster, Operation]:
     authorize_create(principal)
     await policy.guard.may_run(session, principal.tenant_id, "create")
-    cloud = await _cloud_for(session, principal, body.cloud, policy)
+    cloud = await cloud_for(session, principal, body.cloud, policy)
     if await ClusterRepository(session).get_live_by_name(principal.tenant_id, body.name) is not None:
         raise Conflict(f"a cluster named {body.name!r} already exists in this tenant")
     spec = ClusterSpec.build(
@@ -145,7 +147,7 @@ async def create_cluster(
         idle_timeout_minutes=body.idle_timeout_minutes,
         gcs_fault_tolerance=body.head.gcs_fault_tolerance,
     )
-    await _validate(session, principal, spec, cloud, policy, cluster=None)
+    await validate_request(session, principal, spec, cloud, policy, cluster=None)
     now = utcnow()
     cluster = Cluster(
         id=new_id("cls"),
@@ -169,11 +171,17 @@ async def create_cluster(
 
 
 async def get_cluster(
-    session: AsyncSession, principal: Principal, cluster_id: str, *, for_update: bool = False
+    session: AsyncSession,
+    principal: Principal,
+    cluster_id: str,
+    *,
+    for_update: bool = False,
+    kind: ClusterKind = ClusterKind.CLUSTER,
 ) -> Cluster:
-    """The caller's cluster (``for_update`` locks its row until the request commits)."""
-    repo = ClusterRepository(session)
-    return found(await repo.get(principal.tenant_id, cluster_id, for_update=for_update), "cluster", cluster_id)
+    """The caller's cluster, or service with ``kind`` (``for_update`` locks its row until the
+    request commits); 404 for the other kind, as /v1/clusters and /v1/services are apart."""
+    row = await ClusterRepository(session).get(principal.tenant_id, cluster_id, for_update=for_update, kind=kind)
+    return found(row, str(kind), cluster_id)
 
 
 async def live_count_on_cloud(session: AsyncSession, cloud_id: str) -> int:
@@ -190,6 +198,7 @@ async def list_clusters(
     states: list[str] | None,
     cloud: str | None,
     labels: list[str] | None,
+    kind: ClusterKind = ClusterKind.CLUSTER,
 ) -> Page[Cluster]:
     for i, s in enumerate(states or []):
         if s not in State.__members__:
@@ -210,14 +219,21 @@ async def list_clusters(
         states=states,
         cloud_id=cloud_id,
         labels=label_filter or None,
+        kind=kind,
     )
     return page_of(rows, limit)
 
 
 async def list_events(
-    session: AsyncSession, principal: Principal, cluster_id: str, *, cursor: str | None, limit: int
+    session: AsyncSession,
+    principal: Principal,
+    cluster_id: str,
+    *,
+    cursor: str | None,
+    limit: int,
+    kind: ClusterKind = ClusterKind.CLUSTER,
 ) -> Page[ClusterEvent]:
-    cluster = await get_cluster(session, principal, cluster_id)
+    cluster = await get_cluster(session, principal, cluster_id, kind=kind)
     rows = await ClusterRepository(session).events(cluster.id, after=decode_cursor(cursor), limit=limit)
     return page_of(rows, limit)
 
@@ -261,7 +277,7 @@ async def update_cluster(
         raise Conflict("the cluster's cloud no longer exists")
     cloud = await CloudRepository(session).get(principal.tenant_id, cluster.cloud_id)
     assert cloud is not None
-    await _validate(session, principal, spec, cloud, policy, cluster=cluster)
+    await validate_request(session, principal, spec, cloud, policy, cluster=cluster)
     cluster.spec = spec
     if body.labels is not None:
         cluster.labels = body.labels
@@ -277,17 +293,18 @@ async def _power(
     *,
     if_match: str | None,
     guard: TenantGuard | None = None,
+    of: ClusterKind = ClusterKind.CLUSTER,
 ) -> tuple[Cluster, Operation]:
     principal.require(Role.MEMBER)
     guard = guard or NoGuard()
     if kind in (OperationKind.START, OperationKind.RETRY):
         # The tenant's row before the cluster's, the order the Marketplace's Suspend takes them in.
         await guard.may_run(session, principal.tenant_id, "start")
-    cluster = await get_cluster(session, principal, cluster_id, for_update=True)
+    cluster = await get_cluster(session, principal, cluster_id, for_update=True, kind=of)
     check_if_match(if_match, cluster.etag)
     if kind == OperationKind.DELETE:
         if cluster.state == State.DELETED:
-            raise found(None, "cluster", cluster_id)
+            raise found(None, str(of), cluster_id)
     else:
         _not_deleted(cluster)
     if kind == OperationKind.START and cluster.desired_state != DesiredState.RUNNING:
@@ -301,27 +318,45 @@ async def _power(
 
 
 async def stop_cluster(
-    session: AsyncSession, p: Principal, cid: str, policy: ClusterPolicy, *, if_match: str | None
+    session: AsyncSession,
+    p: Principal,
+    cid: str,
+    policy: ClusterPolicy,
+    *,
+    if_match: str | None,
+    of: ClusterKind = ClusterKind.CLUSTER,
 ) -> tuple[Cluster, Operation]:
-    return await _power(session, p, cid, OperationKind.STOP, if_match=if_match, guard=policy.guard)
+    return await _power(session, p, cid, OperationKind.STOP, if_match=if_match, guard=policy.guard, of=of)
 
 
 async def start_cluster(
-    session: AsyncSession, p: Principal, cid: str, policy: ClusterPolicy, *, if_match: str | None
+    session: AsyncSession,
+    p: Principal,
+    cid: str,
+    policy: ClusterPolicy,
+    *,
+    if_match: str | None,
+    of: ClusterKind = ClusterKind.CLUSTER,
 ) -> tuple[Cluster, Operation]:
-    return await _power(session, p, cid, OperationKind.START, if_match=if_match, guard=policy.guard)
+    return await _power(session, p, cid, OperationKind.START, if_match=if_match, guard=policy.guard, of=of)
 
 
 async def retry_cluster(
-    session: AsyncSession, p: Principal, cid: str, policy: ClusterPolicy, *, if_match: str | None
+    session: AsyncSession,
+    p: Principal,
+    cid: str,
+    policy: ClusterPolicy,
+    *,
+    if_match: str | None,
+    of: ClusterKind = ClusterKind.CLUSTER,
 ) -> tuple[Cluster, Operation]:
-    return await _power(session, p, cid, OperationKind.RETRY, if_match=if_match, guard=policy.guard)
+    return await _power(session, p, cid, OperationKind.RETRY, if_match=if_match, guard=policy.guard, of=of)
 
 
 async def delete_cluster(
-    session: AsyncSession, p: Principal, cid: str, *, if_match: str | None
+    session: AsyncSession, p: Principal, cid: str, *, if_match: str | None, of: ClusterKind = ClusterKind.CLUSTER
 ) -> tuple[Cluster, Operation]:
-    return await _power(session, p, cid, OperationKind.DELETE, if_match=if_match)
+    return await _power(session, p, cid, OperationKind.DELETE, if_match=if_match, of=of)
 
 
 # States whose clusters run jobs (a spec change or a lost node does not stop them).

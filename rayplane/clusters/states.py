@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from rayplane.clusters import operations
 from rayplane.clusters.models import Cluster, ClusterEvent
-from rayplane.clusters.values import EventKind
+from rayplane.clusters.values import ClusterKind, EventKind
 from rayplane.clusters.values import State as State
 from rayplane.db.base import utcnow
 from rayplane.db.ids import new_id
@@ -34,21 +34,28 @@ from rayplane.usage import store as usage_store
 S = State
 ALLOWED: dict[State, frozenset[State]] = {
     S.PENDING: frozenset({S.PROVISIONING, S.DELETING}),
-    S.PROVISIONING: frozenset({S.RUNNING, S.FAILED, S.DELETING}),
-    S.RUNNING: frozenset({S.UPDATING, S.DEGRADED, S.STOPPING, S.DELETING}),
+    S.PROVISIONING: frozenset({S.RUNNING, S.FAILED, S.DELETING, S.DEPLOYING}),
+    S.RUNNING: frozenset({S.UPDATING, S.DEGRADED, S.STOPPING, S.DELETING, S.DEPLOYING, S.ROLLING_OUT, S.ROLLING_BACK}),
     S.UPDATING: frozenset({S.RUNNING, S.DEGRADED, S.FAILED, S.DELETING}),
-    S.DEGRADED: frozenset({S.RUNNING, S.FAILED, S.DELETING}),
+    S.DEGRADED: frozenset({S.RUNNING, S.FAILED, S.DELETING, S.DEPLOYING, S.ROLLING_OUT}),
     S.STOPPING: frozenset({S.STOPPED, S.DELETING}),
     S.STOPPED: frozenset({S.STARTING, S.DELETING}),
-    S.STARTING: frozenset({S.RUNNING, S.FAILED, S.DELETING}),
+    S.STARTING: frozenset({S.RUNNING, S.FAILED, S.DELETING, S.DEPLOYING}),
+    # Services only: Serve applications being applied (first deploy, or a Serve config
+    # changed in place), a new version rolling out, a new version being dropped.
+    S.DEPLOYING: frozenset({S.RUNNING, S.DEGRADED, S.ROLLING_OUT, S.FAILED, S.STOPPING, S.DELETING}),
+    S.ROLLING_OUT: frozenset({S.RUNNING, S.DEGRADED, S.ROLLING_BACK, S.DEPLOYING, S.FAILED, S.STOPPING, S.DELETING}),
+    S.ROLLING_BACK: frozenset({S.RUNNING, S.DEGRADED, S.DEPLOYING, S.FAILED, S.STOPPING, S.DELETING}),
     # A FAILED cluster can be retried, deleted, or stopped (so a stop asked of it completes).
     S.FAILED: frozenset({S.PROVISIONING, S.STOPPING, S.DELETING}),
     S.DELETING: frozenset({S.DELETED}),
     S.DELETED: frozenset(),
 }
 
+# States only a service enters (a test checks no plain cluster's path reaches them).
+SERVICE_ONLY = frozenset({S.DEPLOYING, S.ROLLING_OUT, S.ROLLING_BACK})
 # States in which the cluster's compute is (or may be) up; used by stop and idle checks.
-ACTIVE = frozenset({S.PROVISIONING, S.RUNNING, S.UPDATING, S.DEGRADED, S.STARTING})
+ACTIVE = frozenset({S.PROVISIONING, S.RUNNING, S.UPDATING, S.DEGRADED, S.STARTING}) | SERVICE_ONLY
 LIVE = frozenset(State) - {S.DELETED}
 
 
@@ -105,7 +112,8 @@ def transition(
     """Move ``cluster`` to ``to``, record why, and run ``ON_ENTER[to]``; ``None`` when it is
     already there (and then nothing runs again).
 
-    Raises ``InvalidTransition`` for a move not in ``ALLOWED``. The reason (and the cloud's
+    Raises ``InvalidTransition`` for a move not in ``ALLOWED``, and for a plain cluster moving
+    to a state only services have (``SERVICE_ONLY``). The reason (and the cloud's
     error code, when there is one) become the cluster's ``state_reason``/``state_code``.
     """
     current = cluster.state
@@ -113,6 +121,8 @@ def transition(
         return None
     if to not in ALLOWED[current]:
         raise InvalidTransition(f"{cluster.id}: {current} -> {to} is not allowed")
+    if to in SERVICE_ONLY and cluster.kind != ClusterKind.SERVICE:
+        raise InvalidTransition(f"{cluster.id}: {to} is a service's state; this is a plain cluster")
     cluster.state = to
     cluster.state_reason = reason
     cluster.state_code = code

@@ -23,6 +23,18 @@ class State(enum.StrEnum):
     FAILED = "FAILED"
     DELETING = "DELETING"
     DELETED = "DELETED"
+    # Services only (a plain cluster never enters them; see ``states.SERVICE_ONLY``).
+    DEPLOYING = "DEPLOYING"  # Serve applications being applied on the serving version
+    ROLLING_OUT = "ROLLING_OUT"  # a new version beside the serving one, traffic moving to it
+    ROLLING_BACK = "ROLLING_BACK"  # a new version being dropped, traffic back on the old one
+
+
+class ClusterKind(enum.StrEnum):
+    """A plain Ray cluster, or a service: a cluster that runs Ray Serve applications behind a
+    stable endpoint and rolls out new versions (``/v1/services``)."""
+
+    CLUSTER = "cluster"
+    SERVICE = "service"
 
 
 class DesiredState(enum.StrEnum):
@@ -40,6 +52,7 @@ class OperationKind(enum.StrEnum):
     START = "start"
     RETRY = "retry"
     DELETE = "delete"
+    ROLLBACK = "rollback"  # services: drop the version being rolled out
 
 
 class OperationStatus(enum.StrEnum):
@@ -75,3 +88,5 @@ class EventKind(enum.StrEnum):
     DELETE_REQUESTED = "delete_requested"
     BUDGET_STOP = "budget_stop"
     COMPUTE_RELEASED = "compute_released"
+    ROLLBACK_REQUESTED = "rollback_requested"
+    ROLLOUT_FAILED = "rollout_failed"

@@ -10,7 +10,9 @@ import pytest
 from rayplane.clusters.serve import (
     RolloutSpec,
     RolloutStrategy,
+    ServedVersion,
     ServeSpec,
+    ServiceSpec,
     needs_new_cluster,
     rollout_errors,
     serve_errors,
@@ -205,3 +207,24 @@ def test_what_needs_a_new_cluster() -> None:
     )
     spot = dataclasses.replace(CPU, worker_groups=(dataclasses.replace(CPU.worker_groups[0], spot=True),))
     assert needs_new_cluster(CPU, spot)
+
+
+def test_service_versions_grow_only_for_new_nodes_and_are_never_given_twice() -> None:
+    serve = ServeSpec.from_json(TWO_APPS)
+    other = ServeSpec.from_json({"applications": TWO_APPS["applications"][:1]})
+    rollout = RolloutSpec()
+    v1 = ServiceSpec(serve=serve)
+    assert (v1.version, v1.latest, v1.previous) == (1, 1, None)
+    in_place = v1.changed(CPU, CPU, other, rollout)
+    assert (in_place.version, in_place.latest, in_place.previous, in_place.serve) == (1, 1, None, other)
+    new_image = dataclasses.replace(CPU, image="img:2")
+    v2 = in_place.changed(CPU, new_image, other, rollout)
+    assert (v2.version, v2.latest) == (2, 2)
+    assert v2.previous == ServedVersion(CPU, other)  # what serves now, for a rollback
+    v3 = v2.changed(new_image, dataclasses.replace(CPU, image="img:3"), serve, rollout)
+    assert (v3.version, v3.latest) == (3, 3)
+    assert v3.previous == ServedVersion(CPU, other)  # still what serves: version 2 never did
+    # After a rollback to version 1 (the reconciler sets version back), the next is 4, not 2.
+    back = dataclasses.replace(v3, version=1, previous=None)
+    assert back.changed(CPU, new_image, serve, rollout).version == 4
+    assert ServiceSpec.from_json(v3.to_json()) == v3

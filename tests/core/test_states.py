@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from rayplane.clusters.models import Cluster, ClusterEvent
-from rayplane.clusters.states import ALLOWED, InvalidTransition, State, can_move, transition
+from rayplane.clusters.states import ALLOWED, SERVICE_ONLY, InvalidTransition, State, can_move, transition
+from rayplane.clusters.values import ClusterKind
 
 
 class _NoRows:
@@ -35,19 +36,23 @@ class Recorder:
         return None
 
 
-def cluster_in(state: State) -> Cluster:
-    return Cluster(id="cls_test", tenant_id="ten_test", name="c", state=state.value, spec={})
+def cluster_in(state: State, kind: ClusterKind = ClusterKind.CLUSTER) -> Cluster:
+    return Cluster(id="cls_test", tenant_id="ten_test", name="c", state=state.value, spec={}, kind=kind)
 
 
 DESIGN_TABLE = {
     "PENDING": {"PROVISIONING", "DELETING"},
-    "PROVISIONING": {"RUNNING", "FAILED", "DELETING"},
-    "RUNNING": {"UPDATING", "DEGRADED", "STOPPING", "DELETING"},
+    "PROVISIONING": {"RUNNING", "FAILED", "DELETING", "DEPLOYING"},
+    "RUNNING": {"UPDATING", "DEGRADED", "STOPPING", "DELETING", "DEPLOYING", "ROLLING_OUT", "ROLLING_BACK"},
     "UPDATING": {"RUNNING", "DEGRADED", "FAILED", "DELETING"},
-    "DEGRADED": {"RUNNING", "FAILED", "DELETING"},
+    "DEGRADED": {"RUNNING", "FAILED", "DELETING", "DEPLOYING", "ROLLING_OUT"},
     "STOPPING": {"STOPPED", "DELETING"},
     "STOPPED": {"STARTING", "DELETING"},
-    "STARTING": {"RUNNING", "FAILED", "DELETING"},
+    "STARTING": {"RUNNING", "FAILED", "DELETING", "DEPLOYING"},
+    # Services only.
+    "DEPLOYING": {"RUNNING", "DEGRADED", "ROLLING_OUT", "FAILED", "STOPPING", "DELETING"},
+    "ROLLING_OUT": {"RUNNING", "DEGRADED", "ROLLING_BACK", "DEPLOYING", "FAILED", "STOPPING", "DELETING"},
+    "ROLLING_BACK": {"RUNNING", "DEGRADED", "DEPLOYING", "FAILED", "STOPPING", "DELETING"},
     "FAILED": {"PROVISIONING", "STOPPING", "DELETING"},  # STOPPING: a stop asked of a FAILED cluster completes
     "DELETING": {"DELETED"},
     "DELETED": set(),
@@ -60,7 +65,7 @@ def test_table_is_the_designed_one() -> None:
 
 @pytest.mark.parametrize(("source", "target"), list(itertools.product(State, State)))
 def test_every_pair(source: State, target: State) -> None:
-    cluster = cluster_in(source)
+    cluster = cluster_in(source, ClusterKind.SERVICE if target in SERVICE_ONLY else ClusterKind.CLUSTER)
     recorder = Recorder()
     session = cast(Session, recorder)
     if source == target:
@@ -82,3 +87,11 @@ def test_every_pair(source: State, target: State) -> None:
         assert cluster.state == source.value
         assert recorder.added == []
         assert not can_move(source, target)
+
+
+@pytest.mark.parametrize("target", sorted(SERVICE_ONLY))
+def test_a_plain_cluster_never_enters_a_service_state(target: State) -> None:
+    cluster = cluster_in(State.RUNNING)
+    with pytest.raises(InvalidTransition, match="service"):
+        transition(cast(Session, Recorder()), cluster, target, reason="why")
+    assert cluster.state == State.RUNNING

@@ -110,8 +110,13 @@ class Stack:
             method, self.url + path, headers={**self.headers, **kw.pop("headers", {})}, timeout=30, **kw
         )
 
+    @staticmethod
+    def path(cid: str) -> str:
+        """A cluster's or a service's resource path (services live under /v1/services)."""
+        return f"/v1/services/{cid}" if cid.startswith("svc_") else f"/v1/clusters/{cid}"
+
     def cluster(self, cid: str) -> dict[str, Any]:
-        r = self.request("GET", f"/v1/clusters/{cid}")
+        r = self.request("GET", self.path(cid))
         assert r.status_code == 200, r.text
         return dict(r.json())
 
@@ -125,7 +130,7 @@ class Stack:
         return dict(wait_for(reached, timeout, f"{cid} to be {state}"))
 
     def events(self, cid: str) -> list[dict[str, Any]]:
-        return list(self.request("GET", f"/v1/clusters/{cid}/events", params={"limit": 200}).json()["items"])
+        return list(self.request("GET", f"{self.path(cid)}/events", params={"limit": 200}).json()["items"])
 
     # ---- processes ---------------------------------------------------------------------
     def worker_process(self) -> psutil.Process | None:
@@ -141,10 +146,14 @@ class Stack:
         return None
 
     def delete_all(self, timeout: float = 180) -> None:
-        """Delete every live cluster and wait until they are gone (test cleanup)."""
-        live = [c["id"] for c in self.request("GET", "/v1/clusters", params={"limit": 200}).json()["items"]]
+        """Delete every live cluster and service and wait until they are gone (test cleanup)."""
+        live = [
+            c["id"]
+            for kind in ("clusters", "services")
+            for c in self.request("GET", f"/v1/{kind}", params={"limit": 200}).json()["items"]
+        ]
         for cid in live:
-            self.request("DELETE", f"/v1/clusters/{cid}")
+            self.request("DELETE", self.path(cid))
         for cid in live:
             self.wait_state(cid, "DELETED", timeout=timeout)
 

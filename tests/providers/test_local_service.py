@@ -12,9 +12,7 @@ reconciler would. The module fixture tears everything down and checks no Ray pro
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -32,6 +30,7 @@ from rayplane.providers.local.proxy import CaddyProxy, ProxyError
 from rayplane.providers.local.service import LocalServiceRunner, version_cluster_id
 from rayplane.providers.services import ServicePhase, ServiceProgress, ServiceStep, VersionTarget
 from tests.support.nodeuser import grant_node_user_access
+from tests.support.wrk import Wrk, assert_no_errors, parse_wrk
 
 try:
     proxy_config.caddy_binary()
@@ -60,14 +59,6 @@ TARGET = ClusterTarget(
 )
 APPS_DIR = Path(__file__).resolve().parents[1] / "support" / "serve_apps"
 STEP_TIMEOUT = 420.0
-# wrk's done() hook: every error counter, to assert on (the summary omits zero counters).
-WRK_DONE = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT requests=%d connect=%d read=%d write=%d status=%d timeout=%d p99_ms=%.1f\\n",
-    summary.requests, e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(99) / 1000))
-end
-"""
 
 
 def serve_spec(*, greeting: str = "hello", broken: bool = False) -> ServeSpec:
@@ -166,45 +157,6 @@ def service() -> Iterator[Service]:
             proxy.close()
             subprocess.run(["rm", "-rf", str(root), str(proxy_dir)], check=False)
         assert left == [], f"Ray processes left: {[p.pid for p in left]}"
-
-
-class Wrk:
-    """``wrk`` on the endpoint in the background until ``stop`` (SIGINT: it prints its
-    summary and the done() hook's counters)."""
-
-    def __init__(self, url: str, script: Path, seconds: int = 900) -> None:
-        script.write_text(WRK_DONE)
-        self.proc = subprocess.Popen(
-            ["wrk", "-t1", "-c4", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    def stop(self) -> tuple[dict[str, float], str]:
-        assert self.proc.poll() is None, "wrk ended before the step did: the test saw no load across it"
-        self.proc.send_signal(signal.SIGINT)
-        output, _ = self.proc.communicate(timeout=60)
-        return parse_wrk(output), output
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def parse_wrk(output: str) -> dict[str, float]:
-    found = re.search(r"RESULT (.*)", output)
-    assert found is not None, output
-    return {k: float(v) for k, v in (pair.split("=") for pair in found.group(1).split())}
-
-
-def assert_no_errors(counts: dict[str, float], output: str) -> None:
-    assert counts["requests"] > 100, output
-    errors = {k: v for k, v in counts.items() if k not in ("requests", "p99_ms")}
-    assert errors == dict.fromkeys(("connect", "read", "write", "status", "timeout"), 0.0), output
-    assert "Non-2xx" not in output, output
-    assert "Socket errors" not in output, output
 
 
 def test_the_first_version_runs_both_apps_behind_the_endpoint(service: Service) -> None:

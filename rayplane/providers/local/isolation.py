@@ -140,3 +140,31 @@ def own(path: Path, user: NodeUser | None, mode: int) -> None:
     if user is not None:
         os.chown(path, user.uid, user.gid)
     path.chmod(mode)
+
+
+def unreadable_by(user: NodeUser, root: Path) -> Path | None:
+    """The first path at or under ``root`` that ``user`` could not read (a directory: read and
+    enter), or an ancestor it could not enter; None when every one is readable.
+
+    The control plane uploads a service's local ``working_dir`` with its own rights; when its
+    nodes run as another user, only what that user could read itself may go, or a service
+    could ship the control plane's secret key or ``dev.env`` to its own code. Judged by mode
+    bits (owner, group, other) on the targets of symlinks, as the kernel would."""
+    groups = set(os.getgrouplist(user.name, user.gid))
+
+    def allowed(path: Path, need: int) -> bool:
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        shift = 6 if st.st_uid == user.uid else 3 if st.st_gid in groups else 0
+        return (st.st_mode >> shift) & need == need
+
+    root = root.resolve()
+    for ancestor in root.parents:
+        if not allowed(ancestor, 1):
+            return ancestor
+    for path in [root, *sorted(root.rglob("*"))]:
+        if not allowed(path, 5 if path.is_dir() else 4):
+            return path
+    return None

@@ -5,10 +5,9 @@ records of the nodes that exist), a lock file, and one directory per node (``hea
 ``<group>-<n>``) that is that node's ``--temp-dir`` and holds ``start.log`` (the output of
 ``ray start``) next to Ray's session directories.
 
-Nodes are started detached (their own session, re-parented away from the caller), so a
-caller killed with SIGKILL leaves them running and the next call, from any process, adopts
-them through ``nodes.json``. Only pids whose creation time matches a record are ever
-signalled; ``ray stop`` is never run (it would stop every Ray process on the machine).
+Nodes are started detached (their own session), so a caller killed with SIGKILL leaves
+them running and the next call, from any process, adopts them through ``nodes.json``. Only
+pids whose creation time matches a record are signalled; ``ray stop`` is never run.
 """
 
 from __future__ import annotations
@@ -188,13 +187,12 @@ class LocalProvider(Provider):
         """Stop the nodes of the clusters under ``root`` that ``owned`` names (every one when
         ``owned`` is None); returns the cluster ids touched.
 
-        For the dev supervisor's shutdown: Ray nodes are detached on purpose (they outlive a
-        crashed worker), so when the whole control plane stops on this machine it stops them
-        too. The supervisor passes the ids of its own database's local clusters, so even a
-        root shared with another control plane (an explicit ``RAYPLANE_LOCAL_RAY_ROOT``)
-        never costs the other one its clusters; a directory is matched by the cluster id
-        recorded in its ``nodes.json``, not by its name. Directories stay, so the reconciler
-        restarts these clusters on the next start.
+        For the dev supervisor's shutdown: nodes are detached (they outlive a crashed
+        worker), so when the whole control plane stops it stops them too. The supervisor
+        passes its own database's local cluster ids (a service's covers its versions), so a
+        root shared with another control plane never costs the other its clusters; a
+        directory is matched by the id in its ``nodes.json``. Directories stay: the
+        reconciler restarts these clusters on the next start.
         """
         touched: list[str] = []
         if not self.root.is_dir():
@@ -205,7 +203,7 @@ class LocalProvider(Provider):
                 owner = str(json.loads((cdir / store.STATE_FILE).read_text()).get("cluster_id") or "")
             except (OSError, ValueError, AttributeError):
                 continue
-            if not owner or (wanted is not None and owner not in wanted):
+            if not owner or (wanted is not None and owner not in wanted and owner.rsplit("-v", 1)[0] not in wanted):
                 continue
             with store.locked(cdir, self.lock_timeout):
                 cf = store.read(cdir, owner)
@@ -219,13 +217,11 @@ class LocalProvider(Provider):
         return touched
 
     def service_runner(self) -> ServiceRunner:
-        """One runner per provider, its Caddy pair kept in ``root/proxy`` (adopted across
-        restarts of the control plane, see ``proxy``)."""
+        """One runner per provider; its Caddy pair lives in ``root/proxy`` (see ``proxy``)."""
         if self._services is None:
-            from rayplane.providers.local.proxy import CaddyProxy  # only services need Caddy
-            from rayplane.providers.local.service import LocalServiceRunner  # it imports this module
+            from rayplane.providers.local import service  # it imports this module; Caddy on demand
 
-            self._services = LocalServiceRunner(self, CaddyProxy(self.root / "proxy"))
+            self._services = service.LocalServiceRunner(self, service.CaddyProxy(self.root / "proxy"))
         return self._services
 
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:

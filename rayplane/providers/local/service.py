@@ -72,6 +72,7 @@ from typing import Any
 
 import httpx
 
+from rayplane.common.upstream import one_line
 from rayplane.providers.base import (
     ClusterTarget,
     NodeShape,
@@ -80,6 +81,7 @@ from rayplane.providers.base import (
     RetriableError,
     TerminalError,
 )
+from rayplane.providers.local import isolation
 from rayplane.providers.local.provider import LocalProvider
 from rayplane.providers.local.proxy import CaddyProxy, Upstream
 from rayplane.providers.local.serve import ApplicationStatus, ServeClient, ServeError, ServeStatus
@@ -94,7 +96,7 @@ from rayplane.providers.services import (
     VersionTarget,
 )
 
-__all__ = ["LocalServiceRunner", "ServicePhase", "ServiceProgress", "ServiceStep", "VersionTarget"]
+__all__ = ["CaddyProxy", "LocalServiceRunner", "ServicePhase", "ServiceProgress", "ServiceStep", "VersionTarget"]
 
 LISTEN_HOST = "127.0.0.1"
 EVENT_KIND = "service"
@@ -397,6 +399,14 @@ class LocalServiceRunner:
             if isinstance(wd, str) and "://" not in wd:
                 if not Path(wd).is_dir():
                     raise TerminalError(f"working_dir {wd!r} of application {app.get('name')!r} is not a directory")
+                user = isolation.resolve_node_user(self.provider.node_user)
+                hidden = isolation.unreadable_by(user, Path(wd)) if user is not None else None
+                if hidden is not None:
+                    raise TerminalError(
+                        f"working_dir {wd!r} of application {app.get('name')!r}: {hidden} is not readable by "
+                        f"the nodes' user {user.name if user else ''!r}; only what the nodes could read is uploaded",
+                        code="WorkingDirNotReadable",
+                    )
                 env["working_dir"] = client.upload_directory(Path(wd))
         try:
             ServeConfig.from_spec(out)
@@ -461,11 +471,14 @@ def _failure_text(status: ServeStatus | None, names: list[str]) -> str | None:
         return None
     bad = (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY)
     apps = [(n, status.applications.get(n)) for n in names]
-    failed = [f"{n}: {app.status}: {app.message}" for n, app in apps if app is not None and app.status in bad]
+    # Serve's message is a whole traceback: users read its exception line (the full text is
+    # in Serve's own logs), without the control plane's file paths.
+    failed = [f"{n}: {app.status}: {one_line(app.message, 300)}" for n, app in apps if app and app.status in bad]
     if failed:
         return "\n".join(failed)
     waiting = [
-        f"{n}: {app.status if app else 'not reported'}" + (f": {app.message}" if app and app.message else "")
+        f"{n}: {app.status if app else 'not reported'}"
+        + (f": {one_line(app.message, 300)}" if app and app.message else "")
         for n, app in apps
         if app is None or app.status is not ApplicationStatus.RUNNING
     ]
