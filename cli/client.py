@@ -68,7 +68,7 @@ __all__ = [
 
 JOB_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 ClusterAction = Literal["stop", "start", "retry"]
-ServiceAction = Literal["stop", "start", "rollback"]
+ServiceAction = Literal["stop", "start", "retry", "rollback"]
 
 
 class ApiError(Exception):
@@ -258,9 +258,12 @@ class RayplaneClient:
         key = idempotency_key or str(uuid.uuid4())
         return self._accepted(self.request("POST", "/v1/services", json=body, headers={"Idempotency-Key": key}))
 
-    def iter_services(self, *, states: list[str] | None = None) -> Iterator[Service]:
-        """``GET /v1/services``, every page (deleted ones only when asked for by state)."""
-        return self._pages("/v1/services", {"state": states})
+    def iter_services(
+        self, *, states: list[str] | None = None, cloud: str | None = None, labels: list[str] | None = None
+    ) -> Iterator[Service]:
+        """``GET /v1/services``, every page, filtered by state, cloud and ``k=v`` labels
+        (deleted ones only when asked for by state)."""
+        return self._pages("/v1/services", {"state": states, "cloud": cloud, "label": labels})
 
     def get_service(self, service_id: str) -> Versioned[Service]:
         """``GET /v1/services/{id}``, with its ETag."""
@@ -271,12 +274,12 @@ class RayplaneClient:
         self, service_id: str, patch: Mapping[str, Any], if_match: str | None = None
     ) -> Accepted[Service]:
         """``PATCH /v1/services/{id}``: any of ``serve``, ``rollout``, ``ray_version``, ``image``,
-        ``worker_groups`` (the whole list) and ``labels``."""
+        ``head``, ``worker_groups`` (the whole list) and ``labels``."""
         headers = {"If-Match": if_match} if if_match else {}
         return self._accepted(self.request("PATCH", f"/v1/services/{service_id}", json=patch, headers=headers))
 
     def service_action(self, service_id: str, action: ServiceAction, if_match: str | None = None) -> Accepted[Service]:
-        """``POST /v1/services/{id}:stop|start|rollback``."""
+        """``POST /v1/services/{id}:stop|start|retry|rollback``."""
         headers = {"If-Match": if_match} if if_match else {}
         return self._accepted(self.request("POST", f"/v1/services/{service_id}:{action}", headers=headers))
 

@@ -49,7 +49,7 @@ def _cluster_act(api: RayplaneClient, cluster_id: str, action: str) -> Accepted[
 def _service_act(api: RayplaneClient, service_id: str, action: str) -> Accepted[Service]:
     if action == "delete":
         return api.delete_service(service_id)
-    if action in ("stop", "start", "rollback"):
+    if action in ("stop", "start", "retry", "rollback"):
         return api.service_action(service_id, action)  # type: ignore[arg-type]
     raise ValueError(f"services have no action {action!r}")
 

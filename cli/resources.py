@@ -82,6 +82,7 @@ class Service(TypedDict):
     applications: list[ServiceApplication]
     failure: str | None
     dashboard_url: str | None
+    observed_generation: int
     created_at: str
     updated_at: str
 

@@ -77,8 +77,8 @@ STATES = (
     *("STOPPING", "STOPPED", "STARTING", "FAILED", "DELETING", "DELETED"),
 )
 
-#: What ``PATCH /v1/services/{id}`` takes; the rest of a file is fixed once the service exists.
-PATCHABLE = ("serve", "rollout", "ray_version", "image", "worker_groups", "labels")
+#: What ``PATCH /v1/services/{id}`` takes; the rest of a file (its cloud) is fixed once the service exists.
+PATCHABLE = ("serve", "rollout", "ray_version", "image", "head", "worker_groups", "labels")
 #: Fields of the cluster spec, read from the service's ``spec`` rather than its top level.
 IN_SPEC = frozenset({"ray_version", "image", "worker_groups", "head"})
 
@@ -142,6 +142,9 @@ ROLLOUT_DEFAULTS = {
     "health_timeout_seconds": 600,
 }
 GROUP_DEFAULTS = {"min_nodes": 0, "max_nodes": 1, "spot": False, "fallback_to_on_demand": False}
+HEAD_DEFAULTS = {"vm_size": "Standard_D4s_v5", "gcs_fault_tolerance": False}
+APP_DEFAULTS = {"route_prefix": "/", "runtime_env": {}, "deployments": []}
+AUTOSCALING_DEFAULTS = {"min_replicas": 1, "max_replicas": 1}
 
 
 def _plain(value: Any) -> Any:
@@ -158,9 +161,28 @@ def _normal(name: str, value: Any) -> Any:
     """A field's value with the API's defaults filled in, for comparing."""
     if name == "rollout" and isinstance(value, Mapping):
         value = {**ROLLOUT_DEFAULTS, **value}
+    elif name == "head" and isinstance(value, Mapping):
+        value = {**HEAD_DEFAULTS, **value}
     elif name == "worker_groups" and isinstance(value, list):
         value = [{**GROUP_DEFAULTS, **g} if isinstance(g, Mapping) else g for g in value]
+    elif name == "serve" and isinstance(value, Mapping) and isinstance(value.get("applications"), list):
+        value = {**value, "applications": [_normal_app(a) for a in value["applications"]]}
     return _plain(value)
+
+
+def _normal_app(app_: Any) -> Any:
+    if not isinstance(app_, Mapping):
+        return app_
+    deployments = app_.get("deployments")
+    if isinstance(deployments, list):
+        deployments = [_normal_deployment(d) for d in deployments]
+    return {**APP_DEFAULTS, **app_, **({"deployments": deployments} if deployments is not None else {})}
+
+
+def _normal_deployment(d: Any) -> Any:
+    if isinstance(d, Mapping) and isinstance(d.get("autoscaling_config"), Mapping):
+        return {**d, "autoscaling_config": {**AUTOSCALING_DEFAULTS, **d["autoscaling_config"]}}
+    return d
 
 
 def current_value(s: Service, name: str) -> Any:
@@ -178,7 +200,7 @@ def service_patch(wanted: Mapping[str, Any], current: Service) -> dict[str, Any]
     """
     patch: dict[str, Any] = {}
     for name, value in wanted.items():
-        if name in ("name", "cloud", "head"):
+        if name in ("name", "cloud"):
             continue
         if (
             name not in PATCHABLE
@@ -192,23 +214,16 @@ def service_patch(wanted: Mapping[str, Any], current: Service) -> dict[str, Any]
 def fixed_field_errors(
     wanted: Mapping[str, Any], current: Service, cloud_names: Mapping[str, str]
 ) -> list[tuple[str, str]]:
-    """The file's fields that cannot change on a live service but differ from it.
+    """The file's fields that cannot change on a live service but differ from it (its cloud).
 
     ``cloud_names`` maps cloud ids to names (a file names its cloud either way).
     """
-    errors: list[tuple[str, str]] = []
-    head = wanted.get("head")
-    now = current_value(current, "head") or {}
-    if isinstance(head, Mapping):
-        for key, value in head.items():
-            if _plain({key: value}) != _plain({key: now.get(key)}):
-                errors.append((f"head.{key}", f"is {now.get(key)!r} on the live service; it cannot change"))
     cloud = wanted.get("cloud")
     cloud_id = current.get("cloud_id")
     if cloud and cloud != cloud_id and cloud != cloud_names.get(str(cloud_id)):
         shown = cloud_names.get(str(cloud_id), cloud_id)
-        errors.append(("cloud", f"the service runs on {shown}; a service cannot move to another cloud"))
-    return errors
+        return [("cloud", f"the service runs on {shown}; a service cannot move to another cloud")]
+    return []
 
 
 def find_live(api: RayplaneClient, name: str) -> Service | None:
@@ -234,7 +249,7 @@ def _update(
         errors = fixed_field_errors(wanted, current.body, names)
         if errors:
             raise CliError(
-                f"{file} asks for changes that need a new service; delete {s['name']} and deploy again",
+                f"{file} asks for a change that needs a new service; delete {s['name']} and deploy again",
                 EXIT_USAGE,
                 errors,
             )
@@ -278,9 +293,10 @@ def deploy(
 
     When a service of that name is live, only the fields that differ are sent (PATCH with
     If-Match; fields left out of the file stay as they are; nothing is sent when nothing
-    differs). A change of serve applies in place; a new image, Ray version or VM size rolls
-    out a new version. With --wait, prints its events until the request ends: exit 0 when
-    it succeeded, 1 when it failed or the new version was rolled back, 5 on timeout.
+    differs; its cloud cannot change). A change of serve (or of a group's node range)
+    applies in place; a new image, Ray version or VM size rolls out a new version. With
+    --wait, prints its events until the request ends: exit 0 when it succeeded, 1 when it
+    failed or the new version was rolled back, 5 on timeout.
     """
     try:
         wanted = load_service_file(file)
@@ -343,17 +359,21 @@ def list_(
     state: Annotated[
         list[str] | None, typer.Option(help=f"Only these states (repeatable): {', '.join(STATES)}.", metavar="STATE")
     ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option(help="Only with this label (repeatable).", metavar="KEY=VALUE")
+    ] = None,
+    cloud: Annotated[str | None, typer.Option(help="Only on this cloud (name or id).", show_default=False)] = None,
     output: OutputOption = None,
 ) -> None:
     """List services (all pages). Deleted ones show only with --state DELETED.
 
     Examples:
       [bold]rayplane services list[/bold]
-      [bold]rayplane services list --state ROLLING_OUT -o json[/bold]
+      [bold]rayplane services list --state ROLLING_OUT --label team=web -o json[/bold]
     """
     states = [s.upper() for s in state or []]
     with client() as api:
-        items = list(api.iter_services(states=states or None))
+        items = list(api.iter_services(states=states or None, cloud=cloud, labels=label))
     render_list(items, SERVICE_COLUMNS, fmt(output), empty="No services. Deploy one: rayplane services deploy --help")
 
 
@@ -501,6 +521,18 @@ def start(
     Example: [bold]rayplane services start hello --wait[/bold]
     """
     _action(service, "start", wait_, timeout, output)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def retry(
+    service: ServiceArg, wait_: WaitOption = False, timeout: TimeoutOption = 1800, output: OutputOption = None
+) -> None:
+    """Provision a FAILED service again.
+
+    Example: [bold]rayplane services retry hello --wait[/bold]
+    """
+    _action(service, "retry", wait_, timeout, output)
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -265,10 +265,11 @@ def service_fields(s: Service, cloud: str | None = None) -> Sequence[tuple[str, 
         ("Workers", "\n".join(groups) or "-"),
         ("Labels", s.get("labels")),
         ("Dashboard", s.get("dashboard_url")),
-        ("Generation", s.get("generation")),
+        ("Generation", f"{s.get('observed_generation', '?')}/{s['generation']} applied"),
         ("Created", f"{s['created_at']} ({age(s['created_at'])} ago)"),
     ]
-    return [row for row in rows if row[0] not in ("Last failure", "Image") or row[1] is not None]
+    hidden = ("Generation",) if s["state"] == "DELETED" else ()  # nothing is left to apply
+    return [r for r in rows if r[0] not in hidden and (r[0] not in ("Last failure", "Image") or r[1] is not None)]
 
 
 def status_fields(s: Service) -> Sequence[tuple[str, object]]:

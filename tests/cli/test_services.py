@@ -54,6 +54,7 @@ def service(**changes: Any) -> dict[str, Any]:
         "state_code": None,
         "desired_state": "running",
         "generation": 1,
+        "observed_generation": 1,
         "spec": {
             "ray_version": "2.60.0",
             "image": None,
@@ -69,7 +70,13 @@ def service(**changes: Any) -> dict[str, Any]:
                 }
             ],
         },
-        "serve": copy.deepcopy(SERVE),
+        # as the API answers: every application's fields, defaults filled in
+        "serve": {
+            "applications": [
+                {**{"route_prefix": "/", "runtime_env": {}, "deployments": []}, **a}
+                for a in copy.deepcopy(SERVE["applications"])
+            ]
+        },
         "rollout": {
             "strategy": "incremental",
             "step_percent": 50,
@@ -293,15 +300,16 @@ def test_patch_holds_only_what_differs() -> None:
     assert services.service_patch({**wanted, "serve": local}, same) == {"serve": local}  # type: ignore[arg-type]
 
 
-def test_fixed_fields_are_refused_with_their_path() -> None:
+def test_the_cloud_cannot_change_and_is_named_either_way() -> None:
     live: Service = service()  # type: ignore[assignment]
-    wanted = {"name": "hello", "head": {"vm_size": "Standard_D8s_v5"}, "cloud": "elsewhere"}
-    assert services.fixed_field_errors(wanted, live, {"cld_1": "local"}) == [
-        ("head.vm_size", "is 'Standard_D2s_v5' on the live service; it cannot change"),
-        ("cloud", "the service runs on local; a service cannot move to another cloud"),
+    assert services.fixed_field_errors({"name": "hello", "cloud": "elsewhere"}, live, {"cld_1": "local"}) == [
+        ("cloud", "the service runs on local; a service cannot move to another cloud")
     ]
-    same = {"name": "hello", "head": {"vm_size": "Standard_D2s_v5", "gcs_fault_tolerance": False}, "cloud": "local"}
-    assert services.fixed_field_errors(same, live, {"cld_1": "local"}) == []
+    for same in ("local", "cld_1"):
+        assert services.fixed_field_errors({"name": "hello", "cloud": same}, live, {"cld_1": "local"}) == []
+    head = {"vm_size": "Standard_D8s_v5"}
+    assert services.service_patch({"name": "hello", "head": head}, live) == {"head": head}  # rolls out a new version
+    assert services.service_patch({"name": "hello", "head": {"vm_size": "Standard_D2s_v5"}}, live) == {}
 
 
 @dataclass
@@ -397,13 +405,13 @@ def test_deploy_refuses_a_change_a_live_service_cannot_take(
     fake: FakeApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake.services["svc_1"] = service(id="svc_1")
-    (tmp_path / "service.yaml").write_text(FILE.replace("{vm_size: Standard_D2s_v5}", "{vm_size: Standard_D8s_v5}", 1))
+    (tmp_path / "service.yaml").write_text(FILE + "cloud: elsewhere\n")
     with pytest.raises(typer.Exit) as exited:
         services.deploy(file=str(tmp_path / "service.yaml"), output=OutputFormat.json)
     assert exited.value.exit_code == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"error: {tmp_path / 'service.yaml'} asks for changes that need a new service; delete hello and deploy again",
-        "  head.vm_size: is 'Standard_D2s_v5' on the live service; it cannot change",
+        f"error: {tmp_path / 'service.yaml'} asks for a change that needs a new service; delete hello and deploy again",
+        "  cloud: the service runs on local; a service cannot move to another cloud",
     ]
     assert sent(fake) == []
 
