@@ -142,7 +142,8 @@ ROLLOUT_DEFAULTS = {
     "health_timeout_seconds": 600,
 }
 GROUP_DEFAULTS = {"min_nodes": 0, "max_nodes": 1, "spot": False, "fallback_to_on_demand": False}
-HEAD_DEFAULTS = {"vm_size": "Standard_D4s_v5", "gcs_fault_tolerance": False}
+#: A service's head always keeps its GCS in Redis (it survives a crash), asked for or not.
+HEAD_DEFAULTS = {"vm_size": "Standard_D4s_v5", "gcs_fault_tolerance": True}
 APP_DEFAULTS = {"route_prefix": "/", "runtime_env": {}, "deployments": []}
 AUTOSCALING_DEFAULTS = {"min_replicas": 1, "max_replicas": 1}
 

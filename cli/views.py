@@ -96,11 +96,11 @@ def event_text(event: ClusterEvent) -> Text:
 
 
 #: A service's progress is told by events whose code names a step, not an error: these are
-#: not shown in red. Those of a version given up on are shown in yellow.
+#: not shown in red. Those of a version given up on, or not healthy yet, are shown in yellow.
 PROGRESS_CODES = frozenset(
     {"RolloutStarted", "ServeDeployed", "ServiceRunning", "TrafficMoved", "RolloutCompleted", "ServiceDeployed"}
 )
-SETBACK_CODES = frozenset({"RolledBack", "VersionDropped", "RollbackRequested"})
+SETBACK_CODES = frozenset({"RolledBack", "VersionDropped", "RollbackRequested", "ServeUnhealthy"})
 
 
 def code_style(code: str) -> str:

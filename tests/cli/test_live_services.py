@@ -10,6 +10,8 @@ module's fixture deletes the service if a test left it behind.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ import pytest
 import yaml
 
 from tests.cli.support import Cli, Result, assert_clean_failure, explain
-from tests.e2e.stack import Stack, wait_for
+from tests.e2e.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -92,8 +94,15 @@ def live_services(stack: Stack) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def specdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("service")
+def specdir() -> Iterator[Path]:
+    """Where the service file and its app live: readable by the nodes' user, which the control
+    plane checks before it uploads a local working_dir (pytest's own temp dirs are private)."""
+    directory = Path(tempfile.mkdtemp(prefix="rpsvc-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -101,18 +110,15 @@ def deployed(cli: Cli, stack: Stack, specdir: Path) -> Iterator[tuple[Result, di
     path = write_service(specdir, "hello")
     started = time.monotonic()
     result = cli("services", "deploy", "-f", str(path), "--wait", "--timeout", "600", "-o", "json", timeout=700)
-    print(f"services deploy --wait took {time.monotonic() - started:.0f}s")
+    print(f"services deploy --wait took {time.monotonic() - started:.0f}s\n{result.stderr}")
     try:
         yield result, as_json(result)
     finally:
-        for s in live_services(stack):
+        left = live_services(stack)
+        for s in left:
             stack.request("DELETE", f"/v1/services/{s['id']}")
-        for s in live_services(stack):
-
-            def gone(sid: str = s["id"]) -> bool:
-                return bool(stack.request("GET", f"/v1/services/{sid}").json()["state"] == "DELETED")
-
-            wait_for(gone, 300, f"service {s['name']} to be DELETED")
+        for s in left:
+            stack.wait_state(s["id"], "DELETED", timeout=300)
 
 
 def test_an_invalid_service_is_refused_with_the_field_at_fault(cli: Cli, tmp_path: Path) -> None:
@@ -143,8 +149,10 @@ def test_the_endpoint_answers_with_the_app(cli: Cli, deployed: tuple[Result, dic
 
 def test_status_list_get_and_rollout_status(cli: Cli, deployed: tuple[Result, dict[str, Any]]) -> None:
     sid = deployed[1]["id"]
-    status = ok(cli("services", "status", NAME)).stdout.splitlines()
-    assert status[1].split() == ["State", "RUNNING"]
+    shown = ok(cli("services", "status", NAME)).stdout
+    print(shown, ok(cli("services", "get", NAME)).stdout, ok(cli("services", "list")).stdout, sep="\n")
+    status = shown.splitlines()
+    assert status[1].split()[:2] == ["State", "RUNNING"]
     assert status[3] == "Traffic   version 1: 100 %"
     rows = [line.split()[:3] for line in status[status.index("") + 1 :]]
     assert rows == [["VERSION", "APPLICATION", "STATUS"], ["1", "hello", "RUNNING"]]
@@ -161,6 +169,7 @@ def test_status_list_get_and_rollout_status(cli: Cli, deployed: tuple[Result, di
 def test_a_serve_only_deploy_applies_in_place(cli: Cli, deployed: tuple[Result, dict[str, Any]], specdir: Path) -> None:
     path = write_service(specdir, "bonjour")
     result = cli("services", "deploy", "-f", str(path), "--wait", "--timeout", "600", "-o", "json", timeout=700)
+    print(result.stderr)
     s = as_json(result)
     assert s["state"] == "RUNNING"
     assert s["active_version"] == deployed[1]["active_version"]  # no new version: applied in place

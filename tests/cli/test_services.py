@@ -58,7 +58,7 @@ def service(**changes: Any) -> dict[str, Any]:
         "spec": {
             "ray_version": "2.60.0",
             "image": None,
-            "head": {"vm_size": "Standard_D2s_v5"},
+            "head": {"vm_size": "Standard_D2s_v5", "gcs_fault_tolerance": True},
             "worker_groups": [
                 {
                     "name": "cpu",
