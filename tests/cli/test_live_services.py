@@ -63,8 +63,18 @@ def as_json(result: Result) -> Any:
     return json.loads(ok(result).stdout)
 
 
-def write_service(directory: Path, greeting: str, name: str = NAME, route: str = "/hello") -> Path:
-    """``service.yaml`` and its app in ``app/``, beside it (the file names it relatively)."""
+def write_service(
+    directory: Path,
+    greeting: str,
+    name: str = NAME,
+    route: str = "/hello",
+    image: str | None = None,
+    import_path: str = "hello:app",
+) -> Path:
+    """``service.yaml`` and its app in ``app/``, beside it (the file names it relatively).
+
+    On the local provider an image is not pulled: a new one is just a new version.
+    """
     (directory / "app").mkdir(parents=True, exist_ok=True)
     (directory / "app" / "hello.py").write_text(APP)
     body = {
@@ -76,13 +86,16 @@ def write_service(directory: Path, greeting: str, name: str = NAME, route: str =
             "applications": [
                 {
                     "name": "hello",
-                    "import_path": "hello:app",
+                    "import_path": import_path,
                     "route_prefix": route,
                     "runtime_env": {"working_dir": "./app"},
                     "deployments": [{"name": "Hello", "user_config": {"greeting": greeting}}],
                 }
             ]
         },
+        # Steps of 50 % every 3 s; a version not healthy 20 s after it is up is rolled back.
+        "rollout": {"strategy": "incremental", "step_percent": 50, "interval_seconds": 3, "health_timeout_seconds": 20},
+        **({"image": image} if image else {}),
     }
     path = directory / "service.yaml"
     path.write_text(yaml.safe_dump(body, sort_keys=False))
@@ -179,6 +192,42 @@ def test_a_serve_only_deploy_applies_in_place(cli: Cli, deployed: tuple[Result, 
     events = as_json(cli("services", "events", NAME, "-o", "json"))
     assert events[0]["to_state"] == "PENDING"
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+
+
+def test_an_image_change_rolls_out_a_new_version(
+    cli: Cli, deployed: tuple[Result, dict[str, Any]], specdir: Path
+) -> None:
+    path = write_service(specdir, "v2", image="rayproject/ray:cli-rollout")
+    result = cli("services", "deploy", "-f", str(path), "--wait", "--timeout", "600", "-o", "json", timeout=700)
+    print(result.stderr)
+    s = as_json(result)
+    assert (s["state"], s["active_version"], s["pending_version"]) == ("RUNNING", 2, None)
+    assert f"Updating service {NAME} ({s['id']}): serve, image; version 2 rolls out (incremental)" in result.stderr
+    assert "version 2 takes 50 % of new requests [TrafficMoved]" in result.stderr
+    assert "[RolloutCompleted]" in result.stderr
+    assert s["endpoint_url"] == deployed[1]["endpoint_url"]  # the same address across versions
+    assert httpx.get(s["endpoint_url"] + "/hello", timeout=30).text == "v2 from rayplane"
+    rollout = ok(cli("services", "rollout", "status", NAME)).stdout
+    assert "no rollout running" in rollout
+    assert "Active version   2" in rollout
+
+
+def test_a_version_that_cannot_start_fails_the_deploy_with_serves_error(
+    cli: Cli, deployed: tuple[Result, dict[str, Any]], specdir: Path
+) -> None:
+    path = write_service(specdir, "v3", image="rayproject/ray:cli-broken", import_path="no_such_module:app")
+    result = cli("services", "deploy", "-f", str(path), "--wait", "--timeout", "600", timeout=700)
+    print(result.stderr)
+    assert_clean_failure(result)
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"error: service {NAME} update failed: version 3 rolled back; version 2 still serves"), last
+    assert "no_such_module" in last
+    assert last.endswith("[RolloutFailed]")
+    s = as_json(cli("services", "get", NAME, "-o", "json"))
+    assert (s["state"], s["active_version"], s["pending_version"]) == ("RUNNING", 2, None)
+    assert httpx.get(s["endpoint_url"] + "/hello", timeout=30).text == "v2 from rayplane"
+    assert "no_such_module" in ok(cli("services", "status", NAME)).stdout  # Last failure
 
 
 def test_delete_with_wait_ends(cli: Cli, deployed: tuple[Result, dict[str, Any]]) -> None:
