@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -230,14 +232,33 @@ def test_a_version_that_cannot_start_fails_the_deploy_with_serves_error(
     assert "no_such_module" in ok(cli("services", "status", NAME)).stdout  # Last failure
 
 
-def test_delete_with_wait_ends(cli: Cli, deployed: tuple[Result, dict[str, Any]]) -> None:
+def test_delete_with_wait_ends_and_ctrl_c_says_it_goes_on(cli: Cli, deployed: tuple[Result, dict[str, Any]]) -> None:
     refused = cli("services", "delete", NAME)  # no terminal to confirm on, no --yes
     assert_clean_failure(refused)
     assert refused.returncode == 2
+    proc = subprocess.Popen(
+        cli.argv("services", "delete", NAME, "--yes", "--wait"),
+        cwd=cli.home,
+        env=cli.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert first.startswith(f"Delete requested for {NAME}"), first
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"error: stopped waiting; the delete of {NAME} goes on. Follow it with: rayplane services events {NAME}"
+        f" --follow (or look: rayplane services status {NAME})"
+    )
     result = cli("services", "delete", NAME, "--yes", "--wait", "--timeout", "300", "-o", "json", timeout=400)
     deleted = as_json(result)
     assert deleted["state"] == "DELETED"
-    assert f"{NAME} is DELETED" in result.stderr
+    assert result.stderr.startswith(f"service {NAME!r} ({deleted['id']}) is already"), result.stderr
     assert as_json(cli("services", "list", "-o", "json")) == []
     again = ok(cli("services", "delete", NAME, "--yes"))
     assert again.stderr.splitlines()[0] == f"service {NAME!r} ({deleted['id']}) is already deleted"

@@ -337,6 +337,10 @@ class FakeApi:
             s = service(state="PENDING", active_version=None, endpoint_url=None, applications=[], serve=body["serve"])
             self.services[s["id"]] = s
             return httpx.Response(202, json=s, headers=accepted)
+        if path.endswith(":rollback") and method == "POST":
+            s = self.services[path.rsplit("/", 1)[-1].removesuffix(":rollback")]
+            s.update(state="RUNNING", pending_version=None, traffic_percent=0, version=s["active_version"])
+            return httpx.Response(202, json=s, headers=accepted)
         if path.startswith("/v1/services/") and path.endswith("/events"):
             return httpx.Response(200, json={"items": self.events, "next_cursor": None})
         if path.startswith("/v1/services/"):
@@ -448,3 +452,37 @@ def test_deploy_wait_prints_events_and_exits_1_when_the_operation_fails(
         "error: service hello update failed: version 2 was rolled back [RolloutFailed]"
         " (Deploying app 'hello' failed: ImportError)"
     )
+
+
+def test_rollback_without_a_rollout_sends_nothing_and_with_one_asks_for_it(
+    fake: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.services["svc_1"] = service(id="svc_1")
+    services.rollback("hello", output=OutputFormat.json)
+    assert sent(fake) == []
+    assert capsys.readouterr().err.splitlines() == [
+        "service 'hello' (svc_1) has no rollout to roll back; version 1 serves all traffic"
+    ]
+    fake.services["svc_1"].update(ROLLING)
+    fake.operation = {"status": "Succeeded"}
+    services.rollback("svc_1", wait_=True, timeout=30, output=OutputFormat.json)
+    assert sent(fake) == [("POST", "/v1/services/svc_1:rollback", {})]
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["active_version"] == 1
+    assert captured.err.splitlines()[0] == "Rollback requested for hello (svc_1)"
+    assert captured.err.splitlines()[-1] == "hello is RUNNING"
+
+
+def test_endpoint_prints_the_url_only(fake: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.services["svc_1"] = service(id="svc_1")
+    services.endpoint("hello")
+    assert capsys.readouterr().out == "http://127.0.0.1:41234\n"
+    fake.services["svc_1"].update(state="STOPPED", endpoint_url=None)
+    with pytest.raises(typer.Exit) as exited:
+        services.endpoint("hello")
+    assert exited.value.exit_code == 4
+    assert capsys.readouterr().err.strip() == "error: service hello has no endpoint while STOPPED"
+    with pytest.raises(typer.Exit) as missing:
+        services.endpoint("nope")
+    assert missing.value.exit_code == 3
+    assert capsys.readouterr().err.strip() == "error: no service named 'nope' (see `rayplane services list`)"
