@@ -127,6 +127,10 @@ class ServiceOut(BaseModel):
     traffic_percent: int = Field(default=0, description="The pending version's share of new requests")
     applications: list[ServiceApplicationOut] = Field(default_factory=list)
     failure: str | None = Field(default=None, description="Serve's error of the last failed deploy or rollback")
+    nodes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per running version number: its head's liveness and each group's ready and wanted nodes",
+    )
     dashboard_url: str | None = None
     generation: int
     observed_generation: int
@@ -157,6 +161,10 @@ class ServiceOut(BaseModel):
             traffic_percent=progress.get("traffic_percent") or 0,
             applications=[ServiceApplicationOut(**a) for a in progress.get("applications") or ()],
             failure=progress.get("failure"),
+            nodes={
+                v: {"head": o.get("head"), "groups": o.get("groups")}
+                for v, o in ((c.observed or {}).get("versions") or {}).items()
+            },
             dashboard_url=c.dashboard_url,
             generation=c.generation,
             observed_generation=c.observed_generation,
