@@ -155,14 +155,16 @@ def _move(session: Session, c: Cluster, snap: Snapshot, out: Outcome, progress: 
     missing = (
         planning.shortfalls(out.targets, serving) if serving is not None and progress.pending_version is None else []
     )
-    if to == State.RUNNING and missing:
-        to = State.DEGRADED if state in (State.RUNNING, State.DEGRADED) else None
     if c.desired_state != DesiredState.RUNNING or to is None:
         return
-    if to == State.DEGRADED and state == State.RUNNING:
+    if missing and state == State.RUNNING:
+        # What the pass observed before its step (which may already have restarted the head):
+        # the loss is shown as such, not as a deploy; RUNNING again once all is back.
         transition(session, c, State.DEGRADED, reason="; ".join(missing), code="NodeLost")
         record_event(session, c, EventKind.NODE_LOST, "; ".join(missing))
         return
+    if state == State.DEGRADED and (to != State.RUNNING or missing):
+        return  # still recovering: Serve's applications or the nodes are not all back
     if to != state and can_move(state, to):
         transition(session, c, to, reason=_why(to, state, progress))
     if c.state == State.RUNNING and progress.pending_version is None:
