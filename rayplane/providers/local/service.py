@@ -225,6 +225,11 @@ class LocalServiceRunner:
                     # Refused (4xx): not asked again until the config changes.
                     vs["deploy_error"] = str(exc)
                     events.append(_event("ServeConfigRefused", str(exc)))
+                except TerminalError as exc:
+                    # A config that cannot be sent (an unreadable working_dir): like a refusal,
+                    # it fails this version's deploy, not the service, which keeps serving.
+                    vs["deploy_error"] = exc.message
+                    events.append(_event(exc.code or "ServeConfigRefused", exc.message))
                 # Serve may still report the previous config's statuses: judge on the next call.
                 phase = ServicePhase.ROLLING_OUT if work == st["pending"] else ServicePhase.DEPLOYING
                 return self._step(st, events, phase, token=token)
