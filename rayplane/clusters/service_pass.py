@@ -139,7 +139,8 @@ def applied(session: Session, c: Cluster, snap: Snapshot, out: Outcome, now: dat
         and progress.pending_version is None
         and progress.active_version is not None
         and progress.active_version != service.version
-        and progress.failure is not None
+        # Dropped by the runner (its error), or by a rollback asked before it had started it.
+        and (progress.failure is not None or out.service.rolled_back)
     )
     if dropped:
         _roll_back_spec(session, c, service, progress, now)
@@ -155,6 +156,10 @@ def _move(session: Session, c: Cluster, snap: Snapshot, out: Outcome, progress: 
     missing = (
         planning.shortfalls(out.targets, serving) if serving is not None and progress.pending_version is None else []
     )
+    if to == State.RUNNING and c.service is not None and progress.active_version != c.service.version:
+        # The wanted version does not serve yet (a superseded one was just dropped): the
+        # rollout goes on, and an update is not answered by the old version running.
+        to = None
     if to == State.RUNNING and missing:
         to = State.DEGRADED if state in (State.RUNNING, State.DEGRADED) else None
     if c.desired_state != DesiredState.RUNNING or to is None:
@@ -188,7 +193,8 @@ def _roll_back_spec(
     """The wanted version was dropped: the spec returns to what serves (see the module doc)."""
     previous = service.previous
     assert previous is not None
-    why = f"version {service.version} rolled back; version {progress.active_version} still serves: {progress.failure}"
+    failure = progress.failure or "rolled back on request"
+    why = f"version {service.version} rolled back; version {progress.active_version} still serves: {failure}"
     record_event(session, c, EventKind.ROLLOUT_FAILED, why[:1000], code="RolloutFailed")
     operations.fail_running(session, c, frozenset({OperationKind.UPDATE}), "RolloutFailed", why, now)
     c.spec = previous.spec
