@@ -254,6 +254,42 @@ async def test_a_rollback_during_a_rollout_drops_the_new_version(
     assert moves(sync_sessions, sid)[-3:] == [State.ROLLING_OUT, State.ROLLING_BACK, State.RUNNING]
 
 
+async def test_a_rollback_before_the_new_version_started_returns_the_spec(
+    committed: Client, reconciler: Reconciler, cloud: ScriptedServiceProvider, sync_sessions: sessionmaker[Session]
+) -> None:
+    sid = await running(committed, reconciler, sync_sessions)
+    before = row(sync_sessions, sid)
+    update = await call(committed, "PATCH", f"/v1/services/{sid}", {"image": "example.azurecr.io/echo:2"})
+    rollback = await call(committed, "POST", f"/v1/services/{sid}:rollback")
+    assert passes(reconciler, sync_sessions, sid, 2) == [State.RUNNING] * 2
+    c = row(sync_sessions, sid)
+    assert c.service is not None
+    assert (c.spec, c.service.version, c.service.previous, c.rollback_requested) == (before.spec, 1, None, False)
+    assert op(sync_sessions, rollback) == ("Succeeded", None, None)
+    assert op(sync_sessions, update)[:2] == ("Failed", "RolloutFailed")
+    assert ("ensure", f"{sid}-v2") not in cloud.calls  # the dropped version never starts
+
+
+async def test_a_second_change_supersedes_the_pending_version(
+    committed: Client, reconciler: Reconciler, runner: ScriptedServiceRunner, sync_sessions: sessionmaker[Session]
+) -> None:
+    sid = await running(committed, reconciler, sync_sessions, rollout=STEPPED)
+    first = await call(committed, "PATCH", f"/v1/services/{sid}", {"image": "example.azurecr.io/echo:2"})
+    assert passes(reconciler, sync_sessions, sid, 1) == [State.ROLLING_OUT]
+    second = await call(committed, "PATCH", f"/v1/services/{sid}", {"image": "example.azurecr.io/echo:3"})
+    assert second.json()["version"] == 3
+    # Version 2 dropped (not as a failure), version 3 started, then half of the traffic.
+    assert passes(reconciler, sync_sessions, sid, 3) == [State.ROLLING_OUT] * 3
+    assert op(sync_sessions, second)[0] == "Running"
+    c = row(sync_sessions, sid)
+    assert (c.observed["service"]["pending_version"], c.provider_state["failed"]) == (3, [])
+    runner.advance(30)
+    assert passes(reconciler, sync_sessions, sid, 1) == [State.RUNNING]
+    assert op(sync_sessions, first)[0] == op(sync_sessions, second)[0] == "Succeeded"
+    assert row(sync_sessions, sid).observed["service"]["active_version"] == 3
+    assert events(sync_sessions, sid, EventKind.ROLLOUT_FAILED) == []
+
+
 async def test_losing_the_serving_head_degrades_then_recovers(
     committed: Client, reconciler: Reconciler, runner: ScriptedServiceRunner, sync_sessions: sessionmaker[Session]
 ) -> None:
