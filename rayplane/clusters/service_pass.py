@@ -120,16 +120,23 @@ def applied(session: Session, c: Cluster, snap: Snapshot, out: Outcome, now: dat
     if progress.failure and progress.failure != before:
         # Serve's error (an import error, a replica that does not start) once, when it appears.
         record_event(session, c, EventKind.PROVIDER, f"Serve: {progress.failure}"[:1000], code="ServeUnhealthy")
+    versions = {
+        str(v): planning.observed_summary(out.targets, o, now.isoformat()) for v, o in out.service.versions.items()
+    }
+    if out.service.rolled_back:
+        # A rollback pass observes nothing: what the last pass saw of the versions still
+        # running stays (not an empty answer, nor a dashboard gone for one pass).
+        live = {str(v) for v in (progress.active_version, progress.pending_version) if v is not None}
+        versions = {k: o for k, o in ((c.observed or {}).get("versions") or {}).items() if k in live}
     c.observed = {
         "targets": out.targets,
         "observed_at": now.isoformat(),
         "service": progress_json(progress),
-        "versions": {
-            str(v): planning.observed_summary(out.targets, o, now.isoformat()) for v, o in out.service.versions.items()
-        },
+        "versions": versions,
     }
     serving = out.service.versions.get(progress.active_version) if progress.active_version is not None else None
-    c.dashboard_url = serving.dashboard_url if serving is not None else None
+    if not out.service.rolled_back:
+        c.dashboard_url = serving.dashboard_url if serving is not None else None
     if out.service.versions:
         usage.record_observation(session, tenant_id=c.tenant_id, cluster_id=c.id, groups=_usage(snap, out), at=now)
     if out.service.rolled_back and progress.pending_version is None:
