@@ -241,8 +241,14 @@ async def test_a_rollback_during_a_rollout_drops_the_new_version(
     assert passes(reconciler, sync_sessions, sid, 1) == [State.ROLLING_BACK]
     assert row(sync_sessions, sid).rollback_requested is True
     assert runner.routes[sid] == {1: 100}
+    http, actor = committed
+    got = (await http.get(f"/v1/services/{sid}", headers=actor.headers)).json()
+    # A rollback pass observes nothing: the last observation stays, not an empty one.
+    assert (got["dashboard_url"], set(got["nodes"])) == (f"http://127.0.0.1/{sid}-v1", {"1", "2"})
     runner.release_drain(sid, 2)
     assert passes(reconciler, sync_sessions, sid, 1) == [State.RUNNING]
+    got = (await http.get(f"/v1/services/{sid}", headers=actor.headers)).json()
+    assert (got["dashboard_url"], set(got["nodes"])) == (f"http://127.0.0.1/{sid}-v1", {"1"})
 
     c = row(sync_sessions, sid)
     assert c.rollback_requested is False
