@@ -148,6 +148,8 @@ def applied(session: Session, c: Cluster, snap: Snapshot, out: Outcome, now: dat
         and progress.active_version != service.version
         # Dropped by the runner (its error), or by a rollback asked before it had started it.
         and (progress.failure is not None or out.service.rolled_back)
+        # A change recorded mid-pass (a newer version, say) is the next pass's to judge.
+        and c.generation == snap.generation
     )
     if dropped:
         _roll_back_spec(session, c, service, progress, now)
