@@ -8,6 +8,7 @@ The end-to-end tests with real Ray Serve are in ``tests/e2e/test_services_local.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -294,6 +295,30 @@ async def test_a_second_change_supersedes_the_pending_version(
     assert op(sync_sessions, first)[0] == op(sync_sessions, second)[0] == "Succeeded"
     assert row(sync_sessions, sid).observed["service"]["active_version"] == 3
     assert events(sync_sessions, sid, EventKind.ROLLOUT_FAILED) == []
+
+
+async def test_a_change_recorded_while_a_version_is_dropped_is_kept(
+    committed: Client, reconciler: Reconciler, runner: ScriptedServiceRunner, sync_sessions: sessionmaker[Session]
+) -> None:
+    """The pass that drops version 2 must not roll back version 3, recorded mid-pass."""
+    sid = await running(committed, reconciler, sync_sessions)
+    await call(committed, "PATCH", f"/v1/services/{sid}", {"image": "example.azurecr.io/echo:2"})
+    runner.fail(sid, 2, "ModuleNotFoundError: No module named 'echo'")
+    assert passes(reconciler, sync_sessions, sid, 1) == [State.ROLLING_OUT]
+    runner.expire(sid)
+    runner.pause(sid)
+    dropping = asyncio.create_task(asyncio.to_thread(reconciler.reconcile, sid))
+    assert await asyncio.to_thread(runner.reached.wait, 30)
+    third = await call(committed, "PATCH", f"/v1/services/{sid}", {"image": "example.azurecr.io/echo:3"})
+    runner.resume.set()
+    await dropping
+    c = row(sync_sessions, sid)
+    assert c.service is not None
+    assert (c.spec.image, c.service.version) == ("example.azurecr.io/echo:3", 3)
+    assert c.service.previous is not None
+    assert op(sync_sessions, third)[0] == "Running"
+    assert passes(reconciler, sync_sessions, sid, 1) == [State.ROLLING_OUT]
+    assert row(sync_sessions, sid).observed["service"]["pending_version"] == 3
 
 
 async def test_losing_the_serving_head_degrades_then_recovers(

@@ -14,7 +14,8 @@ in one call, its applications are judged at the next one (RUNNING, or DEPLOY_FAI
 version made to ``fail``). Time is a clock of the runner's own (``advance``): a traffic step
 is due ``interval_seconds`` after the previous one, a health timeout ends as many seconds
 after the version came up, or at once when ``expire`` says so. A drain finishes at once
-unless ``hold_drain`` holds it. ``kill_head`` kills a version's head (``observe`` reports
+unless ``hold_drain`` holds it. ``pause`` holds the next ``ensure`` of a service after its
+step, so a test can record a change in the middle of a pass. ``kill_head`` kills a version's head (``observe`` reports
 it down; the next ``ensure`` of that version starts it again, as a provider's ``ensure``
 does). ``fail_next`` makes the next ``ensure``/``rollback``/``stop``/``teardown`` raise.
 """
@@ -26,6 +27,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import threading
 from typing import Any
 
 from rayplane.providers.base import ClusterTarget, NodeShape, Observation, ProviderError, ProviderEvent
@@ -90,6 +92,9 @@ class ScriptedServiceRunner:
         self.apps: dict[str, dict[str, tuple[str, str]]] = {}  # cluster id -> name -> (status, message)
         self.routes: dict[str, dict[int, int]] = {}  # service id -> version -> weight
         self._ports = itertools.count(41000)
+        self.paused: set[str] = set()
+        self.reached = threading.Event()  # a paused ensure has done its step
+        self.resume = threading.Event()  # and may return
 
     # -- what tests script ---------------------------------------------------------------
 
@@ -116,6 +121,13 @@ class ScriptedServiceRunner:
     def kill_head(self, service_id: str, version: int) -> None:
         self.provider.kill(version_cluster_id(service_id, version), "head")
 
+    def pause(self, service_id: str) -> None:
+        """The next ``ensure`` of the service, its step done, sets ``reached`` and waits for
+        ``resume`` before returning: a test records a change in the middle of a pass."""
+        self.paused.add(service_id)
+        self.reached.clear()
+        self.resume.clear()
+
     def _maybe_fail(self, call: str, service_id: str) -> None:
         self.calls.append((call, service_id))
         if self.fail_next:
@@ -132,6 +144,22 @@ class ScriptedServiceRunner:
         state: dict[str, Any],
     ) -> ServiceStep:
         self._maybe_fail("ensure", service_id)
+        step = self._ensure(service_id, want, serve, rollout, state)
+        if service_id in self.paused:
+            self.paused.discard(service_id)
+            self.reached.set()
+            if not self.resume.wait(timeout=60):
+                raise AssertionError("the test never resumed the paused pass")
+        return step
+
+    def _ensure(
+        self,
+        service_id: str,
+        want: VersionTarget,
+        serve: ServeConfigSource,
+        rollout: RolloutPolicy,
+        state: dict[str, Any],
+    ) -> ServiceStep:
         st = _initial(state)
         events: list[ProviderEvent] = []
         st.setdefault("listen_port", next(self._ports))
