@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from rayplane.clusters import operations, planning
 from rayplane.clusters.models import Cluster
-from rayplane.clusters.serve import ServiceSpec
+from rayplane.clusters.serve import ServedVersion, ServiceSpec
 from rayplane.clusters.spec import HEAD_GROUP, ClusterSpec
 from rayplane.clusters.states import can_move, record_event, transition
 from rayplane.clusters.values import Action, DesiredState, EventKind, OperationKind, State
@@ -155,7 +155,23 @@ def applied(session: Session, c: Cluster, snap: Snapshot, out: Outcome, now: dat
         _roll_back_spec(session, c, service, progress, now)
     elif progress.active_version == service.version and progress.pending_version is None and service.previous:
         c.service = dataclasses.replace(service, previous=None)  # the rollout completed
+    elif _snapshot_rollout_done(snap, progress) and service.previous:
+        # The rollout completed while a newer version was recorded mid-pass: the version now
+        # serving is the snapshot's, and the newer one's rollback returns to it.
+        assert snap.service is not None
+        c.service = dataclasses.replace(service, previous=ServedVersion(snap.spec, snap.service.serve))
     _move(session, c, snap, out, progress)
+
+
+def _snapshot_rollout_done(snap: Snapshot, progress: ServiceProgress) -> bool:
+    """The snapshot's rollout completed (its version serves alone) and it had one."""
+    service = snap.service
+    return (
+        service is not None
+        and service.previous is not None
+        and progress.pending_version is None
+        and progress.active_version == service.version
+    )
 
 
 def _move(session: Session, c: Cluster, snap: Snapshot, out: Outcome, progress: ServiceProgress) -> None:
