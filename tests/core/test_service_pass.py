@@ -321,6 +321,31 @@ async def test_a_change_recorded_while_a_version_is_dropped_is_kept(
     assert row(sync_sessions, sid).observed["service"]["pending_version"] == 3
 
 
+async def test_a_change_recorded_while_a_rollout_completes_rolls_back_to_the_new_serving_version(
+    committed: Client, reconciler: Reconciler, runner: ScriptedServiceRunner, sync_sessions: sessionmaker[Session]
+) -> None:
+    sid = await running(committed, reconciler, sync_sessions, rollout=STEPPED)
+    await call(committed, "PATCH", f"/v1/services/{sid}", {"image": "example.azurecr.io/echo:2"})
+    passes(reconciler, sync_sessions, sid, 2)  # version 2 at 50 %
+    runner.advance(30)
+    runner.pause(sid)
+    completing = asyncio.create_task(asyncio.to_thread(reconciler.reconcile, sid))
+    assert await asyncio.to_thread(runner.reached.wait, 30)
+    await call(committed, "PATCH", f"/v1/services/{sid}", {"image": "example.azurecr.io/echo:3"})
+    runner.resume.set()
+    await completing
+    c = row(sync_sessions, sid)
+    assert c.service is not None
+    assert c.service.previous is not None
+    assert (c.observed["service"]["active_version"], c.service.previous.spec.image) == (2, "example.azurecr.io/echo:2")
+    runner.fail(sid, 3, "ModuleNotFoundError: No module named 'echo'")
+    runner.expire(sid)
+    assert passes(reconciler, sync_sessions, sid, 2) == [State.ROLLING_OUT, State.RUNNING]
+    c = row(sync_sessions, sid)
+    assert c.service is not None
+    assert (c.service.version, c.spec.image) == (2, "example.azurecr.io/echo:2")  # what serves, not version 1
+
+
 async def test_losing_the_serving_head_degrades_then_recovers(
     committed: Client, reconciler: Reconciler, runner: ScriptedServiceRunner, sync_sessions: sessionmaker[Session]
 ) -> None:
