@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from rayplane.clusters import operations, planning
 from rayplane.clusters.models import Cluster
-from rayplane.clusters.serve import ServiceSpec
+from rayplane.clusters.serve import ServedVersion, ServiceSpec
 from rayplane.clusters.spec import HEAD_GROUP, ClusterSpec
 from rayplane.clusters.states import can_move, record_event, transition
 from rayplane.clusters.values import Action, DesiredState, EventKind, OperationKind, State
@@ -120,16 +120,23 @@ def applied(session: Session, c: Cluster, snap: Snapshot, out: Outcome, now: dat
     if progress.failure and progress.failure != before:
         # Serve's error (an import error, a replica that does not start) once, when it appears.
         record_event(session, c, EventKind.PROVIDER, f"Serve: {progress.failure}"[:1000], code="ServeUnhealthy")
+    versions = {
+        str(v): planning.observed_summary(out.targets, o, now.isoformat()) for v, o in out.service.versions.items()
+    }
+    if out.service.rolled_back:
+        # A rollback pass observes nothing: what the last pass saw of the versions still
+        # running stays (not an empty answer, nor a dashboard gone for one pass).
+        live = {str(v) for v in (progress.active_version, progress.pending_version) if v is not None}
+        versions = {k: o for k, o in ((c.observed or {}).get("versions") or {}).items() if k in live}
     c.observed = {
         "targets": out.targets,
         "observed_at": now.isoformat(),
         "service": progress_json(progress),
-        "versions": {
-            str(v): planning.observed_summary(out.targets, o, now.isoformat()) for v, o in out.service.versions.items()
-        },
+        "versions": versions,
     }
     serving = out.service.versions.get(progress.active_version) if progress.active_version is not None else None
-    c.dashboard_url = serving.dashboard_url if serving is not None else None
+    if not out.service.rolled_back:
+        c.dashboard_url = serving.dashboard_url if serving is not None else None
     if out.service.versions:
         usage.record_observation(session, tenant_id=c.tenant_id, cluster_id=c.id, groups=_usage(snap, out), at=now)
     if out.service.rolled_back and progress.pending_version is None:
@@ -139,13 +146,32 @@ def applied(session: Session, c: Cluster, snap: Snapshot, out: Outcome, now: dat
         and progress.pending_version is None
         and progress.active_version is not None
         and progress.active_version != service.version
-        and progress.failure is not None
+        # Dropped by the runner (its error), or by a rollback asked before it had started it.
+        and (progress.failure is not None or out.service.rolled_back)
+        # A change recorded mid-pass (a newer version, say) is the next pass's to judge.
+        and c.generation == snap.generation
     )
     if dropped:
         _roll_back_spec(session, c, service, progress, now)
     elif progress.active_version == service.version and progress.pending_version is None and service.previous:
         c.service = dataclasses.replace(service, previous=None)  # the rollout completed
+    elif _snapshot_rollout_done(snap, progress) and service.previous:
+        # The rollout completed while a newer version was recorded mid-pass: the version now
+        # serving is the snapshot's, and the newer one's rollback returns to it.
+        assert snap.service is not None
+        c.service = dataclasses.replace(service, previous=ServedVersion(snap.spec, snap.service.serve))
     _move(session, c, snap, out, progress)
+
+
+def _snapshot_rollout_done(snap: Snapshot, progress: ServiceProgress) -> bool:
+    """The snapshot's rollout completed (its version serves alone) and it had one."""
+    service = snap.service
+    return (
+        service is not None
+        and service.previous is not None
+        and progress.pending_version is None
+        and progress.active_version == service.version
+    )
 
 
 def _move(session: Session, c: Cluster, snap: Snapshot, out: Outcome, progress: ServiceProgress) -> None:
@@ -155,14 +181,20 @@ def _move(session: Session, c: Cluster, snap: Snapshot, out: Outcome, progress: 
     missing = (
         planning.shortfalls(out.targets, serving) if serving is not None and progress.pending_version is None else []
     )
-    if to == State.RUNNING and missing:
-        to = State.DEGRADED if state in (State.RUNNING, State.DEGRADED) else None
+    if to == State.RUNNING and c.service is not None and progress.active_version != c.service.version:
+        # The wanted version does not serve yet (a superseded one was just dropped): the
+        # rollout goes on, and an update is not answered by the old version running.
+        to = None
     if c.desired_state != DesiredState.RUNNING or to is None:
         return
-    if to == State.DEGRADED and state == State.RUNNING:
+    if missing and state == State.RUNNING:
+        # What the pass observed before its step (which may already have restarted the head):
+        # the loss is shown as such, not as a deploy; RUNNING again once all is back.
         transition(session, c, State.DEGRADED, reason="; ".join(missing), code="NodeLost")
         record_event(session, c, EventKind.NODE_LOST, "; ".join(missing))
         return
+    if state == State.DEGRADED and (to != State.RUNNING or missing):
+        return  # still recovering: Serve's applications or the nodes are not all back
     if to != state and can_move(state, to):
         transition(session, c, to, reason=_why(to, state, progress))
     if c.state == State.RUNNING and progress.pending_version is None:
@@ -188,7 +220,8 @@ def _roll_back_spec(
     """The wanted version was dropped: the spec returns to what serves (see the module doc)."""
     previous = service.previous
     assert previous is not None
-    why = f"version {service.version} rolled back; version {progress.active_version} still serves: {progress.failure}"
+    failure = progress.failure or "rolled back on request"
+    why = f"version {service.version} rolled back; version {progress.active_version} still serves: {failure}"
     record_event(session, c, EventKind.ROLLOUT_FAILED, why[:1000], code="RolloutFailed")
     operations.fail_running(session, c, frozenset({OperationKind.UPDATE}), "RolloutFailed", why, now)
     c.spec = previous.spec

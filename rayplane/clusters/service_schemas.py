@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rayplane.clusters.models import Cluster
-from rayplane.clusters.schemas import DNS_1035, MAX_LABELS, HeadSpec, Labels, WorkerGroupSpec
+from rayplane.clusters.schemas import DNS_1035, MAX_LABELS, Labels, WorkerGroupSpec
 from rayplane.clusters.serve import RolloutStrategy
 from rayplane.clusters.values import DesiredState, State
 
@@ -71,6 +71,14 @@ class RolloutIn(BaseModel):
     )
 
 
+class ServiceHead(BaseModel):
+    """A service's head: its size. Its GCS fault tolerance is always on (not a choice)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vm_size: str = Field(default="Standard_D4s_v5", min_length=1, max_length=64, examples=["Standard_D4s_v5"])
+
+
 class ServiceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -78,7 +86,7 @@ class ServiceCreate(BaseModel):
     cloud: str | None = Field(default=None, description="Cloud id or name; default: the tenant's default cloud")
     ray_version: str | None = Field(default=None, description="Default: the newest the cloud runs")
     image: str | None = Field(default=None, max_length=300)
-    head: HeadSpec = Field(default_factory=HeadSpec)
+    head: ServiceHead = Field(default_factory=ServiceHead)
     worker_groups: list[WorkerGroupSpec] = Field(default_factory=list, max_length=16)
     labels: Labels = Field(default_factory=dict, max_length=MAX_LABELS)
     serve: ServeIn
@@ -94,7 +102,7 @@ class ServicePatch(BaseModel):
 
     ray_version: str | None = None
     image: str | None = Field(default=None, max_length=300)
-    head: HeadSpec | None = None
+    head: ServiceHead | None = None
     worker_groups: list[WorkerGroupSpec] | None = Field(default=None, max_length=16)
     labels: Labels | None = Field(default=None, max_length=MAX_LABELS)
     serve: ServeIn | None = None
@@ -127,6 +135,10 @@ class ServiceOut(BaseModel):
     traffic_percent: int = Field(default=0, description="The pending version's share of new requests")
     applications: list[ServiceApplicationOut] = Field(default_factory=list)
     failure: str | None = Field(default=None, description="Serve's error of the last failed deploy or rollback")
+    nodes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per running version number: its head's liveness and each group's ready and wanted nodes",
+    )
     dashboard_url: str | None = None
     generation: int
     observed_generation: int
@@ -157,6 +169,10 @@ class ServiceOut(BaseModel):
             traffic_percent=progress.get("traffic_percent") or 0,
             applications=[ServiceApplicationOut(**a) for a in progress.get("applications") or ()],
             failure=progress.get("failure"),
+            nodes={
+                v: {"head": o.get("head"), "groups": o.get("groups")}
+                for v, o in ((c.observed or {}).get("versions") or {}).items()
+            },
             dashboard_url=c.dashboard_url,
             generation=c.generation,
             observed_generation=c.observed_generation,

@@ -110,6 +110,11 @@ async def test_a_shape_error_names_the_field(client: httpx.AsyncClient, owner: A
     r = await client.post("/v1/services", headers=owner.headers, json={**body(), "replicas": 3})
     assert r.status_code == 422
     assert [e["field"] for e in r.json()["errors"]] == ["body.replicas"]
+    # A service's head always keeps its GCS in Redis: not a choice to make (or to turn off).
+    off = body(head={"vm_size": "Standard_D2s_v5", "gcs_fault_tolerance": False})
+    r = await client.post("/v1/services", headers=owner.headers, json=off)
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["body.head.gcs_fault_tolerance"]
 
 
 async def test_clusters_and_services_are_apart(client: httpx.AsyncClient, owner: Actor) -> None:

@@ -187,7 +187,7 @@ def test_a_killed_head_comes_back_and_the_replica_on_the_worker_keeps_its_state(
                 answers = httpx.get(endpoint + "/echo/x", timeout=5).status_code == 200
             except httpx.HTTPError:
                 answers = False
-            return answers and svc["state"] == "RUNNING" and svc["observed"]["versions"]["1"]["head"]["alive"]
+            return answers and svc["state"] == "RUNNING" and svc["nodes"]["1"]["head"]["alive"]
 
         wait_for(back, STEP, "the service to be RUNNING and answering again", interval=0.25)
         recovery = time.monotonic() - killed_at

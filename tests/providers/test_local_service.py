@@ -27,8 +27,10 @@ from rayplane.clusters.serve import RolloutSpec, RolloutStrategy, ServeSpec
 from rayplane.providers.base import ClusterTarget, NodeShape, ProviderEvent, RetriableError
 from rayplane.providers.local import LocalProvider, processes, proxy_config, store
 from rayplane.providers.local.proxy import CaddyProxy, ProxyError
+from rayplane.providers.local.serve import ServeClient
 from rayplane.providers.local.service import LocalServiceRunner, version_cluster_id
 from rayplane.providers.services import ServicePhase, ServiceProgress, ServiceStep, VersionTarget
+from tests.e2e.stack import wait_for
 from tests.support.nodeuser import grant_node_user_access
 from tests.support.wrk import Wrk, assert_no_errors, parse_wrk
 
@@ -193,6 +195,28 @@ def test_a_serve_config_change_applies_in_place(service: Service) -> None:
     assert list(service.state["versions"]) == ["1"]
     assert [e.code for e in service.events].count("ServeDeployed") == 1
     assert "RolloutStarted" not in {e.code for e in service.events}
+
+
+def test_applications_serve_lost_are_applied_again(service: Service) -> None:
+    """Serve's controller back without its tables (as after a head restart whose GCS was lost)
+    knows none of the applications: the next step applies the config again."""
+    endpoint = service.runner.provider.serve_endpoint(service.state["versions"]["1"]["provider"])
+    assert endpoint is not None
+    with ServeClient(endpoint.dashboard_url, token=TARGET.ray_token) as client:
+        client.delete_all()
+        wait_for(lambda: not client.status().applications, 120, "Serve to forget its applications")
+    service.events.clear()
+    step = service.drive(
+        version(1),
+        serve_spec(greeting="bonjour"),
+        ROLLOUT,
+        lambda p: p.phase is ServicePhase.RUNNING and get(service.url() + "/echo/x")["greeting"] == "bonjour",
+        timeout=240,
+    )
+    assert step.progress.active_version == 1
+    codes = [e.code for e in service.events]
+    assert codes.count("ServeRedeployed") == 1, codes
+    assert codes.count("ServeDeployed") == 1, codes
 
 
 def test_a_new_version_takes_the_traffic_under_load_without_an_error(service: Service, tmp_path: Path) -> None:

@@ -207,6 +207,12 @@ class LocalServiceRunner:
         names = [str(a["name"]) for a in raw.get("applications") or ()]
         digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
         with ServeClient(endpoint.dashboard_url, token=target.ray_token, timeout=self.serve_timeout) as client:
+            status = self._status(client) if vs["config_digest"] == digest else None
+            if status is not None and names and not any(n in status.applications for n in names):
+                # Deployed once, but Serve knows none of the applications: its controller came
+                # back without its tables (a head restarted with its GCS lost). Apply again.
+                vs["config_digest"] = None
+                events.append(_event("ServeRedeployed", f"Serve on version {work} lost its applications"))
             if vs["config_digest"] != digest and want.version not in st["failed"]:
                 vs.update(config_digest=digest, deploy_error=None)
                 try:
@@ -219,10 +225,16 @@ class LocalServiceRunner:
                     # Refused (4xx): not asked again until the config changes.
                     vs["deploy_error"] = str(exc)
                     events.append(_event("ServeConfigRefused", str(exc)))
+                except TerminalError as exc:
+                    # A config that cannot be sent (an unreadable working_dir): like a refusal,
+                    # it fails this version's deploy, not the service, which keeps serving.
+                    vs["deploy_error"] = exc.message
+                    events.append(_event(exc.code or "ServeConfigRefused", exc.message))
                 # Serve may still report the previous config's statuses: judge on the next call.
                 phase = ServicePhase.ROLLING_OUT if work == st["pending"] else ServicePhase.DEPLOYING
                 return self._step(st, events, phase, token=token)
-            status = self._status(client)
+            if status is None:
+                status = self._status(client)
         running = status is not None and status.all_running(names) and not vs.get("deploy_error")
         # RUNNING is the controller's word; the proxy learns the routes by long poll after
         # it, and answers 404 until then: no traffic before it lists every route.
