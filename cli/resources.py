@@ -81,6 +81,7 @@ class Service(TypedDict):
     traffic_percent: int
     applications: list[ServiceApplication]
     failure: str | None
+    nodes: dict[str, Any]
     dashboard_url: str | None
     observed_generation: int
     created_at: str

@@ -218,6 +218,18 @@ def rollout_policy_text(rollout: dict[str, Any] | None) -> str | None:
     return f"{strategy}: " + ", ".join(parts)
 
 
+def nodes_text(s: Service) -> str | None:
+    """``version 1: head up, cpu 1/2`` per running version (ready/wanted nodes per group)."""
+    lines = []
+    nodes = s.get("nodes") or {}
+    for version in sorted(nodes, key=lambda v: int(v) if str(v).isdigit() else 0):
+        seen = nodes[version] or {}
+        head = "head up" if (seen.get("head") or {}).get("alive") else "head down"
+        groups = [f"{name} {g.get('ready', 0)}/{g.get('wanted', 0)}" for name, g in (seen.get("groups") or {}).items()]
+        lines.append(f"version {version}: " + ", ".join([head, *groups]))
+    return "\n".join(lines) or None
+
+
 def application_lines(s: Service) -> str:
     """One line per Serve application of the spec: name, route and import path."""
     apps = (s.get("serve") or {}).get("applications") or []
@@ -263,6 +275,7 @@ def service_fields(s: Service, cloud: str | None = None) -> Sequence[tuple[str, 
         ("Image", spec.get("image")),
         ("Head", head_cell(spec.get("head") or {})),
         ("Workers", "\n".join(groups) or "-"),
+        ("Nodes", nodes_text(s)),
         ("Labels", s.get("labels")),
         ("Dashboard", s.get("dashboard_url")),
         ("Generation", f"{s.get('observed_generation', '?')}/{s['generation']} applied"),
@@ -279,6 +292,7 @@ def status_fields(s: Service) -> Sequence[tuple[str, object]]:
         ("State", _state(s)),
         ("Endpoint", s.get("endpoint_url")),
         ("Traffic", traffic_text(s)),
+        ("Nodes", nodes_text(s)),
     ]
     if s.get("failure"):
         rows.append(("Last failure", one_line(str(s["failure"]), 400)))

@@ -95,6 +95,7 @@ def service(**changes: Any) -> dict[str, Any]:
             {"version": 1, "name": "echo", "status": "RUNNING", "message": ""},
         ],
         "failure": None,
+        "nodes": {"1": {"head": {"alive": True}, "groups": {"cpu": {"ready": 1, "wanted": 1}}}},
         "dashboard_url": "http://127.0.0.1:8265",
         "created_at": created,
         "updated_at": created,
@@ -108,6 +109,10 @@ ROLLING = {
     "version": 2,
     "pending_version": 2,
     "traffic_percent": 20,
+    "nodes": {
+        "1": {"head": {"alive": True}, "groups": {"cpu": {"ready": 1, "wanted": 1}}},
+        "2": {"head": {"alive": True}, "groups": {"cpu": {"ready": 0, "wanted": 1}}},
+    },
     "applications": [
         {"version": 2, "name": "hello", "status": "DEPLOYING", "message": "Deploying app 'hello'.\nwaiting"},
         {"version": 1, "name": "hello", "status": "RUNNING", "message": ""},
@@ -149,6 +154,8 @@ def test_get_view(capsys: pytest.CaptureFixture[str]) -> None:
         "              echo  /echo  echo:app",
         "Rollout       incremental: 50 % every 5s, healthy within 10m, surge 100 %",
         "Workers       cpu (1-2)  Standard_D2s_v5",
+        "Nodes         version 1: head up, cpu 1/1",
+        "              version 2: head up, cpu 0/1",
         "Labels        team=web",
     ):
         assert line in out, out
@@ -171,6 +178,7 @@ def test_status_lists_each_versions_applications(capsys: pytest.CaptureFixture[s
     assert lines[1] == "State     ROLLING_OUT"
     assert lines[2] == "Endpoint  http://127.0.0.1:41234"
     assert lines[3] == "Traffic   version 1: 80 %, version 2: 20 %"
+    assert lines[4:6] == ["Nodes     version 1: head up, cpu 1/1", "          version 2: head up, cpu 0/1"]
     table = lines[lines.index("") + 1 :]
     assert table[0].split() == ["VERSION", "APPLICATION", "STATUS", "MESSAGE"]
     assert table[1].split() == ["1", "hello", "RUNNING", "-"]  # the active version first
@@ -178,7 +186,7 @@ def test_status_lists_each_versions_applications(capsys: pytest.CaptureFixture[s
 
 
 def test_status_before_any_application_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
-    first = service(state="PROVISIONING", active_version=None, endpoint_url=None, applications=[])
+    first = service(state="PROVISIONING", active_version=None, endpoint_url=None, applications=[], nodes={})
     services.render_status(first, "table")  # type: ignore[arg-type]
     out = capsys.readouterr().out
     assert "Traffic   none yet" in out
