@@ -72,6 +72,7 @@ def write_service(
     route: str = "/hello",
     image: str | None = None,
     import_path: str = "hello:app",
+    health_timeout: int = 300,
 ) -> Path:
     """``service.yaml`` and its app in ``app/``, beside it (the file names it relatively).
 
@@ -95,8 +96,13 @@ def write_service(
                 }
             ]
         },
-        # Steps of 50 % every 3 s; a version not healthy 20 s after it is up is rolled back.
-        "rollout": {"strategy": "incremental", "step_percent": 50, "interval_seconds": 3, "health_timeout_seconds": 20},
+        # Steps of 50 % every 3 s; a version not healthy in time after it is up is rolled back.
+        "rollout": {
+            "strategy": "incremental",
+            "step_percent": 50,
+            "interval_seconds": 3,
+            "health_timeout_seconds": health_timeout,
+        },
         **({"image": image} if image else {}),
     }
     path = directory / "service.yaml"
@@ -217,7 +223,10 @@ def test_an_image_change_rolls_out_a_new_version(
 def test_a_version_that_cannot_start_fails_the_deploy_with_serves_error(
     cli: Cli, deployed: tuple[Result, dict[str, Any]], specdir: Path
 ) -> None:
-    path = write_service(specdir, "v3", image="rayproject/ray:cli-broken", import_path="no_such_module:app")
+    # It never imports: rolled back 20 s after its cluster is up, not at the usual 300 s.
+    path = write_service(
+        specdir, "v3", image="rayproject/ray:cli-broken", import_path="no_such_module:app", health_timeout=20
+    )
     result = cli("services", "deploy", "-f", str(path), "--wait", "--timeout", "600", timeout=700)
     print(result.stderr)
     assert_clean_failure(result)
