@@ -26,6 +26,19 @@ ALREADY: dict[str, tuple[str, dict[str, str]]] = {
 }
 #: The desired state each action asks for: a cluster STOPPED with a start pending is not "already stopped".
 DESIRED = {"stop": "stopped", "start": "running", "retry": "running", "delete": "deleted"}
+#: What a stop or delete asked for already, whose state has not moved yet, is on its way (a
+#: desired state of "running" says less: it is also that of a FAILED or a provisioning one).
+ON_ITS_WAY = {"stop": "already stopping", "delete": "already being deleted"}
+
+
+def already_there(action: str, state: str, desired: str) -> str | None:
+    """How to say that ``action`` has nothing to do on a resource in ``state``, wanting ``desired``."""
+    goal, already = ALREADY[action]
+    if state in already and (state == "DELETED" or desired == DESIRED[action]):
+        return already[state]
+    if action in ON_ITS_WAY and desired == DESIRED[action] and state != goal:
+        return ON_ITS_WAY[action]
+    return None
 
 
 def request_action(
@@ -42,13 +55,13 @@ def request_action(
     One already where the action would take it is not asked again: the answer names what
     the user typed and is the same however often the command runs (exit 0).
     """
-    goal, already = ALREADY[action]
+    goal = ALREADY[action][0]
     with client() as api:
         r = resolve_ref(api, kind, ref)
         where = f"{kind.noun} {ref!r}" + (f" ({r['id']})" if r["id"] != ref else "")
-        settled = r["state"] in already and (r["state"] == "DELETED" or r["desired_state"] == DESIRED[action])
+        settled = already_there(action, r["state"], r["desired_state"])
         if settled:
-            notice(f"{where} is {already[r['state']]}")
+            notice(f"{where} is {settled}")
             if wait_ and r["state"] != goal:
                 r = follow_to(api, r, goal, timeout, verb=action, kind=kind)
             show(r)

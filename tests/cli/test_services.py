@@ -21,6 +21,7 @@ import cli.services as services
 import cli.watch as watch
 from cli.client import RayplaneClient, Service
 from cli.context import OutputFormat
+from cli.lifecycle import already_there
 from cli.output import render_list, render_one
 from cli.specs import SpecError
 from cli.views import SERVICE_COLUMNS, code_style, event_text, rollout_fields, service_fields, traffic_text
@@ -494,3 +495,22 @@ def test_endpoint_prints_the_url_only(fake: FakeApi, capsys: pytest.CaptureFixtu
         services.endpoint("nope")
     assert missing.value.exit_code == 3
     assert capsys.readouterr().err.strip() == "error: no service named 'nope' (see `rayplane services list`)"
+
+
+@pytest.mark.parametrize(
+    ("action", "state", "desired", "said"),
+    [
+        ("delete", "DELETED", "deleted", "already deleted"),
+        ("delete", "DELETING", "deleted", "already being deleted"),
+        ("delete", "RUNNING", "deleted", "already being deleted"),  # accepted, not picked up yet
+        ("delete", "RUNNING", "running", None),
+        ("stop", "STOPPED", "stopped", "already stopped"),
+        ("stop", "RUNNING", "stopped", "already stopping"),
+        ("stop", "STOPPED", "running", None),  # a start is pending: stopping again is a request
+        ("start", "RUNNING", "running", "already running"),
+        ("start", "FAILED", "running", None),
+        ("retry", "FAILED", "running", None),
+    ],
+)
+def test_what_has_nothing_to_do(action: str, state: str, desired: str, said: str | None) -> None:
+    assert already_there(action, state, desired) == said
