@@ -227,6 +227,7 @@ def _roll_back_spec(
     c.spec = previous.spec
     c.service = dataclasses.replace(service, serve=previous.serve, version=progress.active_version or 1, previous=None)
     c.generation += 1
+    c.observed_generation = c.generation  # the returned spec is the one that runs
 
 
 def _usage(snap: Snapshot, out: Outcome) -> list[usage.GroupUsage]:
