@@ -8,6 +8,7 @@ and is torn down, twice."""
 
 from __future__ import annotations
 
+import json
 import ssl
 import uuid
 from collections.abc import Callable, Iterator
@@ -121,13 +122,13 @@ class Service:
         try:
             step = self.runner.ensure(self.cluster_id, want, serve, self.rollout, self.state)
         except RetriableError as exc:  # e.g. a pool still being created: the next pass retries
-            self.state = exc.provider_state or self.state
+            self.state = json.loads(json.dumps(exc.provider_state or self.state))
             self.events += exc.events
             return None
         return self.keep(step)
 
     def keep(self, step: ServiceStep) -> ServiceStep:
-        self.state = step.state
+        self.state = json.loads(json.dumps(step.state))  # persisted as JSON between passes
         self.events += step.events
         self.steps.append(step)
         return step

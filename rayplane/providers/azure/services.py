@@ -155,11 +155,14 @@ class AzureServiceRunner:
         rollout: RolloutPolicy,
         state: dict[str, Any],
     ) -> ServiceStep:
+        """One step towards ``want`` (see the module doc); a ProviderError carries the state."""
         st = _initial(state)
         events: list[ProviderEvent] = []
         try:
             return self._ensure(want, serve, rollout, st, events)
         except ProviderError as exc:
+            # (``prepare`` leaves its events in its state, which must stay JSON-able.)
+            events += self.provider.take_events(st["provider"])
             exc.provider_state, exc.events = st, (*events, *exc.events)
             raise
 
