@@ -402,3 +402,28 @@ def test_an_incremental_rollout_moves_traffic_in_steps(new_service: NewService, 
     assert shares == sorted(shares)
     assert second.progress.endpoint_url == first.progress.endpoint_url
     assert second.progress.traffic_percent == 0
+
+
+def test_an_incremental_rollout_of_a_failing_version_is_rolled_back_behind_the_gateway(
+    new_service: NewService, app_dir: Path
+) -> None:
+    rollout = RolloutSpec.from_json(
+        {"strategy": "incremental", "step_percent": 50, "interval_seconds": 1, "health_timeout_seconds": 2}
+    )
+    svc = new_service(rollout)
+    serve = serve_spec(str(app_dir))
+    svc.until(1, serve, _running(1), what="version 1 RUNNING")
+    [v1_cluster] = svc.clusters()
+    broken = serve_spec(str(app_dir), import_path="nosuchmodule.graph:app")
+    svc.steps.clear()
+    after = svc.until(
+        2, broken, lambda s: s.progress.phase is ServicePhase.RUNNING and 2 in s.state["failed"], spec=NEW_IMAGE
+    )
+    assert after.progress.failure
+    assert "ModuleNotFoundError: No module named 'nosuchmodule'" in after.progress.failure
+    assert all(s.progress.traffic_percent == 0 for s in svc.steps)  # no traffic ever moved to it
+    # KubeRay's RollbackInProgress: the pending cluster is dropped, the active one stays.
+    wait_for(lambda: svc.clusters() == [v1_cluster], timeout=30, what="the failed cluster deleted")
+    final = svc.until(2, broken, _running(1), spec=NEW_IMAGE, what="version 1 RUNNING after the rollback")
+    assert final.state["clusters"] == {v1_cluster: 1}
+    assert svc.routes() == {"fruit": "/fruit", "veg": "/veg"}
