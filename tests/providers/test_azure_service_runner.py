@@ -243,10 +243,16 @@ def test_first_deploy_in_place_change_and_a_blue_green_rollout(new_service: NewS
 
     # The Serve config alone, same version: applied in place on the same cluster.
     moved = _moved("v2", serve)
-    changed = svc.until(1, moved, lambda s: _running(1)(s) and svc.routes() == {"fruit": "/v2/fruit", "veg": "/v2/veg"})
+    svc.steps.clear()
+    changed = svc.until(1, moved, _running(1), what="the new Serve config RUNNING")
+    # RUNNING means Serve runs the new config (KubeRay's status alone may lag a pass behind).
+    assert svc.routes() == {"fruit": "/v2/fruit", "veg": "/v2/veg"}
     assert changed.progress.endpoint_url == first.progress.endpoint_url
     assert svc.clusters() == [v1_cluster]
     assert "RolloutStarted" not in svc.codes()
+    phases = [s.progress.phase for s in svc.steps]
+    assert phases[0] is ServicePhase.DEPLOYING  # applied, not judged before KubeRay's turn
+    assert set(phases) == {ServicePhase.DEPLOYING, ServicePhase.RUNNING}
 
     # A new image: version 2 on a new cluster, then the switch; the old cluster goes.
     svc.steps.clear()

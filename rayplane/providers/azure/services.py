@@ -16,7 +16,8 @@ Contract of ``ensure(service_id, want, serve, rollout, state)``
   (``observedGeneration``), to the version whose spec was applied last (``applied``).
 - **In place** (``want.version`` equal to the active one): the RayService is applied with
   the new ``serveConfigV2``; KubeRay submits it to Serve on the active cluster. DEPLOYING
-  until every application is RUNNING there.
+  until every application is RUNNING there, as Serve itself confirms (``confirm``: KubeRay's
+  status may show the old config's applications RUNNING for a pass, see ``reads``).
 - **New version** (greater, and not ``failed``): the RayService is applied with the new
   ``rayClusterConfig``; KubeRay starts a pending cluster beside the active one and switches
   the serve Service to it once all its applications are RUNNING (``NewCluster``), or moves
@@ -38,6 +39,9 @@ Contract of ``ensure(service_id, want, serve, rollout, state)``
   version's cluster as pending; then RUNNING with ``failure`` (Serve's message), the version
   remembered in ``failed`` and not tried again until the number grows. ``rollback`` does the
   same on request.
+- Not rolled back automatically, as on the local provider: a version unhealthy after traffic
+  moved to it (incremental), and one whose head never gets ready (pods that cannot be
+  scheduled, say; ``observe`` says why): ROLLING_OUT until it recovers or ``rollback``.
 - A version superseded mid-rollout (the number grew again) is dropped the same way, not
   remembered as failed.
 
@@ -53,25 +57,22 @@ State layout::
      "provider": {<AzureProvider state: LROs, fallback>}, "active": 1, "pending": 2,
      "applied": 2, "digest": "<sha256>" | null, "clusters": {"shop-abcde": 1},
      "ready_at": {"2": <epoch s>}, "rolling_back": {"version", "reason", "remember"} | null,
-     "failed": [3], "failure": "..." | null, "stopped": false,
+     "failed": [3], "failure": "..." | null, "stopped": false, "confirm": false,
      "versions": {"1": {"manifest": {<RayService>}}}}
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from rayplane.providers.azure import manifests
+from rayplane.providers.azure import manifests, reads
 from rayplane.providers.azure import rayservice as rsv
 from rayplane.providers.azure.kube import Kube
-from rayplane.providers.azure.rayservice import ServiceStatus, SideStatus
+from rayplane.providers.azure.rayservice import ServiceStatus
 from rayplane.providers.base import Observation, ProviderError, ProviderEvent, RetriableError
 from rayplane.providers.services import (
     AppStatus,
@@ -107,36 +108,11 @@ def _initial(state: dict[str, Any]) -> dict[str, Any]:
         ("failed", []),
         ("failure", None),
         ("stopped", False),
+        ("confirm", False),
         ("versions", {}),
     ):
         st.setdefault(key, default)
     return st
-
-
-def _app_names(manifest: dict[str, Any]) -> set[str]:
-    config = yaml.safe_load(manifest["spec"]["serveConfigV2"]) or {}
-    return {str(a["name"]) for a in config.get("applications") or ()}
-
-
-def _head_ready(obj: dict[str, Any], side: str) -> bool:
-    """Whether KubeRay reports the head of that side's RayCluster ready (``HeadPodReady``)."""
-    cluster = (((obj.get("status") or {}).get(side) or {}).get("rayClusterStatus")) or {}
-    return any(c.get("type") == "HeadPodReady" and c.get("status") == "True" for c in cluster.get("conditions") or ())
-
-
-def _failure_text(side: SideStatus, names: set[str]) -> str | None:
-    """Serve's messages for the applications that failed; when none did, the statuses of
-    those not RUNNING yet."""
-    failed = ("DEPLOY_FAILED", "UNHEALTHY")
-    bad = [f"{a.name}: {a.status}: {a.message}" for a in side.applications if a.status in failed]
-    if bad:
-        return "\n".join(bad)
-    waiting = [
-        f"{n}: {app.status if app else 'not reported'}"
-        for n in sorted(names)
-        if (app := side.application(n)) is None or app.status != "RUNNING"
-    ]
-    return "\n".join(waiting) or None
 
 
 class AzureServiceRunner:
@@ -217,10 +193,12 @@ class AzureServiceRunner:
             for obj in objects:
                 kube.apply(obj)
             st["versions"][str(work)] = {"manifest": manifest}
-            st.update(applied=work, digest=digest, stopped=False)
+            # In place: KubeRay's next status may still show the old config's applications
+            # RUNNING, so Serve itself confirms the new one (``reads`` says why).
+            st.update(applied=work, digest=digest, stopped=False, confirm=work == st["active"])
             events.append(_event("ServiceApplied", f"RayService applied for version {work}"))
             found = self._read(kube, st)  # KubeRay has not seen it yet: judged on the next call
-        return self._judge(kube, st, events, found, rollout.health_timeout_seconds)
+        return self._judge(kube, st, events, found, rollout.health_timeout_seconds, target.ray_token)
 
     def rollback(
         self, service_id: str, state: dict[str, Any], *, token: str = "", reason: str = "rolled back on request"
@@ -248,7 +226,8 @@ class AzureServiceRunner:
             kube = self.provider.kube_for(st["cloud"])
             kube.delete("ray.io/v1", "RayService", st["name"], st["namespace"])
             st["stopped"] = True
-        st.update(clusters={}, ready_at={}, digest=None, rolling_back=None)
+        # A rollback under way stays: ``ensure`` finishes it on the re-created RayService.
+        st.update(clusters={}, ready_at={}, digest=None)
         return self._step(st, [_event("ServiceStopped", "RayService deleted")], ServicePhase.PROVISIONING, None)
 
     def teardown(self, service_id: str, state: dict[str, Any]) -> ServiceStep:
@@ -285,7 +264,7 @@ class AzureServiceRunner:
             seen = self.provider.observe_raycluster(
                 kube, st["namespace"], cluster, dashboard if side == "active" else None
             )
-            out[version] = _merge(out[version], seen) if version in out else seen
+            out[version] = reads.merge(out[version], seen) if version in out else seen
         return out
 
     # -- the steps ---------------------------------------------------------------------
@@ -297,6 +276,7 @@ class AzureServiceRunner:
         events: list[ProviderEvent],
         found: tuple[dict[str, Any], ServiceStatus] | None,
         health_timeout: int,
+        token: str,
     ) -> ServiceStep:
         """The phase from a status of the latest spec (the state's guess until KubeRay has one)."""
         if found is None or not found[1].current:
@@ -315,34 +295,40 @@ class AzureServiceRunner:
             st["ready_at"].pop(str(new), None)
             events.append(_event("RolloutCompleted", f"version {new} serves all traffic; version {old} removed"))
         if status.active.cluster is None:  # nothing serves yet (first deploy, or after stop)
-            names = _app_names(st["versions"][str(st["applied"])]["manifest"])
-            up = _head_ready(obj, "pendingServiceStatus")
-            failure = _failure_text(status.pending, names) if up else None
+            names = reads.app_names(st["versions"][str(st["applied"])]["manifest"])
+            up = reads.head_ready(obj, "pendingServiceStatus")
+            failure = reads.failure_text(status.pending, names) if up else None
             return self._step(st, events, ServicePhase.DEPLOYING if up else ServicePhase.PROVISIONING, found, failure)
         if st["pending"] is not None:
             pv = st["pending"]
             if pend_v != pv:  # KubeRay has not started the new version's cluster yet
                 return self._step(st, events, ServicePhase.ROLLING_OUT, found)
             now = time.time()
-            if _head_ready(obj, "pendingServiceStatus"):
+            if reads.head_ready(obj, "pendingServiceStatus"):
                 st["ready_at"].setdefault(str(pv), now)
-            names = _app_names(st["versions"][str(pv)]["manifest"])
+            names = reads.app_names(st["versions"][str(pv)]["manifest"])
             running = status.pending.all_running(names)
             up_at = st["ready_at"].get(str(pv))
             moved = bool(status.pending.traffic_percent)
             if not running and not moved and up_at is not None and now - up_at >= health_timeout:
                 reason = f"version {pv} not healthy within {health_timeout} s of its cluster being up: " + (
-                    _failure_text(status.pending, names) or "its applications are not all RUNNING"
+                    reads.failure_text(status.pending, names) or "its applications are not all RUNNING"
                 )
                 st["rolling_back"] = {"version": pv, "reason": reason, "remember": True}
                 return self._roll_back(kube, st, events, found)
             return self._step(st, events, ServicePhase.ROLLING_OUT, found)
-        names = _app_names(st["versions"][str(st["active"])]["manifest"])
+        manifest = st["versions"][str(st["active"])]["manifest"]
+        names = reads.app_names(manifest)
         # A pending cluster of the active version is KubeRay replacing its cluster by an
         # identical one (after a rollback): Serve is read on the replacement only, while the
         # active one serves; Ready says it does.
         running = status.ready if pend_v is not None else status.active.all_running(names)
-        failure = None if running else _failure_text(status.active, names)
+        if running and pend_v is None and st["confirm"]:
+            url = kube.proxy_url(st["namespace"], f"{st['name']}-head-svc", "dashboard")
+            headers, verify = self.provider.jobs_auth(st["cloud"])
+            running = reads.serve_runs(url, headers, verify, token, manifest["spec"]["serveConfigV2"])
+            st["confirm"] = not running
+        failure = None if running else reads.failure_text(status.active, names)
         return self._step(st, events, ServicePhase.RUNNING if running else ServicePhase.DEPLOYING, found, failure)
 
     def _roll_back(
@@ -356,14 +342,12 @@ class AzureServiceRunner:
         taken it and no longer has the dropped version's cluster as pending."""
         rb = st["rolling_back"]
         dropped, active = int(rb["version"]), st["active"]
-        if st["applied"] != active:
+        if st["applied"] != active or found is None:  # (None: stopped, or deleted behind our back)
             kube.apply(st["versions"][str(active)]["manifest"])
             # The Secrets were not written with it: the next ensure writes all again (no-op).
             st.update(applied=active, digest=None)
             found = self._read(kube, st)
-        if found is not None and found[1].current and st["clusters"].get(found[1].pending.cluster) == dropped:
-            return self._step(st, events, ServicePhase.ROLLING_BACK, found)
-        if found is None or not found[1].current:
+        if found is None or not found[1].current or st["clusters"].get(found[1].pending.cluster) == dropped:
             return self._step(st, events, ServicePhase.ROLLING_BACK, found)
         st["versions"].pop(str(dropped), None)
         st["ready_at"].pop(str(dropped), None)
@@ -431,20 +415,3 @@ class AzureServiceRunner:
             failure=failure if failure is not None else st["failure"],
         )
         return ServiceStep(st, progress, tuple(events))
-
-
-def _merge(a: Observation, b: Observation) -> Observation:
-    """Two RayClusters of one version as one observation (their nodes add up)."""
-    nodes = dict(a.nodes)
-    for group, n in b.nodes.items():
-        nodes[group] = nodes.get(group, 0) + n
-    return dataclasses.replace(
-        a,
-        head_alive=a.head_alive or b.head_alive,
-        dashboard_url=a.dashboard_url or b.dashboard_url,
-        nodes=nodes,
-        node_details=a.node_details + b.node_details,
-        messages=a.messages + b.messages,
-        events=a.events + b.events,
-        fatal=a.fatal or b.fatal,
-    )
