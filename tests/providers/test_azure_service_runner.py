@@ -43,6 +43,7 @@ class Cloud:
     provider: AzureProvider
     config: dict[str, Any]
     kube: Kube
+    emulator: EmulatorProcess
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def cloud(azure_settings: Settings, emulator: EmulatorProcess) -> Iterator[Cloud
             )
             for crd in gateway_api_crds():
                 kube.apply(crd)
-            yield Cloud(provider, config, kube)
+            yield Cloud(provider, config, kube, emulator)
     finally:
         keys = ("operation_seconds", "retry_after")
         emulator.request_json("PUT", "/_emulator/arm/config", {k: arm_before[k] for k in keys})
@@ -263,7 +264,9 @@ def test_first_deploy_in_place_change_and_a_blue_green_rollout(new_service: NewS
             during.update(svc.runner.observe(svc.cluster_id, VersionTarget(2, svc.target(NEW_IMAGE)), svc.state))
         return _running(2)(step)
 
-    second = svc.until(2, moved, rolled, spec=NEW_IMAGE, what="version 2 RUNNING")
+    # Serve slower on the new cluster: passes see both clusters, however busy the machine.
+    with kube_knobs(svc.cloud.emulator, serve_deploy_seconds=2.0):
+        second = svc.until(2, moved, rolled, spec=NEW_IMAGE, what="version 2 RUNNING")
     rolling = [s.progress for s in svc.steps if s.progress.phase is ServicePhase.ROLLING_OUT]
     assert rolling
     assert all((p.active_version, p.pending_version, p.traffic_percent) == (1, 2, 0) for p in rolling)
@@ -395,7 +398,7 @@ def test_stop_then_ensure_and_an_idempotent_teardown(new_service: NewService, ap
 
 def test_an_incremental_rollout_moves_traffic_in_steps(new_service: NewService, app_dir: Path) -> None:
     rollout = RolloutSpec.from_json(
-        {"strategy": "incremental", "step_percent": 50, "interval_seconds": 1, "max_surge_percent": 50}
+        {"strategy": "incremental", "step_percent": 50, "interval_seconds": 2, "max_surge_percent": 50}
     )
     svc = new_service(rollout)
     serve = serve_spec(str(app_dir))
