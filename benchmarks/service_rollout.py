@@ -82,25 +82,31 @@ def bare_round(resources: list[str], new: str) -> Row:
     argv = [str(RAY), "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dash}"]
     argv += ["--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--ray-client-server-port={client}"]
     argv += [f"--temp-dir={head_dir}", *node_ports, *resources, "--disable-usage-stats"]
+    heads: list[subprocess.Popen[bytes]] = []
+
+    def launch() -> None:
+        out = subprocess.DEVNULL
+        heads.append(subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True, env=env))
+
+    def taken(ray: ServeClient) -> bool:
+        if heads[-1].poll() is not None:  # Ray gave up starting the node: start it again, as a user would
+            launch()
+        return _deployed(ray, config)
+
+    config = serve(new)
+    config |= {"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": serve_port}}
     started = time.perf_counter()
-    head = subprocess.Popen(
-        argv,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env=env,
-    )
+    launch()
     try:
-        config = serve(new)
-        config |= {"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": serve_port}}
         with ServeClient(f"http://127.0.0.1:{dash}", timeout=60) as ray:
-            wait_for(lambda: _deployed(ray, config), 300, "the bare head to take the config", interval=0.1)
+            wait_for(lambda: taken(ray), 400, "the bare head to take the config", interval=0.1)
         up = time.perf_counter() - started
         url = f"http://127.0.0.1:{serve_port}"
         wait_for(lambda: greeting(url) == new, 300, "the bare Serve to answer", interval=0.1)
-        return {"seconds": time.perf_counter() - started, "rolling": up}
+        return {"seconds": time.perf_counter() - started, "rolling": up, "head_starts": len(heads)}
     finally:
-        stop_process_group(head, timeout=30)
+        for head in heads:
+            stop_process_group(head, timeout=30)
         shutil.rmtree(head_dir, ignore_errors=True)
 
 
@@ -194,7 +200,9 @@ class Service:
                     row["done"] = now
             if row["done"] is not None and streak >= STREAK:
                 row["seconds"] = max(row["done"], streak_from)
-                row["events"] = timeline(self.events(at), at)
+                events = self.events(at)
+                row["events"] = timeline(events, at)
+                row["head_starts"] = 1 + sum(e["code"] == "HeadNotReady" for e in events)
                 return row
             time.sleep(max(0.0, 0.1 - (time.perf_counter() - started - now)))
         raise AssertionError(f"rollout {n + 1} not done in 600 s; events: " + "; ".join(timeline(self.events(at), at)))
@@ -211,7 +219,7 @@ def timeline(events: list[dict[str, Any]], at: datetime) -> list[str]:
 
 def write_results(rows: list[Row], command: str, load: str, failure: str | None) -> str:
     def median(kind: str, key: str = "seconds") -> float:
-        values = [r[key] for r in rows if r["kind"] == kind]
+        values = [r[key] for r in rows if r["kind"] == kind and r["seconds"] == r["seconds"]]  # not NaN
         return statistics.median(values) if values else float("nan")
 
     rp = [r for r in rows if r["kind"] == "rayplane"]
@@ -234,15 +242,15 @@ def write_results(rows: list[Row], command: str, load: str, failure: str | None)
         "- Bare: `ray start --head --block` (the service head's resources), upload of the `working_dir` and "
         "`PUT /api/serve/applications/` until its Serve port answers the new greeting",
         "- Load: `wrk -t1 -c4` on the endpoint's `/echo/x` during every round of both kinds",
-        "- Up, config PUT: Rayplane, the first GET with pending = new (the pass that started the new cluster and "
+        "- Up, PUT: Rayplane, the first GET with pending = new (the pass that started the new cluster and "
         "PUT its config); bare, the PUT accepted",
         "",
-        "| round | kind | seconds | up, config PUT | new greeting | new to done | wrk requests | errors | p99 ms |",
-        "| ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| round | kind | seconds | up, PUT | new greeting | new to done | head starts | wrk reqs | errors | p99 ms |",
+        "| ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *[
             f"| {r['round']} | {r['kind']} | {r['seconds']:.2f} | {cell(r, 'rolling')} | {cell(r, 'switch')} | "
             + (f"{r['seconds'] - r['switch']:.2f}" if r.get("switch") is not None else "-")
-            + f" | {r['requests']:.0f} | {r['errors']} | {r['p99_ms']:.1f} |"
+            + f" | {r['head_starts']} | {r['requests']:.0f} | {r['errors']} | {r['p99_ms']:.1f} |"
             for r in rows
         ],
         "",
@@ -295,17 +303,21 @@ def main() -> None:
 
 
 def run_rounds(rounds: int, svc: Service, resources: list[str], tmp: Path, rows: list[Row]) -> str | None:
-    """ABBA rounds under ``wrk``; a rollout that does not finish ends them (its events returned)."""
+    """ABBA rounds under ``wrk``; a bare head that never comes up is noted (NaN), a rollout that
+    does not finish ends them (its events returned)."""
     for n in range(rounds):
         for kind in ("bare", "rayplane") if n % 2 == 0 else ("rayplane", "bare"):
             new = f"v{len(rows) + 2}"
             wrk = Wrk(svc.endpoint + "/echo/x", tmp / "load.lua")
             try:
-                row = bare_round(resources, new) if kind == "bare" else svc.roll_out(n, new)
+                try:
+                    row = bare_round(resources, new) if kind == "bare" else svc.roll_out(n, new)
+                except AssertionError as exc:
+                    print(exc, file=sys.stderr)
+                    if kind == "rayplane":
+                        return str(exc)
+                    row = {"seconds": float("nan"), "head_starts": "gave up"}  # the rounds go on
                 counts, _ = wrk.stop()
-            except AssertionError as exc:
-                print(exc, file=sys.stderr)
-                return str(exc)
             finally:
                 wrk.kill()
             row |= {"round": n + 1, "kind": kind, "requests": counts["requests"], "errors": errors(counts)}
