@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=2.0, gt=0)
     reconcile_busy_seconds: float = Field(default=1.0, gt=0)
     reconcile_steady_seconds: float = Field(default=5.0, gt=0)
+    # How long a local Ray head may take to answer before its start counts as failed (retried
+    # with backoff); a small machine under load can need more than Ray's own 60 s.
+    local_head_timeout_seconds: float = Field(default=120.0, gt=0)
     sweep_hold_seconds: int = Field(default=15, ge=1)
     provisioning_timeout_seconds: int = Field(default=600, ge=10)
     lease_seconds: int = Field(default=120, ge=5)

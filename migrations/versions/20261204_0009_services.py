@@ -1,4 +1,4 @@
-"""clusters.kind, clusters.service and clusters.rollback_requested: Ray Serve services are
+"""clusters.kind, clusters.service, clusters.rollback_requested and rollback_reason: Ray Serve services are
 clusters of kind 'service' (docs/architecture.md, "Services")
 
 Existing rows are plain clusters (kind 'cluster', no service, no rollback asked).
@@ -26,9 +26,11 @@ def upgrade() -> None:
     op.add_column("clusters", sa.Column("kind", sa.String(10), nullable=False, server_default="cluster"))
     op.add_column("clusters", sa.Column("service", postgresql.JSONB(), nullable=True))
     op.add_column("clusters", sa.Column("rollback_requested", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("clusters", sa.Column("rollback_reason", sa.String(1000), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("clusters", "rollback_reason")
     op.drop_column("clusters", "rollback_requested")
     op.drop_column("clusters", "service")
     op.drop_column("clusters", "kind")

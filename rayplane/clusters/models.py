@@ -78,6 +78,8 @@ class Cluster(ResourceMixin, Base):
     service: Mapped[ServiceSpec | None] = mapped_column(ServiceJSON)
     # Set by ``:rollback`` (intent), cleared by the reconciler once the pending version is gone.
     rollback_requested: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # Why (a user's request, or a new version that could not start): the rollback's failure text.
+    rollback_reason: Mapped[str | None] = mapped_column(String(1000))
     labels: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
     generation: Mapped[int] = mapped_column(Integer, default=1)
     desired_state: Mapped[DesiredState] = mapped_column(StrEnumText(DesiredState, 10), default=DesiredState.RUNNING)

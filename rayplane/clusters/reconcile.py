@@ -80,6 +80,7 @@ class Snapshot:
     kind: ClusterKind = ClusterKind.CLUSTER
     service: ServiceSpec | None = None
     rollback_requested: bool = False
+    rollback_reason: str | None = None
 
 
 @dataclass
@@ -181,6 +182,7 @@ class Reconciler:
                 kind=c.kind,
                 service=c.service,
                 rollback_requested=c.rollback_requested,
+                rollback_reason=c.rollback_reason,
             )
 
     def _pool_demand(self, session: Session, cloud: Cloud | None) -> dict[str, int]:
@@ -418,6 +420,11 @@ class Reconciler:
         terminal = isinstance(error, TerminalError) or c.attempts >= self.settings.max_attempts
         record_event(session, c, EventKind.ERROR, message, code=code, detail={"attempt": c.attempts})
         log.warning("reconcile_failed", cluster_id=c.id, attempt=c.attempts, code=code, error=full[:20_000])
+        if c.kind == ClusterKind.SERVICE:
+            service_pass.failed_step(session, c)
+        if terminal and c.kind == ClusterKind.SERVICE and service_pass.abandon_rollout(session, c, message):
+            c.attempts, c.next_reconcile_at = 0, now  # the next pass drops the new version
+            return
         if terminal and c.desired_state != DesiredState.DELETED:
             why = message if isinstance(error, TerminalError) else f"gave up after {c.attempts} attempts: {message}"
             if c.state == State.RUNNING:

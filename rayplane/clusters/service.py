@@ -77,7 +77,7 @@ class ClusterPolicy:
     # Whether local heads can keep their GCS in the control plane's Redis (a TCP one).
     local_gcs_redis: bool = True
     # Kinds of cloud whose provider runs services (``Provider.service_runner``).
-    services_on: frozenset[str] = frozenset({"local"})
+    services_on: frozenset[str] = frozenset({"local", "azure"})
 
 
 async def cloud_for(session: AsyncSession, principal: Principal, ref: str | None, policy: ClusterPolicy) -> Cloud:

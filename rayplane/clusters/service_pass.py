@@ -84,7 +84,7 @@ def work(snap: Snapshot, provider: Provider, out: Outcome, target: ClusterTarget
     elif out.action in (Action.STOP, Action.RELEASE):
         step = runner.stop(sid, snap.provider_state, token=token)
     elif snap.rollback_requested:
-        step = runner.rollback(sid, snap.provider_state, token=token)
+        step = runner.rollback(sid, snap.provider_state, token=token, reason=snap.rollback_reason or "rolled back")
         out.service.rolled_back = True
     else:
         want = VersionTarget(service.version, target)
@@ -140,7 +140,7 @@ def applied(session: Session, c: Cluster, snap: Snapshot, out: Outcome, now: dat
     if out.service.versions:
         usage.record_observation(session, tenant_id=c.tenant_id, cluster_id=c.id, groups=_usage(snap, out), at=now)
     if out.service.rolled_back and progress.pending_version is None:
-        c.rollback_requested = False
+        c.rollback_requested, c.rollback_reason = False, None
     dropped = (
         service.previous is not None
         and progress.pending_version is None
@@ -152,7 +152,7 @@ def applied(session: Session, c: Cluster, snap: Snapshot, out: Outcome, now: dat
         and c.generation == snap.generation
     )
     if dropped:
-        _roll_back_spec(session, c, service, progress, now)
+        _roll_back_spec(session, c, service, progress, now, snap.rollback_reason)
     elif progress.active_version == service.version and progress.pending_version is None and service.previous:
         c.service = dataclasses.replace(service, previous=None)  # the rollout completed
     elif _snapshot_rollout_done(snap, progress) and service.previous:
@@ -215,18 +215,24 @@ def _why(to: State, state: State, progress: ServiceProgress) -> str:
 
 
 def _roll_back_spec(
-    session: Session, c: Cluster, service: ServiceSpec, progress: ServiceProgress, now: datetime
+    session: Session,
+    c: Cluster,
+    service: ServiceSpec,
+    progress: ServiceProgress,
+    now: datetime,
+    reason: str | None = None,
 ) -> None:
     """The wanted version was dropped: the spec returns to what serves (see the module doc)."""
     previous = service.previous
     assert previous is not None
-    failure = progress.failure or "rolled back on request"
+    failure = progress.failure or reason or "rolled back on request"
     why = f"version {service.version} rolled back; version {progress.active_version} still serves: {failure}"
     record_event(session, c, EventKind.ROLLOUT_FAILED, why[:1000], code="RolloutFailed")
     operations.fail_running(session, c, frozenset({OperationKind.UPDATE}), "RolloutFailed", why, now)
     c.spec = previous.spec
     c.service = dataclasses.replace(service, serve=previous.serve, version=progress.active_version or 1, previous=None)
     c.generation += 1
+    c.observed_generation = c.generation  # the returned spec is the one that runs
 
 
 def _usage(snap: Snapshot, out: Outcome) -> list[usage.GroupUsage]:
@@ -260,3 +266,27 @@ def progress_json(p: ServiceProgress) -> dict[str, Any]:
             {"version": a.version, "name": a.name, "status": a.status, "message": a.message} for a in p.applications
         ],
     }
+
+
+def failed_step(session: Session, c: Cluster) -> None:
+    """A pass that failed still shows a rollout the runner started (its state came back with
+    the error): RUNNING becomes ROLLING_OUT, so the answer does not hide a failing rollout."""
+    pending = (c.provider_state or {}).get("pending")
+    if pending is not None and c.state == State.RUNNING and c.desired_state == DesiredState.RUNNING:
+        transition(session, c, State.ROLLING_OUT, reason=f"version {pending} starting")
+
+
+def abandon_rollout(session: Session, c: Cluster, message: str) -> bool:
+    """A new version that cannot be brought up (a terminal error, or too many attempts) is
+    dropped like an unhealthy one: True when there is a serving version to keep, and the
+    next pass rolls back (the update fails with this message); False when nothing serves
+    yet, and the service fails as a cluster does. A serving version is never stopped for a
+    new one's failure."""
+    service = c.service
+    serving = ((c.observed or {}).get("service") or {}).get("active_version")
+    if service is None or service.previous is None or serving is None or serving == service.version:
+        return False
+    c.rollback_requested = True
+    c.rollback_reason = f"version {service.version} could not be started: {message}"[:1000]
+    record_event(session, c, EventKind.ROLLBACK_REQUESTED, c.rollback_reason, code="RolloutAbandoned")
+    return True

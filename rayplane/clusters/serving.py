@@ -167,4 +167,5 @@ async def rollback_service(
     if row.service is None or row.service.previous is None or row.state not in ROLLABLE:
         raise Conflict(f"service {row.name!r} has no rollout under way to roll back (it is {row.state})")
     why = (EventKind.ROLLBACK_REQUESTED, f"rollback requested by {principal.actor_id}")
+    row.rollback_reason = f"rolled back on request by {principal.actor_id}"
     return row, await intent.write_async(session, intent.request(row, OperationKind.ROLLBACK, event=why))

@@ -13,6 +13,7 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
 
         providers["local"] = LocalProvider(
             settings.ray_root(),
+            head_timeout=settings.local_head_timeout_seconds,
             idle_node_seconds=settings.scale_down_idle_seconds,
             node_user=settings.local_node_user or None,
             gcs_redis_url=settings.gcs_redis_url,

@@ -25,8 +25,16 @@ class ServeConfigSource(Protocol):
 
 
 class RolloutPolicy(Protocol):
-    """How a new version takes the traffic (``rayplane.clusters.serve.RolloutSpec``)."""
+    """How a new version takes the traffic (``rayplane.clusters.serve.RolloutSpec``):
+    ``strategy`` is ``blue_green`` or ``incremental`` (steps of ``step_percent``, at most
+    ``max_surge_percent`` of extra capacity at a time, where the cloud applies one)."""
 
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def step_percent(self) -> int: ...
+    @property
+    def max_surge_percent(self) -> int: ...
     @property
     def interval_seconds(self) -> int: ...
     @property

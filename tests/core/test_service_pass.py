@@ -20,7 +20,7 @@ from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.clusters.reconcile import Reconciler
 from rayplane.clusters.states import SERVICE_ONLY
 from rayplane.clusters.values import EventKind, State
-from rayplane.providers.base import RetriableError
+from rayplane.providers.base import RetriableError, TerminalError
 from rayplane.settings import Settings
 from rayplane.usage.models import UsageInterval
 from tests.support.factories import Actor
@@ -426,3 +426,28 @@ async def test_a_plain_cluster_never_enters_a_service_state(
         State.STOPPED,
     ]
     assert not SERVICE_ONLY & set(history)
+
+
+async def test_a_new_version_that_cannot_start_is_dropped_and_the_serving_one_never_stops(
+    committed: Client, reconciler: Reconciler, runner: ScriptedServiceRunner, sync_sessions: sessionmaker[Session]
+) -> None:
+    sid = await running(committed, reconciler, sync_sessions)
+    before = row(sync_sessions, sid)
+    r = await call(committed, "PATCH", f"/v1/services/{sid}", {"image": "example.azurecr.io/echo:2"})
+    runner.fail_next.append(TerminalError("no quota left for Standard_D2s_v5", code="QuotaExceeded"))
+    calls = len(runner.calls)
+    states = passes(reconciler, sync_sessions, sid, 2)
+    assert State.FAILED not in states
+    assert states[-1] == State.RUNNING
+    c = row(sync_sessions, sid)
+    assert c.service is not None
+    assert before.service is not None
+    assert (c.spec, c.service.version, c.service.previous) == (before.spec, 1, None)
+    assert (c.rollback_requested, c.rollback_reason) == (False, None)
+    status, code, message = op(sync_sessions, r)
+    assert (status, code) == ("Failed", "RolloutFailed")
+    assert "could not be started: no quota left" in (message or "")
+    abandoned = events(sync_sessions, sid, EventKind.ROLLBACK_REQUESTED)
+    assert [e.code for e in abandoned] == ["RolloutAbandoned"]
+    assert [call for call, _ in runner.calls[calls:] if call in ("stop", "teardown")] == []
+    assert c.observed["service"]["active_version"] == 1

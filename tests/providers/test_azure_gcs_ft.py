@@ -97,14 +97,14 @@ def test_the_provider_copies_the_operators_secret_into_the_cluster_namespace() -
 
     target = _target(True, {"gcs_redis": {**GCS_REDIS, "password_secret_namespace": "ops", "password_key": "key"}})
     kube = FakeKube({("ops", "gcs-redis"): {"data": {"key": "c2VjcmV0", "other": "eA=="}}})
-    [secret] = AzureProvider._gcs_secret(kube, target)  # type: ignore[arg-type]
+    [secret] = AzureProvider.gcs_secret(kube, target)  # type: ignore[arg-type]
     assert kube.reads == [("v1", "Secret", "gcs-redis", "ops")]
     assert secret == manifests.gcs_redis_secret(target, "c2VjcmV0")
-    assert AzureProvider._gcs_secret(FakeKube({}), _target(False, {})) == []  # type: ignore[arg-type]
+    assert AzureProvider.gcs_secret(FakeKube({}), _target(False, {})) == []  # type: ignore[arg-type]
     with pytest.raises(RetriableError) as missing:
-        AzureProvider._gcs_secret(FakeKube({}), target)  # type: ignore[arg-type]
+        AzureProvider.gcs_secret(FakeKube({}), target)  # type: ignore[arg-type]
     assert missing.value.code == "GcsRedisSecretMissing"
     assert "ops/gcs-redis" in missing.value.message
     with pytest.raises(TerminalError) as unnamed:
-        AzureProvider._gcs_secret(FakeKube({}), _target(True, {}))  # type: ignore[arg-type]
+        AzureProvider.gcs_secret(FakeKube({}), _target(True, {}))  # type: ignore[arg-type]
     assert unnamed.value.code == "GcsRedisNotConfigured"

@@ -19,9 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from emulators.azure.kube.testing import wait_for
 from emulators.azure.server import EmulatorProcess
-from rayplane.clusters import planning
 from rayplane.clusters.serve import RolloutSpec, ServeSpec
-from rayplane.clusters.spec import ClusterSpec
 from rayplane.providers.azure import manifests, reservations
 from rayplane.providers.azure import rayservice as rsv
 from rayplane.providers.azure.kube import Kube
@@ -31,40 +29,16 @@ from rayplane.providers.base import ClusterTarget, TerminalError
 from tests.providers.test_azure_gcs_ft import GCS_REDIS
 from tests.providers.test_azure_manifests import _strict
 from tests.support.emulators import kube_knobs
-from tests.support.rayservice import Env
+from tests.support.rayservice import SERVICE_SPEC, Env, serve_spec, service_target
 
 CLUSTER_ID = "clu_01JD3W5Z8K2M4N6P8R0T2V4X6Y"
-SPEC: dict[str, Any] = {
-    "ray_version": "2.52.0",
-    "head": {"vm_size": "Standard_D4s_v5"},
-    "worker_groups": [{"name": "cpu", "vm_size": "Standard_D4s_v5", "min_nodes": 1, "max_nodes": 2}],
-}
+SPEC = SERVICE_SPEC
 CLOUD = {"gcs_redis": GCS_REDIS, "gateway_class": "azure-alb-external"}
 INCREMENTAL = RolloutSpec.from_json({"strategy": "incremental", "step_percent": 25, "interval_seconds": 10})
 
 
 def _target(spec: dict[str, Any] = SPEC, cloud: dict[str, Any] = CLOUD, cluster_id: str = CLUSTER_ID) -> ClusterTarget:
-    typed = ClusterSpec.from_json(spec)
-    return planning.cluster_target(
-        cluster_id, "shop", typed, planning.group_targets(typed, {}), cloud, ray_token="t" * 43
-    )
-
-
-def _serve(working_dir: str = "/srv/app", import_path: str = "fruit:app") -> ServeSpec:
-    return ServeSpec.from_json(
-        {
-            "applications": [
-                {
-                    "name": name,
-                    "import_path": import_path,
-                    "route_prefix": f"/{name}",
-                    "runtime_env": {"working_dir": working_dir},
-                    "deployments": [{"name": f"{name.title()}Stand", "num_replicas": 1}],
-                }
-                for name in ("fruit", "veg")
-            ]
-        }
-    )
+    return service_target(cluster_id, cloud, spec)
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +51,10 @@ def _errors(validator: jsonschema.Draft7Validator, obj: dict[str, Any]) -> list[
 
 
 def test_blue_green_and_incremental_services_validate_against_the_crd(validator: jsonschema.Draft7Validator) -> None:
-    blue_green = rsv.ray_service(_target(), _serve(), RolloutSpec(), replicas={})
+    blue_green = rsv.ray_service(_target(), serve_spec(), RolloutSpec(), replicas={})
     assert _errors(validator, blue_green) == []
     assert blue_green["spec"]["upgradeStrategy"] == {"type": "NewCluster"}
-    incremental = rsv.ray_service(_target(), _serve(), INCREMENTAL, replicas={})
+    incremental = rsv.ray_service(_target(), serve_spec(), INCREMENTAL, replicas={})
     assert _errors(validator, incremental) == []
     assert incremental["spec"]["upgradeStrategy"] == {
         "type": "NewClusterWithIncrementalUpgrade",
@@ -98,7 +72,7 @@ def test_blue_green_and_incremental_services_validate_against_the_crd(validator:
 
 def test_the_manifest_is_named_and_exposed_like_the_raycluster(validator: jsonschema.Draft7Validator) -> None:
     target = _target()
-    obj = rsv.ray_service(target, _serve(), RolloutSpec(), replicas={})
+    obj = rsv.ray_service(target, serve_spec(), RolloutSpec(), replicas={})
     rc = manifests.ray_cluster(rsv.service_target(target), replicas={})
     assert obj["metadata"] == rc["metadata"]
     assert obj["metadata"]["namespace"] == manifests.resource_name(target)[0]
@@ -108,7 +82,7 @@ def test_the_manifest_is_named_and_exposed_like_the_raycluster(validator: jsonsc
 
 
 def test_serve_config_v2_round_trips_to_the_applications_given() -> None:
-    serve = _serve()
+    serve = serve_spec()
     obj = rsv.ray_service(_target(), serve, RolloutSpec(), replicas={})
     config = yaml.safe_load(obj["spec"]["serveConfigV2"])
     assert config["applications"] == serve.to_json()["applications"]
@@ -119,7 +93,7 @@ def test_serve_config_v2_round_trips_to_the_applications_given() -> None:
 def test_the_cluster_config_is_the_rayclusters_spec_with_fault_tolerance_and_a_serve_port() -> None:
     target = _target()
     assert not target.gcs_fault_tolerance  # the service turns it on itself
-    config = rsv.ray_service(target, _serve(), RolloutSpec(), replicas={"cpu": 2})["spec"]["rayClusterConfig"]
+    config = rsv.ray_service(target, serve_spec(), RolloutSpec(), replicas={"cpu": 2})["spec"]["rayClusterConfig"]
     rc = manifests.ray_cluster(rsv.service_target(target), replicas={"cpu": 2})["spec"]
     assert config["gcsFaultToleranceOptions"] == manifests.gcs_fault_tolerance(target)
     head_ports = config["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"]
@@ -131,14 +105,14 @@ def test_the_cluster_config_is_the_rayclusters_spec_with_fault_tolerance_and_a_s
 def test_incremental_without_a_gateway_class_or_without_redis_is_refused() -> None:
     no_gateway = _target(cloud={"gcs_redis": GCS_REDIS})
     with pytest.raises(TerminalError, match="gateway_class") as caught:
-        rsv.ray_service(no_gateway, _serve(), INCREMENTAL, replicas={})
+        rsv.ray_service(no_gateway, serve_spec(), INCREMENTAL, replicas={})
     assert caught.value.code == "GatewayClassNotConfigured"
-    assert rsv.ray_service(no_gateway, _serve(), RolloutSpec(), replicas={})  # blue/green needs none
+    assert rsv.ray_service(no_gateway, serve_spec(), RolloutSpec(), replicas={})  # blue/green needs none
     steep = RolloutSpec.from_json({"strategy": "incremental", "step_percent": 50, "max_surge_percent": 20})
     with pytest.raises(TerminalError, match="max_surge_percent"):
-        rsv.ray_service(_target(), _serve(), steep, replicas={})
+        rsv.ray_service(_target(), serve_spec(), steep, replicas={})
     with pytest.raises(TerminalError, match="gcs_redis") as caught:
-        rsv.ray_service(_target(cloud={}), _serve(), RolloutSpec(), replicas={})
+        rsv.ray_service(_target(cloud={}), serve_spec(), RolloutSpec(), replicas={})
     assert caught.value.code == "GcsRedisNotConfigured"
 
 
@@ -217,13 +191,6 @@ def env(emulator: EmulatorProcess) -> Iterator[Env]:
         yield env
 
 
-@pytest.fixture(scope="module")
-def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("serve_app")
-    (path / "fruit.py").write_text("def app(args):\n    return None\n")
-    return path
-
-
 def _status(env: Env, target: ClusterTarget) -> ServiceStatus:
     namespace, name = manifests.resource_name(target)
     obj = env.co.get_namespaced_custom_object("ray.io", "v1", namespace, "rayservices", name)
@@ -260,7 +227,7 @@ def _clusters(env: Env, namespace: str) -> list[str]:
 def test_a_service_comes_up_and_takes_config_vm_size_and_bad_version_changes(env: Env, app_dir: Path) -> None:
     target = _target(cluster_id="clu_01JD3W5Z8K2M4N6P8R0T2V4X7A")
     namespace, name = manifests.resource_name(target)
-    serve = _serve(str(app_dir))
+    serve = serve_spec(str(app_dir))
     objects = rsv.service_objects(target, serve, RolloutSpec(), replicas={}, gcs_password_b64="c2VjcmV0")
     assert [o["kind"] for o in objects] == ["Namespace", "Secret", "Secret", "RayService"]
     kube = Kube(yaml.safe_dump(env.cluster.kubeconfig))
@@ -372,7 +339,7 @@ def test_an_incremental_service_moves_traffic_in_steps_behind_its_gateway(env: E
     rollout = RolloutSpec.from_json(
         {"strategy": "incremental", "step_percent": 50, "interval_seconds": 1, "max_surge_percent": 50}
     )
-    serve = _serve(str(app_dir))
+    serve = serve_spec(str(app_dir))
     objects = rsv.service_objects(target, serve, rollout, replicas={}, gcs_password_b64="c2VjcmV0")
     kube = Kube(yaml.safe_dump(env.cluster.kubeconfig))
     try:

@@ -1,7 +1,9 @@
 """Helpers of the RayService tests (``tests/emulators/test_kube_rayservice*.py``): an
 emulated AKS cluster with the RayCluster and RayService CRDs (and, if asked, minimal Gateway
 API CRDs), KubeRay, a ``cpu`` pool, and RayService bodies whose Serve application ``fruit``
-lives in a local ``working_dir``."""
+lives in a local ``working_dir``. For the provider's tests (``tests/providers/
+test_azure_rayservice.py``, ``test_azure_service_runner.py``): a service's cluster spec and
+target, and its Serve config (applications ``fruit`` and ``veg``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ import yaml
 
 from emulators.azure.kube.testing import KubeRayEnv, gateway_api_crds, load_yaml, small_raycluster, wait_for
 from emulators.azure.server import EmulatorProcess
+from rayplane.clusters import planning
+from rayplane.clusters.serve import ServeSpec
+from rayplane.clusters.spec import ClusterSpec
+from rayplane.providers.base import ClusterTarget
 
 KUBERAY = Path(__file__).resolve().parents[1] / "reference" / "kuberay"
 Obj = dict[str, Any]
@@ -122,3 +128,36 @@ def new_env_var(rs: Obj, value: str) -> Obj:
 
 def selector(env: Env, name: str) -> dict[str, str]:
     return dict(env.core.read_namespaced_service(name, "default").spec.selector)
+
+
+SERVICE_SPEC: Obj = {
+    "ray_version": "2.52.0",
+    "head": {"vm_size": "Standard_D4s_v5"},
+    "worker_groups": [{"name": "cpu", "vm_size": "Standard_D4s_v5", "min_nodes": 1, "max_nodes": 2}],
+}
+
+
+def service_target(cluster_id: str, cloud: Obj, spec: Obj = SERVICE_SPEC) -> ClusterTarget:
+    """The target of the service ``shop`` (cluster id ``cluster_id``) on a cloud of that config."""
+    typed = ClusterSpec.from_json(spec)
+    return planning.cluster_target(
+        cluster_id, "shop", typed, planning.group_targets(typed, {}), cloud, ray_token="t" * 43
+    )
+
+
+def serve_spec(working_dir: str = "/srv/app", import_path: str = "fruit:app") -> ServeSpec:
+    """Applications ``fruit`` and ``veg`` at ``/fruit`` and ``/veg``, both from ``import_path``."""
+    return ServeSpec.from_json(
+        {
+            "applications": [
+                {
+                    "name": name,
+                    "import_path": import_path,
+                    "route_prefix": f"/{name}",
+                    "runtime_env": {"working_dir": working_dir},
+                    "deployments": [{"name": f"{name.title()}Stand", "num_replicas": 1}],
+                }
+                for name in ("fruit", "veg")
+            ]
+        }
+    )

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rayplane.providers.azure import access, manifests, pools, scheduling
 from rayplane.providers.azure.aks import SPOT_FALLBACK_CODES, Aks, LroStep
@@ -42,6 +42,9 @@ from rayplane.providers.base import (
     TerminalError,
 )
 from rayplane.settings import Settings
+
+if TYPE_CHECKING:
+    from rayplane.providers.azure.services import AzureServiceRunner
 
 POOL_CACHE_SECONDS = 30.0
 KUBECONFIG_CACHE_SECONDS = 600.0
@@ -279,10 +282,16 @@ class AzureProvider(Provider):
             exc.provider_state, exc.events = step.state, step.events
             raise
 
-    def _ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+    def prepare(self, target: ClusterTarget, state: dict[str, Any]) -> tuple[Kube, ClusterTarget] | None:
+        """The AKS side of ``target``, shared by a RayCluster and a service's RayService: the
+        AKS cluster ready, the KubeRay operator (and the NVIDIA device plugin) installed, and
+        the node pools of ``target`` able to hold it. Returns the cluster's ``Kube`` and the
+        effective target (Spot groups that fell back made Regular), or None while the AKS
+        cluster is being created. Mutates ``state`` (LRO tokens, ``fallback``, ``recycle``,
+        events); the pools need not be ready yet: their pods wait for the nodes."""
         h = self.handle(target.cloud_config)
         if not self._ensure_aks(h, target.cloud_config, state):
-            return state
+            return None
         kube = self._kube(h)
         if not h.operator_applied:
             if kube.get("apps/v1", "Deployment", "kuberay-operator", "kuberay-system") is None:
@@ -297,10 +306,32 @@ class AzureProvider(Provider):
                 _event(state, "operator", "installed the NVIDIA device plugin for GPU nodes")
             h.operator_applied = True
         _, effective = self._ensure_pools(h, target, state)
+        return kube, effective
+
+    @staticmethod
+    def take_events(state: dict[str, Any]) -> tuple[ProviderEvent, ...]:
+        """The events ``prepare`` left in ``state``, removed from it."""
+        return tuple(state.pop(_EVENTS, ()))
+
+    def service_runner(self) -> AzureServiceRunner:
+        """Services as KubeRay RayServices on the same AKS clusters (``azure.services``)."""
+        from rayplane.providers.azure.services import AzureServiceRunner  # it imports this module
+
+        return AzureServiceRunner(self)
+
+    def kube_for(self, cloud_config: dict[str, Any]) -> Kube:
+        """The Kubernetes API of the cloud's AKS cluster (its kubeconfig cached in memory)."""
+        return self._kube(self.handle(cloud_config))
+
+    def _ensure(self, target: ClusterTarget, state: dict[str, Any]) -> dict[str, Any]:
+        prepared = self.prepare(target, state)
+        if prepared is None:
+            return state
+        kube, effective = prepared
         namespace, name = manifests.resource_name(target)
         replicas = {g.name: g.count for g in effective.groups}
         obj = manifests.ray_cluster(effective, replicas=replicas, suspend=False)
-        secrets = [manifests.auth_secret(target), *self._gcs_secret(kube, target)]
+        secrets = [manifests.auth_secret(target), *self.gcs_secret(kube, target)]
         # The digest covers the Secrets too (the token's is a one-way hash of 32 random bytes):
         # they are written before the RayCluster that names them, and again if they change.
         digest = hashlib.sha256(json.dumps([obj, *secrets], sort_keys=True).encode()).hexdigest()[:16]
@@ -317,7 +348,7 @@ class AzureProvider(Provider):
         return state
 
     @staticmethod
-    def _gcs_secret(kube: Kube, target: ClusterTarget) -> list[dict[str, Any]]:
+    def gcs_secret(kube: Kube, target: ClusterTarget) -> list[dict[str, Any]]:
         """A fault-tolerant cluster's copy of the operator's GCS Redis password Secret."""
         if not target.gcs_fault_tolerance:
             return []
@@ -339,9 +370,13 @@ class AzureProvider(Provider):
     def observe(self, target: ClusterTarget, state: dict[str, Any]) -> Observation:
         if not state.get("applied"):
             return Observation(head_alive=False, dashboard_url=None, nodes={})
-        h = self.handle(target.cloud_config)
-        kube = self._kube(h)
-        rc = kube.get("ray.io/v1", "RayCluster", state["name"], state["namespace"])
+        kube = self._kube(self.handle(target.cloud_config))
+        return self.observe_raycluster(kube, state["namespace"], state["name"], state.get("dashboard"))
+
+    def observe_raycluster(self, kube: Kube, namespace: str, name: str, dashboard: str | None) -> Observation:
+        """What one RayCluster runs, from its status and its pods (a RayService's clusters
+        too, by the names KubeRay gave them); ``dashboard`` is reported while the head is up."""
+        rc = kube.get("ray.io/v1", "RayCluster", name, namespace)
         if rc is None:
             return Observation(head_alive=False, dashboard_url=None, nodes={}, messages=("the RayCluster is missing",))
         status = rc.get("status") or {}
@@ -349,7 +384,7 @@ class AzureProvider(Provider):
         head_ready = (conditions.get("HeadPodReady") or {}).get("status") == "True"
         nodes: dict[str, int] = {}
         details: list[NodeInfo] = []
-        pods = kube.pods(state["namespace"], f"ray.io/cluster={state['name']}")
+        pods = kube.pods(namespace, f"ray.io/cluster={name}")
         for pod in pods:
             labels = pod.get("metadata", {}).get("labels", {})
             ready = pod.get("status", {}).get("phase") == "Running" and all(
@@ -367,11 +402,11 @@ class AzureProvider(Provider):
         # Pods the scheduler cannot place: why, from its condition and the autoscaler's events
         # (read only then, so a healthy cluster costs no extra call).
         pending = scheduling.unschedulable(pods)
-        found = scheduling.causes(pending, kube.events(state["namespace"]) if pending else ())
+        found = scheduling.causes(pending, kube.events(namespace) if pending else ())
         fatal = found.fatal or self._no_room(kube, pods, pending)
         return Observation(
             head_alive=head_ready,
-            dashboard_url=state.get("dashboard") if head_ready else None,
+            dashboard_url=dashboard if head_ready else None,
             nodes=nodes,
             node_details=tuple(details),
             messages=messages + found.messages,

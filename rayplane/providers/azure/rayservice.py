@@ -334,11 +334,19 @@ def observe(kube: Kube, target: ClusterTarget, rollout: RolloutPolicy) -> Servic
     """The service's RayService status with its endpoint (the Gateway's for an incremental
     rollout, else the serve Service's); None when there is no RayService."""
     namespace, name = manifests.resource_name(target)
+    found = read(kube, namespace, name, incremental=str(rollout.strategy) == "incremental")
+    return found[1] if found else None
+
+
+def read(kube: Kube, namespace: str, name: str, *, incremental: bool) -> tuple[dict[str, Any], ServiceStatus] | None:
+    """The RayService ``name`` as the API server returns it and its parsed status with the
+    endpoint (the Gateway ``<name>-gateway``'s when ``incremental``, else the serve Service
+    ``<name>-serve-svc``'s); None when there is no RayService."""
     obj = kube.get("ray.io/v1", "RayService", name, namespace)
     if obj is None:
         return None
-    if str(rollout.strategy) == "incremental":
-        url = gateway_endpoint(kube.get("gateway.networking.k8s.io/v1", "Gateway", gateway_name(target), namespace))
+    if incremental:
+        url = gateway_endpoint(kube.get("gateway.networking.k8s.io/v1", "Gateway", f"{name}-gateway", namespace))
     else:
-        url = endpoint(kube.get("v1", "Service", serve_service_name(target), namespace))
-    return ServiceStatus.parse(obj, endpoint=url)
+        url = endpoint(kube.get("v1", "Service", f"{name}-serve-svc", namespace))
+    return obj, ServiceStatus.parse(obj, endpoint=url)

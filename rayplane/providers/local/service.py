@@ -77,6 +77,7 @@ from rayplane.providers.base import (
     ClusterTarget,
     NodeShape,
     Observation,
+    ProviderError,
     ProviderEvent,
     RetriableError,
     TerminalError,
@@ -188,7 +189,15 @@ class LocalServiceRunner:
             str(work),
             {"cluster_id": target.cluster_id, "provider": {}, "address": None, "config_digest": None, "up_at": None},
         )
-        step = self.provider.ensure(target, vs["provider"])
+        try:
+            step = self.provider.ensure(target, vs["provider"])
+        except ProviderError as exc:
+            # The step's progress (a rollout started, its events) is kept with the error, so
+            # the caller shows the rollout and its next call resumes it.
+            if exc.provider_state is not None:
+                vs["provider"] = exc.provider_state
+            exc.provider_state, exc.events = st, (*events, *exc.events)
+            raise
         vs["provider"] = step.state
         events += step.events
         endpoint = self.provider.serve_endpoint(vs["provider"])
