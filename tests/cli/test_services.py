@@ -17,6 +17,7 @@ import pytest
 import typer
 import yaml
 
+import cli.service_files as service_files
 import cli.services as services
 import cli.watch as watch
 from cli.client import RayplaneClient, Service
@@ -239,7 +240,7 @@ def test_service_file_makes_local_code_paths_absolute(tmp_path: Path) -> None:
         "    - {name: a, import_path: app:d, runtime_env: {working_dir: ./app, py_modules: [lib, 's3://b/m.zip']}}\n"
         "    - {name: b, import_path: app:d, runtime_env: {working_dir: 'https://example.com/app.zip'}}\n"
     )
-    body = services.load_service_file(str(path))
+    body = service_files.load_service_file(str(path))
     first, second = body["serve"]["applications"]
     assert first["runtime_env"] == {
         "working_dir": str(tmp_path / "svc" / "app"),
@@ -251,10 +252,10 @@ def test_service_file_makes_local_code_paths_absolute(tmp_path: Path) -> None:
 def test_service_file_errors(tmp_path: Path) -> None:
     (tmp_path / "noname.yaml").write_text("serve: {applications: []}\n")
     with pytest.raises(SpecError, match="a service needs a name"):
-        services.load_service_file(str(tmp_path / "noname.yaml"))
+        service_files.load_service_file(str(tmp_path / "noname.yaml"))
     (tmp_path / "list.yaml").write_text("- a\n")
     with pytest.raises(SpecError, match=r"expected a mapping .*rayplane services deploy --help"):
-        services.load_service_file(str(tmp_path / "list.yaml"))
+        service_files.load_service_file(str(tmp_path / "list.yaml"))
 
 
 def test_deploy_names_the_line_and_column_of_a_bad_file(tmp_path: Path) -> None:
@@ -292,33 +293,33 @@ def test_unreachable_api_is_one_line(tmp_path: Path, argv: tuple[str, ...]) -> N
 def test_patch_holds_only_what_differs() -> None:
     live: Service = service()  # type: ignore[assignment]
     wanted = yaml.safe_load(FILE)
-    assert services.service_patch(wanted, live) == {}  # the API's defaults do not count as changes
-    assert services.service_patch({**wanted, "image": "rayproject/ray:2.60.0-py312"}, live) == {
+    assert service_files.service_patch(wanted, live) == {}  # the API's defaults do not count as changes
+    assert service_files.service_patch({**wanted, "image": "rayproject/ray:2.60.0-py312"}, live) == {
         "image": "rayproject/ray:2.60.0-py312"
     }
     serve = copy.deepcopy(SERVE)
     serve["applications"][0]["deployments"] = [{"name": "D", "num_replicas": 2}]
-    assert services.service_patch({**wanted, "serve": serve}, live) == {"serve": serve}
-    assert services.service_patch({**wanted, "labels": {"a": "b"}, "bogus": 1}, live) == {
+    assert service_files.service_patch({**wanted, "serve": serve}, live) == {"serve": serve}
+    assert service_files.service_patch({**wanted, "labels": {"a": "b"}, "bogus": 1}, live) == {
         "labels": {"a": "b"},
         "bogus": 1,  # the API names what it does not know
     }
     local = copy.deepcopy(SERVE)
     local["applications"][0]["runtime_env"] = {"working_dir": "/srv/app"}
     same = service(serve=local)
-    assert services.service_patch({**wanted, "serve": local}, same) == {"serve": local}  # type: ignore[arg-type]
+    assert service_files.service_patch({**wanted, "serve": local}, same) == {"serve": local}  # type: ignore[arg-type]
 
 
 def test_the_cloud_cannot_change_and_is_named_either_way() -> None:
     live: Service = service()  # type: ignore[assignment]
-    assert services.fixed_field_errors({"name": "hello", "cloud": "elsewhere"}, live, {"cld_1": "local"}) == [
+    assert service_files.fixed_field_errors({"name": "hello", "cloud": "elsewhere"}, live, {"cld_1": "local"}) == [
         ("cloud", "the service runs on local; a service cannot move to another cloud")
     ]
     for same in ("local", "cld_1"):
-        assert services.fixed_field_errors({"name": "hello", "cloud": same}, live, {"cld_1": "local"}) == []
-    head = {"vm_size": "Standard_D8s_v5"}
-    assert services.service_patch({"name": "hello", "head": head}, live) == {"head": head}  # rolls out a new version
-    assert services.service_patch({"name": "hello", "head": {"vm_size": "Standard_D2s_v5"}}, live) == {}
+        assert service_files.fixed_field_errors({"name": "hello", "cloud": same}, live, {"cld_1": "local"}) == []
+    head = {"vm_size": "Standard_D8s_v5"}  # a new size: rolls out a new version
+    assert service_files.service_patch({"name": "hello", "head": head}, live) == {"head": head}
+    assert service_files.service_patch({"name": "hello", "head": {"vm_size": "Standard_D2s_v5"}}, live) == {}
 
 
 @dataclass

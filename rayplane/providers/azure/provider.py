@@ -403,7 +403,7 @@ class AzureProvider(Provider):
         # (read only then, so a healthy cluster costs no extra call).
         pending = scheduling.unschedulable(pods)
         found = scheduling.causes(pending, kube.events(namespace) if pending else ())
-        fatal = found.fatal or self._no_room(kube, pods, pending)
+        fatal = found.fatal or scheduling.first_no_room(kube, pods, pending)
         return Observation(
             head_alive=head_ready,
             dashboard_url=dashboard if head_ready else None,
@@ -413,28 +413,6 @@ class AzureProvider(Provider):
             events=found.events,
             fatal=fatal,
         )
-
-    @staticmethod
-    def _no_room(kube: Kube, pods: list[dict[str, Any]], pending: dict[str, tuple[str, str]]) -> ProviderEvent | None:
-        """``scheduling.no_room`` for one pod per pool the scheduler found short of room, on a
-        node of the pool and the pods on it (calls made only for such pods)."""
-        by_name = {p["metadata"]["name"]: p for p in pods}
-        checked: set[str] = set()
-        for name, (group, message) in sorted(pending.items()):
-            pool = ((by_name[name].get("spec") or {}).get("nodeSelector") or {}).get(manifests.POOL_LABEL)
-            if "Insufficient" not in message or not pool or pool in checked:
-                continue
-            checked.add(pool)
-            # The pool's nodes are alike: one tells.
-            nodes = kube.list_items("/api/v1/nodes", [("labelSelector", f"{manifests.POOL_LABEL}={pool}")])
-            if not nodes:
-                continue
-            node = nodes[0]
-            on = kube.list_items("/api/v1/pods", [("fieldSelector", f"spec.nodeName={node['metadata']['name']}")])
-            fatal = scheduling.no_room(by_name[name], group, message, node, on)
-            if fatal is not None:
-                return fatal
-        return None
 
     def stop(self, target: ClusterTarget, state: dict[str, Any]) -> Step:
         state = json.loads(json.dumps(state))

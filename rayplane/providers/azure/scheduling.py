@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from rayplane.providers.azure import manifests
+from rayplane.providers.azure.kube import Kube
 from rayplane.providers.base import ProviderEvent
 
 UNSCHEDULABLE = "Unschedulable"
@@ -184,3 +186,25 @@ def no_room(
         f"{' and '.join(short)} for them after AKS's reservations and DaemonSets (the scheduler: {message})",
         UNSCHEDULABLE,
     )
+
+
+def first_no_room(kube: Kube, pods: list[dict[str, Any]], pending: dict[str, tuple[str, str]]) -> ProviderEvent | None:
+    """``scheduling.no_room`` for one pod per pool the scheduler found short of room, on a
+    node of the pool and the pods on it (calls made only for such pods)."""
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    checked: set[str] = set()
+    for name, (group, message) in sorted(pending.items()):
+        pool = ((by_name[name].get("spec") or {}).get("nodeSelector") or {}).get(manifests.POOL_LABEL)
+        if "Insufficient" not in message or not pool or pool in checked:
+            continue
+        checked.add(pool)
+        # The pool's nodes are alike: one tells.
+        nodes = kube.list_items("/api/v1/nodes", [("labelSelector", f"{manifests.POOL_LABEL}={pool}")])
+        if not nodes:
+            continue
+        node = nodes[0]
+        on = kube.list_items("/api/v1/pods", [("fieldSelector", f"spec.nodeName={node['metadata']['name']}")])
+        fatal = no_room(by_name[name], group, message, node, on)
+        if fatal is not None:
+            return fatal
+    return None

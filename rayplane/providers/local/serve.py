@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 
+from rayplane.common.upstream import one_line
 from rayplane.providers.base import ray_headers
 from rayplane.providers.local.serve_config import ServeConfig
 
@@ -286,3 +287,35 @@ class ServeClient:
                 text=response.text,
             )
         return response
+
+
+def routes_ready(url: str, raw: dict[str, Any]) -> bool:
+    """Serve's proxy at ``url`` routes every application of ``raw`` that has a prefix
+    (its ``/-/routes`` maps route prefixes to application names)."""
+    prefixes = {a["route_prefix"] for a in raw.get("applications") or () if a.get("route_prefix") is not None}
+    try:
+        response = httpx.get(f"{url}/-/routes", timeout=5.0, trust_env=False)
+        return response.status_code == 200 and prefixes <= set(response.json())
+    except (httpx.HTTPError, ValueError, TypeError):
+        return False
+
+
+def failure_text(status: ServeStatus | None, names: list[str]) -> str | None:
+    """Serve's messages for the applications that failed (DEPLOY_FAILED or UNHEALTHY); when
+    none did, the statuses of those not RUNNING yet (e.g. still DEPLOYING at a timeout)."""
+    if status is None:
+        return None
+    bad = (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY)
+    apps = [(n, status.applications.get(n)) for n in names]
+    # Serve's message is a whole traceback: users read its exception line (the full text is
+    # in Serve's own logs), without the control plane's file paths.
+    failed = [f"{n}: {app.status}: {one_line(app.message, 300)}" for n, app in apps if app and app.status in bad]
+    if failed:
+        return "\n".join(failed)
+    waiting = [
+        f"{n}: {app.status if app else 'not reported'}"
+        + (f": {one_line(app.message, 300)}" if app and app.message else "")
+        for n, app in apps
+        if app is None or app.status is not ApplicationStatus.RUNNING
+    ]
+    return "\n".join(waiting) or None

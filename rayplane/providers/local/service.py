@@ -70,9 +70,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from rayplane.common.upstream import one_line
 from rayplane.providers.base import (
     ClusterTarget,
     NodeShape,
@@ -85,7 +82,7 @@ from rayplane.providers.base import (
 from rayplane.providers.local import isolation
 from rayplane.providers.local.provider import LocalProvider
 from rayplane.providers.local.proxy import CaddyProxy, Upstream
-from rayplane.providers.local.serve import ApplicationStatus, ServeClient, ServeError, ServeStatus
+from rayplane.providers.local.serve import ServeClient, ServeError, ServeStatus, failure_text, routes_ready
 from rayplane.providers.local.serve_config import ServeConfig, ServeConfigError
 from rayplane.providers.services import (
     AppStatus,
@@ -247,8 +244,8 @@ class LocalServiceRunner:
         running = status is not None and status.all_running(names) and not vs.get("deploy_error")
         # RUNNING is the controller's word; the proxy learns the routes by long poll after
         # it, and answers 404 until then: no traffic before it lists every route.
-        running = running and _routes_ready(endpoint.url, raw)
-        failure = vs.get("deploy_error") or _failure_text(status, names)
+        running = running and routes_ready(endpoint.url, raw)
+        failure = vs.get("deploy_error") or failure_text(status, names)
         if work == st["pending"]:
             return self._roll_out(
                 service_id, st, events, rollout, running=running, failure=failure, now=now, token=token
@@ -472,35 +469,3 @@ class LocalServiceRunner:
             failure=failure if failure is not None else st["failure"],
         )
         return ServiceStep(st, progress, tuple(events))
-
-
-def _routes_ready(url: str, raw: dict[str, Any]) -> bool:
-    """Serve's proxy at ``url`` routes every application of ``raw`` that has a prefix
-    (its ``/-/routes`` maps route prefixes to application names)."""
-    prefixes = {a["route_prefix"] for a in raw.get("applications") or () if a.get("route_prefix") is not None}
-    try:
-        response = httpx.get(f"{url}/-/routes", timeout=5.0, trust_env=False)
-        return response.status_code == 200 and prefixes <= set(response.json())
-    except (httpx.HTTPError, ValueError, TypeError):
-        return False
-
-
-def _failure_text(status: ServeStatus | None, names: list[str]) -> str | None:
-    """Serve's messages for the applications that failed (DEPLOY_FAILED or UNHEALTHY); when
-    none did, the statuses of those not RUNNING yet (e.g. still DEPLOYING at a timeout)."""
-    if status is None:
-        return None
-    bad = (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY)
-    apps = [(n, status.applications.get(n)) for n in names]
-    # Serve's message is a whole traceback: users read its exception line (the full text is
-    # in Serve's own logs), without the control plane's file paths.
-    failed = [f"{n}: {app.status}: {one_line(app.message, 300)}" for n, app in apps if app and app.status in bad]
-    if failed:
-        return "\n".join(failed)
-    waiting = [
-        f"{n}: {app.status if app else 'not reported'}"
-        + (f": {one_line(app.message, 300)}" if app and app.message else "")
-        for n, app in apps
-        if app is None or app.status is not ApplicationStatus.RUNNING
-    ]
-    return "\n".join(waiting) or None
