@@ -93,7 +93,7 @@ def bare_round(resources: list[str], new: str) -> Row:
             launch()
         return _deployed(ray, config)
 
-    config = serve(new)
+    config = serve(new, on_worker=False)
     config |= {"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": serve_port}}
     started = time.perf_counter()
     launch()
@@ -132,7 +132,7 @@ class Service:
         body = {
             "name": "bench",
             "head": {"vm_size": "Standard_D2s_v5"},
-            "serve": serve("v1"),
+            "serve": serve("v1", on_worker=False),
             "rollout": {"strategy": "blue_green", "health_timeout_seconds": 60},
         }
         r = stack.request("POST", "/v1/services", json=body)
@@ -173,7 +173,7 @@ class Service:
     def roll_out(self, n: int, new: str) -> Row:
         """One rollout to a new version answering ``new``; the times are seconds after the PATCH."""
         etag = self.stack.request("GET", f"/v1/services/{self.id}").headers["ETag"]
-        body = {"image": f"rayproject/ray:bench-{n}", "serve": serve(new)}
+        body = {"image": f"rayproject/ray:bench-{n}", "serve": serve(new, on_worker=False)}
         at = datetime.now(UTC)
         started = time.perf_counter()
         r = self.stack.request("PATCH", f"/v1/services/{self.id}", json=body, headers={"If-Match": etag})
