@@ -8,6 +8,8 @@ request or the stored JSON, like ``ClusterSpec``, and keep the wire spelling in 
 - ``serve_errors`` returns every rule a Serve config breaks that a request schema cannot
   express (unique names and route prefixes, replicas given one way, an autoscaling range, GPUs
   asked of a cluster without any), all at once, with the request's field paths.
+- ``code_errors`` says where an application's code (``runtime_env.working_dir`` and
+  ``py_modules``) may come from on a given kind of cloud.
 - ``ServeSpec.deploy_config`` is the body of Ray's Serve REST API
   ``PUT /api/serve/applications/`` (``ServeDeploySchema`` in ``ray/serve/schema.py``): the
   whole declarative config, which replaces the set of applications Serve runs.
@@ -223,6 +225,48 @@ def serve_errors(serve: ServeSpec, cluster: ClusterSpec, base: str = "body.serve
         twice_deployed = _duplicates([d.name for d in app.deployments])
         for j, dep in enumerate(app.deployments):
             errors += _deployment_errors(dep, f"{at}.deployments.{j}", twice_deployed, cluster_gpus)
+    return errors
+
+
+# Schemes a Ray node fetches a runtime_env package from by itself (Ray's remote runtime_env
+# protocols; ``azure://`` and ``abfss://`` authenticate with the node's Azure identity).
+REMOTE_CODE = ("https://", "http://", "azure://", "abfss://", "s3://", "gs://")
+
+
+def code_errors(serve: ServeSpec, *, uploads_local: bool, base: str = "body.serve") -> list[FieldError]:
+    """Where each application's ``runtime_env.working_dir`` and ``py_modules`` entries may point.
+
+    - Never ``gcs://``: such a package lives in the store of one Ray cluster, and every version
+      of a service runs on a cluster of its own that would not have it.
+    - ``py_modules`` entries are URIs everywhere (a local module goes in the working_dir).
+    - A local ``working_dir`` (or ``file://``) only where ``uploads_local``: the local provider uploads
+      it to each version's cluster from the control plane's disk. An AKS node cannot read that
+      disk, so on Azure the code must be a remote URI the nodes fetch themselves
+      (``REMOTE_CODE``: an https zip, ``azure://`` or ``abfss://`` Blob Storage, S3, GCS).
+    """
+    errors: list[FieldError] = []
+    for i, app in enumerate(serve.applications):
+        env = app.runtime_env
+        refs: list[tuple[str, Any]] = [("working_dir", env.get("working_dir"))]
+        refs += [(f"py_modules.{j}", m) for j, m in enumerate(env.get("py_modules") or [])]
+        for where, ref in refs:
+            if not isinstance(ref, str) or not ref:
+                continue
+            at = f"{base}.applications.{i}.runtime_env.{where}"
+            if ref.startswith("gcs://"):
+                errors.append(
+                    FieldError(at, "a gcs:// package belongs to one Ray cluster; give a local path or a remote URI")
+                )
+            elif where != "working_dir" and "://" not in ref:
+                errors.append(FieldError(at, "py_modules takes URIs; put local modules in the working_dir"))
+            elif not ref.startswith(REMOTE_CODE) and not uploads_local:
+                errors.append(
+                    FieldError(
+                        at,
+                        "this cloud's nodes cannot read a local path; give a URI they fetch "
+                        "(https://…zip, azure://, abfss://, s3:// or gs://)",
+                    )
+                )
     return errors
 
 

@@ -78,6 +78,8 @@ class ClusterPolicy:
     local_gcs_redis: bool = True
     # Kinds of cloud whose provider runs services (``Provider.service_runner``).
     services_on: frozenset[str] = frozenset({"local", "azure"})
+    # Kinds of cloud whose provider uploads a service's local code to its clusters.
+    local_code_on: frozenset[str] = frozenset({"local"})
 
 
 async def cloud_for(session: AsyncSession, principal: Principal, ref: str | None, policy: ClusterPolicy) -> Cloud:

@@ -18,7 +18,14 @@ from rayplane.clouds.repository import CloudRepository
 from rayplane.clusters import intent
 from rayplane.clusters.models import Cluster, Operation
 from rayplane.clusters.repository import ClusterRepository, OperationRepository
-from rayplane.clusters.serve import RolloutSpec, ServeSpec, ServiceSpec, rollout_errors, serve_errors
+from rayplane.clusters.serve import (
+    RolloutSpec,
+    ServeSpec,
+    ServiceSpec,
+    code_errors,
+    rollout_errors,
+    serve_errors,
+)
 from rayplane.clusters.service import (
     ClusterPolicy,
     authorize_create,
@@ -59,6 +66,7 @@ async def _checked(
     if cloud.provider not in policy.services_on:
         errors.append(FieldError("body.cloud", f"cloud {cloud.name!r} ({cloud.provider}) cannot run services yet"))
     errors += serve_errors(serve, spec) + rollout_errors(rollout)
+    errors += code_errors(serve, uploads_local=cloud.provider in policy.local_code_on)
     try:
         await validate_request(session, principal, spec, cloud, policy, cluster=service)
     except InvalidInput as exc:

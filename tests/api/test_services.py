@@ -13,10 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from rayplane.clouds.models import Cloud
 from rayplane.clusters.models import Cluster, Operation
 from rayplane.clusters.states import transition
 from rayplane.clusters.values import ClusterKind, State
 from rayplane.common.principal import Role
+from rayplane.db.ids import new_id
 from tests.support.factories import Actor, Factory
 
 
@@ -214,3 +216,58 @@ async def test_a_viewer_may_read_but_not_deploy(client: httpx.AsyncClient, owner
     assert (await client.get(f"/v1/services/{svc['id']}", headers=viewer.headers)).status_code == 200
     assert (await client.post("/v1/services", headers=viewer.headers, json=body("other"))).status_code == 403
     assert (await client.delete(f"/v1/services/{svc['id']}", headers=viewer.headers)).status_code == 403
+
+
+def with_code(**env: Any) -> dict[str, Any]:
+    """``body()``'s Serve config with ``env`` as every application's runtime_env."""
+    apps = [{**a, "runtime_env": env} for a in body()["serve"]["applications"]]
+    return {"applications": apps}
+
+
+async def test_where_the_code_may_come_from_depends_on_the_cloud(
+    client: httpx.AsyncClient, owner: Actor, session: AsyncSession, tmp_path: Any
+) -> None:
+    """A local working_dir reaches local nodes (the provider uploads it) but not AKS nodes;
+    a gcs:// package belongs to one Ray cluster and py_modules are URIs everywhere."""
+    session.add(
+        Cloud(
+            id=new_id("cld"),
+            tenant_id=owner.tenant.id,
+            name="aks",
+            provider="azure",
+            config={"subscription_id": "3a9e5f21-7c4b-4e8d-a1f6-9b2c7d5e0f48"},
+            ray_versions=["2.52.0"],
+        )
+    )
+    await session.flush()
+    local_dir = str(tmp_path)
+    r = await client.post(
+        "/v1/services", headers=owner.headers, json=body(cloud="aks", serve=with_code(working_dir=local_dir))
+    )
+    assert r.status_code == 422, r.text
+    fields = {e["field"]: e["message"] for e in r.json()["errors"]}
+    for i in (0, 1):
+        assert "cannot read a local path" in fields[f"body.serve.applications.{i}.runtime_env.working_dir"]
+    remote = with_code(working_dir="https://code.example/shop-1.4.zip", py_modules=["azure://code/lib.zip"])
+    r = await client.post("/v1/services", headers=owner.headers, json=body(cloud="aks", serve=remote))
+    assert not any("runtime_env" in e["field"] for e in r.json().get("errors", [])), r.text
+
+    r = await client.post(
+        "/v1/services", headers=owner.headers, json=body(serve=with_code(working_dir="gcs://_ray_pkg_1.zip"))
+    )
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == [
+        "body.serve.applications.0.runtime_env.working_dir",
+        "body.serve.applications.1.runtime_env.working_dir",
+    ]
+    r = await client.post(
+        "/v1/services", headers=owner.headers, json=body(serve=with_code(working_dir=local_dir, py_modules=[local_dir]))
+    )
+    assert r.status_code == 422
+    assert {e["field"] for e in r.json()["errors"]} == {
+        "body.serve.applications.0.runtime_env.py_modules.0",
+        "body.serve.applications.1.runtime_env.py_modules.0",
+    }
+    rows = (await session.execute(select(Cluster).where(Cluster.tenant_id == owner.tenant.id))).scalars().all()
+    assert rows == []
+    await create(client, owner, serve=with_code(working_dir=local_dir))

@@ -27,11 +27,13 @@ from rayplane.providers.azure import rayservice as rsv
 from tests.e2e.azure_support import EmulatedAzure, azure_stack
 from tests.e2e.stack import Stack, wait_for
 from tests.providers.test_azure_manifests import _strict
+from tests.support.code_server import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 E2E_REDIS_DB = 6  # 7-15 are other e2e modules'
-APPS_DIR = Path(__file__).resolve().parents[1] / "support" / "serve_apps"  # read by the emulated Serve
+# The applications, zipped and fetched over HTTP by the emulated Serve (``code_url``).
+APPS_DIR = Path(__file__).resolve().parents[1] / "support" / "serve_apps"
 CLOUD = "azure-gcs"
 GCS_REDIS = {
     "address": "rediss://gcs.example:6380",
@@ -42,8 +44,8 @@ GCS_REDIS = {
 STEP = 300.0
 
 
-def serve(greeting: str = "hello", *, broken: bool = False) -> dict[str, Any]:
-    env = {"working_dir": str(APPS_DIR)}
+def serve(code: str, greeting: str = "hello", *, broken: bool = False) -> dict[str, Any]:
+    env = {"working_dir": code}
     apps: list[dict[str, Any]] = [
         {
             "name": "echo",
@@ -61,15 +63,21 @@ def serve(greeting: str = "hello", *, broken: bool = False) -> dict[str, Any]:
     return {"applications": apps}
 
 
-def service_body(cloud: str) -> dict[str, Any]:
+def service_body(cloud: str, code: str) -> dict[str, Any]:
     return {
         "name": "shop",
         "cloud": cloud,
         "head": {"vm_size": "Standard_D4s_v5"},
         "worker_groups": [{"name": "cpu", "vm_size": "Standard_D4s_v5", "min_nodes": 1, "max_nodes": 2}],
-        "serve": serve(),
+        "serve": serve(code),
         "rollout": {"health_timeout_seconds": 240},
     }
+
+
+@pytest.fixture(scope="module")
+def code_url() -> Iterator[str]:
+    with serving(APPS_DIR, "shop.zip") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +153,8 @@ def cloud_status(stack: Stack, name: str) -> str | None:
     return None
 
 
-def test_a_service_on_a_cloud_without_a_gcs_redis_is_refused(stack: Stack) -> None:
-    r = stack.request("POST", "/v1/services", json=service_body(str(DEMO_CLOUD["name"])))
+def test_a_service_on_a_cloud_without_a_gcs_redis_is_refused(stack: Stack, code_url: str) -> None:
+    r = stack.request("POST", "/v1/services", json=service_body(str(DEMO_CLOUD["name"]), code_url))
     assert r.status_code == 422, r.text
     errors = [e for e in r.json()["errors"] if e["field"] == "body.cloud"]
     assert errors, r.text
@@ -168,7 +176,7 @@ def create_password_secret(stack: Stack, azure: EmulatedAzure) -> None:
     )
 
 
-def test_a_service_runs_behind_its_load_balancer(stack: Stack, azure: EmulatedAzure) -> None:
+def test_a_service_runs_behind_its_load_balancer(stack: Stack, azure: EmulatedAzure, code_url: str) -> None:
     cloud = copy.deepcopy(DEMO_CLOUD)
     cloud["name"] = CLOUD
     cloud["azure"]["gcs_redis"] = GCS_REDIS
@@ -176,7 +184,14 @@ def test_a_service_runs_behind_its_load_balancer(stack: Stack, azure: EmulatedAz
     assert r.status_code in (201, 202), r.text
     wait_for(lambda: cloud_status(stack, CLOUD) == "READY", 120, f"the {CLOUD} cloud to be READY")
 
-    r = stack.request("POST", "/v1/services", json=service_body(CLOUD))
+    # An AKS node cannot read the control plane's disk: a local working_dir is refused.
+    r = stack.request("POST", "/v1/services", json=service_body(CLOUD, str(APPS_DIR)))
+    assert r.status_code == 422, r.text
+    assert {e["field"] for e in r.json()["errors"]} == {
+        f"body.serve.applications.{i}.runtime_env.working_dir" for i in (0, 1)
+    }, r.text
+
+    r = stack.request("POST", "/v1/services", json=service_body(CLOUD, code_url))
     assert r.status_code == 202, r.text
     SVC.id = r.json()["id"]
     create_password_secret(stack, azure)
@@ -211,9 +226,9 @@ def test_a_service_runs_behind_its_load_balancer(stack: Stack, azure: EmulatedAz
     wait_for(usage, 120, "the service's usage intervals")
 
 
-def test_a_serve_config_change_applies_in_place(stack: Stack, azure: EmulatedAzure) -> None:
+def test_a_serve_config_change_applies_in_place(stack: Stack, azure: EmulatedAzure, code_url: str) -> None:
     before = active_cluster(azure)
-    change = patch(stack, {"serve": serve("hi")})
+    change = patch(stack, {"serve": serve(code_url, "hi")})
     assert change["body"]["version"] == 1
     done = operation(stack, change["op"])
     assert done["status"] == "Succeeded", done
@@ -225,9 +240,9 @@ def test_a_serve_config_change_applies_in_place(stack: Stack, azure: EmulatedAzu
     assert echo["deployments"][0]["user_config"] == {"greeting": "hi"}
 
 
-def test_an_image_change_rolls_out_a_new_cluster(stack: Stack, azure: EmulatedAzure) -> None:
+def test_an_image_change_rolls_out_a_new_cluster(stack: Stack, azure: EmulatedAzure, code_url: str) -> None:
     old = active_cluster(azure)
-    change = patch(stack, {"image": "rayproject/ray:rollout-test", "serve": serve("v2")})
+    change = patch(stack, {"image": "rayproject/ray:rollout-test", "serve": serve(code_url, "v2")})
     assert change["body"]["version"] == 2
     done = operation(stack, change["op"])
     assert done["status"] == "Succeeded", done
@@ -239,9 +254,11 @@ def test_an_image_change_rolls_out_a_new_cluster(stack: Stack, azure: EmulatedAz
     wait_for(lambda: ray_clusters(azure) == [new], 120, f"the old RayCluster {old} to be deleted")
 
 
-def test_a_failing_version_is_rolled_back_with_the_serve_error(stack: Stack, azure: EmulatedAzure) -> None:
+def test_a_failing_version_is_rolled_back_with_the_serve_error(
+    stack: Stack, azure: EmulatedAzure, code_url: str
+) -> None:
     active = active_cluster(azure)
-    bad = {"image": "rayproject/ray:broken-test", "serve": serve("v3", broken=True)}
+    bad = {"image": "rayproject/ray:broken-test", "serve": serve(code_url, "v3", broken=True)}
     change = patch(stack, {**bad, "rollout": {"health_timeout_seconds": 30}})
     assert change["body"]["version"] == 3
     done = operation(stack, change["op"])

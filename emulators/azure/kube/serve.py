@@ -10,8 +10,10 @@ target_capacity?, http_options?, proxy_location?}`` and answers 200 with an empt
 Each application of the config goes ``DEPLOYING`` (its deployments ``UPDATING``) and then,
 after ``serve_deploy_seconds``, ``RUNNING`` (deployments ``HEALTHY``), unless the module of
 its ``import_path`` cannot be found -- looked up without importing anything, on the
-emulator's Python path plus a ``runtime_env.working_dir`` that is a local directory (a remote
-``working_dir`` is not fetched and is taken to hold the module) -- in which case it goes
+emulator's Python path plus the ``runtime_env.working_dir``: a local directory (the emulator's
+nodes share its disk), or an ``http(s)://`` zip fetched and unpacked as a node does
+(``kube/packages.py``; a download that fails is Ray's ``RuntimeEnvSetupError``); any other
+remote ``working_dir`` is taken to hold the module -- in which case it goes
 ``DEPLOY_FAILED`` with the traceback Ray writes, ending ``ModuleNotFoundError: No module named
 'x'``. An application dropped from the config is ``DELETING`` until the delay passes, then
 gone. An application whose config did not change keeps its state.
@@ -32,6 +34,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from emulators.azure.kube.packages import FetchError, unpacked
 
 Obj = dict[str, Any]
 _TRACEBACK = (
@@ -60,9 +64,12 @@ def module_missing(import_path: str, runtime_env: Obj | None) -> str | None:
     if not module:
         return text
     working_dir = str((runtime_env or {}).get("working_dir") or "")
-    if "://" in working_dir and not working_dir.startswith("file://"):
-        return None  # a remote package: not fetched here, taken to hold the module
-    local = working_dir.removeprefix("file://")
+    if working_dir.startswith(("http://", "https://")):
+        local = str(unpacked(working_dir))  # FetchError: the caller reports it
+    elif "://" in working_dir and not working_dir.startswith("file://"):
+        return None  # a remote package out of reach: taken to hold the module
+    else:
+        local = working_dir.removeprefix("file://")
     search = ([local] if local and os.path.isdir(local) else []) + list(sys.path)
     parts = module.split(".")
     spec = importlib.machinery.PathFinder.find_spec(parts[0], search)
@@ -159,8 +166,11 @@ class ServeManager:
             old = inst.apps.get(name)
             if old is not None and old.config == raw and old.status != "DELETING":
                 continue
-            missing = module_missing(str(raw["import_path"]), raw.get("runtime_env"))
-            failure = _TRACEBACK.format(app=name, module=missing) if missing else ""
+            try:
+                missing = module_missing(str(raw["import_path"]), raw.get("runtime_env"))
+                failure = _TRACEBACK.format(app=name, module=missing) if missing else ""
+            except FetchError as exc:
+                failure = f"Deploying app '{name}' failed with exception:\nRuntimeEnvSetupError: {exc}\n"
             inst.apps[name] = App(name, raw, "DEPLOYING", now + float(self.delay()), failure)
         for name, app in inst.apps.items():
             if name not in seen and app.status != "DELETING":
