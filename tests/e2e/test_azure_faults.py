@@ -190,3 +190,53 @@ def test_a_worker_group_that_cannot_fit_after_aks_reservations_fails_with_the_sc
     # Each distinct cause once, however many passes saw it.
     assert len({e["reason"] for e in causes}) == len(causes)
     assert not any(e.get("code") == "ProvisioningTimeout" for e in stack.events(cid))
+
+
+def causes(stack: Stack, cid: str, code: str) -> list[dict[str, Any]]:
+    return [e for e in stack.events(cid) if e.get("code") == code]
+
+
+def test_an_image_that_cannot_be_pulled_is_named_in_the_events(stack: Stack, azure: EmulatedAzure) -> None:
+    image = "rayproject/ray:no-such-tag-2.52"
+    r = azure.admin.post("/_emulator/kube/config", json={"missing_images": ["rayproject/ray:no-such-tag*"]})
+    assert r.status_code == 200, r.text
+    try:
+        cid = create(stack, {**spec("badimage", "Standard_D2s_v5", "Standard_D2s_v5"), "image": image})
+        found = wait_for(lambda: causes(stack, cid, "ImagePullFailed"), 180, "the image pull failure in the events")
+        assert stack.cluster(cid)["state"] == "PROVISIONING"
+    finally:
+        azure.admin.post("/_emulator/kube/config", json={"missing_images": []})
+    assert image in found[0]["reason"], found
+    assert "not found" in found[0]["reason"], found
+    assert "--attach-acr" in found[0]["reason"], found
+    assert found[0]["kind"] == "node_fault"
+    # Once per pod and cause, however many passes see it (ErrImagePull, then ImagePullBackOff).
+    reasons = [e["reason"] for e in causes(stack, cid, "ImagePullFailed")]
+    assert len(reasons) == len(set(reasons)), reasons
+    r = stack.request("DELETE", f"/v1/clusters/{cid}")
+    assert r.status_code == 202, r.text
+    stack.wait_state(cid, "DELETED", timeout=240)
+
+
+def test_a_worker_killed_for_memory_is_named_in_the_events(stack: Stack, azure: EmulatedAzure) -> None:
+    cid = create(stack, spec("oom", "Standard_D2s_v5", "Standard_E2s_v5"))
+    stack.wait_state(cid, "RUNNING", timeout=300)
+    ns = "rp-" + cid.lower().replace("_", "-")
+    [worker, *_] = [
+        p.metadata.name
+        for p in azure.core().list_namespaced_pod(ns, label_selector="ray.io/group=work").items
+        if p.status.phase == "Running"
+    ]
+    aks = {"subscription": DEMO_SUBSCRIPTION_ID, "resourceGroup": RG, "name": AKS}
+    r = azure.admin.post("/_emulator/kube/oom", json={"cluster": aks, "namespace": ns, "pod": worker})
+    assert r.status_code == 200, r.text
+    [oom] = wait_for(lambda: causes(stack, cid, "OutOfMemory"), 120, "the OOM kill in the events")
+    for words in (worker, "restart 1", "group 'work'", "more memory"):
+        assert words in oom["reason"], oom
+    # Seen again by later passes, recorded once.
+    seen = stack.cluster(cid)["observed"]["observed_at"]
+    wait_for(lambda: stack.cluster(cid)["observed"]["observed_at"] != seen, 120, "another reconcile pass")
+    assert len(causes(stack, cid, "OutOfMemory")) == 1
+    r = stack.request("DELETE", f"/v1/clusters/{cid}")
+    assert r.status_code == 202, r.text
+    stack.wait_state(cid, "DELETED", timeout=240)

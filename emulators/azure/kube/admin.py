@@ -10,6 +10,8 @@
   ``DELETE /pools/{name}?cluster=`` removes one.
 * ``POST /evict`` ``{cluster, pool, count}`` -- spot eviction (``Fleet.evict``);
   ``{"evicted": [node names]}``.
+* ``POST /oom`` ``{cluster, namespace, pod, container?}`` -- the container OOM-killed and
+  restarted (``kubelet_faults.oom_kill``); the pod as it is now.
 * ``GET``/``POST /config`` -- the knobs of :mod:`emulators.azure.kube.config`.
 * ``GET /objects?cluster=&resource=&namespace=`` -- stored objects for debugging
   (``resource`` is a storage key such as ``core/pods`` or ``ray.io/rayclusters``).
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from emulators.azure.fleet import PoolSpec, cluster_key
 from emulators.azure.kube import config as config_module
+from emulators.azure.kube import kubelet_faults
 from emulators.azure.kube.routes import TOKEN_KIND
 
 if TYPE_CHECKING:
@@ -75,6 +78,13 @@ class PoolRequest(BaseModel):
     monitoring: bool = False
     gpu_managed: bool = False
     max_pods: int = 110
+
+
+class OomRequest(BaseModel):
+    cluster: ClusterRef
+    namespace: str
+    pod: str
+    container: str | None = None
 
 
 class EvictRequest(BaseModel):
@@ -153,6 +163,14 @@ def create_admin_router(svc: KubeService) -> APIRouter:
         names = svc.fleet.evict(key, body.pool, body.count)
         svc.wake()
         return {"evicted": names}
+
+    @router.post("/oom")
+    async def oom(body: OomRequest) -> dict[str, Any]:
+        pod = kubelet_faults.oom_kill(svc.objects, resolve(body.cluster), body.namespace, body.pod, body.container)
+        if pod is None:
+            raise HTTPException(404, f"no running pod {body.namespace}/{body.pod} with that container")
+        svc.wake()
+        return pod
 
     @router.get("/config")
     async def get_config() -> dict[str, Any]:

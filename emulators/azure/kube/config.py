@@ -12,7 +12,7 @@ leave it ``simulated``), overriding the persisted value; the admin API changes i
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -48,6 +48,7 @@ class KubeConfig:
     serve_deploy_seconds: float = 1.0
     rayservice_requeue_seconds: float = 2.0
     rayservice_deletion_delay_seconds: float = 60.0
+    missing_images: list[str] = field(default_factory=list)
 
 
 class ConfigUpdate(BaseModel):
@@ -90,6 +91,9 @@ class ConfigUpdate(BaseModel):
     * ``rayservice_deletion_delay_seconds`` -- how long an old RayCluster of a RayService is
       kept after traffic left it, unless ``spec.rayClusterDeletionDelaySeconds`` says
       (default 60, KubeRay's ``RayClusterDeletionDelayDuration``).
+    * ``missing_images`` -- ``fnmatch`` patterns of images no registry has for this emulator:
+      a pod with one stays ``Pending`` with ``ErrImagePull`` then ``ImagePullBackOff``
+      (:mod:`~emulators.azure.kube.kubelet_faults`; default none).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -112,6 +116,7 @@ class ConfigUpdate(BaseModel):
     serve_deploy_seconds: float | None = None
     rayservice_requeue_seconds: float | None = None
     rayservice_deletion_delay_seconds: float | None = None
+    missing_images: list[str] | None = None
 
 
 def load(store: DocumentStore, fleet: Fleet) -> KubeConfig:

@@ -40,7 +40,7 @@ from typing import Any
 
 from emulators.azure import aksnode
 from emulators.azure.fleet import Fleet, Node, Pool, PoolSpec
-from emulators.azure.kube import deviceplugin, nodeedits
+from emulators.azure.kube import deviceplugin, kubelet_faults, nodeedits
 from emulators.azure.kube import resources as res
 from emulators.azure.kube.api import KubeAPI
 from emulators.azure.kube.config import KubeConfig
@@ -168,7 +168,7 @@ class Workloads:
                     start = self.bound_at.setdefault(uid, now) + self.config.container_start_seconds
                     if start > now:
                         due.append(start)
-                    elif self.gate(cluster, pod):
+                    elif self.gate(cluster, pod) and not kubelet_faults.pull_refused(self, cluster, pod, now, due):
                         self._start(cluster, pod, node, now)
                     # else: held in Init; a change to what it waits for makes the cluster dirty
             elif phase == "Pending":

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rayplane.providers.azure import access, manifests, pools, scheduling
+from rayplane.providers.azure import access, manifests, podfaults, pools, scheduling
 from rayplane.providers.azure.aks import SPOT_FALLBACK_CODES, Aks, LroStep
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.providers.azure.kube import Kube
@@ -410,7 +410,7 @@ class AzureProvider(Provider):
             nodes=nodes,
             node_details=tuple(details),
             messages=messages + found.messages,
-            events=found.events,
+            events=found.events + podfaults.pod_faults(pods),
             fatal=fatal,
         )
 
