@@ -162,6 +162,13 @@ def test_killed_worker_node_degrades_then_recovers(stack: Stack) -> None:
     assert ("node_lost", "DEGRADED") in kinds
     assert kinds.index(("state_changed", "DEGRADED")) < len(kinds) - 1
     assert len(stack.ray_node_processes(cid)) == 2
+    # Ray's own word on the dead node, with what happens next, once it marks it DEAD.
+    [died] = wait_for(
+        lambda: [e for e in stack.events(cid) if e.get("code") == "RayNodeDied"], 120, "Ray's death reason"
+    )
+    assert died["kind"] == "node_fault"
+    assert "Ray lost a node of group 'cpu'" in died["reason"], died
+    assert "Unexpected termination" in died["reason"], died
     # Each event was recorded once, with its text; the passes after the recovery add none
     # (the local provider's notes about the dead node once became blank events every pass).
     events = stack.events(cid)

@@ -15,6 +15,7 @@ import pytest
 from rayplane.providers.base import ClusterTarget, GroupTarget, NodeShape
 from rayplane.providers.local.observe import (
     Demand,
+    death_events,
     demand_by_group,
     idle_times,
     observe_cluster,
@@ -232,3 +233,22 @@ def test_a_dashboard_that_does_not_answer_means_the_head_is_down() -> None:
     assert not obs.head_alive
     assert obs.nodes == {"cpu": 0, "gpu": 0}
     assert obs.dashboard_url is None
+
+
+def test_ray_deaths_nobody_asked_for_become_events_with_what_happens_next() -> None:
+    rows = [
+        {**node(DEAD_ID, head=False, state="DEAD", group="cpu", name="cpu-0"), "state_message": message}
+        for message in (
+            "Unexpected termination: health check failed due to missing too many heartbeats",
+            "Expected termination: received SIGTERM",
+            "Terminated due to idle (no Ray activity)",
+            "Terminated due to preemption: the VM was reclaimed",
+        )
+    ]
+    rows.append(node(WORKER_ID, head=False, state="ALIVE", group="cpu", name="cpu-1"))
+    nodes = parse_nodes({"data": {"result": {"result": rows}}})
+    died, preempted = death_events(nodes)
+    assert (died.kind, died.code, preempted.code) == ("node_fault", "RayNodeDied", "RayNodePreempted")
+    assert died.reason.startswith("Ray lost a node of group 'cpu' (cpu-0): Unexpected termination: health check")
+    assert "Rayplane starts a replacement" in died.reason
+    assert death_events(parse_nodes(NODES)) == ()  # a DEAD node without a message says nothing

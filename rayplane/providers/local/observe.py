@@ -22,12 +22,14 @@ from typing import Any
 
 import httpx
 
-from rayplane.providers.base import ClusterTarget, NodeInfo, Observation, check_ray_auth
+from rayplane.providers.base import ClusterTarget, NodeInfo, Observation, ProviderEvent, check_ray_auth
 from rayplane.providers.local.commands import NODE_LABEL
 from rayplane.providers.local.shapes import GROUP_RESOURCE_PREFIX, HEAD_GROUP, NodeResources
 
 Bundle = dict[str, float]
 HEAD_ONLY_RESOURCE = "node:__internal_head__"
+# How Ray words the deaths Rayplane caused (a stop, a scale-down) or an idle drain.
+_ASKED_FOR = ("Expected termination", "Terminated due to idle")
 _IDLE_RE = re.compile(r"NodeIdleSeconds:\s*Min=(-?\d+(?:\.\d+)?)")
 EPS = 1e-9
 
@@ -40,6 +42,9 @@ class RayNode:
     group: str | None
     resources_total: dict[str, float]
     name: str | None = None  # the rayplane.io/node label: the node's name in our records
+    # Why Ray marked the node DEAD (the state API's ``state_message``, from the GCS's
+    # NodeDeathInfo: "Unexpected termination: health check failed ..."), if it said.
+    death: str | None = None
 
 
 @dataclass
@@ -81,9 +86,31 @@ def parse_nodes(payload: Mapping[str, Any]) -> list[RayNode]:
                 group=group_of(resources),
                 resources_total=resources,
                 name=str(name) if name else None,
+                death=str(row["state_message"]) if row.get("state_message") else None,
             )
         )
     return nodes
+
+
+def death_events(nodes: Iterable[RayNode]) -> tuple[ProviderEvent, ...]:
+    """A ``node_fault`` event per node Ray marked DEAD for a reason nobody asked for (not
+    Rayplane's own stop or scale-down, which Ray calls an expected termination, nor an idle
+    drain), with what happens next. Dead nodes stay in Ray's node table, so the same text
+    comes back on every pass and the reconciler records it once."""
+    found: list[ProviderEvent] = []
+    for n in nodes:
+        if n.alive or not n.death or n.death.startswith(_ASKED_FOR):
+            continue
+        who = "the head" if n.is_head else f"a node of group {n.group or '?'!r}"
+        label = n.name or n.node_id[:12]
+        preempted = n.death.startswith("Terminated due to preemption")
+        text = (
+            f"Ray lost {who} ({label}): {n.death}. Its tasks are retried and its actors restarted where "
+            "they allow it; Rayplane starts a replacement. If it happens again, the node's raylet log says "
+            "why (running out of memory is the usual cause)."
+        )
+        found.append(ProviderEvent("node_fault", text, "RayNodePreempted" if preempted else "RayNodeDied"))
+    return tuple(found)
 
 
 def _pairs(raw: Any) -> Iterable[tuple[Any, int]]:
@@ -289,6 +316,7 @@ def observe_cluster(
         idle_nodes=idle_nodes,
         cluster_idle_seconds=cluster_idle,
         messages=tuple(messages + unplaced),
+        events=death_events(nodes),
     )
 
 
