@@ -112,3 +112,17 @@ def test_no_room_on_a_node_of_the_pool_once_its_daemonset_pods_have_theirs() -> 
         scheduling.no_room(ray, "work", "0/1 nodes are available: 1 node(s) were unschedulable.", node, daemonsets)
         is None
     )
+
+
+def test_a_gpu_group_that_cannot_be_scheduled_says_what_to_do() -> None:
+    message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    pending = scheduling.unschedulable([pod("g", "gpu", message)])
+    said = "pod didn't trigger scale-up: 1 Insufficient nvidia.com/gpu"
+    found = scheduling.causes(pending, [refusal("g", said, "2026-01-01T00:00:01Z")])
+    [event] = found.events
+    assert event.code == "NotTriggerScaleUp"
+    assert event.reason.startswith("the gpu pods cannot be scheduled: 0/3 nodes are available")
+    assert "Give the group a GPU VM size" in event.reason
+    assert "NVIDIA device plugin" in event.reason
+    assert found.fatal is not None
+    assert scheduling.advice("0/1 nodes are available: 1 node(s) had untolerated taint") == ""

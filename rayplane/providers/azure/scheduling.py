@@ -92,6 +92,7 @@ def causes(pending: Mapping[str, tuple[str, str]], events: Iterable[Mapping[str,
         text = f"the {group} pods cannot be scheduled: {message}"
         if refusal:
             text += f" The cluster autoscaler: {refusal}"
+        text += advice(f"{message} {refusal}")
         messages.append(text)
         if refusal:
             # Only then an event: every scale-up from zero starts with pods the scheduler
@@ -101,10 +102,29 @@ def causes(pending: Mapping[str, tuple[str, str]], events: Iterable[Mapping[str,
             fatal = ProviderEvent(
                 EVENT_KIND,
                 f"the {group} pods can never be scheduled: no node of their pool has room for them after AKS's "
-                f"reservations and DaemonSets ({refusal}; the scheduler: {message})",
+                f"reservations and DaemonSets ({refusal}; the scheduler: {message})." + advice(refusal),
                 UNSCHEDULABLE,
             )
     return Causes(tuple(messages), tuple(found), fatal)
+
+
+def advice(said: str) -> str:
+    """What to do about what the scheduler and the autoscaler ``said``, as a sentence to
+    append ("" when there is nothing better to say than their own words)."""
+    if "Insufficient nvidia.com/gpu" in said:
+        return (
+            " What to do: no node of the pool offers the GPUs the pods ask for. Give the group a GPU VM "
+            "size; if it has one, the NVIDIA device plugin that Rayplane installs in kube-system is not "
+            "running on the pool's nodes (its pods' events in kube-system say why)."
+        )
+    if "Insufficient cpu" in said or "Insufficient memory" in said:
+        return (
+            " What to do: each Ray pod takes one node of its group's VM size, less what AKS reserves; "
+            "a larger VM size, or fewer DaemonSets on the nodes, makes room."
+        )
+    if "max node group size reached" in said:
+        return " What to do: the pool is at its maximum node count; raise the group's max_nodes."
+    return ""
 
 
 _SUFFIX = {
