@@ -13,6 +13,8 @@ from api.outage import RETRY_AFTER
 from api.problems import problem
 from api.routing import Router
 from rayplane.billing import reports
+from rayplane.clusters import metrics as cluster_metrics
+from rayplane.db.base import utcnow
 from rayplane.db.engine import ping
 from rayplane.logs import get_logger
 
@@ -65,4 +67,11 @@ async def metrics(request: Request) -> Response:
             await asyncio.wait_for(reports.refresh_gauges(session, state.settings), CHECK_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - the other metrics are still worth serving
         log.warning("billing_gauges_unavailable", error=type(exc).__name__)
+    try:
+        # Clusters per state, the reconcile backlog and the task queue: shared state too.
+        async with state.sessions() as session:
+            refresh = cluster_metrics.refresh(session, state.redis, state.settings.task_queue, utcnow())
+            await asyncio.wait_for(refresh, CHECK_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - as above
+        log.warning("control_plane_gauges_unavailable", error=type(exc).__name__)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rayplane.clusters import statements
 from rayplane.clusters.models import Cluster, ClusterEvent, Operation
 from rayplane.clusters.spec import ClusterSpec
-from rayplane.clusters.values import ClusterKind, OperationStatus
+from rayplane.clusters.values import ClusterKind, OperationStatus, State
 
 
 class ClusterRepository:
@@ -78,6 +80,25 @@ class ClusterRepository:
         if after is not None:
             stmt = stmt.where(ClusterEvent.id > after)
         return list((await self.session.execute(stmt.order_by(ClusterEvent.id).limit(limit + 1))).scalars())
+
+    async def state_counts(self) -> dict[tuple[ClusterKind, State], int]:
+        """Clusters and services not deleted, per kind and state (every tenant)."""
+        stmt = (
+            select(Cluster.kind, Cluster.state, func.count())
+            .where(Cluster.state != State.DELETED)
+            .group_by(Cluster.kind, Cluster.state)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return {(ClusterKind(kind), State(state)): int(n) for kind, state, n in rows}
+
+    async def reconcile_due(self, now: datetime) -> tuple[int, datetime | None]:
+        """How many clusters are due for a reconcile at ``now``, and the oldest due time; the
+        predicate is the sweep's partial index's (``ix_clusters_due``)."""
+        stmt = select(func.count(), func.min(Cluster.next_reconcile_at)).where(
+            Cluster.next_reconcile_at.is_not(None), Cluster.next_reconcile_at <= now
+        )
+        count, oldest = (await self.session.execute(stmt)).one()
+        return int(count), oldest
 
 
 class OperationRepository:
