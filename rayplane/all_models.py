@@ -13,6 +13,7 @@ from rayplane.db.base import Base
 from rayplane.identity.models import ApiKey, Member
 from rayplane.jobs.models import Job
 from rayplane.marketplace.models import MarketplaceSubscription, WebhookEvent
+from rayplane.metrics.models import MetricPoint
 from rayplane.tenants.models import Tenant
 from rayplane.usage.models import UsageInterval
 
@@ -31,6 +32,7 @@ __all__ = [
     "Member",
     "MeteringRecord",
     "MeteringWatermark",
+    "MetricPoint",
     "Operation",
     "Tenant",
     "UsageInterval",

@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     metering_warn_age_hours: float = Field(default=20.0, gt=0, lt=24)
     metering_parallelism: int = Field(default=2, ge=1, le=8)
     budget_check_interval_seconds: float = Field(default=300.0, gt=0)
+    # Cluster metrics (``rayplane.metrics``): how often the nodes are scraped, and how long
+    # the coarsest tier (15-minute means) is kept.
+    metrics_scrape_seconds: float = Field(default=15.0, ge=5.0, le=300.0)
+    metrics_retention_days: int = Field(default=30, ge=1, le=400)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

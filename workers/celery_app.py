@@ -38,6 +38,7 @@ def make_celery() -> Celery:
             "workers.tasks.clouds",
             "workers.tasks.marketplace",
             "workers.tasks.billing",
+            "workers.tasks.metrics",
         ],
     )
     app.conf.update(
@@ -80,6 +81,17 @@ def make_celery() -> Celery:
                 "task": TaskName.CHECK_BUDGETS.value,
                 "schedule": settings.budget_check_interval_seconds,
                 "options": {"queue": settings.task_queue, "expires": settings.budget_check_interval_seconds},
+            },
+            # Scrapes are worth nothing late: one that waited a whole interval is dropped.
+            "scrape-cluster-metrics": {
+                "task": TaskName.SCRAPE_METRICS.value,
+                "schedule": settings.metrics_scrape_seconds,
+                "options": {"queue": settings.task_queue, "expires": settings.metrics_scrape_seconds},
+            },
+            "roll-up-cluster-metrics": {
+                "task": TaskName.METRICS_UPKEEP.value,
+                "schedule": 60.0,
+                "options": {"queue": settings.task_queue, "expires": 120.0},
             },
             "purge-idempotency-records": {
                 "task": TaskName.PURGE_IDEMPOTENCY_RECORDS.value,

@@ -17,3 +17,5 @@ class TaskName(enum.StrEnum):
     METER = "rayplane.billing.meter"
     CHECK_BUDGETS = "rayplane.billing.check_budgets"
     PURGE_IDEMPOTENCY_RECORDS = "rayplane.maintenance.purge_idempotency_records"
+    SCRAPE_METRICS = "rayplane.metrics.scrape"
+    METRICS_UPKEEP = "rayplane.metrics.upkeep"

@@ -43,6 +43,15 @@ class ProviderEvent:
 
 
 @dataclass(frozen=True)
+class MetricsTarget:
+    """One Ray node's metrics endpoint (``--metrics-export-port``) and the group it is of."""
+
+    node: str
+    group: str
+    url: str
+
+
+@dataclass(frozen=True)
 class Step:
     """What one ``ensure``/``stop``/``teardown`` call leaves: the state to persist, and the
     events it wants recorded (each exactly once)."""
@@ -235,6 +244,12 @@ class Provider(abc.ABC):
         """The runner of Ray Serve services on this provider; None where services are not
         supported (a create on such a cloud is refused with 422)."""
         return None
+
+    def metrics_targets(self, state: dict[str, Any]) -> tuple[MetricsTarget, ...]:
+        """The Prometheus endpoints of the cluster's running Ray nodes that the control plane
+        scrapes itself (``rayplane.metrics``); () where it does not (on AKS, Azure Monitor's
+        managed Prometheus scrapes the pods)."""
+        return ()
 
     @abc.abstractmethod
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:

@@ -70,6 +70,7 @@ class Stack:
             "RAYPLANE_RECONCILE_STEADY_SECONDS": "2",
             "RAYPLANE_SWEEP_HOLD_SECONDS": "10",
             "RAYPLANE_SCALE_DOWN_IDLE_SECONDS": "20",
+            "RAYPLANE_METRICS_SCRAPE_SECONDS": "5",
             "RAYPLANE_TASK_QUEUE": f"e2e-{os.getpid()}{queue}",
             "RAYPLANE_LOG_LEVEL": "INFO",
         }

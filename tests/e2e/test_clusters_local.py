@@ -8,7 +8,10 @@ from __future__ import annotations
 import functools
 import io
 import os
+import shlex
 import signal
+import subprocess
+import sys
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -268,4 +271,52 @@ def test_autoscaling_follows_pending_demand_and_idle_nodes(stack: Stack) -> None
     reasons = [e["reason"] for e in stack.events(cid) if e["kind"] == "scaled"]
     assert any("pending demand" in r for r in reasons), reasons
     assert any("idle" in r for r in reasons), reasons
+    delete(stack, cid)
+
+
+def test_a_busy_clusters_metrics_are_scraped_from_ray_and_charted(stack: Stack) -> None:
+    """Beat scrapes the Ray nodes' Prometheus endpoints; the API answers series per group."""
+    cid = stack.request("POST", "/v1/clusters", json=spec("charts")).json()["id"]
+    stack.wait_state(cid, "RUNNING")
+    busy = (
+        "import ray, time\n"
+        "ray.init()\n"
+        "@ray.remote(num_cpus=1)\n"
+        "def spin(s):\n"
+        "    end = time.time() + s\n"
+        "    while time.time() < end: pass\n"
+        "ray.get([spin.remote(40) for _ in range(3)])\n"
+    )
+    r = stack.request("POST", f"/v1/clusters/{cid}/jobs", json={"entrypoint": f"python -c {shlex.quote(busy)}"})
+    assert r.status_code == 201, r.text
+    names = "nodes_ready,cpu_utilization_percent,memory_used_bytes,tasks_running,tasks_pending,jobs_running"
+
+    def charted() -> dict[tuple[str, str | None], list[float]] | None:
+        answer = stack.request("GET", f"/v1/clusters/{cid}/metrics", params={"names": names, "step": 5})
+        assert answer.status_code == 200, answer.text
+        series = {(s["name"], s["group"]): [v for _, v in s["points"]] for s in answer.json()["series"]}
+        running = series.get(("tasks_running", None), [])
+        return series if running and max(running) >= 1 and series.get(("jobs_running", None)) else None
+
+    series = wait_for(charted, 120, "a scrape of the busy cluster")
+    assert max(series[("nodes_ready", "cpu")]) == 1
+    assert max(series[("nodes_ready", "head")]) == 1
+    assert all(0 <= v <= 100 for v in series[("cpu_utilization_percent", "cpu")])
+    assert min(series[("memory_used_bytes", None)]) > 0
+    assert max(series[("jobs_running", None)]) == 1
+    assert 1 <= max(series[("tasks_running", None)]) <= 3  # three tasks, as many as have a CPU
+    assert min(series.get(("tasks_pending", None), [0])) >= 0
+    # The CLI's compact table of the same figures.
+    env = {**os.environ, "RAYPLANE_API_URL": stack.url, "RAYPLANE_API_KEY": stack.headers["Authorization"].split()[1]}
+    shown = subprocess.run(
+        [sys.executable, "-m", "cli", "metrics", "charts", "--since", "10m", "--names", names],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    rows = {tuple(line.split()[:2]) for line in shown.stdout.splitlines() if line.strip()}
+    assert {("nodes_ready", "cpu"), ("tasks_running", "(all)"), ("memory_used_bytes", "(all)")} <= rows, shown.stdout
     delete(stack, cid)

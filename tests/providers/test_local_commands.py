@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rayplane.providers.local import commands
-from rayplane.providers.local.provider import _last_error, _slug
+from rayplane.providers.local.processes import last_error
+from rayplane.providers.local.provider import _slug
 from rayplane.providers.local.shapes import NodeResources
 
 RES = NodeResources(num_cpus=1, memory_bytes=2863311530, num_gpus=0, object_store_bytes=858993459)
@@ -78,7 +79,7 @@ def test_node_names_are_valid_directory_names_and_ray_label_values() -> None:
 def test_last_error_picks_the_telling_line(tmp_path: Path) -> None:
     log = tmp_path / "start.log"
     log.write_text("INFO starting\nTraceback ...\nException: The current node timed out during startup.\n")
-    assert _last_error(log) == "Exception: The current node timed out during startup."
+    assert last_error(log) == "Exception: The current node timed out during startup."
     log.write_text("INFO a\nINFO b\n")
-    assert _last_error(log) == "INFO b"
-    assert _last_error(tmp_path / "missing") == "no output"
+    assert last_error(log) == "INFO b"
+    assert last_error(tmp_path / "missing") == "no output"

@@ -28,6 +28,7 @@ import httpx
 
 from rayplane.providers.base import (
     ClusterTarget,
+    MetricsTarget,
     Observation,
     Provider,
     RetriableError,
@@ -36,7 +37,7 @@ from rayplane.providers.base import (
     gcs_storage_namespace,
     ray_headers,
 )
-from rayplane.providers.local import commands, gcs, isolation, processes, store
+from rayplane.providers.local import commands, gcs, isolation, processes, scrape_targets, store
 from rayplane.providers.local.isolation import NodeUser
 from rayplane.providers.local.observe import auth_mode, head_registered, observe_cluster
 from rayplane.providers.local.processes import NodeRecord
@@ -236,6 +237,9 @@ class LocalProvider(Provider):
             return None
         return ServeEndpoint(_dashboard_url(head), commands.DASHBOARD_HOST, head.ports[commands.SERVE_PORT])
 
+    def metrics_targets(self, state: dict[str, Any]) -> tuple[MetricsTarget, ...]:
+        return scrape_targets.targets(state)
+
     def ray_versions(self, cloud_config: dict[str, Any]) -> list[str]:
         try:
             return [importlib.metadata.version("ray")]
@@ -297,7 +301,7 @@ class LocalProvider(Provider):
             processes.stop_nodes(dead, timeout=0)
             for rec in dead:
                 cf.nodes.pop(rec.name, None)
-                cf.add_event(f"Ray node {rec.name} exited: {_last_error(Path(rec.log_path))}")
+                cf.add_event(f"Ray node {rec.name} exited: {processes.last_error(Path(rec.log_path))}")
             store.write(cdir, cf)
 
     def _kill_orphans(self, cdir: Path, cf: ClusterFile) -> None:
@@ -482,15 +486,6 @@ class LocalProvider(Provider):
 
 def _dashboard_url(head: NodeRecord) -> str:
     return f"http://{commands.DASHBOARD_HOST}:{head.ports['dashboard']}"
-
-
-def _last_error(log_path: Path) -> str:
-    """The most telling line at the end of a node's ``ray start`` output."""
-    lines = [line.strip() for line in processes.log_tail(log_path, 4000).splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "Error" in line or "Exception" in line or "failed" in line.lower():
-            return line[:300]
-    return lines[-1][:300] if lines else "no output"
 
 
 def _slug(group: str) -> str:
