@@ -54,7 +54,7 @@ def process_argv(kind: str, settings: Settings) -> list[str]:
             "-m",
             "uvicorn",
             "--factory",
-            "api.app:app_from_env",
+            "web.app:app_from_env",
             "--host",
             settings.api_host,
             "--port",

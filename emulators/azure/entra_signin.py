@@ -258,7 +258,7 @@ class SignIn:
 # -- the pages ---------------------------------------------------------------------------
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"></head>
 <body><main><h1>{title}</h1>{body}</main></body></html>
 """
 
