@@ -78,7 +78,7 @@ async def activate(request: Request, db: Session) -> Response:
     if not isinstance(token, str):
         return RedirectResponse("/console", status_code=303)
     if session.user is None or not isinstance(access, str):
-        return RedirectResponse(f"/auth/sign-in?next={PATH}", status_code=303)
+        return RedirectResponse(PATH, status_code=303)  # its "Sign in to activate" (a form may not leave)
     state = app_state(request)
     done = await purchase.activate(
         db,

@@ -32,7 +32,7 @@ from starlette.responses import RedirectResponse, Response
 from api.deps import app_state
 from rayplane.marketplace.token import _PinnedSession
 from rayplane.settings import Settings
-from web.render import error_page
+from web.render import error_page, page
 from web.security import check_csrf, safe_next
 from web.sessions import SessionStore
 
@@ -132,6 +132,11 @@ async def callback(request: Request) -> Response:
     return response
 
 
+@router.get("/auth/signed-out", name="web.signed_out")
+async def signed_out(request: Request) -> Response:
+    return page(request, "signed_out.html")
+
+
 @router.post("/auth/sign-out", name="web.sign_out")
 async def sign_out(request: Request) -> Response:
     store = SessionStore.of(request)
@@ -139,6 +144,8 @@ async def sign_out(request: Request) -> Response:
     fields = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     check_csrf(session.csrf, fields.get("csrf"))
     session.clear()
-    response = RedirectResponse("/", status_code=303)
+    # Not straight back to sign-in: a form's redirect chain may not leave this origin
+    # (CSP form-action), and a signed-out user should see that they are.
+    response = RedirectResponse("/auth/signed-out", status_code=303)
     await store.save(session, response)
     return response
