@@ -68,7 +68,7 @@ _JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNO
 _ZIP_ROUTE = re.compile(r"^/v1/clusters/[^/]+/packages$")
 _ZIP_TYPE = re.compile(r"^application/(zip|x-zip-compressed|octet-stream)\s*(;.*)?$", re.IGNORECASE)
 # The console's pages (web/) take HTML forms, urlencoded, and the browsers' CSP reports.
-_PAGE_ROUTE = re.compile(r"^/(console/|auth/|marketplace/landing|csp-report$)")
+_PAGE_ROUTE = re.compile(r"^/(console/|auth/|dev/|marketplace/landing|csp-report$)")
 _PAGE_TYPE = re.compile(r"^application/(x-www-form-urlencoded|csp-report|reports\+json|json)\s*(;.*)?$", re.IGNORECASE)
 
 

@@ -4,6 +4,9 @@ Starts the Azure emulator (``python -m emulators.azure``, see :mod:`ops.emulator
 the control plane, points the Azure settings of every child process at it (authority, ARM
 URL, CA bundle, an app id and the emulator's client secret), and registers an emulated Azure cloud ``azure-demo`` for
 the dev tenant through the API, so its access check runs as it would for a customer.
+The emulator's Entra and Marketplace also serve the console (docs/web.md): the Marketplace
+settings name the emulator with the demo app as the publisher's, and the API gets an Entra
+audience unless one is set, so sign-in and the console's "Simulate a purchase" work.
 Clusters on it go through the real Azure SDKs and the Kubernetes client against the
 emulator's ARM, Kubernetes API and simulated KubeRay.
 """
@@ -25,6 +28,8 @@ log = get_logger("rayplane.dev.azure")
 DEMO_APP_ID = "6f1c9a52-3b7e-4d0a-9c11-8a4f2e7b5d30"
 DEMO_TENANT_ID = "0b7d3c8e-51a2-4f6b-8e9d-2c4a6f8b1d07"
 DEMO_SUBSCRIPTION_ID = "3a9e5f21-7c4b-4e8d-a1f6-9b2c7d5e0f48"
+DEMO_PUBLISHER_TENANT_ID = "5d2e8f41-9a6b-4c3d-b7e1-0f4a2c8d6e93"
+DEMO_AUDIENCE = "api://rayplane-demo"
 DEMO_CLOUD: dict[str, Any] = {
     "name": "azure-demo",
     "provider": "azure",
@@ -59,8 +64,24 @@ class AzureDemo:
         if "RAYPLANE_AZURE_POOL_GRACE_SECONDS" not in os.environ:
             env["RAYPLANE_AZURE_POOL_GRACE_SECONDS"] = "120"
         env["RAYPLANE_CA_BUNDLE"] = str(self.emulator.ca_path)
+        env |= self._marketplace(origin)
         log.info("azure_emulator_started", origin=origin)
         return env
+
+    def _marketplace(self, origin: str) -> dict[str, str]:
+        """Settings (each unless set in the shell) for the emulator's Marketplace and the
+        console's sign-in, after making the demo app the emulated Marketplace's publisher."""
+        with httpx.Client(base_url=origin, verify=str(self.emulator.ca_path), timeout=10) as http:
+            config = {"publisher_tenant": DEMO_PUBLISHER_TENANT_ID, "publisher_app_id": DEMO_APP_ID}
+            http.put("/_emulator/marketplace/config", json=config).raise_for_status()
+        wanted = {
+            "RAYPLANE_MARKETPLACE_API_URL": origin,
+            "RAYPLANE_MARKETPLACE_CLIENT_ID": DEMO_APP_ID,
+            "RAYPLANE_MARKETPLACE_CLIENT_SECRET": "emulator-secret",
+            "RAYPLANE_MARKETPLACE_PUBLISHER_TENANT_ID": DEMO_PUBLISHER_TENANT_ID,
+            "RAYPLANE_ENTRA_AUDIENCE": DEMO_AUDIENCE,
+        }
+        return {name: value for name, value in wanted.items() if name not in os.environ}
 
     def register_cloud(self, api_url: str, env_file: Path) -> str:
         """Create ``azure-demo`` through the API unless it exists; its status."""

@@ -14,13 +14,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from api.deps import Session
+from api.deps import Session, app_state
 from api.routers.clusters import Action, accept, policy
 from rayplane.clusters import service
 from rayplane.clusters.schemas import ClusterOut
 from rayplane.common.principal import Principal, Role
+from rayplane.settings import Settings
 from rayplane.tenants.service import require_writable
-from web.forms import Visitor, checked_form, to_sign_in, visitor
+from web.forms import Visitor, checked_form, simulation_enabled, to_sign_in, visitor
 from web.render import error_page, page
 
 router = APIRouter(include_in_schema=False)
@@ -58,13 +59,14 @@ async def _clusters(db: Session, principal: Principal) -> list[dict[str, Any]]:
     return _rows(list(found.items))
 
 
-def _context(who: Visitor) -> dict[str, Any]:
+def _context(who: Visitor, settings: Settings) -> dict[str, Any]:
     principal = who.principal
     return {
         "user": who.user,
         "csrf": who.session.csrf,
         "role": principal.role.value if principal else None,
         "can_write": principal is not None and principal.role.at_least(Role.MEMBER),
+        "simulate": simulation_enabled(settings),
     }
 
 
@@ -82,7 +84,9 @@ async def console(request: Request, db: Session) -> Response:
         response = error_page(request, 403, who.no_tenant or "no access", title="No Rayplane tenant")
     else:
         clusters = await _clusters(db, who.principal)
-        response = page(request, "console.html", clusters=clusters, poll=POLL_SECONDS, **_context(who))
+        response = page(
+            request, "console.html", clusters=clusters, poll=POLL_SECONDS, **_context(who, app_state(request).settings)
+        )
     await who.store.save(who.session, response)
     return response
 
@@ -94,7 +98,7 @@ async def cluster_rows(request: Request, db: Session) -> Response:
     if who.principal is None:
         return error_page(request, 401, "Your session ended; sign in again.")
     clusters = await _clusters(db, who.principal)
-    return page(request, "cluster_rows.html", clusters=clusters, **_context(who))
+    return page(request, "cluster_rows.html", clusters=clusters, **_context(who, app_state(request).settings))
 
 
 async def _power(request: Request, db: Session, cluster_id: str, fn: Action) -> Response:

@@ -16,8 +16,17 @@ from starlette.responses import RedirectResponse
 from rayplane.common.errors import Forbidden, Unauthenticated
 from rayplane.common.principal import Principal
 from rayplane.identity.auth import member_principal
+from rayplane.settings import Settings
 from web.security import check_csrf
 from web.sessions import SessionStore, WebSession
+
+MICROSOFT_MARKETPLACE = "https://marketplaceapi.microsoft.com"
+
+
+def simulation_enabled(settings: Settings) -> bool:
+    """Whether the pages offer "Simulate a purchase" (web.devtools): dev mode, against an
+    emulated Marketplace."""
+    return settings.is_dev and settings.marketplace_api_url.rstrip("/") != MICROSOFT_MARKETPLACE
 
 
 async def form(request: Request) -> dict[str, str]:

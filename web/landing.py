@@ -24,7 +24,7 @@ from api.routers.marketplace import fulfillment
 from rayplane.common.errors import InvalidInput
 from rayplane.common.principal import Principal, Role
 from rayplane.marketplace import purchase
-from web.forms import checked_form, visitor
+from web.forms import checked_form, simulation_enabled, visitor
 from web.render import error_page, page
 from web.sessions import SessionStore
 
@@ -47,7 +47,10 @@ async def landing(request: Request, db: Session, token: str | None = None) -> Re
         if who.user is not None:
             return RedirectResponse("/console", status_code=303)
         detail = "This page is opened from the Azure portal after a purchase; no purchase was found in this visit."
-        return error_page(request, 400, detail, title="No purchase to show")
+        simulate = simulation_enabled(app_state(request).settings)
+        response = error_page(request, 400, detail, title="No purchase to show", csrf=session.csrf, simulate=simulate)
+        await store.save(session, response)
+        return response
     try:
         resolved = await purchase.resolve(db, await fulfillment(request), kept)
     except InvalidInput:

@@ -32,9 +32,9 @@ def page(request: Request, name: str, status_code: int = 200, **context: Any) ->
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
 
 
-def error_page(request: Request, status: int, detail: str, *, title: str | None = None) -> Response:
+def error_page(request: Request, status: int, detail: str, *, title: str | None = None, **context: Any) -> Response:
     heading = title or problems.TITLES.get(status, "Error")
-    return page(request, "error.html", status_code=status, title=heading, detail=detail, status=status)
+    return page(request, "error.html", status_code=status, title=heading, detail=detail, status=status, **context)
 
 
 def _status(exc: errors.DomainError) -> int:

@@ -32,6 +32,7 @@ from starlette.responses import RedirectResponse, Response
 from api.deps import app_state
 from rayplane.marketplace.token import _PinnedSession
 from rayplane.settings import Settings
+from web.forms import simulation_enabled
 from web.render import error_page, page
 from web.security import check_csrf, safe_next
 from web.sessions import SessionStore
@@ -134,7 +135,12 @@ async def callback(request: Request) -> Response:
 
 @router.get("/auth/signed-out", name="web.signed_out")
 async def signed_out(request: Request) -> Response:
-    return page(request, "signed_out.html")
+    store = SessionStore.of(request)
+    session = await store.load(request)
+    simulate = simulation_enabled(app_state(request).settings)
+    response = page(request, "signed_out.html", csrf=session.csrf, simulate=simulate)
+    await store.save(session, response)
+    return response
 
 
 @router.post("/auth/sign-out", name="web.sign_out")

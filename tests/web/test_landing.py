@@ -110,3 +110,19 @@ def test_a_visit_without_a_purchase_says_so(web_stack: Stack, browser: Browser) 
     assert "default-src 'self'" in csp
     assert "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp
+
+
+def test_dev_mode_simulates_a_purchase_end_to_end(web_stack: Stack, browser: Browser) -> None:
+    page = browser.page
+    page.goto(f"{web_stack.url}/marketplace/landing")
+    page.get_by_role("button", name="Simulate a purchase").click()
+    page.wait_for_url(f"{web_stack.url}/marketplace/landing", timeout=TIMEOUT_MS)
+    email = page.locator('[data-field="purchaser"]').inner_text()
+    assert email.startswith("buyer-")
+    page.get_by_role("link", name="Sign in to activate").click()
+    page.get_by_role("button", name=email, exact=False).click()
+    page.get_by_role("button", name="Accept").click()
+    page.wait_for_url(f"{web_stack.url}/marketplace/landing", timeout=TIMEOUT_MS)
+    page.get_by_role("button", name="Activate").click()
+    page.wait_for_url(f"{web_stack.url}/console", timeout=TIMEOUT_MS)
+    assert "owner" in page.locator(".who").inner_text()
