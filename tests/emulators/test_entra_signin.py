@@ -57,7 +57,7 @@ def _sign_in(http: httpx.Client, url: str, who: str, consent: str = "accept") ->
     action = urlsplit(url).path
     pending = re.search(r'name="pending" value="([^"]+)"', page.text)
     assert pending is not None
-    user = re.search(rf'name="user" value="([^"]+)">{who} ', page.text)
+    user = re.search(rf'name="user" value="([^"]+)">{re.escape(who)} \(', page.text)
     assert user is not None, page.text
     consent_page = http.post(action, data={"pending": pending.group(1), "step": "account", "user": user.group(1)})
     assert consent_page.status_code == 200

@@ -94,8 +94,10 @@ def web_stack(admin_db_url: str, redis_url: str, emulator: EmulatorProcess) -> I
         assert "csp_violation" not in stack.log.read_text(), "a browser reported a CSP violation"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Per module: Playwright's sync API runs an event loop in this thread while it is open,
+    which async tests (pytest-asyncio) running after it must not find."""
     if CHROMIUM is None:
         pytest.skip("chromium is not installed: install chromium (apt-get install chromium)")
     with playwright_api.sync_playwright() as p:

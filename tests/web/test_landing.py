@@ -126,3 +126,15 @@ def test_dev_mode_simulates_a_purchase_end_to_end(web_stack: Stack, browser: Bro
     page.get_by_role("button", name="Activate").click()
     page.wait_for_url(f"{web_stack.url}/console", timeout=TIMEOUT_MS)
     assert "owner" in page.locator(".who").inner_text()
+
+
+def test_errors_on_the_pages_are_html_with_the_api_status(web_stack: Stack, browser: Browser) -> None:
+    answer = browser.page.goto(f"{web_stack.url}/console/no-such-page")
+    assert answer is not None
+    assert answer.status == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert browser.page.get_by_role("heading", name="Not found").is_visible()
+    api = httpx.get(f"{web_stack.url}/v1/no-such-thing", timeout=10)
+    assert api.status_code == 404
+    assert api.headers["content-type"] == "application/problem+json"
+    assert "content-security-policy" not in api.headers
