@@ -165,3 +165,22 @@ def test_a_signed_in_stranger_gets_a_clear_page(web_stack: Stack, entra_admin: h
     pick_account(page, stranger)
     page.get_by_role("heading", name="No Rayplane tenant").wait_for(timeout=TIMEOUT_MS)
     assert "not a Rayplane tenant" in page.locator("main").inner_text()
+
+
+def test_the_console_fits_a_phone_and_works_from_the_keyboard(
+    web_stack: Stack, org: Org, cluster_id: str, browser: Browser
+) -> None:
+    page = browser.page
+    page.set_viewport_size({"width": 390, "height": 800})
+    sign_in(page, web_stack, org.owner)
+    page.locator('[data-cluster="web-live"]').wait_for(timeout=TIMEOUT_MS)
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    # Tab reaches the cluster's action with its accessible name.
+    names = []
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        names.append(
+            page.evaluate("document.activeElement.getAttribute('aria-label') || document.activeElement.innerText")
+        )
+    assert any(name in ("Stop web-live", "Start web-live") for name in names), names
