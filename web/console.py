@@ -45,7 +45,7 @@ def _rows(clusters: list[Any]) -> list[dict[str, Any]]:
                 "state": out.state.value,
                 "reason": out.state_reason or "",
                 "desired": out.desired_state.value,
-                "workers": ", ".join(_group(g) for g in groups),
+                "workers": ", ".join(_group(g) for g in groups) or "none (head only)",
                 "stoppable": out.state.value in STOPPABLE and out.desired_state.value == "running",
                 "startable": out.state.value == "STOPPED",
                 "updated": out.updated_at.strftime("%Y-%m-%d %H:%M:%S UTC"),

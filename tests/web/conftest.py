@@ -11,9 +11,7 @@ from the browsers' reports.
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +22,11 @@ import pytest
 from emulators.azure.server import EmulatorProcess
 from tests.e2e.stack import Stack, local_stack
 from tests.emulators.test_marketplace_support import Marketplace
-from tests.marketplace.support import PUBLISHER_APP, PUBLISHER_TENANT, SECRET
+from tests.web.support import stack_env
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 WEB_REDIS_DB = 5  # 6-15 are the e2e and CLI modules'
-AUDIENCE = "api://rayplane-web-test"
-WEB_APP = str(uuid.uuid5(uuid.NAMESPACE_URL, "rayplane-web-test-app"))
 CHROMIUM = shutil.which("chromium")
 
 # Runs in every page before its own scripts, outside its CSP (Playwright injects it).
@@ -73,23 +69,7 @@ class Browser:
 
 @pytest.fixture(scope="session")
 def web_stack(admin_db_url: str, redis_url: str, emulator: EmulatorProcess) -> Iterator[Stack]:
-    market = Marketplace(emulator, None)
-    market.configure(publisher_tenant=PUBLISHER_TENANT, publisher_app_id=PUBLISHER_APP, webhook_max_attempts=1)
-    market.close()
-    env = {
-        "RAYPLANE_TASK_QUEUE": f"web-{os.getpid()}",
-        "RAYPLANE_ENTRA_AUTHORITY": emulator.origin,
-        "RAYPLANE_ENTRA_AUDIENCE": AUDIENCE,
-        "RAYPLANE_CA_BUNDLE": str(emulator.ca_path),
-        "RAYPLANE_WEB_CLIENT_ID": WEB_APP,
-        "RAYPLANE_WEB_CLIENT_SECRET": "emulator-secret",
-        "RAYPLANE_MARKETPLACE_API_URL": emulator.origin,
-        "RAYPLANE_MARKETPLACE_CLIENT_ID": PUBLISHER_APP,
-        "RAYPLANE_MARKETPLACE_CLIENT_SECRET": SECRET,
-        "RAYPLANE_MARKETPLACE_PUBLISHER_TENANT_ID": PUBLISHER_TENANT,
-        "RAYPLANE_MARKETPLACE_RESOLVE_RATE_PER_MINUTE": "100000",
-    }
-    with local_stack(admin_db_url, redis_url, WEB_REDIS_DB, env) as stack:
+    with local_stack(admin_db_url, redis_url, WEB_REDIS_DB, stack_env(emulator)) as stack:
         yield stack
         assert "csp_violation" not in stack.log.read_text(), "a browser reported a CSP violation"
 

@@ -3,6 +3,7 @@ pages, and API calls as a signed-in member."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,10 +12,37 @@ import httpx
 
 from emulators.azure.server import EmulatorProcess
 from tests.e2e.stack import Stack
+from tests.emulators.test_marketplace_support import Marketplace
+from tests.marketplace.support import PUBLISHER_APP, PUBLISHER_TENANT, SECRET
 from tests.support.entra import mint
-from tests.web.conftest import AUDIENCE
 
 TIMEOUT_MS = 30_000
+AUDIENCE = "api://rayplane-web-test"
+WEB_APP = str(uuid.uuid5(uuid.NAMESPACE_URL, "rayplane-web-test-app"))
+
+
+def stack_env(emulator: EmulatorProcess) -> dict[str, str]:
+    """``rayplane dev``'s environment for the pages: the emulator as Entra ID (the console's
+    app signs in with the secret the emulator accepts) and as the Marketplace, whose
+    publisher it is made."""
+    market = Marketplace(emulator, None)
+    try:
+        market.configure(publisher_tenant=PUBLISHER_TENANT, publisher_app_id=PUBLISHER_APP, webhook_max_attempts=1)
+    finally:
+        market.close()
+    return {
+        "RAYPLANE_TASK_QUEUE": f"web-{os.getpid()}",
+        "RAYPLANE_ENTRA_AUTHORITY": emulator.origin,
+        "RAYPLANE_ENTRA_AUDIENCE": AUDIENCE,
+        "RAYPLANE_CA_BUNDLE": str(emulator.ca_path),
+        "RAYPLANE_WEB_CLIENT_ID": WEB_APP,
+        "RAYPLANE_WEB_CLIENT_SECRET": "emulator-secret",
+        "RAYPLANE_MARKETPLACE_API_URL": emulator.origin,
+        "RAYPLANE_MARKETPLACE_CLIENT_ID": PUBLISHER_APP,
+        "RAYPLANE_MARKETPLACE_CLIENT_SECRET": SECRET,
+        "RAYPLANE_MARKETPLACE_PUBLISHER_TENANT_ID": PUBLISHER_TENANT,
+        "RAYPLANE_MARKETPLACE_RESOLVE_RATE_PER_MINUTE": "100000",
+    }
 
 
 @dataclass
