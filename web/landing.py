@@ -19,6 +19,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from api import ratelimit
 from api.deps import Session, app_state, set_audit_target
 from api.routers.marketplace import fulfillment
 from rayplane.common.errors import InvalidInput
@@ -51,6 +52,11 @@ async def landing(request: Request, db: Session, token: str | None = None) -> Re
         response = error_page(request, 400, detail, title="No purchase to show", csrf=session.csrf, simulate=simulate)
         await store.save(session, response)
         return response
+    # Each view asks the Marketplace: the same per-address limit as POST /v1/marketplace/resolve.
+    state = app_state(request)
+    address = request.client.host if request.client else "unknown"
+    limit = state.settings.marketplace_resolve_rate_per_minute
+    await ratelimit.hit(state.redis, f"marketplace:{address}", limit, scope="this client address")
     try:
         resolved = await purchase.resolve(db, await fulfillment(request), kept)
     except InvalidInput:

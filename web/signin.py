@@ -22,6 +22,7 @@ role change or a removal applies on the next page.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -39,6 +40,11 @@ from web.sessions import SessionStore
 
 router = APIRouter(include_in_schema=False)
 MICROSOFT = "https://login.microsoftonline.com"
+# The code comes back in the query, not by form_post (MSAL warns about it on every flow):
+# Entra's form_post is a cross-site POST, on which the browser withholds the SameSite=Lax
+# session cookie that holds the flow. The code is single-use and bound to the PKCE verifier
+# kept server-side, and the callback redirects at once (Referrer-Policy: same-origin).
+warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended", category=UserWarning)
 
 
 def web_scope(settings: Settings) -> str:
@@ -94,7 +100,9 @@ async def sign_in(request: Request, next: str | None = None) -> Response:
     except RuntimeError as exc:
         return error_page(request, 503, f"Sign-in is not configured on this server: {exc}.")
     scope = web_scope(app_state(request).settings)
-    flow = await asyncio.to_thread(client.initiate_auth_code_flow, [scope], redirect_uri=callback_url(request))
+    flow = await asyncio.to_thread(
+        client.initiate_auth_code_flow, [scope], redirect_uri=callback_url(request), response_mode="query"
+    )
     session.data["flow"] = flow
     session.data["next"] = safe_next(next)
     response = RedirectResponse(flow["auth_uri"], status_code=303)

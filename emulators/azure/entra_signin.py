@@ -8,7 +8,9 @@ Azure surface:
   there (the tenant's own; every tenant's for ``common``/``organizations``), each a button.
   ``POST`` of the chosen user shows the consent step (the scopes asked for, Accept and
   Cancel); ``POST`` of Accept redirects (303) to ``redirect_uri`` with ``code`` and ``state``,
-  Cancel with ``error=access_denied`` (AADSTS65004), as Entra does. Bad requests that cannot be
+  Cancel with ``error=access_denied`` (AADSTS65004), as Entra does. The answer is always in the
+  query (``response_mode=query``, MSAL's default for this flow); unlike Entra, ``form_post`` and
+  ``fragment`` are not offered, and ``prompt``/``login_hint`` are ignored. Bad requests that cannot be
   redirected safely (unknown client, a redirect URI the app does not list) get an error page,
   never a redirect.
 * The token endpoint's ``authorization_code`` grant (:meth:`SignIn.redeem`): each code is
