@@ -96,7 +96,9 @@ async def cluster_rows(request: Request, db: Session) -> Response:
     """The clusters table's body, polled by htmx every ``POLL_SECONDS``."""
     who = await visitor(request, db)
     if who.principal is None:
-        return error_page(request, 401, "Your session ended; sign in again.")
+        # The session ended (or lost its access) while the page was open: htmx navigates to
+        # the console, which says why or signs in again (HX-Redirect; a 4xx would only log).
+        return Response(status_code=200, headers={"HX-Redirect": "/console"})
     clusters = await _clusters(db, who.principal)
     return page(request, "cluster_rows.html", clusters=clusters, **_context(who, app_state(request).settings))
 
@@ -104,8 +106,8 @@ async def cluster_rows(request: Request, db: Session) -> Response:
 async def _power(request: Request, db: Session, cluster_id: str, fn: Action) -> Response:
     who = await visitor(request, db)
     await checked_form(request, who.session)  # 403 before anything else on a forged form
-    if who.principal is None:
-        return to_sign_in(request) if who.user is None else error_page(request, 403, who.no_tenant or "no access")
+    if who.principal is None:  # signed in, but no member (anonymous forms failed the CSRF check)
+        return error_page(request, 403, who.no_tenant or "you are not signed in")
     await require_writable(db, who.principal.tenant_id)  # a suspended tenant reads only, as in the API
     cluster, op = await fn(db, who.principal, cluster_id, policy(request), if_match=None)
     accept(request, cluster, op)  # the API's after-commit nudge and audit target

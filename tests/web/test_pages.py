@@ -67,3 +67,10 @@ async def test_csp_reports_are_accepted(pages: httpx.AsyncClient) -> None:
     report = '{"csp-report": {"violated-directive": "script-src"}}'
     answer = await pages.post("/csp-report", content=report, headers={"content-type": "application/csp-report"})
     assert answer.status_code == 204
+
+
+async def test_the_polled_rows_send_an_ended_session_back_to_the_console(pages: httpx.AsyncClient) -> None:
+    answer = await pages.get("/console/clusters/rows")
+    assert answer.status_code == 200
+    assert answer.headers["hx-redirect"] == "/console"
+    assert answer.text == ""
