@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     azure_pool_gc_interval_seconds: float = Field(default=60.0, gt=0)
     azure_kubernetes_version: str | None = None
     demo_azure: bool = False
+    # ``rayplane dev`` starts the Azure emulator as Entra ID and the Marketplace for the console
+    # (ops/demo_azure.py ConsoleDemo). Default: on in dev mode when the emulator is installed
+    # and RAYPLANE_ENTRA_AUTHORITY is not set.
+    dev_console_emulator: bool | None = None
 
     # Azure Marketplace (SaaS Fulfillment v2 and Metering) and billing.
     marketplace_api_url: str = "https://marketplaceapi.microsoft.com"

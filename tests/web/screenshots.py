@@ -23,7 +23,7 @@ from tests.support.services import servers
 from tests.web.support import TIMEOUT_MS, Person, pick_account, stack_env
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "img"
-REDIS_DB = 4  # the browser tests use 5
+REDIS_DB = 3  # the browser tests use 4 and 5
 CLUSTER = {"name": "training", "head": {"vm_size": "Standard_D2s_v5"}, "worker_groups": []}
 
 
