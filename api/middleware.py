@@ -2,7 +2,8 @@
 
 In order: a request id (``X-Request-ID``, accepted from the client when well-formed,
 else generated) on every response and log line; NUL in the path, query or a data header
-refused (``api.nul``); ``415`` for a body that is not JSON;
+refused (``api.nul``); ``415`` for a body that is not JSON (a zip on the upload route; an HTML form or a
+CSP report on the console's pages);
 Prometheus counters and latency by route template; one access-log line; an audit entry
 for a mutating request that failed after authentication (successes are audited inside
 their own transaction by ``api.deps.get_session``); and a problem+json 500 for anything
@@ -66,6 +67,9 @@ _JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNO
 # The one upload route takes a zip archive instead of JSON.
 _ZIP_ROUTE = re.compile(r"^/v1/clusters/[^/]+/packages$")
 _ZIP_TYPE = re.compile(r"^application/(zip|x-zip-compressed|octet-stream)\s*(;.*)?$", re.IGNORECASE)
+# The console's pages (web/) take HTML forms, urlencoded, and the browsers' CSP reports.
+_PAGE_ROUTE = re.compile(r"^/(console/|auth/|dev/|marketplace/landing|csp-report$)")
+_PAGE_TYPE = re.compile(r"^application/(x-www-form-urlencoded|csp-report|reports\+json|json)\s*(;.*)?$", re.IGNORECASE)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -83,7 +87,15 @@ def _has_body(scope: Scope) -> bool:
 
 
 def _wanted(accepted: re.Pattern[str]) -> str:
+    if accepted is _PAGE_TYPE:
+        return "an HTML form (application/x-www-form-urlencoded)"
     return "application/zip" if accepted is _ZIP_TYPE else "application/json"
+
+
+def _accepted(path: str) -> re.Pattern[str]:
+    if _ZIP_ROUTE.match(path):
+        return _ZIP_TYPE
+    return _PAGE_TYPE if _PAGE_ROUTE.match(path) else _JSON_TYPE
 
 
 class RequestContextMiddleware:
@@ -113,7 +125,7 @@ class RequestContextMiddleware:
         method = scope["method"]
         try:
             content_type = _header(scope, b"content-type")
-            accepted = _ZIP_TYPE if _ZIP_ROUTE.match(scope.get("path", "")) else _JSON_TYPE
+            accepted = _accepted(scope.get("path", ""))
             refusal = scope_refusal(scope)
             if refusal is not None:
                 await domain_problem(refusal, instance=scope.get("path", "").replace(NUL, ""))(

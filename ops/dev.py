@@ -26,8 +26,9 @@ from pathlib import Path
 
 import httpx
 
-from ops.demo_azure import AzureDemo
+from ops.demo_azure import DEV_OWNER_NAME, AzureDemo, ConsoleDemo
 from ops.devlogs import LogSink
+from ops.emulator import emulator_available
 from rayplane.clusters import restart
 from rayplane.clusters import store as cluster_store
 from rayplane.db.engine import async_session_factory, make_async_engine, make_sync_engine, sync_session_factory
@@ -54,7 +55,7 @@ def process_argv(kind: str, settings: Settings) -> list[str]:
             "-m",
             "uvicorn",
             "--factory",
-            "api.app:app_from_env",
+            "web.app:app_from_env",
             "--host",
             settings.api_host,
             "--port",
@@ -104,10 +105,17 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self.env: dict[str, str] = {}
         self.azure_demo: AzureDemo | None = None
+        self.console_demo: ConsoleDemo | None = None
 
     @property
     def api_url(self) -> str:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def _wants_console_emulator(self) -> bool:
+        """Whether to serve the console's Entra ID and Marketplace from the emulator."""
+        if self.settings.dev_console_emulator is not None:
+            return self.settings.dev_console_emulator
+        return "RAYPLANE_ENTRA_AUTHORITY" not in os.environ and emulator_available()
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
@@ -191,6 +199,8 @@ class Supervisor:
         lines.append(f"  Logs      {self.log_dir}/ (JSON, one file per service)")
         if self.azure_demo is not None:
             lines.append(f"  Azure     emulated at {self.azure_demo.emulator.origin}; cloud 'azure-demo'")
+        if self.azure_demo is not None or self.console_demo is not None:
+            lines.append(f"  Console   {self.api_url}/console    sign in as '{DEV_OWNER_NAME}' (Entra ID emulated)")
         shown = "everything" if self.verbose else "warnings and errors (--verbose for everything)"
         lines += [f"Below: {shown}. Press Ctrl-C to stop.", ""]
         print("\n".join(lines), flush=True)
@@ -281,6 +291,9 @@ class Supervisor:
             if self.settings.demo_azure:
                 self.azure_demo = AzureDemo(self.data_dir)
                 self.env |= self.azure_demo.start()
+            elif self._wants_console_emulator():
+                self.console_demo = ConsoleDemo(self.data_dir)
+                self.env |= self.console_demo.start()
             upgrade(database_url)
             self._unconfirm_local_clusters(database_url)
             boot = self._bootstrap(database_url)
@@ -288,6 +301,9 @@ class Supervisor:
                 self.children[kind] = Child(kind, process_argv(kind, self.settings))
                 self._spawn(self.children[kind])
             if self._wait_ready():
+                demo = self.azure_demo or self.console_demo
+                if demo is not None:
+                    demo.add_dev_owner(self.api_url, self.data_dir / "dev.env")
                 if self.azure_demo is not None:
                     status_text = self.azure_demo.register_cloud(self.api_url, self.data_dir / "dev.env")
                     log.info("azure_demo_cloud", name="azure-demo", status=status_text)
@@ -306,8 +322,9 @@ class Supervisor:
                     stop_process_group(child.proc, timeout=15)
                     log.info("stopped", process=kind)
             self._stop_local_clusters()
-            if self.azure_demo is not None:
-                self.azure_demo.stop()
+            for demo in (self.azure_demo, self.console_demo):
+                if demo is not None:
+                    demo.stop()
             self.embedded.stop()
             log.info("all_stopped")
             sink.close()

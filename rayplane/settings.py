@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     ca_bundle: Path | None = None
     jwks_cache_seconds: int = Field(default=3600, ge=0)
 
+    # The console's sign-in (web/, docs/web.md): a confidential Entra app, multi-tenant
+    # (``web_authority_tenant`` "organizations"). Unset id/secret: Rayplane's Azure app's.
+    # ``web_scope`` unset: "<first entra_audience>/user_impersonation", so the session's access
+    # token is one the API (and the Marketplace activation) accepts.
+    web_client_id: str | None = None
+    web_client_secret: SecretStr | None = None
+    web_authority_tenant: str = "organizations"
+    web_scope: str | None = None
+    web_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     auth_cache_seconds: float = Field(default=10.0, ge=0)
@@ -113,6 +123,10 @@ class Settings(BaseSettings):
     azure_pool_gc_interval_seconds: float = Field(default=60.0, gt=0)
     azure_kubernetes_version: str | None = None
     demo_azure: bool = False
+    # ``rayplane dev`` starts the Azure emulator as Entra ID and the Marketplace for the console
+    # (ops/demo_azure.py ConsoleDemo). Default: on in dev mode when the emulator is installed
+    # and RAYPLANE_ENTRA_AUTHORITY is not set.
+    dev_console_emulator: bool | None = None
 
     # Azure Marketplace (SaaS Fulfillment v2 and Metering) and billing.
     marketplace_api_url: str = "https://marketplaceapi.microsoft.com"

@@ -9,6 +9,9 @@ Azure surface (``{tenant}`` is a GUID or ``common``/``organizations``/``consumer
   ``urn:ietf:params:oauth:grant-type:device_code`` and ``refresh_token``. Errors carry
   Entra's JSON shape with an AADSTS code.
 * ``POST /{tenant}/oauth2/v2.0/devicecode`` -- starts a device-code flow.
+* ``GET|POST /{tenant}/oauth2/v2.0/authorize`` -- the interactive sign-in (account, consent,
+  redirect with a code; see :mod:`emulators.azure.entra_signin`), whose codes the token
+  endpoint's ``authorization_code`` grant redeems once, with PKCE.
 * ``GET  /{tenant}/discovery/instance`` -- AAD instance discovery (api-version 1.1), as MSAL
   asks it of an authority host it does not know: the OpenID configuration URL of the tenant
   named in the ``authorization_endpoint`` parameter, and this host as its only alias. MSAL asks
@@ -18,7 +21,8 @@ Azure surface (``{tenant}`` is a GUID or ``common``/``organizations``/``consumer
 
 Test-only surface under ``/_emulator/entra`` (not Azure): mint tokens, list/rotate/retire
 keys, read and change what the token endpoint accepts (``strict`` among it), approve or deny
-device codes, and register applications: ``PUT|GET|DELETE /_emulator/entra/applications/
+device codes, add test users who can sign in (``PUT|GET|DELETE /_emulator/entra/users/{tenant}/{oid}``,
+``GET /_emulator/entra/users/{tenant}``), and register applications: ``PUT|GET|DELETE /_emulator/entra/applications/
 {tenant}/{client_id}`` and ``GET /_emulator/entra/applications/{tenant}`` (see
 :mod:`emulators.azure.entra_apps`).
 
@@ -28,18 +32,20 @@ authentication, error bodies, config), :mod:`emulators.azure.entra_grants` (gran
 
 from __future__ import annotations
 
+import html
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from emulators.azure.entra_apps import Application, RegisteredApp
 from emulators.azure.entra_auth import ConfigUpdate, EntraConfig, EntraError
 from emulators.azure.entra_grants import HOME_TENANT, OIDC_SCOPES, TENANT_ALIASES, DeviceApproval, TokenService
+from emulators.azure.entra_signin import AuthorizeRefused, StoredUser, TestUser, choose_page, consent_page, page
 from emulators.azure.keys import DEFAULT_AUDIENCE, DEFAULT_CLIENT_ID, TOKEN_LIFETIME_SECONDS, KeyStore, issuer_for
 
 _CLAIMS_SUPPORTED = [
@@ -176,6 +182,40 @@ def create_router(service: EntraService) -> APIRouter:
             return exc.response(_correlation(request))
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
+    def refused(status: int, code: int, message: str) -> HTMLResponse:
+        body = f"<p>AADSTS{code}: {html.escape(message)}</p>"
+        return HTMLResponse(page("Sign in failed", body), status_code=status)
+
+    @router.get("/{tenant}/oauth2/v2.0/authorize")
+    async def authorize(tenant: str, request: Request) -> Response:
+        signin = service.tokens.signin
+        try:
+            tenant = service.check_tenant(tenant)
+            params = dict(request.query_params)
+            app = service.auth.registered(tenant, params["client_id"]) if params.get("client_id") else None
+            pending = signin.start(tenant, params, app.redirect_uris if app else None)
+        except EntraError as exc:
+            return refused(exc.status, exc.code, exc.message)
+        except AuthorizeRefused as exc:
+            return refused(400, exc.code, exc.message)
+        page_html = choose_page(request.url.path, pending, signin.pending(pending), signin.users.listed_at(tenant))
+        return HTMLResponse(page_html)
+
+    @router.post("/{tenant}/oauth2/v2.0/authorize")
+    async def authorize_step(tenant: str, request: Request) -> Response:
+        signin = service.tokens.signin
+        form = await _form(request)
+        pending, user_key = form.get("pending", ""), form.get("user", "")
+        try:
+            auth_request = signin.pending(pending)
+            if form.get("step") == "account":
+                user = signin.user_for(auth_request, user_key)
+                return HTMLResponse(consent_page(request.url.path, pending, auth_request, user))
+            target = signin.finish(pending, user_key, accepted=form.get("consent") == "accept")
+        except AuthorizeRefused as exc:
+            return refused(400, exc.code, exc.message)
+        return RedirectResponse(target, status_code=303)
+
     @router.post("/{tenant}/oauth2/v2.0/devicecode")
     async def devicecode(tenant: str, request: Request) -> JSONResponse:
         try:
@@ -246,6 +286,12 @@ def create_admin_router(service: EntraService) -> APIRouter:
             raise HTTPException(400, "applications are registered in a tenant id, not an alias")
         return checked
 
+    def _guid(value: str) -> str:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise HTTPException(400, f"{value!r} is not a GUID") from None
+
     @router.put("/applications/{tenant}/{client_id}")
     async def put_application(tenant: str, client_id: str, body: Application) -> RegisteredApp:
         return service.auth.apps.put(_guid_tenant(tenant), client_id, body)
@@ -266,6 +312,28 @@ def create_admin_router(service: EntraService) -> APIRouter:
     async def delete_application(tenant: str, client_id: str) -> dict[str, bool]:
         if not service.auth.apps.delete(_guid_tenant(tenant), client_id):
             raise HTTPException(404, f"no application {client_id!r} in tenant {tenant!r}")
+        return {"deleted": True}
+
+    @router.put("/users/{tenant}/{oid}")
+    async def put_user(tenant: str, oid: str, body: TestUser) -> StoredUser:
+        return service.tokens.signin.users.put(_guid_tenant(tenant), _guid(oid), body)
+
+    @router.get("/users/{tenant}")
+    async def list_users(tenant: str) -> dict[str, Any]:
+        users = service.tokens.signin.users.listed_at(_guid_tenant(tenant))
+        return {"value": [user.model_dump() for user in users]}
+
+    @router.get("/users/{tenant}/{oid}")
+    async def get_user(tenant: str, oid: str) -> StoredUser:
+        user = service.tokens.signin.users.get(_guid_tenant(tenant), oid)
+        if user is None:
+            raise HTTPException(404, f"no user {oid!r} in tenant {tenant!r}")
+        return user
+
+    @router.delete("/users/{tenant}/{oid}")
+    async def delete_user(tenant: str, oid: str) -> dict[str, bool]:
+        if not service.tokens.signin.users.delete(_guid_tenant(tenant), oid):
+            raise HTTPException(404, f"no user {oid!r} in tenant {tenant!r}")
         return {"deleted": True}
 
     @router.post("/devicecode/approve")

@@ -80,6 +80,8 @@ class Application(BaseModel):
     secrets: list[ClientSecret] = Field(default_factory=list)
     certificates: list[str] = Field(default_factory=list)
     federated_credentials: list[AppFederatedCredential] = Field(default_factory=list)
+    #: Reply URLs the authorize endpoint redirects to; None accepts any https or loopback URI.
+    redirect_uris: list[str] | None = None
 
 
 class RegisteredApp(Application):

@@ -5,6 +5,9 @@
   GUID, not an alias.
 * ``urn:ietf:params:oauth:grant-type:device_code``: codes from the devicecode endpoint live
   in memory, pending until approved or denied through the test API.
+* ``authorization_code``: codes from the authorize page (:mod:`emulators.azure.entra_signin`),
+  redeemed once, with PKCE, the redirect URI and the client checked; the id token echoes the
+  request's ``nonce``.
 * ``refresh_token``: refresh tokens are JWTs signed by the emulator's keys, so they survive
   restarts while their key stays published.
 
@@ -27,6 +30,7 @@ import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
 from emulators.azure.entra_auth import ClientAuthenticator, EntraError, missing_parameter
+from emulators.azure.entra_signin import SignIn, user_claims
 from emulators.azure.keys import ENTRA_NAMESPACE, TOKEN_LIFETIME_SECONDS, KeyStore, app_token_claims, b64url, issuer_for
 
 TENANT_ALIASES = frozenset({"common", "organizations", "consumers"})
@@ -93,6 +97,7 @@ class TokenService:
         self.keys = keys
         self.auth = ClientAuthenticator(data_dir, keys)
         self._device_codes: dict[str, _DeviceCode] = {}
+        self.signin = SignIn(data_dir)
 
     def token(self, tenant: str, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         """The token endpoint's success body for ``form``, or raise :class:`EntraError`."""
@@ -105,6 +110,8 @@ class TokenService:
             return self._device_code_grant(tenant, form, authorization)
         if grant == "refresh_token":
             return self._refresh_grant(tenant, form, authorization)
+        if grant == "authorization_code":
+            return self._auth_code_grant(tenant, form, authorization)
         raise EntraError(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
 
     def _client_credentials(self, tenant: str, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
@@ -197,6 +204,18 @@ class TokenService:
         user = {"tid": home, **code.user}
         return self._user_tokens(code.client_id, code.scopes, user, form.get("client_info") == "1")
 
+    def _auth_code_grant(self, tenant: str, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
+        client = self.auth.authenticate(tenant, form, authorization, required=False)
+        client_id = client[0] if client else form.get("client_id")
+        if not client_id:
+            raise missing_parameter("client_id")
+        code = self.signin.redeem(tenant, dict(form), client_id)
+        scopes = form.get("scope", "").split() or list(code.request.scopes)
+        if "openid" not in scopes:
+            scopes.append("openid")
+        user = user_claims(code.user)
+        return self._user_tokens(client_id, scopes, user, form.get("client_info") == "1", nonce=code.request.nonce)
+
     def _refresh_grant(self, tenant: str, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         client = self.auth.authenticate(tenant, form, authorization, required=False)
         client_id = client[0] if client else form.get("client_id")
@@ -218,7 +237,7 @@ class TokenService:
         return self._user_tokens(client_id, scopes, user, form.get("client_info") == "1")
 
     def _user_tokens(
-        self, client_id: str, scopes: list[str], user: dict[str, Any], client_info: bool
+        self, client_id: str, scopes: list[str], user: dict[str, Any], client_info: bool, nonce: str | None = None
     ) -> dict[str, Any]:
         """Access (+ id with ``openid``, + refresh with ``offline_access``) tokens for ``user``."""
         audience, scp = _user_audience(scopes)
@@ -251,7 +270,11 @@ class TokenService:
             "access_token": self.keys.sign(access),
         }
         if "openid" in scopes:
-            id_claims = {k: user[k] for k in ("name", "oid", "preferred_username")}
+            id_claims: dict[str, Any] = {
+                k: user[k] for k in ("name", "oid", "preferred_username", "email") if k in user
+            }
+            if nonce is not None:
+                id_claims["nonce"] = nonce
             body["id_token"] = self.keys.sign({**common, **id_claims, "aud": client_id, "sub": pairwise, "ver": "2.0"})
         if "offline_access" in scopes:
             body["refresh_token"] = self.keys.sign(

@@ -77,13 +77,23 @@ async def authenticate_entra(session: AsyncSession, token: str, validator: Entra
         return "\x00" not in tid and await tenants.get_by_entra_tid(tid) is not None
 
     claims = await validator.validate(token, known)
-    tenant = await tenants.get_by_entra_tid(str(claims["tid"]))
-    if tenant is None:  # deleted between the two reads
+    return await member_principal(session, str(claims["tid"]), str(claims["oid"]))
+
+
+async def member_principal(session: AsyncSession, tid: str, oid: str) -> Principal:
+    """The principal of the member with Entra object id ``oid`` in the tenant bound to Entra
+    tenant ``tid``, both already verified by the caller (a checked token, a signed-in session).
+
+    ``Unauthenticated`` when ``tid`` is no Rayplane tenant, ``Forbidden`` when the tenant is
+    closed or the user is not one of its members.
+    """
+    tenant = await TenantRepository(session).get_by_entra_tid(tid)
+    if tenant is None:  # deleted between the two reads, or never a tenant
         raise Unauthenticated("the token's tenant (tid) is not a Rayplane tenant")
     if tenant.status == CLOSED:
         # Closing revokes the tenant's API keys; members are refused here, reads included.
         raise Forbidden("this Rayplane tenant was closed after its Azure Marketplace subscription ended")
-    member = await MemberRepository(session).get_by_oid(tenant.id, str(claims["oid"]))
+    member = await MemberRepository(session).get_by_oid(tenant.id, oid)
     if member is None:
         raise Forbidden("you are signed in, but not a member of this Rayplane tenant; ask an admin to add you")
     return Principal(

@@ -131,6 +131,7 @@ async def resolve(session: AsyncSession, client: FulfillmentClient, token: str) 
         quantity=sub.quantity,
         status=sub.saas_subscription_status,
         purchaser_email=sub.purchaser.email_id,
+        purchaser_tenant_id=sub.purchaser.tenant_id,
         activated=ours is not None,
     )
 

@@ -52,6 +52,11 @@ class ResolveOut(BaseModel):
     quantity: int | None = None
     status: str = Field(examples=["PendingFulfillmentStart"])
     purchaser_email: str | None = Field(default=None, examples=["ops@contoso.com"])
+    purchaser_tenant_id: str | None = Field(
+        default=None,
+        description="The buyer's Entra tenant id: who must sign in to activate",
+        examples=["72f988bf-86f1-41af-91ab-2d7cd011db47"],
+    )
     activated: bool = Field(description="Whether a Rayplane tenant is already bound to this subscription")
 
 

@@ -73,6 +73,8 @@ class Stack:
             "RAYPLANE_METRICS_SCRAPE_SECONDS": "5",
             "RAYPLANE_TASK_QUEUE": f"e2e-{os.getpid()}{queue}",
             "RAYPLANE_LOG_LEVEL": "INFO",
+            # Tests that want the console's emulator say so (tests/web/test_dev_console.py).
+            "RAYPLANE_DEV_CONSOLE_EMULATOR": "0",
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.headers: dict[str, str] = {}

@@ -63,6 +63,7 @@ async def test_resolve_shows_the_purchase_and_no_secret(
         "quantity": None,
         "status": "PendingFulfillmentStart",
         "purchaser_email": buyer.email,
+        "purchaser_tenant_id": buyer.tid,
         "activated": False,
     }
     assert body["plan"]["quotas"]["max_clusters"] == 10
