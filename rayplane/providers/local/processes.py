@@ -349,3 +349,12 @@ def log_tail(path: Path, limit: int = 2000) -> str:
             return fh.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def last_error(log_path: Path) -> str:
+    """The most telling line at the end of a node's ``ray start`` output."""
+    lines = [line.strip() for line in log_tail(log_path, 4000).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line or "failed" in line.lower():
+            return line[:300]
+    return lines[-1][:300] if lines else "no output"
