@@ -31,6 +31,7 @@ from api.routers import (
     clusters,
     health,
     jobs,
+    logs,
     marketplace,
     members,
     portal,
@@ -57,7 +58,21 @@ Authenticate with `Authorization: Bearer <API key>` or an Entra ID access token.
 
 
 #: The routers' modules, in the order their routes are tried.
-ROUTERS = (health, tenant, members, api_keys, audit, clouds, clusters, services, jobs, marketplace, billing, portal)
+ROUTERS = (
+    health,
+    tenant,
+    members,
+    api_keys,
+    audit,
+    clouds,
+    clusters,
+    services,
+    jobs,
+    logs,
+    marketplace,
+    billing,
+    portal,
+)
 
 
 def redis_client(url: str) -> Redis:
