@@ -78,11 +78,13 @@ def logs(
 
     Example: [bold]rayplane logs demo --job job_01jd… --grep ERROR[/bold]
     """
+    if (grep is None) != (job is None):
+        fail("--grep and --job go together", EXIT_USAGE)
+    if since is not None:
+        parse_since(since)
     with client() as api:
         cluster_id = str(find_cluster(api, cluster)["id"])
-        if grep is not None or job is not None:
-            if not (grep and job):
-                fail("--grep and --job go together", EXIT_USAGE)
+        if grep is not None:
             found = api.request("GET", f"/v1/clusters/{cluster_id}/jobs/{job}/logs:search", params={"q": grep}).json()
             for hit in found["hits"]:
                 _write(f"{hit['line']}: {hit['text']}\n")
