@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +31,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 E2E_REDIS_DB = 5  # 6-15 are other e2e modules'
 CONTAINER = f"e2e-logs-{uuid.uuid4().hex[:8]}"
 MARKERS = 15
-JOB = f"python -c \"import time; [print(f'MARKER-{{i:02d}}', flush=True) or time.sleep(1) for i in range({MARKERS})]\""
+# Each marker carries the time it was printed, so the test can tell how far behind it arrived.
+JOB = (
+    "python -c \"import time; [print(f'MARKER-{i:02d} {time.time():.3f}', flush=True) or time.sleep(1)"
+    f' for i in range({MARKERS})]"'
+)
+# At most this far behind the job, through the shipper, the store and the API's follow.
+FOLLOW_LAG_SECONDS = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +57,29 @@ def worker_raylet(stack: Stack, cid: str, node: str) -> psutil.Process:
     raise AssertionError(f"no raylet of {node} found")
 
 
+class Follower(threading.Thread):
+    """``?follow=true`` on one file, in a thread: each line with the time it arrived."""
+
+    def __init__(self, stack: Stack, path: str) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.path = stack, path
+        self.lines: list[tuple[float, str]] = []
+
+    def run(self) -> None:
+        rest = ""
+        timeout = httpx.Timeout(30, read=None)
+        url = f"{self.stack.url}{self.path}"
+        with httpx.stream("GET", url, params={"follow": "true"}, headers=self.stack.headers, timeout=timeout) as r:
+            for chunk in r.iter_text():
+                now = time.time()
+                *whole, rest = (rest + chunk).split("\n")
+                self.lines.extend((now, line) for line in whole)
+
+
+def marker_names(lines: list[str]) -> list[str]:
+    return [ln.split()[0] for ln in lines if ln.startswith("MARKER-")]
+
+
 def test_logs_outlive_a_killed_worker_and_the_cluster(stack: Stack, azurite: str, tmp_path: Path) -> None:
     started = time.monotonic()
     spec: dict[str, Any] = {
@@ -64,6 +94,17 @@ def test_logs_outlive_a_killed_worker_and_the_cluster(stack: Stack, azurite: str
     r = stack.request("POST", f"/v1/clusters/{cid}/jobs", json={"entrypoint": JOB})
     assert r.status_code == 201, r.text
     job = r.json()
+    driver = f"job-driver-{job['submission_id']}.log"
+    wait_for(
+        lambda: stack.request(
+            "GET", f"/v1/clusters/{cid}/logs", params={"node": "head", "component": "job-driver"}
+        ).json()["items"],
+        60,
+        "the job's driver log in the store",
+    )
+    # Followed from while the job runs until the cluster is gone.
+    follower = Follower(stack, f"/v1/clusters/{cid}/logs/head/{driver}")
+    follower.start()
 
     def finished() -> bool:
         status = stack.request("GET", f"/v1/clusters/{cid}/jobs/{job['id']}").json()["status"]
@@ -71,7 +112,6 @@ def test_logs_outlive_a_killed_worker_and_the_cluster(stack: Stack, azurite: str
         return bool(status == "SUCCEEDED")
 
     wait_for(finished, 120, "the job to succeed", interval=1)
-    driver = f"job-driver-{job['submission_id']}.log"
     # Shipped while the cluster runs: readable through the API within a few seconds.
     wait_for(
         lambda: f"MARKER-{MARKERS - 1:02d}" in stack.request("GET", f"/v1/clusters/{cid}/logs/head/{driver}").text,
@@ -91,6 +131,11 @@ def test_logs_outlive_a_killed_worker_and_the_cluster(stack: Stack, azurite: str
     assert stack.request("DELETE", f"/v1/clusters/{cid}").status_code == 202
     stack.wait_state(cid, "DELETED", timeout=240)
     assert not (stack.ray_root / cid[-10:]).exists()
+    follower.join(timeout=30)
+    assert not follower.is_alive(), "following did not end after the cluster was deleted"
+    lags = [at - float(line.split()[1]) for at, line in follower.lines if line.startswith("MARKER-")]
+    assert marker_names([line for _, line in follower.lines]) == [f"MARKER-{i:02d}" for i in range(MARKERS)]
+    assert max(lags) < FOLLOW_LAG_SECONDS, lags
 
     # In Azurite itself, through the SDK: the dead worker's raylet log, byte for byte.
     tenant = stack.request("GET", "/v1/tenant").json()["id"]
@@ -104,11 +149,11 @@ def test_logs_outlive_a_killed_worker_and_the_cluster(stack: Stack, azurite: str
     assert ("head", "gcs_server", "gcs_server.out") in listed
     assert ("head", "job-driver", driver) in listed
     text = stack.request("GET", f"/v1/clusters/{cid}/logs/head/{driver}").text
-    assert [f"MARKER-{i:02d}" for i in range(MARKERS)] == [ln for ln in text.splitlines() if ln.startswith("MARKER")]
+    assert marker_names(text.splitlines()) == [f"MARKER-{i:02d}" for i in range(MARKERS)]
     tail = stack.request("GET", f"/v1/clusters/{cid}/logs/cpu-1/raylet.out", params={"tail": 3}).text
     assert tail.encode() == b"\n".join(local_raylet.rstrip(b"\n").split(b"\n")[-3:]) + b"\n"
     found = stack.request("GET", f"/v1/clusters/{cid}/jobs/{job['id']}/logs:search", params={"q": "MARKER-1"})
-    assert [h["text"] for h in found.json()["hits"]] == [f"MARKER-{i}" for i in range(10, MARKERS)]
+    assert marker_names([h["text"] for h in found.json()["hits"]]) == [f"MARKER-{i}" for i in range(10, MARKERS)]
     # Following a file of a deleted cluster answers what is stored, then ends.
     began = time.monotonic()
     with httpx.stream(
@@ -129,10 +174,10 @@ def test_logs_outlive_a_killed_worker_and_the_cluster(stack: Stack, azurite: str
     markers = cli("logs", cid, "--job", job["id"], "--grep", "MARKER", timeout=60)
     assert markers.returncode == 0, markers.stderr
     # Numbered lines; the driver's first lines name the entrypoint, which says MARKER too.
-    assert [ln.split(": ", 1)[1] for ln in markers.stdout.splitlines()][-MARKERS:] == [
+    assert marker_names([ln.split(": ", 1)[1] for ln in markers.stdout.splitlines()]) == [
         f"MARKER-{i:02d}" for i in range(MARKERS)
     ]
-    print(f"logs e2e took {time.monotonic() - started:.0f} s")
+    print(f"logs e2e took {time.monotonic() - started:.0f} s; follow lag max {max(lags):.2f} s")
 
 
 def _json(text: str) -> Any:
