@@ -17,3 +17,4 @@ class TaskName(enum.StrEnum):
     METER = "rayplane.billing.meter"
     CHECK_BUDGETS = "rayplane.billing.check_budgets"
     PURGE_IDEMPOTENCY_RECORDS = "rayplane.maintenance.purge_idempotency_records"
+    PURGE_OLD_LOGS = "rayplane.maintenance.purge_old_logs"

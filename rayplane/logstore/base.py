@@ -141,6 +141,10 @@ class LogStore(abc.ABC):
         """Bytes ``[offset, offset + length)`` (to the end when ``length`` is None), cut at the
         end of the file; empty past it. ``FileNotFoundError`` when the file does not exist."""
 
+    @abc.abstractmethod
+    def purge(self, older_than: datetime) -> int:
+        """Delete every file (of every tenant) last written before ``older_than``; how many."""
+
     def exists(self, key: LogKey) -> bool:
         return any(f.node == key.node and f.path == key.path for f in self.files(key.tenant, key.cluster))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from datetime import datetime
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -74,6 +75,16 @@ class BlobLogStore(LogStore):
                 node, component, path = parsed
                 out.append(LogFile(node, component, path, int(item.size or 0), item.last_modified))
         return sorted(out, key=lambda f: (f.node, f.component, f.path))
+
+    def purge(self, older_than: datetime) -> int:
+        container = self._container()
+        removed = 0
+        for item in container.list_blobs():
+            if item.last_modified is not None and item.last_modified < older_than:
+                with contextlib.suppress(ResourceNotFoundError):  # another purger was first
+                    container.delete_blob(item.name)
+                    removed += 1
+        return removed
 
     def read(self, key: LogKey, offset: int = 0, length: int | None = None) -> bytes:
         blob = self._container().get_blob_client(key.name)

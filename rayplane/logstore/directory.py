@@ -7,6 +7,7 @@ step for every process on this machine.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from datetime import UTC, datetime
@@ -59,6 +60,20 @@ class DirectoryLogStore(LogStore):
                     node, component, rel = parsed
                     out.append(LogFile(node, component, rel, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
         return sorted(out, key=lambda f: (f.node, f.component, f.path))
+
+    def purge(self, older_than: datetime) -> int:
+        removed = 0
+        if not self.root.is_dir():
+            return removed
+        cutoff = older_than.timestamp()
+        for path in sorted(self.root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(FileNotFoundError, OSError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+                elif path.is_dir() and not any(path.iterdir()):
+                    path.rmdir()  # a node's or cluster's directory left empty
+        return removed
 
     def read(self, key: LogKey, offset: int = 0, length: int | None = None) -> bytes:
         with self._path(key).open("rb") as fh:

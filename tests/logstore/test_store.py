@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,13 @@ def test_names_and_components() -> None:
         assert not valid_path(bad)
     with pytest.raises(ValueError, match="not a log file name"):
         LogKey("t", "c", "Head", "raylet.out")
+
+
+def test_purge_by_last_write(store: LogStore) -> None:
+    store.append(key("raylet.out"), b"a", offset=0)
+    store.append(key("serve/controller_1.log", node="cpu-1"), b"b", offset=0)
+    assert store.purge(datetime.now(UTC) - timedelta(days=1)) == 0
+    assert len(store.files("ten_1", "cls_1")) == 2
+    assert store.purge(datetime.now(UTC) + timedelta(minutes=1)) == 2
+    assert store.files("ten_1", "cls_1") == []
+    assert store.size(key("raylet.out")) == 0
