@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -20,11 +21,13 @@ from pathlib import Path
 import httpx
 
 from rayplane.logstore import azurite_connection_string
-from rayplane.procs import die_with_parent, stop_process_group
+from rayplane.procs import die_with_parent, signal_group, stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 # The blob service's entry point inside the npm package (what its azurite-blob bin runs).
 BLOB_MAIN = Path("node_modules/azurite/dist/src/blob/main.js")
+# What Azurite prints once its blob service has shut down and flushed its metadata.
+CLOSED = "Azurite Blob service successfully closed"
 
 
 class AzuriteUnavailable(RuntimeError):
@@ -103,6 +106,16 @@ class Azurite:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        if self._proc is not None:
-            stop_process_group(self._proc, timeout=10)
-            self._proc = None
+        """TERM, then KILL once Azurite says it has closed: its process lingers a good while
+        after that (10 s and more) with nothing left to write."""
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if CLOSED in self.log_path.read_text(errors="replace")[-4000:]:
+                    break
+            time.sleep(0.1)
+        stop_process_group(proc, timeout=2, sig=signal.SIGKILL)
