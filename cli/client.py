@@ -369,6 +369,19 @@ class RayplaneClient:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ApiUnreachable(self.base_url, _reason(exc)) from None
 
+    def stream_text(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[str]:
+        """Yield a streamed text answer as it arrives (no read timeout); ``ApiError`` for an
+        error answer, ``ApiUnreachable`` when none came."""
+        timeout = httpx.Timeout(self.timeout, read=None)
+        try:
+            with self._http.stream("GET", path, params=_clean(params), headers=self._auth(), timeout=timeout) as resp:
+                if resp.is_error:
+                    resp.read()
+                    raise error_from(resp)
+                yield from resp.iter_text()
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ApiUnreachable(self.base_url, _reason(exc)) from None
+
     def stop_job(self, cluster_id: str, job_id: str) -> Job:
         """``POST /v1/clusters/{id}/jobs/{job}:stop``."""
         return cast(Job, self._json("POST", f"/v1/clusters/{cluster_id}/jobs/{job_id}:stop"))

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from cli import __version__, account, billing, clouds, clusters, doctor, jobs, login, metrics, services
+from cli import __version__, account, billing, clouds, clusters, doctor, jobs, login, logs, metrics, services
 from cli.context import EXIT_FAILURE, global_options, quiet_broken_pipe, root_epilog
 from cli.output import print_error
 
@@ -122,6 +122,7 @@ app.add_typer(clusters.app, rich_help_panel=RAY_PANEL)
 app.add_typer(services.app, rich_help_panel=RAY_PANEL)
 app.add_typer(jobs.app, rich_help_panel=RAY_PANEL)
 app.add_typer(metrics.app)
+app.add_typer(logs.app)
 app.add_typer(billing.reports_app)
 app.add_typer(billing.budget_app, rich_help_panel=billing.PANEL)
 app.add_typer(login.app)

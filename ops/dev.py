@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from ops.azurite import Azurite, AzuriteUnavailable
 from ops.demo_azure import DEV_OWNER_NAME, AzureDemo, ConsoleDemo
 from ops.devlogs import LogSink
 from ops.emulator import emulator_available
@@ -106,6 +107,8 @@ class Supervisor:
         self.env: dict[str, str] = {}
         self.azure_demo: AzureDemo | None = None
         self.console_demo: ConsoleDemo | None = None
+        self.azurite: Azurite | None = None
+        self.log_store_note = ""
 
     @property
     def api_url(self) -> str:
@@ -197,6 +200,7 @@ class Supervisor:
         else:
             lines.append(f"  API key   in {self.data_dir / 'dev.env'} (RAYPLANE_API_KEY)")
         lines.append(f"  Logs      {self.log_dir}/ (JSON, one file per service)")
+        lines.append(f"  Ray logs  {self.log_store_note}")
         if self.azure_demo is not None:
             lines.append(f"  Azure     emulated at {self.azure_demo.emulator.origin}; cloud 'azure-demo'")
         if self.azure_demo is not None or self.console_demo is not None:
@@ -204,6 +208,23 @@ class Supervisor:
         shown = "everything" if self.verbose else "warnings and errors (--verbose for everything)"
         lines += [f"Below: {shown}. Press Ctrl-C to stop.", ""]
         print("\n".join(lines), flush=True)
+
+    def _log_store(self) -> dict[str, str]:
+        """Azurite for the clusters' Ray logs, when it is installed and no store is configured;
+        else the directory store (``RAYPLANE_LOG_STORE_URL`` unset), with the reason shown."""
+        if self.settings.log_store_url is not None:
+            self.log_store_note = "in the configured store (RAYPLANE_LOG_STORE_URL)"
+            return {}
+        server = Azurite(self.data_dir / "azurite", self.log_dir / "azurite.log")
+        try:
+            connection_string = server.start()
+        except AzuriteUnavailable as exc:
+            log.warning("azurite_unavailable", reason=str(exc), fallback=self.settings.log_store())
+            self.log_store_note = f"in {self.settings.log_store()} (no Azurite: {exc})"
+            return {}
+        self.azurite = server
+        self.log_store_note = f"Azurite (Blob Storage) on 127.0.0.1:{server.port}, data in {self.data_dir / 'azurite'}"
+        return {"RAYPLANE_LOG_STORE_URL": connection_string}
 
     def _stop_local_clusters(self) -> None:
         """Local Ray nodes outlive a crashed worker on purpose; they do not outlive `rayplane dev`.
@@ -221,6 +242,10 @@ class Supervisor:
 
             root = self.settings.ray_root()
             stopped = LocalProvider(root).stop_all(self._own_local_clusters())
+            if stopped:  # the nodes' shippers store their last lines before Azurite stops
+                from rayplane.providers.local import logship
+
+                logship.wait(root, logship.LINGER_SECONDS + 5)
             if (root / "proxy").is_dir():  # services' endpoints: routes kept for the next start
                 from rayplane.providers.local.proxy import CaddyProxy
 
@@ -280,6 +305,7 @@ class Supervisor:
                 with sink.stderr_of_children("redis"):
                     gcs_redis_url = self.embedded.start_gcs_redis()
             self.env = {
+                **self._log_store(),
                 "RAYPLANE_DATABASE_URL": database_url,
                 "RAYPLANE_REDIS_URL": redis_url,
                 **({"RAYPLANE_LOCAL_GCS_REDIS_URL": gcs_redis_url} if gcs_redis_url else {}),
@@ -322,6 +348,8 @@ class Supervisor:
                     stop_process_group(child.proc, timeout=15)
                     log.info("stopped", process=kind)
             self._stop_local_clusters()
+            if self.azurite is not None:
+                self.azurite.stop()
             for demo in (self.azure_demo, self.console_demo):
                 if demo is not None:
                     demo.stop()

@@ -152,6 +152,15 @@ class Settings(BaseSettings):
     metrics_scrape_seconds: float = Field(default=15.0, ge=5.0, le=300.0)
     metrics_retention_days: int = Field(default=30, ge=1, le=400)
 
+    # Durable logs of clusters (rayplane/logstore): an Azure Storage connection string (Azurite
+    # locally; ``rayplane dev`` sets it when Azurite is installed), or a directory (``file:///…``).
+    # Unset: the directory ``<data_dir>/cluster-logs``.
+    log_store_url: SecretStr | None = None
+    log_container: str = Field(default="rayplane-logs", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    log_retention_days: int = Field(default=30, ge=1)
+    # How often a node's shipper looks for new lines (seconds): the most its logs lag behind.
+    log_ship_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -243,6 +252,12 @@ class Settings(BaseSettings):
         a root that is too long), which a data dir deep in a checkout would not allow.
         """
         return self.local_ray_root if self.local_ray_root is not None else default_ray_root(self.data_dir)
+
+    def log_store(self) -> str:
+        """Where cluster logs go: ``RAYPLANE_LOG_STORE_URL``, else ``file://<data dir>/cluster-logs``."""
+        if self.log_store_url is not None:
+            return self.log_store_url.get_secret_value()
+        return "file://" + str((self.data_dir / "cluster-logs").resolve())
 
     def hashing_key(self) -> bytes:
         """The HMAC key for API keys; in dev it is generated once and kept in ``data_dir``.

@@ -25,6 +25,7 @@ from api.app import create_app, redis_client
 from api.nudges import Nudger
 from api.state import AppState
 from emulators.azure.server import EmulatorProcess
+from ops.azurite import Azurite, AzuriteUnavailable
 from rayplane.db.engine import async_session_factory, make_async_engine, normalize_url
 from rayplane.db.migrate import upgrade
 from rayplane.identity.entra import EntraValidator
@@ -86,6 +87,21 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
     """
     with EmulatorProcess(tmp_path_factory.mktemp("azure")) as emu:
         yield emu
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service (installed by ``make azurite``) on a free port for the whole
+    session, started only when a test asks for it; its connection string (the well-known
+    development account). Skipped, with the reason, where Azurite is not installed."""
+    base = tmp_path_factory.mktemp("azurite")
+    server = Azurite(base / "data", base / "azurite.log")
+    try:
+        connection_string = server.start()
+    except AzuriteUnavailable as exc:
+        pytest.skip(str(exc))
+    yield connection_string
+    server.stop()
 
 
 @pytest.fixture

@@ -93,6 +93,11 @@ def make_celery() -> Celery:
                 "schedule": 60.0,
                 "options": {"queue": settings.task_queue, "expires": 120.0},
             },
+            "purge-old-logs": {
+                "task": TaskName.PURGE_OLD_LOGS.value,
+                "schedule": 3600.0,
+                "options": {"queue": settings.task_queue, "expires": 3000},
+            },
             "purge-idempotency-records": {
                 "task": TaskName.PURGE_IDEMPOTENCY_RECORDS.value,
                 "schedule": 600.0,

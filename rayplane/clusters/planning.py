@@ -54,6 +54,7 @@ def cluster_target(
     cloud_config: dict[str, Any],
     pool_demand: Mapping[str, int] | None = None,
     ray_token: str = "",
+    tenant_id: str = "",
 ) -> ClusterTarget:
     """What a provider is asked to make: the spec's shapes with each group's count now."""
     groups = tuple(
@@ -78,6 +79,7 @@ def cluster_target(
         pool_demand=dict(pool_demand or {}),
         ray_token=ray_token,
         gcs_fault_tolerance=spec.head.gcs_fault_tolerance,
+        tenant_id=tenant_id,
     )
 
 

@@ -81,6 +81,7 @@ class Snapshot:
     service: ServiceSpec | None = None
     rollback_requested: bool = False
     rollback_reason: str | None = None
+    tenant_id: str = ""
 
 
 @dataclass
@@ -183,6 +184,7 @@ class Reconciler:
                 service=c.service,
                 rollback_requested=c.rollback_requested,
                 rollback_reason=c.rollback_reason,
+                tenant_id=c.tenant_id,
             )
 
     def _pool_demand(self, session: Session, cloud: Cloud | None) -> dict[str, int]:
@@ -199,7 +201,14 @@ class Reconciler:
 
     def _target(self, snap: Snapshot, targets: dict[str, int]) -> ClusterTarget:
         return planning.cluster_target(
-            snap.cluster_id, snap.name, snap.spec, targets, snap.cloud_config, snap.pool_demand, snap.ray_token or ""
+            snap.cluster_id,
+            snap.name,
+            snap.spec,
+            targets,
+            snap.cloud_config,
+            snap.pool_demand,
+            snap.ray_token or "",
+            snap.tenant_id,
         )
 
     def _jobs_auth(self, provider: Provider, snap: Snapshot) -> job_sync.Auth:

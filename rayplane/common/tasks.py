@@ -19,3 +19,4 @@ class TaskName(enum.StrEnum):
     PURGE_IDEMPOTENCY_RECORDS = "rayplane.maintenance.purge_idempotency_records"
     SCRAPE_METRICS = "rayplane.metrics.scrape"
     METRICS_UPKEEP = "rayplane.metrics.upkeep"
+    PURGE_OLD_LOGS = "rayplane.maintenance.purge_old_logs"

@@ -140,6 +140,8 @@ class ClusterTarget:
     # metadata in Redis under ``gcs_storage_namespace(cluster_id)``, and a head that dies is
     # restarted without touching the workers.
     gcs_fault_tolerance: bool = False
+    # The owning tenant: the first part of the names its logs are stored under.
+    tenant_id: str = ""
 
 
 def gcs_storage_namespace(cluster_id: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rayplane.providers.local import commands
+from rayplane.providers.local.commands import slug as _slug
 from rayplane.providers.local.processes import last_error
-from rayplane.providers.local.provider import _slug
 from rayplane.providers.local.shapes import NodeResources
 
 RES = NodeResources(num_cpus=1, memory_bytes=2863311530, num_gpus=0, object_store_bytes=858993459)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rayplane.common.maintenance import purge_expired_idempotency_records
 from rayplane.common.tasks import TaskName
 from rayplane.logs import get_logger
+from rayplane.logstore import open_store, retention
+from rayplane.settings import get_settings
 from workers.celery_app import app
 from workers.db import unit_of_work
 
@@ -16,4 +18,14 @@ def purge_idempotency_records() -> int:
     with unit_of_work() as session:
         removed = purge_expired_idempotency_records(session)
     log.info("idempotency_records_purged", removed=removed)
+    return removed
+
+
+@app.task(name=TaskName.PURGE_OLD_LOGS)
+def purge_old_logs() -> int:
+    """Delete cluster log files last written more than ``RAYPLANE_LOG_RETENTION_DAYS`` ago."""
+    settings = get_settings()
+    store = open_store(settings.log_store(), settings.log_container)
+    removed, cutoff = retention.purge_old_logs(store, settings.log_retention_days)
+    log.info("old_logs_purged", removed=removed, older_than=cutoff.isoformat())
     return removed

@@ -106,3 +106,10 @@ def worker_command(
         *_resource_args(res, group, name),
         "--disable-usage-stats",
     ]
+
+
+def slug(group: str) -> str:
+    """A group name cut to 8 characters usable in a directory name and a Ray label value
+    (letters, digits and dashes, starting with a letter or digit)."""
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in group.lower())[:8].strip("-")
+    return cleaned or "w"

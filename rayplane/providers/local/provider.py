@@ -37,7 +37,7 @@ from rayplane.providers.base import (
     gcs_storage_namespace,
     ray_headers,
 )
-from rayplane.providers.local import commands, gcs, isolation, processes, scrape_targets, store
+from rayplane.providers.local import commands, gcs, isolation, logship, processes, scrape_targets, store
 from rayplane.providers.local.isolation import NodeUser
 from rayplane.providers.local.observe import auth_mode, head_registered, observe_cluster
 from rayplane.providers.local.processes import NodeRecord
@@ -68,11 +68,14 @@ class LocalProvider(Provider):
         lock_timeout: float = 180.0,
         node_user: str | None = isolation.DEFAULT_NODE_USER,
         gcs_redis_url: str | None = None,
+        log_shipping: logship.Shipping | None = None,
     ) -> None:
         """``node_user``: the OS user nodes run as when this process is root (created if
         missing); None keeps them as root (see ``isolation``). ``gcs_redis_url``: the Redis
-        that heads of fault-tolerant clusters keep their GCS in (the control plane's)."""
+        that heads of fault-tolerant clusters keep their GCS in (the control plane's).
+        ``log_shipping``: where each node's shipper stores its Ray logs (none: not shipped)."""
         self.root = Path(root)
+        self.log_shipping = log_shipping
         self.gcs_redis_url = gcs_redis_url
         self.node_user = node_user
         self._user: NodeUser | None = None
@@ -98,6 +101,7 @@ class LocalProvider(Provider):
             self._prepare(cdir, user)
             self._write_token(cdir, user, target.ray_token)
             cf = store.merge(store.read(cdir, target.cluster_id), state)
+            cf.tenant = target.tenant_id
             self._drop_dead(cdir, cf)
             self._kill_orphans(cdir, cf)
             head = cf.head()
@@ -173,6 +177,7 @@ class LocalProvider(Provider):
             if leftovers:
                 pids = ", ".join(str(p.pid) for p in leftovers)
                 raise RetriableError(f"processes of the cluster still run after SIGKILL: {pids}", code="StopIncomplete")
+            logship.wait(cdir, self.stop_timeout + logship.LINGER_SECONDS)  # the nodes' last lines
             gcs.forget(self.gcs_redis_url, target, state)
             return Step(self._state(cdir, cf))
 
@@ -330,6 +335,7 @@ class LocalProvider(Provider):
                 continue
             cf.nodes.pop(rec.name, None)
             if remove_dirs and rec.group != HEAD_GROUP:
+                logship.wait(Path(rec.temp_dir), self.stop_timeout + logship.LINGER_SECONDS)
                 shutil.rmtree(rec.temp_dir, ignore_errors=True)
         store.write(cdir, cf)
         if stuck:
@@ -353,6 +359,7 @@ class LocalProvider(Provider):
         temp_dir = cdir / name
         temp_dir.mkdir(parents=True, exist_ok=True)
         isolation.own(temp_dir, user, 0o700)
+        logship.wait(temp_dir, self.stop_timeout)  # a head started again: the last one's shipper ends first
         log_path = temp_dir / "start.log"
         who = (user.uid, user.gid) if user is not None else None
         try:
@@ -375,6 +382,9 @@ class LocalProvider(Provider):
         )
         cf.nodes[name] = rec
         store.write(cdir, cf)  # at once: a caller killed from here on leaves a record
+        if self.log_shipping is not None and cf.tenant:
+            where = {"tenant": cf.tenant, "cluster": cf.cluster_id, "node": name}
+            logship.start(self.log_shipping, temp_dir, leader=(pid, create_time), **where)
         return rec
 
     def _start_head(
@@ -422,7 +432,7 @@ class LocalProvider(Provider):
         index = cf.next_index
         cf.next_index += 1
         store.write(cdir, cf)  # the index is taken before the node exists: no dir is reused
-        name = f"{_slug(group)}-{index}"
+        name = f"{commands.slug(group)}-{index}"
         used = [port for rec in cf.nodes.values() for port in rec.ports.values()]
         try:
             picked = processes.pick_ports(len(commands.WORKER_PORTS), avoid=used)
@@ -486,10 +496,3 @@ class LocalProvider(Provider):
 
 def _dashboard_url(head: NodeRecord) -> str:
     return f"http://{commands.DASHBOARD_HOST}:{head.ports['dashboard']}"
-
-
-def _slug(group: str) -> str:
-    """A group name cut to 8 characters usable in a directory name and a Ray label value
-    (letters, digits and dashes, starting with a letter or digit)."""
-    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in group.lower())[:8].strip("-")
-    return cleaned or "w"

@@ -49,6 +49,8 @@ class ClusterFile:
     head_ports: dict[str, int] = field(default_factory=dict)
     # Recent facts worth showing users (a node that died, and why): {"at": epoch s, "message"}.
     events: list[dict[str, Any]] = field(default_factory=list)
+    # The owning tenant, for the log shipper's names (set by ``ensure``; not stored).
+    tenant: str = ""
 
     def add_event(self, message: str, *, now: float | None = None) -> None:
         self.events = [*self.events, {"at": time.time() if now is None else now, "message": message}][-MAX_EVENTS:]
