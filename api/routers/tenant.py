@@ -26,7 +26,12 @@ async def patch_tenant(
 ) -> TenantOut:
     set_audit_target(request, "tenant", caller.tenant_id)
     tenant = await service.update_tenant(
-        session, caller, if_match=if_match, display_name=body.display_name, entra_tenant_id=body.entra_tenant_id
+        session,
+        caller,
+        if_match=if_match,
+        display_name=body.display_name,
+        entra_tenant_id=body.entra_tenant_id,
+        log_retention_days=body.log_retention_days,
     )
     with_etag(response, tenant.etag)
     return TenantOut.model_validate(tenant)

@@ -142,8 +142,9 @@ class LogStore(abc.ABC):
         end of the file; empty past it. ``FileNotFoundError`` when the file does not exist."""
 
     @abc.abstractmethod
-    def purge(self, older_than: datetime) -> int:
-        """Delete every file (of every tenant) last written before ``older_than``; how many."""
+    def purge(self, older_than: datetime, *, tenant: str | None = None, skip: frozenset[str] = frozenset()) -> int:
+        """Delete the files last written before ``older_than``: of ``tenant`` only when given,
+        else of every tenant not in ``skip``; how many."""
 
     def exists(self, key: LogKey) -> bool:
         return any(f.node == key.node and f.path == key.path for f in self.files(key.tenant, key.cluster))

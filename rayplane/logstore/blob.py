@@ -76,10 +76,12 @@ class BlobLogStore(LogStore):
                 out.append(LogFile(node, component, path, int(item.size or 0), item.last_modified))
         return sorted(out, key=lambda f: (f.node, f.component, f.path))
 
-    def purge(self, older_than: datetime) -> int:
+    def purge(self, older_than: datetime, *, tenant: str | None = None, skip: frozenset[str] = frozenset()) -> int:
         container = self._container()
         removed = 0
-        for item in container.list_blobs():
+        for item in container.list_blobs(name_starts_with=f"{tenant}/" if tenant else None):
+            if item.name.split("/", 1)[0] in skip:
+                continue
             if item.last_modified is not None and item.last_modified < older_than:
                 with contextlib.suppress(ResourceNotFoundError):  # another purger was first
                     container.delete_blob(item.name)

@@ -61,12 +61,15 @@ class DirectoryLogStore(LogStore):
                     out.append(LogFile(node, component, rel, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
         return sorted(out, key=lambda f: (f.node, f.component, f.path))
 
-    def purge(self, older_than: datetime) -> int:
+    def purge(self, older_than: datetime, *, tenant: str | None = None, skip: frozenset[str] = frozenset()) -> int:
         removed = 0
-        if not self.root.is_dir():
+        base = self.root / tenant if tenant else self.root
+        if not base.is_dir():
             return removed
         cutoff = older_than.timestamp()
-        for path in sorted(self.root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        for path in sorted(base.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if path.relative_to(self.root).parts[0] in skip:
+                continue
             with contextlib.suppress(FileNotFoundError, OSError):
                 if path.is_file() and path.stat().st_mtime < cutoff:
                     path.unlink()

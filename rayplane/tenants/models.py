@@ -20,3 +20,6 @@ class Tenant(ResourceMixin, Base):
     # Limits from the tenant's plan; NULL means the server-wide default applies.
     quota_vcpus: Mapped[int | None] = mapped_column(Integer)
     quota_clusters: Mapped[int | None] = mapped_column(Integer)
+    # How long its clusters' logs are kept (``rayplane.logstore.retention``); NULL: the
+    # deployment's RAYPLANE_LOG_RETENTION_DAYS.
+    log_retention_days: Mapped[int | None] = mapped_column(Integer)

@@ -15,6 +15,10 @@ class TenantOut(BaseModel):
     display_name: str = Field(examples=["Contoso Ltd"])
     entra_tenant_id: str | None = Field(default=None, examples=["72f988bf-86f1-41af-91ab-2d7cd011db47"])
     status: str = Field(examples=["active"])
+    log_retention_days: int | None = Field(
+        default=None,
+        description="Days the clusters' logs are kept after their last write; null: the deployment's default (30)",
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -24,3 +28,4 @@ class TenantPatch(BaseModel):
 
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
     entra_tenant_id: str | None = None
+    log_retention_days: int | None = Field(default=None, ge=1, le=3650, strict=True, description="1 to 3650 days (admins)")

@@ -83,8 +83,10 @@ async def update_tenant(
     if_match: str | None,
     display_name: str | None = None,
     entra_tenant_id: str | None = None,
+    log_retention_days: int | None = None,
 ) -> Tenant:
-    """Change the display name or bind an Entra tenant; binding needs the owner role."""
+    """Change the display name or the logs' retention, or bind an Entra tenant; binding needs
+    the owner role."""
     principal.require(Role.ADMIN)
     tenant = await get_tenant(session, principal)
     check_if_match(if_match, tenant.etag)
@@ -99,5 +101,7 @@ async def update_tenant(
         if other is not None and other.id != tenant.id:
             raise Conflict("that Entra tenant is already bound to another Rayplane tenant")
         tenant.entra_tenant_id = tid
+    if log_retention_days is not None:
+        tenant.log_retention_days = log_retention_days
     await session.flush()
     return tenant

@@ -49,3 +49,19 @@ async def test_unknown_fields_are_rejected(client: httpx.AsyncClient, factory: F
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "body.id"
     assert (await client.get("/v1/tenant", headers=owner.headers)).json()["display_name"] != "x"
+
+
+async def test_the_logs_retention_is_the_tenants_to_set(client: httpx.AsyncClient, factory: Factory) -> None:
+    owner = await factory.actor()
+    assert (await client.get("/v1/tenant", headers=owner.headers)).json()["log_retention_days"] is None
+    r = await client.patch("/v1/tenant", headers=owner.headers, json={"log_retention_days": 90})
+    assert r.status_code == 200, r.text
+    assert r.json()["log_retention_days"] == 90
+    for bad in (0, 4000, "30"):
+        r = await client.patch("/v1/tenant", headers=owner.headers, json={"log_retention_days": bad})
+        assert r.status_code == 422
+        assert [e["field"] for e in r.json()["errors"]] == ["body.log_retention_days"]
+    member = await factory.actor(Role.MEMBER, tenant=owner.tenant)
+    r = await client.patch("/v1/tenant", headers=member.headers, json={"log_retention_days": 1})
+    assert r.status_code == 403
+    assert (await client.get("/v1/tenant", headers=owner.headers)).json()["log_retention_days"] == 90

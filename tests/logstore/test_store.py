@@ -12,6 +12,7 @@ import pytest
 
 from rayplane.logstore import LogKey, LogStore, OffsetMismatch, component_of, open_store
 from rayplane.logstore.base import valid_path
+from rayplane.logstore.retention import purge_old_logs
 
 
 @pytest.fixture(params=["blob", "directory"])
@@ -96,3 +97,24 @@ def test_purge_by_last_write(store: LogStore) -> None:
     assert store.purge(datetime.now(UTC) + timedelta(minutes=1)) == 2
     assert store.files("ten_1", "cls_1") == []
     assert store.size(key("raylet.out")) == 0
+
+
+def test_each_tenant_keeps_its_logs_for_its_own_window(store: LogStore) -> None:
+    """A tenant with a 7-day window loses its logs a week after their last write; the others
+    keep theirs for the deployment's 30 days, and a purge of one tenant touches no other."""
+    short, default = (
+        LogKey("ten_short", "cls_1", "head", "raylet.out"),
+        LogKey("ten_other", "cls_2", "head", "raylet.out"),
+    )
+    for k in (short, default):
+        store.append(k, b"line\n", offset=0)
+    now = datetime.now(UTC)
+    removed, cutoff = purge_old_logs(store, 30, windows={"ten_short": 7}, now=now + timedelta(days=10))
+    assert removed == 1
+    assert cutoff == now + timedelta(days=10) - timedelta(days=30)
+    assert store.files("ten_short", "cls_1") == []
+    assert store.read(default) == b"line\n"
+    # Forty days on, past the default window too.
+    removed, _ = purge_old_logs(store, 30, windows={"ten_short": 7}, now=now + timedelta(days=40))
+    assert removed == 1
+    assert store.files("ten_other", "cls_2") == []
