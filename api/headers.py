@@ -1,4 +1,4 @@
-"""Headers every answer carries, errors included: the outermost middleware.
+"""Headers every answer carries, errors included.
 
 - ``X-Content-Type-Options: nosniff`` on every answer, so a browser never reads a JSON or
   problem+json body as something it could run.
@@ -8,34 +8,31 @@
   ``tests/api/test_headers.py`` fails when a response model gains a secret-looking field
   (``key``, ``secret``, ``token``, ``password``) on a route that is not listed here.
 
-Pure ASGI, outside ``RequestContextMiddleware``, so its own 415 and 500 answers get them too.
+``with_security_headers`` is applied by ``api.middleware.RequestContextMiddleware`` to the
+start of every answer that passes it, its own 415 and 500 answers included (it used to be a
+middleware of its own, outside that one: one ASGI layer and one header copy per request more).
 The matched route is read from the scope, where the router leaves it before the answer starts.
 """
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope
 
 #: Names of the routes whose answers carry a secret.
 SECRET_ROUTES = frozenset({"api_keys.create", "clusters.ray_token"})
 
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                if getattr(scope.get("route"), "name", None) in SECRET_ROUTES:
-                    headers["Cache-Control"] = "no-store"
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def with_security_headers(scope: Scope, message: Message, *extra: tuple[bytes, bytes]) -> None:
+    """Sets the security headers (replacing any of the same name) and appends ``extra`` on the
+    ``http.response.start`` ``message``, in place."""
+    secret = getattr(scope.get("route"), "name", None) in SECRET_ROUTES
+    replaced = (b"x-content-type-options", b"cache-control") if secret else (b"x-content-type-options",)
+    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in replaced]
+    headers.append(_NOSNIFF)
+    if secret:
+        headers.append(_NO_STORE)
+    headers.extend(extra)
+    message["headers"] = headers

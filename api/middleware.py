@@ -1,9 +1,10 @@
 """One pure-ASGI middleware for what every request needs.
 
-In order: a request id (``X-Request-ID``, accepted from the client when well-formed,
-else generated) on every response and log line; NUL in the path, query or a data header
-refused (``api.nul``); ``415`` for a body that is not JSON (a zip on the upload route; an HTML form or a
-CSP report on the console's pages);
+In order: the security headers of ``api.headers`` on every answer; a request id
+(``X-Request-ID``, accepted from the client when well-formed, else generated) on every
+response and log line; NUL in the path, query or a data header refused (``api.nul``);
+``415`` for a body that is not JSON (a zip on the upload route; an HTML form or a CSP report
+on the console's pages);
 Prometheus counters and latency by route template; one access-log line; an audit entry
 for a mutating request that failed after authentication (successes are audited inside
 their own transaction by ``api.deps.get_session``); and a problem+json 500 for anything
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import MUTATING, audit_event
+from api.headers import with_security_headers
 from api.nul import NUL, scope_refusal
 from api.problems import PROBLEM, domain_problem, problem_body
 from api.state import AppState
@@ -119,7 +121,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
-                message["headers"] = [*message.get("headers", []), rid_header]
+                with_security_headers(scope, message, rid_header)
             await send(message)
 
         method = scope["method"]
