@@ -28,4 +28,6 @@ class TenantPatch(BaseModel):
 
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
     entra_tenant_id: str | None = None
-    log_retention_days: int | None = Field(default=None, ge=1, le=3650, strict=True, description="1 to 3650 days (admins)")
+    log_retention_days: int | None = Field(
+        default=None, ge=1, le=3650, strict=True, description="1 to 3650 days (admins)"
+    )
