@@ -299,7 +299,8 @@ def test_a_busy_clusters_metrics_are_scraped_from_ray_and_charted(stack: Stack) 
         return series if running and max(running) >= 1 and series.get(("jobs_running", None)) else None
 
     series = wait_for(charted, 120, "a scrape of the busy cluster")
-    assert max(series[("nodes_ready", "cpu")]) == 1
+    # One worker to start with; the waiting tasks may make the autoscaler add the second.
+    assert 1 <= max(series[("nodes_ready", "cpu")]) <= 2
     assert max(series[("nodes_ready", "head")]) == 1
     assert all(0 <= v <= 100 for v in series[("cpu_utilization_percent", "cpu")])
     assert min(series[("memory_used_bytes", None)]) > 0
