@@ -20,10 +20,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from api import ratelimit
-from api.deps import Session, app_state, set_audit_target
-from api.routers.marketplace import fulfillment
+from api.deps import Session, app_state
+from api.routers.marketplace import audit_activation, fulfillment
 from rayplane.common.errors import InvalidInput
-from rayplane.common.principal import Principal, Role
 from rayplane.marketplace import purchase
 from web.forms import checked_form, simulation_enabled, visitor
 from web.render import error_page, page
@@ -97,15 +96,7 @@ async def activate(request: Request, db: Session) -> Response:
         token=token,
         subscription_id=None,
     )
-    # Audited as the API's activation is: the member who activated, from now on a principal.
-    request.state.principal = Principal(
-        tenant_id=done.tenant.id,
-        role=Role(done.member.role),
-        actor_type="member",
-        actor_id=done.member.id,
-        member_id=done.member.id,
-    )
-    set_audit_target(request, "marketplace_subscription", done.subscription.id, created=done.created)
+    audit_activation(request, done)  # as the API's activation is audited
     session.data.pop(TOKEN_KEY, None)
     response = RedirectResponse("/console", status_code=303)
     await store.save(session, response)

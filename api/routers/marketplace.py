@@ -72,6 +72,19 @@ async def resolve(body: ResolveIn, request: Request, session: Session) -> Resolv
     return await purchase.resolve(session, await fulfillment(request), body.token)
 
 
+def audit_activation(request: Request, done: purchase.Activation) -> None:
+    """Audit an activation like any member's write, the member who activated as its actor
+    (the request had no principal until now); the console's landing page does the same."""
+    request.state.principal = Principal(
+        tenant_id=done.tenant.id,
+        role=Role(done.member.role),
+        actor_type="member",
+        actor_id=done.member.id,
+        member_id=done.member.id,
+    )
+    set_audit_target(request, "marketplace_subscription", done.subscription.id, created=done.created)
+
+
 @router.post(
     "/activate", name="marketplace.activate", response_model=ActivateOut, responses=problems(403, 404, 409, 422, 503)
 )
@@ -89,15 +102,7 @@ async def activate(body: ActivateIn, request: Request, session: Session, authori
         token=body.token,
         subscription_id=body.subscription_id,
     )
-    # Audited like any member's write (the request had no principal until now).
-    request.state.principal = Principal(
-        tenant_id=done.tenant.id,
-        role=Role(done.member.role),
-        actor_type="member",
-        actor_id=done.member.id,
-        member_id=done.member.id,
-    )
-    set_audit_target(request, "marketplace_subscription", done.subscription.id, created=done.created)
+    audit_activation(request, done)
     return ActivateOut(
         tenant=TenantOut.model_validate(done.tenant),
         subscription=SubscriptionOut.model_validate(done.subscription),
