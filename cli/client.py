@@ -192,6 +192,11 @@ class RayplaneClient:
             if not cursor:
                 return
 
+    def log_files(self, base: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """``GET <base>/logs``: every stored file (``base``: a cluster's or a service's path),
+        following ``next_cursor`` to the last page."""
+        return list(self._pages(f"{base}/logs", params, limit=1000))
+
     def _accepted(self, response: httpx.Response) -> Accepted[Any]:
         op = response.headers.get("Operation-Location")
         return Accepted(response.json(), op.rsplit("/", 1)[-1] if op else None, response.headers.get("ETag"))

@@ -11,8 +11,18 @@ from typing import Annotated, Any
 import typer
 
 from cli.client import RayplaneClient
-from cli.context import EXIT_CODES_HELP, EXIT_NOT_FOUND, EXIT_USAGE, OutputOption, client, fail, fmt, handle_errors
-from cli.context import resolve_cluster as find_cluster
+from cli.context import (
+    EXIT_CODES_HELP,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    OutputOption,
+    client,
+    fail,
+    fmt,
+    handle_errors,
+    resolve_ref,
+)
+from cli.kinds import CLUSTERS, SERVICES
 from cli.output import Column, age, render_list
 
 app = typer.Typer()
@@ -35,9 +45,10 @@ def parse_since(value: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
-def files_of(api: RayplaneClient, cluster_id: str, node: str | None, component: str | None, since: str | None) -> Any:
-    params = {"node": node, "component": component}
-    files = api.request("GET", f"/v1/clusters/{cluster_id}/logs", params=params).json()["items"]
+def files_of(
+    api: RayplaneClient, base: str, params: dict[str, Any], node: str | None, component: str | None, since: str | None
+) -> Any:
+    files = api.log_files(base, {**params, "node": node, "component": component})
     if since:
         cutoff = datetime.now(UTC) - parse_since(since)
         files = [f for f in files if f.get("modified") and datetime.fromisoformat(f["modified"]) >= cutoff]
@@ -53,6 +64,10 @@ def _write(text: str) -> None:
 @handle_errors
 def logs(
     cluster: Annotated[str, typer.Argument(help="Cluster name or id (a deleted one's id works too).")],
+    service: Annotated[bool, typer.Option("--service", "-s", help="CLUSTER names a service.")] = False,
+    version: Annotated[
+        int | None, typer.Option("--version", min=1, help="With --service: this version (default: the serving one).")
+    ] = None,
     node: Annotated[str | None, typer.Option("--node", "-n", help="Only this node (head, <group>-<n>).")] = None,
     component: Annotated[
         str | None, typer.Option("--component", "-C", help="Only this component: raylet, gcs_server, worker, …")
@@ -77,19 +92,28 @@ def logs(
     Example: [bold]rayplane logs demo --node head --file raylet.out --follow[/bold]
 
     Example: [bold]rayplane logs demo --job job_01jd… --grep ERROR[/bold]
+
+    Example: [bold]rayplane logs web --service --version 2 --component serve[/bold]
     """
     if (grep is None) != (job is None):
         fail("--grep and --job go together", EXIT_USAGE)
+    if version is not None and not service:
+        fail("--version goes with --service (a cluster has no versions)", EXIT_USAGE)
+    if service and grep is not None:
+        fail("--grep searches a job's log; a service runs no jobs", EXIT_USAGE)
     if since is not None:
         parse_since(since)
     with client() as api:
-        cluster_id = str(find_cluster(api, cluster)["id"])
+        found = resolve_ref(api, SERVICES, cluster) if service else resolve_ref(api, CLUSTERS, cluster)
+        cluster_id = str(found["id"])
+        base = f"/v1/{'services' if service else 'clusters'}/{cluster_id}"
+        params: dict[str, Any] = {"version": version} if version is not None else {}
         if grep is not None:
             found = api.request("GET", f"/v1/clusters/{cluster_id}/jobs/{job}/logs:search", params={"q": grep}).json()
             for hit in found["hits"]:
                 _write(f"{hit['line']}: {hit['text']}\n")
             return
-        files = files_of(api, cluster_id, node, component, since)
+        files = files_of(api, base, params, node, component, since)
         if file is not None:
             files = [f for f in files if f["path"] == file]
         if list_ or not (node or component or file or follow_):
@@ -102,13 +126,13 @@ def logs(
                 names = ", ".join(f"{f['node']}/{f['path']}" for f in files[:8])
                 fail(f"--follow takes one file; {len(files)} match ({names}…): add --node and --file", EXIT_USAGE)
             f = files[0]
-            path = f"/v1/clusters/{cluster_id}/logs/{f['node']}/{f['path']}"
-            for chunk in api.stream_text(path, {"follow": "true", "tail": tail or 10}):
+            path = f"{base}/logs/{f['node']}/{f['path']}"
+            for chunk in api.stream_text(path, {**params, "follow": "true", "tail": tail or 10}):
                 _write(chunk)
             return
         for f in files:
             if len(files) > 1:
                 _write(f"==> {f['node']}/{f['path']} <==\n")
-            params = {"tail": tail} if tail else None
-            text = api.request("GET", f"/v1/clusters/{cluster_id}/logs/{f['node']}/{f['path']}", params=params).text
+            query = {**params, "tail": tail} if tail else params
+            text = api.request("GET", f"{base}/logs/{f['node']}/{f['path']}", params=query).text
             _write(text if not text or text.endswith("\n") else text + "\n")

@@ -12,19 +12,23 @@ import asyncio
 import time
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
 from typing import IO
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rayplane.clusters.repository import ClusterRepository
 from rayplane.clusters.service import get_cluster, job_target
-from rayplane.clusters.values import State
+from rayplane.clusters.values import ClusterKind, State
 from rayplane.common.errors import InvalidInput, NotFound
+from rayplane.common.paging import Page, decode_cursor, page_of
 from rayplane.common.principal import Principal
 from rayplane.jobs import service as jobs
 from rayplane.logstore import LogFile, LogKey, LogStore, SearchHit
 from rayplane.logstore.base import valid_node, valid_path
+from rayplane.providers.services import version_cluster_id
 
 # States after which a cluster writes no more logs (a follower stops once files are quiet).
 ENDED = frozenset({State.DELETED, State.STOPPED, State.FAILED})
@@ -44,8 +48,10 @@ class LogFileOut(BaseModel):
 
 
 class LogListOut(BaseModel):
-    cluster_id: str
+    cluster_id: str = Field(description="The cluster whose files these are: for a service, its version's (`<id>-v<n>`)")
+    version: int | None = Field(default=None, description="For a service: the version listed")
     items: list[LogFileOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= to get the next page; null on the last page")
 
 
 class SearchHitOut(BaseModel):
@@ -61,6 +67,63 @@ class LogSearchOut(BaseModel):
     truncated: bool
 
 
+@dataclass(frozen=True)
+class LogSource:
+    """Whose logs a request reads: a cluster's, or one version's of a service. Each version of
+    a service is a cluster of its own and its files are stored under that cluster's name
+    (``version_cluster_id``); ``owner`` is the id the caller named."""
+
+    tenant: str
+    owner: str
+    stored: str
+    kind: ClusterKind = ClusterKind.CLUSTER
+    version: int | None = None
+
+    def key(self, node: str, path: str) -> LogKey:
+        """A file of this source; 404 for a name no shipper could have stored."""
+        if not (valid_node(node) and valid_path(path)):
+            raise NotFound(f"log file {node}/{path} not found")
+        return LogKey(self.tenant, self.stored, node, path)
+
+
+async def source(
+    session: AsyncSession,
+    principal: Principal,
+    owner_id: str,
+    *,
+    kind: ClusterKind = ClusterKind.CLUSTER,
+    version: int | None = None,
+) -> LogSource:
+    """The caller's cluster (or service, with ``kind``) as a log source; 404 for another
+    tenant's or the other kind. A service's ``version`` defaults to the one serving traffic
+    (else the newest); a version it never had is 404, and a cluster has no versions (422)."""
+    row = await get_cluster(session, principal, owner_id, kind=kind)
+    if kind is ClusterKind.CLUSTER:
+        if version is not None:
+            raise InvalidInput.on("query.version", "only a service has versions")
+        return LogSource(row.tenant_id, row.id, row.id)
+    assert row.service is not None, "a service row has a ServiceSpec"
+    newest = row.service.version
+    progress = (row.observed or {}).get("service") or {}
+    wanted = version if version is not None else int(progress.get("active_version") or newest)
+    if not 1 <= wanted <= newest:
+        raise NotFound(f"service {owner_id} has no version {wanted} (its versions are 1 to {newest})")
+    return LogSource(row.tenant_id, row.id, version_cluster_id(row.id, wanted), kind, wanted)
+
+
+async def still_writing(session: AsyncSession, src: LogSource) -> bool:
+    """Whether the source's nodes may still write: its cluster runs (not ended); for a
+    service's version, also that the version still serves or rolls out (a rollout retires the
+    old one while the service goes on running)."""
+    row = await ClusterRepository(session).get(src.tenant, src.owner, kind=src.kind)
+    if row is None or row.state in ENDED:
+        return False
+    if src.version is None:
+        return True
+    progress = (row.observed or {}).get("service") or {}
+    return src.version in (progress.get("active_version"), progress.get("pending_version"))
+
+
 def file_out(f: LogFile) -> LogFileOut:
     return LogFileOut(
         node=f.node,
@@ -72,26 +135,30 @@ def file_out(f: LogFile) -> LogFileOut:
 
 
 async def list_files(
-    session: AsyncSession,
-    principal: Principal,
-    cluster_id: str,
+    src: LogSource,
     store: LogStore,
     *,
     node: str | None = None,
     component: str | None = None,
-) -> list[LogFile]:
-    """The cluster's stored files, optionally of one node and/or component."""
-    cluster = await get_cluster(session, principal, cluster_id)
-    files = await asyncio.to_thread(store.files, cluster.tenant_id, cluster.id)
-    return [f for f in files if (node is None or f.node == node) and (component is None or f.component == component)]
+    cursor: str | None = None,
+    limit: int | None = None,
+) -> Page[LogFile]:
+    """The source's stored files in name order (node, component, path), optionally of one node
+    and/or component, ``limit`` at a time from ``cursor`` (all of them without a limit)."""
+    after = decode_cursor(cursor)
+    if node is not None and not valid_node(node):
+        return Page([], None)  # no file can be stored under such a name
+    if component is None:
+        files = await asyncio.to_thread(store.files, src.tenant, src.stored, node=node, after=after, limit=_more(limit))
+    else:
+        # The component is the name's second part: listed by node (and name), filtered here.
+        found = await asyncio.to_thread(store.files, src.tenant, src.stored, node=node, after=after)
+        files = [f for f in found if f.component == component][: _more(limit)]
+    return page_of(files, limit, key="rel") if limit is not None else Page(files, None)
 
 
-async def file_key(session: AsyncSession, principal: Principal, cluster_id: str, node: str, path: str) -> LogKey:
-    """The key of one of the caller's cluster's files; 404 when it is not stored."""
-    cluster = await get_cluster(session, principal, cluster_id)
-    if not (valid_node(node) and valid_path(path)):
-        raise NotFound(f"log file {node}/{path} not found")
-    return LogKey(cluster.tenant_id, cluster.id, node, path)
+def _more(limit: int | None) -> int | None:
+    return None if limit is None else limit + 1  # one more than the page: is there a next one?
 
 
 async def read(store: LogStore, key: LogKey, *, offset: int, length: int | None, tail: int | None) -> bytes:

@@ -101,6 +101,11 @@ class LogFile:
     size: int
     modified: datetime | None
 
+    @property
+    def rel(self) -> str:
+        """The name under the cluster's prefix, the order listings follow (the stores' own)."""
+        return f"{self.node}/{self.component}/{self.path}"
+
 
 @dataclass(frozen=True)
 class SearchHit:
@@ -133,8 +138,12 @@ class LogStore(abc.ABC):
         is created); return the new size. ``OffsetMismatch`` otherwise, nothing written."""
 
     @abc.abstractmethod
-    def files(self, tenant: str, cluster: str) -> list[LogFile]:
-        """Every file of the cluster, ordered by node, component and path."""
+    def files(
+        self, tenant: str, cluster: str, *, node: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> list[LogFile]:
+        """The cluster's files (only ``node``'s when given) in the order of their relative names
+        (``LogFile.rel``: ``<node>/<component>/<path>``, compared as strings), only those named
+        after ``after``, at most ``limit`` of them."""
 
     @abc.abstractmethod
     def read(self, key: LogKey, offset: int = 0, length: int | None = None) -> bytes:
@@ -147,7 +156,7 @@ class LogStore(abc.ABC):
         else of every tenant not in ``skip``; how many."""
 
     def exists(self, key: LogKey) -> bool:
-        return any(f.node == key.node and f.path == key.path for f in self.files(key.tenant, key.cluster))
+        return any(f.path == key.path for f in self.files(key.tenant, key.cluster, node=key.node))
 
     def tail(self, key: LogKey, lines: int) -> bytes:
         """The last ``lines`` lines (a final line without a newline counts as one); reads

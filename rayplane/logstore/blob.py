@@ -66,15 +66,26 @@ class BlobLogStore(LogStore):
             size += len(block)
         return size
 
-    def files(self, tenant: str, cluster: str) -> list[LogFile]:
+    def files(
+        self, tenant: str, cluster: str, *, node: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> list[LogFile]:
+        # Blob listings come in name order, which is the order promised; Blob Storage has no
+        # "start after", so a later page lists (and skips) the names before it. The iterator
+        # fetches pages lazily and the loop stops at ``limit``: no listing past the page wanted.
         prefix = f"{tenant}/{cluster}/"
-        out = []
-        for item in self._container().list_blobs(name_starts_with=prefix):
+        out: list[LogFile] = []
+        if limit == 0:
+            return out
+        where = f"{prefix}{node}/" if node is not None else prefix
+        for item in self._container().list_blobs(name_starts_with=where):
             parsed = parse_name(prefix, item.name)
-            if parsed is not None:
-                node, component, path = parsed
-                out.append(LogFile(node, component, path, int(item.size or 0), item.last_modified))
-        return sorted(out, key=lambda f: (f.node, f.component, f.path))
+            if parsed is None or (after is not None and item.name[len(prefix) :] <= after):
+                continue
+            name, component, path = parsed
+            out.append(LogFile(name, component, path, int(item.size or 0), item.last_modified))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
 
     def purge(self, older_than: datetime, *, tenant: str | None = None, skip: frozenset[str] = frozenset()) -> int:
         container = self._container()

@@ -46,10 +46,14 @@ class DirectoryLogStore(LogStore):
             fh.flush()
             return offset + len(data)
 
-    def files(self, tenant: str, cluster: str) -> list[LogFile]:
+    def files(
+        self, tenant: str, cluster: str, *, node: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> list[LogFile]:
         base = self.root / tenant / cluster
         prefix = f"{tenant}/{cluster}/"
-        out = []
+        found: list[LogFile] = []
+        if node is not None:
+            base = base / node
         if base.is_dir():
             for path in base.rglob("*"):
                 if not path.is_file():
@@ -57,9 +61,11 @@ class DirectoryLogStore(LogStore):
                 parsed = parse_name(prefix, path.relative_to(self.root).as_posix())
                 if parsed is not None:
                     st = path.stat()
-                    node, component, rel = parsed
-                    out.append(LogFile(node, component, rel, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
-        return sorted(out, key=lambda f: (f.node, f.component, f.path))
+                    name, component, rel = parsed
+                    found.append(LogFile(name, component, rel, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+        found.sort(key=lambda f: f.rel)
+        out = [f for f in found if after is None or f.rel > after]
+        return out if limit is None else out[:limit]
 
     def purge(self, older_than: datetime, *, tenant: str | None = None, skip: frozenset[str] = frozenset()) -> int:
         removed = 0

@@ -17,6 +17,12 @@ from typing import Any, Protocol
 from rayplane.providers.base import ClusterTarget, Observation, ProviderEvent
 
 
+def version_cluster_id(service_id: str, version: int) -> str:
+    """The name a service's version runs and keeps its logs under: ``<service id>-v<n>``
+    (a new version is a new cluster; the log store names files by it)."""
+    return f"{service_id}-v{version}"
+
+
 class ServeConfigSource(Protocol):
     """What a service runs (``rayplane.clusters.serve.ServeSpec``): the body of Serve's
     ``PUT /api/serve/applications/`` for a given HTTP address."""

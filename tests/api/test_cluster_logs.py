@@ -83,6 +83,67 @@ async def test_list_read_tail_and_zip(client: httpx.AsyncClient, owner: Actor, s
         assert archive.read("cpu-1/raylet.out") == b"worker raylet\n"
 
 
+async def test_list_in_pages(client: httpx.AsyncClient, owner: Actor, store: LogStore) -> None:
+    cid = await cluster(client, owner, store)
+    base = f"/v1/clusters/{cid}/logs"
+    everything = (await client.get(base, headers=owner.headers)).json()
+    assert everything["next_cursor"] is None
+    walked, cursor = [], None
+    while True:
+        r = await client.get(base, params={"limit": 3, **({"cursor": cursor} if cursor else {})}, headers=owner.headers)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert len(page["items"]) <= 3
+        walked += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert walked == everything["items"]
+    # A filter holds across pages; a component filter pages too.
+    r = await client.get(base, params={"component": "raylet", "limit": 1}, headers=owner.headers)
+    first = r.json()
+    assert [(f["node"], f["path"]) for f in first["items"]] == [("cpu-1", "raylet.out")]
+    r = await client.get(
+        base, params={"component": "raylet", "limit": 1, "cursor": first["next_cursor"]}, headers=owner.headers
+    )
+    assert [(f["node"], f["path"]) for f in r.json()["items"]] == [("head", "raylet.out")]
+    assert r.json()["next_cursor"] is None
+    for bad in ({"cursor": "not-ours"}, {"limit": 0}, {"limit": 5001}):
+        r = await client.get(base, params=bad, headers=owner.headers)
+        assert r.status_code == 422, (bad, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == [f"query.{next(iter(bad))}"]
+
+
+async def test_a_service_version_s_logs(client: httpx.AsyncClient, owner: Actor, store: LogStore) -> None:
+    body = {
+        **SPEC,
+        "name": "web",
+        "serve": {"applications": [{"name": "echo", "import_path": "echo:app", "route_prefix": "/echo"}]},
+    }
+    r = await client.post("/v1/services", headers=owner.headers, json=body)
+    assert r.status_code == 202, r.text
+    sid = r.json()["id"]
+    store.append(LogKey(owner.tenant.id, f"{sid}-v1", "head", "serve/proxy_1.log"), b"v1 proxy\n", offset=0)
+    base = f"/v1/services/{sid}/logs"
+    for url in (base, f"{base}?version=1"):
+        r = await client.get(url, headers=owner.headers)
+        assert r.status_code == 200, r.text
+        listed = r.json()
+        assert (listed["cluster_id"], listed["version"]) == (f"{sid}-v1", 1)
+        assert [(f["node"], f["path"]) for f in listed["items"]] == [("head", "serve/proxy_1.log")]
+    r = await client.get(f"{base}/head/serve/proxy_1.log?version=1", headers=owner.headers)
+    assert r.text == "v1 proxy\n"
+    r = await client.get(f"{base}/head.zip", headers=owner.headers)
+    assert r.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(r.content)) as archive:
+        assert archive.namelist() == ["head/serve/proxy_1.log"]
+    # A version it never had, the other kind's route, and another tenant: 404.
+    assert (await client.get(f"{base}?version=2", headers=owner.headers)).status_code == 404
+    assert (await client.get(f"/v1/clusters/{sid}/logs", headers=owner.headers)).status_code == 404
+    cid = await cluster(client, owner, store)
+    assert (await client.get(f"/v1/services/{cid}/logs", headers=owner.headers)).status_code == 404
+
+
 async def test_problems_and_isolation(
     client: httpx.AsyncClient, owner: Actor, factory: Factory, store: LogStore
 ) -> None:

@@ -76,6 +76,33 @@ def test_list_by_node_and_component(store: LogStore) -> None:
     assert store.files("ten_2", "cls_1") == []
 
 
+def test_pages_in_name_order_by_node(store: LogStore) -> None:
+    # "gpu" and "gpu-1" are both node names: in stored-name order "gpu-1/…" comes before
+    # "gpu/…" ('-' sorts before '/'), unlike a (node, path) tuple order; pages follow the names.
+    for node, path in (("gpu", "raylet.out"), ("gpu-1", "raylet.out"), ("gpu-1", "worker-1.out"), ("head", "a.log")):
+        store.append(key(path, node=node), b"x", offset=0)
+    names = [f.rel for f in store.files("ten_1", "cls_1")]
+    assert names == [
+        "gpu-1/raylet/raylet.out",
+        "gpu-1/worker/worker-1.out",
+        "gpu/raylet/raylet.out",
+        "head/other/a.log",
+    ]
+    assert names == sorted(names)
+    walked, after = [], None
+    while page := store.files("ten_1", "cls_1", after=after, limit=3):
+        walked += [f.rel for f in page]
+        after = page[-1].rel
+    assert walked == names
+    assert [f.rel for f in store.files("ten_1", "cls_1", node="gpu")] == ["gpu/raylet/raylet.out"]
+    assert [f.rel for f in store.files("ten_1", "cls_1", node="gpu-1", after="gpu-1/raylet/raylet.out")] == [
+        "gpu-1/worker/worker-1.out"
+    ]
+    assert store.files("ten_1", "cls_1", limit=0) == []
+    assert store.exists(key("raylet.out", node="gpu"))
+    assert not store.exists(key("a.log", node="gpu"))
+
+
 def test_names_and_components() -> None:
     assert key("raylet.out").name == "ten_1/cls_1/head/raylet/raylet.out"
     assert component_of("python-core-worker-ab_12.log") == "python-core-worker"

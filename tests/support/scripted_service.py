@@ -40,15 +40,12 @@ from rayplane.providers.services import (
     ServiceRunner,
     ServiceStep,
     VersionTarget,
+    version_cluster_id,
 )
 from tests.support.scripted_provider import ScriptedProvider
 
 HOST = "127.0.0.1"
 Phase = ServicePhase
-
-
-def version_cluster_id(service_id: str, version: int) -> str:
-    return f"{service_id}-v{version}"
 
 
 def _event(code: str, reason: str) -> ProviderEvent:

@@ -92,9 +92,18 @@ from rayplane.providers.services import (
     ServiceProgress,
     ServiceStep,
     VersionTarget,
+    version_cluster_id,
 )
 
-__all__ = ["CaddyProxy", "LocalServiceRunner", "ServicePhase", "ServiceProgress", "ServiceStep", "VersionTarget"]
+__all__ = [
+    "CaddyProxy",
+    "LocalServiceRunner",
+    "ServicePhase",
+    "ServiceProgress",
+    "ServiceStep",
+    "VersionTarget",
+    "version_cluster_id",
+]
 
 LISTEN_HOST = "127.0.0.1"
 EVENT_KIND = "service"
@@ -103,10 +112,6 @@ PROXY_LOCATION = "HeadOnly"  # one proxy per local cluster (docs/architecture.md
 
 def _event(code: str, reason: str) -> ProviderEvent:
     return ProviderEvent(EVENT_KIND, reason, code)
-
-
-def version_cluster_id(service_id: str, version: int) -> str:
-    return f"{service_id}-v{version}"
 
 
 def _initial(state: dict[str, Any]) -> dict[str, Any]:
