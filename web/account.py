@@ -81,6 +81,7 @@ async def account_page(request: Request, db: Session) -> Response:
 @router.post(f"{PATH}/api-keys", name="web.api_key_create")
 async def create_key(request: Request, db: Session) -> Response:
     who, fields = await writer(request, db)
+    service.authorize_api_key_create(who.principal, Role.VIEWER)  # a viewer is refused before its input is read
     values = {"key_name": fields.get("name", ""), "key_role": fields.get("role", "")}
     try:
         body = ApiKeyCreate.model_validate({"name": values["key_name"].strip(), "role": values["key_role"]})
@@ -116,6 +117,7 @@ async def revoke_key(key_id: str, request: Request, db: Session) -> Response:
 @router.post(f"{PATH}/members", name="web.member_add")
 async def add_member(request: Request, db: Session) -> Response:
     who, fields = await writer(request, db)
+    service.authorize_member_add(who.principal, Role.VIEWER)  # admins only, before the input is read
     values = {k: fields.get(k, "") for k in ("oid", "member_role", "email", "display_name")}
     raw = {
         "oid": values["oid"].strip(),

@@ -162,6 +162,7 @@ async def job_rows(request: Request, db: Session, cluster: str | None = Query(No
 @router.post("/console/jobs", name="web.job_submit")
 async def submit(request: Request, db: Session) -> Response:
     who, fields = await writer(request, db)
+    service.authorize_submit(who.principal)  # a viewer is refused before its input is read
     values = {k: fields.get(k, "") for k in ("cluster", "entrypoint", "pip", "env")}
     body, errors = parse_form(fields)
     if body is not None:

@@ -5,8 +5,10 @@ A page's GET answers with the page (saving the session, whose CSRF token the for
 sign-in redirect (nobody signed in) or a 403 page (signed in, but no member of a tenant). A
 write (:func:`writer`) checks the form's CSRF token before anything else (403), then that a
 member is signed in and the tenant is not suspended (``require_writable``, as the API's
-``get_principal`` does for a mutating request); the role is left to the core service, which
-refuses a viewer with ``Forbidden`` exactly as it refuses the API's caller. The request's
+``get_principal`` does for a mutating request). The role is the core's: each form asks the
+service's own check (``authorize_submit``, ``authorize_api_key_create`` …) before it reads
+the input, so a viewer's post is a 403 whatever it holds, and the service checks again as it
+acts, refusing with ``Forbidden`` exactly as it refuses the API's caller. The request's
 unit of work (``api.deps.Session``) then commits the change with its audit row before the
 answer, as for the API.
 """

@@ -28,6 +28,7 @@ from rayplane.billing import budgets, reports
 from rayplane.billing.periods import month_start
 from rayplane.billing.schemas import BudgetIn, BudgetOut, UsageReport
 from rayplane.common.errors import InvalidInput, NotFound
+from rayplane.common.principal import Role
 from rayplane.db.base import utcnow
 from web.pagekit import FormErrors, Member, member, refuse, writer
 
@@ -146,6 +147,7 @@ def parse_budget(fields: dict[str, str]) -> tuple[BudgetIn | None, FormErrors]:
 async def put_budget(request: Request, db: Session) -> Response:
     """Set or replace the budget (admins; the service refuses others with 403)."""
     who, fields = await writer(request, db)
+    who.principal.require(Role.ADMIN)  # put_budget's rule, before the input is read
     values = {k: fields.get(k, "") for k in ("amount", "thresholds", "hard_stop")}
     body, errors = parse_budget(fields)
     if body is not None:

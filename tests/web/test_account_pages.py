@@ -54,12 +54,14 @@ async def test_a_viewer_sees_no_write_controls_and_forged_posts_are_refused(org:
     refused = await viewer.post("/console/account/api-keys", {"name": "sneaky", "role": "viewer"})
     assert refused.status_code == 403
     assert "Forbidden" in refused.text
+    assert (await viewer.post("/console/account/api-keys", {})).status_code == 403  # the role before the input
     no_token = await viewer.post("/console/account/api-keys", {"name": "sneaky"}, csrf=False)
     assert no_token.status_code == 403
     assert "security token" in no_token.text
     owner_id = org.people[Role.OWNER].member_id
     assert (await viewer.post(f"/console/account/members/{owner_id}/role", {"role": "viewer"})).status_code == 403
     assert (await viewer.post(f"/console/account/members/{owner_id}/remove")).status_code == 403
+    assert (await viewer.post("/console/account/members", {"oid": ""})).status_code == 403
     assert await _keys(session, org) == before
 
 

@@ -98,6 +98,7 @@ async def test_a_viewer_sees_no_write_controls_and_forged_posts_are_refused(
     before = await _count(session, org)
     refused = await viewer.post("/console/jobs", {"cluster": cid, "entrypoint": "python x.py"})
     assert refused.status_code == 403
+    assert (await viewer.post("/console/jobs", {})).status_code == 403  # the role before the input
     forged = await org.people[Role.OWNER].post("/console/jobs", {"cluster": cid, "entrypoint": "x"}, csrf=False)
     assert forged.status_code == 403
     assert "security token" in forged.text

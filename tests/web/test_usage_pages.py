@@ -88,6 +88,7 @@ async def test_a_viewer_sees_no_write_controls_and_forged_posts_are_refused(
     good = {"amount": "100", "thresholds": "50, 80"}
     assert (await viewer.post("/console/usage/budget", good)).status_code == 403
     assert (await member.post("/console/usage/budget", good)).status_code == 403  # admins only, as the API
+    assert (await member.post("/console/usage/budget", {"amount": "lots"})).status_code == 403  # role first
     forged = await org.people[Role.OWNER].post("/console/usage/budget", good, csrf=False)
     assert forged.status_code == 403
     assert await BillingRepository(session).budget(org.tenant.id) is None
