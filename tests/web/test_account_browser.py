@@ -76,3 +76,21 @@ def test_a_viewer_sees_members_keys_and_clouds_without_write_controls(
     csrf = page.locator('form[action="/auth/sign-out"] input[name="csrf"]').get_attribute("value")
     forged = page.request.post(f"{web_stack.url}/console/account/api-keys", form={"csrf": csrf, "name": "x"})
     assert forged.status == 403
+
+
+def test_the_new_pages_fit_a_phone(web_stack: Stack, people: tuple[Person, Person], browser: Browser) -> None:
+    owner, _ = people
+    page = browser.page
+    page.set_viewport_size({"width": 390, "height": 800})
+    sign_in(page, web_stack, owner, "/console/account")
+    for path, heading in (
+        ("/console/account", "Account"),
+        ("/console/jobs", "Jobs"),
+        ("/console/usage", "Usage and billing"),
+    ):
+        page.goto(f"{web_stack.url}{path}")
+        page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=TIMEOUT_MS)
+        if path == "/console/usage":
+            page.locator("#usage-chart canvas").wait_for(timeout=TIMEOUT_MS)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, path
