@@ -10,7 +10,8 @@ The log view polls ``…/log?offset=N``: the answer appends the text after chara
 the page's log (an htmx out-of-band ``beforeend`` swap) and replaces the poller with one at
 the new offset; once the job has ended and its whole log was sent, the poller it returns no
 longer polls. Ray's Jobs API answers the whole log each time (``current_logs``), which only
-grows, so a character offset is stable; a finished job's stored log is the same text.
+grows, so a character offset is stable, and a finished job's stored log is the same text
+unless it was cut to its size limit: a log shorter than ``N`` replaces the page's whole.
 """
 
 from __future__ import annotations
@@ -208,13 +209,15 @@ async def job_log(
     job = await service.get_job(db, who.principal, target, job_id)
     ended = job.terminal  # read before the log: a job that ends meanwhile gets one more poll
     text = await service.current_logs(db, who.principal, target, job_id, jobs_access(request))
-    if len(text) < offset:  # not the text the page holds (a stored log replaced the live one)
-        offset = 0
+    # Shorter than what the page holds: not the same text (a stored log, cut to its limit,
+    # replaced the live one), so the page's log is replaced rather than appended to.
+    reset = len(text) < offset
     return await who.render(
         request,
         "job_log.html",
         job=job_row(job, target.name),
-        new=text[offset:],
+        new=text if reset else text[offset:],
+        reset=reset,
         offset=len(text),
         follow=not ended,
         poll=LOG_POLL_SECONDS,

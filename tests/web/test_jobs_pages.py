@@ -84,6 +84,24 @@ async def test_the_list_the_job_page_and_its_log(org: Org, state: AppState, sess
     tail = await viewer.get(f"/console/jobs/{cid}/{job.id}/log?offset=8")
     assert "epoch 2\n" in tail.text
     assert "epoch 1" not in tail.text
+    assert 'hx-swap-oob="beforeend:#log"' in tail.text
+    # An offset past the text (the page held another text): the whole log replaces the page's.
+    reset = await viewer.get(f"/console/jobs/{cid}/{job.id}/log?offset=500")
+    assert 'hx-swap-oob="innerHTML:#log"' in reset.text
+    assert "epoch 1\nepoch 2\n" in reset.text
+
+
+async def test_stopping_an_ended_job_changes_nothing_and_returns_to_it(
+    org: Org, state: AppState, session: AsyncSession
+) -> None:
+    cid = await _cluster(state, org)
+    job = await _finished_job(session, org, cid, "done\n")
+    member = org.people[Role.MEMBER]
+    page = await member.client.get(f"/console/jobs/{cid}/{job.id}")
+    assert "Stop this job" not in page.text  # an ended job has no stop control
+    answer = await member.post(f"/console/jobs/{cid}/{job.id}/stop")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/console/jobs/{cid}/{job.id}"
 
 
 async def test_a_viewer_sees_no_write_controls_and_forged_posts_are_refused(
