@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.state import AppState
 from rayplane.common.principal import Principal, Role
 from rayplane.identity import service
-from tests.web.pagekit import Org, organisation
+from tests.web.pagekit import Org, api, organisation
 
 
 @pytest.fixture
@@ -107,3 +107,20 @@ async def test_another_tenants_member_is_a_404_page(org: Org, state: AppState, s
         answer = await org.people[Role.OWNER].post(f"/console/account/members/{target}/remove")
         assert answer.status_code == 404
         assert answer.headers["content-type"].startswith("text/html")
+
+
+async def test_writes_are_audited_as_the_apis_are(org: Org, state: AppState) -> None:
+    member, viewer = org.people[Role.MEMBER], org.people[Role.VIEWER]
+    assert (await member.post("/console/account/api-keys", {"name": "audited", "role": "viewer"})).status_code == 303
+    assert (await member.post("/console/account/api-keys", {"name": "", "role": "viewer"})).status_code == 422
+    assert (await viewer.post("/console/account/api-keys", {"name": "no", "role": "viewer"})).status_code == 403
+    async with api(state)() as client:
+        answer = await client.get("/v1/audit-log", headers=org.api.headers, params={"action": "web.api_key_create"})
+    assert answer.status_code == 200, answer.text
+    entries = answer.json()["items"]
+    made = [e for e in entries if e["actor_id"] == member.member_id]
+    assert len(made) == 1  # the refused input changed nothing and recorded no success
+    assert made[0]["target_type"] == "api_key"
+    assert made[0]["result"] == "success"
+    refused = [e for e in entries if e["actor_id"] == viewer.member_id]
+    assert [(e["result"], e["status_code"]) for e in refused] == [("failure", 403)]
