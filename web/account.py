@@ -8,8 +8,8 @@ revoke their own, admins any. Writes are CSRF-checked first (:func:`web.pagekit.
 audited under what they touched, and committed before the redirect.
 
 A new key: Rayplane keeps only its hash, so the whole key is shown once. The create form's
-answer redirects (so a reload does not create another); the key waits in the server-side
-session for that one next page, which takes it out of the session as it shows it. A reload
+answer redirects (so a reload does not create another); once the key is committed it waits
+in the server-side session for that one next page, which takes it out of the session as it shows it. A reload
 (or any other page) finds it gone; the list shows each key's prefix only.
 """
 
@@ -96,7 +96,12 @@ async def create_key(request: Request, db: Session) -> Response:
     set_audit_target(request, "api_key", key.id, role=key.role)
     who.who.session.data[NEW_KEY] = {"id": key.id, "name": key.name, "key": raw}
     response = RedirectResponse(f"{PATH}#new-key", status_code=303)
-    await who.who.store.save(who.who.session, response)
+    store, session = who.who.store, who.who.session
+
+    async def keep() -> None:  # only a key that was committed waits to be shown
+        await store.save(session, response)
+
+    after_commit(request, keep)  # runs before the response is sent, so its cookie goes too
     return response
 
 
