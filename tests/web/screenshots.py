@@ -2,8 +2,9 @@
 
 Run ``.venv/bin/python -m tests.web.screenshots`` (about a minute): it starts the Azure emulator
 and ``rayplane dev`` as the browser tests do, buys Rayplane on the emulated Marketplace, and
-saves ``docs/img/landing.png`` (the landing page before activation) and ``docs/img/console.png``
-(the console with a cluster that came up while it was open), at 1000 px wide.
+saves ``docs/img/landing.png`` (the landing page before activation), ``docs/img/console.png``
+(the console with a cluster that came up while it was open) and ``docs/img/usage.png`` (the
+usage page, with that cluster's usage in the chart and a budget set), at 1000 px wide.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -61,6 +63,7 @@ def shoot(emulator: EmulatorProcess, url: str, chromium: str, stack: Stack) -> N
         page.locator('[data-cluster="training"] [data-state="RUNNING"]').wait_for(timeout=240_000)
         page.screenshot(path=str(OUT / "console.png"), full_page=True)
         cid = created.json()["id"]
+        shoot_usage(emulator, url, stack, buyer, page)
         buyer.api(emulator, stack, "DELETE", f"/v1/clusters/{cid}")
         browser.close()
 
@@ -71,7 +74,22 @@ def shoot(emulator: EmulatorProcess, url: str, chromium: str, stack: Stack) -> N
     wait_for(deleted, 180, "the screenshot's cluster to be deleted")
     market.close()
     admin.close()
-    print(f"wrote {OUT / 'landing.png'} and {OUT / 'console.png'}")
+    print(f"wrote {OUT / 'landing.png'}, {OUT / 'console.png'} and {OUT / 'usage.png'}")
+
+
+def shoot_usage(emulator: EmulatorProcess, url: str, stack: Stack, buyer: Person, page: Any) -> None:
+    """The usage page once the running cluster's usage is observed, with a budget set."""
+    budget = buyer.api(emulator, stack, "PUT", "/v1/budget", json={"amount_usd": 500, "alert_thresholds": [50, 80]})
+    assert budget.status_code == 200, budget.text
+
+    def used() -> bool:
+        report = buyer.api(emulator, stack, "GET", "/v1/usage", params={"group_by": "day"}).json()
+        return float(report["totals"]["vcpu_hours"]) >= 0.005
+
+    wait_for(used, 120, "the cluster's usage to be observed")
+    page.goto(f"{url}/console/usage")
+    page.locator("#usage-chart canvas").wait_for(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(OUT / "usage.png"), full_page=True)
 
 
 if __name__ == "__main__":
