@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 
 from api.deps import Session, after_commit, app_state, set_audit_target
-from api.routers.clouds import _out as cloud_out
+from api.routers.clouds import cloud_out
 from rayplane.clouds import service as clouds
 from rayplane.common.errors import Conflict
 from rayplane.common.principal import Role

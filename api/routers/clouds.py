@@ -19,7 +19,8 @@ from rayplane.common.principal import Role
 router = Router(prefix="/v1/clouds", tags=["clouds"])
 
 
-def _out(request: Request, cloud: Cloud) -> CloudOut:
+def cloud_out(request: Request, cloud: Cloud) -> CloudOut:
+    """A cloud account as the API shows it (the console's account page shows the same)."""
     settings = app_state(request).settings
     out = CloudOut.model_validate(cloud)
     redirect = f"{settings.public_url.rstrip('/')}/v1/clouds/consent" if settings.public_url else None
@@ -51,7 +52,7 @@ async def list_clouds(
     if settings.local_clouds_enabled and cursor is None:
         await service.ensure_local_cloud(session, caller.tenant_id, settings.local_capacity())
     page = await service.list_clouds(session, caller, cursor=cursor, limit=limit)
-    return ListPage[CloudOut](items=[_out(request, c) for c in page.items], next_cursor=page.next_cursor)
+    return ListPage[CloudOut](items=[cloud_out(request, c) for c in page.items], next_cursor=page.next_cursor)
 
 
 @router.post("", name="clouds.create", status_code=201, response_model=CloudOut, responses=problems(403, 409, 415, 422))
@@ -71,7 +72,7 @@ async def create_cloud(
         )
         set_audit_target(request, "cloud", cloud.id)
         _validate_after_commit(request, cloud)
-        return 201, _out(request, cloud), {"ETag": cloud.etag, "Location": f"/v1/clouds/{cloud.id}"}
+        return 201, cloud_out(request, cloud), {"ETag": cloud.etag, "Location": f"/v1/clouds/{cloud.id}"}
 
     return await idempotent_create(
         request,
@@ -91,7 +92,7 @@ async def get_cloud(cloud_id: str, request: Request, session: Session, caller: C
     Azure's code and what to do in ``status_reason``)."""
     cloud = await service.get_cloud(session, caller, cloud_id)
     with_etag(response, cloud.etag)
-    return _out(request, cloud)
+    return cloud_out(request, cloud)
 
 
 @router.post(
@@ -107,7 +108,7 @@ async def validate_cloud(cloud_id: str, request: Request, session: Session, call
     set_audit_target(request, "cloud", cloud_id)
     cloud = await service.revalidate(session, caller, cloud_id)
     _validate_after_commit(request, cloud)
-    return _out(request, cloud)
+    return cloud_out(request, cloud)
 
 
 @router.delete("/{cloud_id}", name="clouds.delete", status_code=204, responses=problems(403, 404, 409, 412))
