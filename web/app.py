@@ -20,7 +20,7 @@ from starlette.responses import Response
 from api.app import create_app as create_api_app
 from api.state import AppState
 from rayplane.settings import Settings, get_settings
-from web import console, devtools, landing, signin
+from web import cluster_detail, cluster_form, console, dashboard, devtools, landing, signin
 from web.render import install_error_pages
 from web.security import PageSecurityHeaders, log
 
@@ -38,7 +38,15 @@ async def csp_report(request: Request) -> Response:
 def install(app: FastAPI) -> FastAPI:
     """Add the pages to an API app built by ``api.app.create_app``."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for router in (signin.router, landing.router, console.router, devtools.router):
+    for router in (
+        signin.router,
+        landing.router,
+        console.router,
+        devtools.router,
+        cluster_form.router,
+        cluster_detail.router,
+        dashboard.router,
+    ):
         app.include_router(router)
     app.add_api_route("/csp-report", csp_report, methods=["POST"], include_in_schema=False)
     install_error_pages(app)
