@@ -27,7 +27,7 @@ from rayplane.clusters import service
 from rayplane.clusters.models import Cluster, ClusterEvent
 from rayplane.clusters.schemas import ClusterPatch, WorkerGroupSpec
 from rayplane.common.errors import InvalidInput, NotFound
-from rayplane.common.principal import Principal
+from rayplane.common.principal import Principal, Role
 from rayplane.tenants.service import require_writable
 from web.cluster_form import refused
 from web.console import POLL_SECONDS, STOPPABLE, _context
@@ -242,6 +242,8 @@ async def confirm(cluster_id: str, action: str, request: Request, db: Session) -
         return who
     assert who.principal is not None
     cluster = await service.get_cluster(db, who.principal, cluster_id)
+    if not who.principal.role.at_least(Role.MEMBER):
+        return error_page(request, 403, "viewers cannot stop, start or delete clusters")
     _, label, meaning = ACTIONS[action]
     context = _context(who, app_state(request).settings)
     response = page(

@@ -195,13 +195,21 @@ async def _member(request: Request, db: AsyncSession) -> Visitor | Response:
     return who
 
 
+def unaudited(request: Request) -> None:
+    """A form post that changes nothing (the estimate, one more group) is not audited: the
+    unit of work audits every POST of a known principal, so the principal is taken off the
+    request state (the page has it from the ``Visitor``)."""
+    if hasattr(request.state, "principal"):
+        del request.state.principal
+
+
 async def refused(request: Request, db: AsyncSession, principal: Principal, status: int) -> None:
     """Undo what the refused create wrote and audit the refusal with its status, as the API's
     middleware audits a refused ``POST /v1/clusters``. The form is answered (not raised), so
     the unit of work would otherwise audit it as a success: the principal is taken off the
     request state, and the refusal's row commits alone."""
     await db.rollback()
-    del request.state.principal
+    unaudited(request)
     await record(db, principal, audit_event(request, status))
 
 
@@ -225,6 +233,7 @@ async def estimate_fragment(request: Request, db: Session) -> Response:
     fields = await checked_form(request, who.session)
     if who.principal is None:
         return Response(status_code=200, headers={"HX-Redirect": "/console"})
+    unaudited(request)
     found, problem = await _estimate(db, who.principal, Draft.of(fields))
     return page(request, "cluster_estimate.html", estimate=found, estimate_problem=problem)
 
@@ -236,10 +245,10 @@ async def create(request: Request, db: Session) -> Response:
     if who.principal is None:
         return error_page(request, 403, who.no_tenant or "you are not signed in")
     draft = Draft.of(fields)
-    if fields.get("op") == "add" and draft.groups < MAX_GROUPS:
-        draft.groups += 1
-        return await _form_page(request, db, who, draft)
-    if fields.get("op") == "estimate":
+    if fields.get("op") in ("add", "estimate"):  # the form again, one group more or re-estimated
+        unaudited(request)
+        if fields["op"] == "add" and draft.groups < MAX_GROUPS:
+            draft.groups += 1
         return await _form_page(request, db, who, draft)
     principal = who.principal
     service.authorize_create(principal)  # a viewer's forged form: 403, as the API answers

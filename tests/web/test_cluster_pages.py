@@ -215,6 +215,7 @@ async def test_a_viewer_sees_no_write_controls_and_forged_posts_are_refused(org:
     assert "/scale" not in page.text
     assert "<form" not in page.text.split("<main")[1]
     assert (await org.viewer.client.get("/console/clusters/new")).status_code == 403
+    assert (await org.viewer.client.get(f"/console/clusters/{cluster_id}/confirm/stop")).status_code == 403
     forged = [
         (f"/console/clusters/{cluster_id}/confirm/stop", _form(org.viewer.csrf)),
         (f"/console/clusters/{cluster_id}/confirm/delete", _form(org.viewer.csrf)),
