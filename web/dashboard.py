@@ -53,6 +53,8 @@ from rayplane.common.principal import Principal, Role
 from rayplane.jobs.target import JobTarget
 from rayplane.logs import get_logger
 from web.forms import visitor
+from web.render import _status, error_page
+from web.security import CSP
 from web.sessions import cookie_name
 
 log = get_logger("rayplane.web")
@@ -206,6 +208,20 @@ async def dashboard_root(cluster_id: str, request: Request) -> Response:
     name="web.dashboard",
 )
 async def proxy(cluster_id: str, path: str, request: Request, db: Session) -> Response:
+    """A browser's page load that is refused (no such cluster, not running, no access) gets
+    the console's HTML error page; every other refusal is the API's problem+json (and a
+    refused write is audited as the API audits one)."""
+    try:
+        return await _forward(cluster_id, path, request, db)
+    except DomainError as exc:
+        if request.method not in ("GET", "HEAD") or "authorization" in request.headers:
+            raise
+        response = error_page(request, _status(exc), exc.detail)
+        response.headers["Content-Security-Policy"] = CSP
+        return response
+
+
+async def _forward(cluster_id: str, path: str, request: Request, db: AsyncSession) -> Response:
     principal = await _principal(request, db)
     if principal is None:
         if request.method in ("GET", "HEAD"):
@@ -258,7 +274,9 @@ def _ssl(verify: str | bool) -> ssl.SSLContext | None:
 @router.websocket("/clusters/{cluster_id}/dashboard/{path:path}")
 async def proxy_socket(websocket: WebSocket, cluster_id: str, path: str) -> None:
     """A websocket to the dashboard (a job's log tail, say), relayed frame by frame."""
-    request = Request(websocket.scope)  # the session and key checks read the same scope
+    # The session and key checks take a Request: one over the handshake's scope (its state
+    # dict is the websocket's own), read-only, as the handshake is an HTTP GET.
+    request = Request({**websocket.scope, "type": "http", "method": "GET"})
     try:
         async with app_state(request).sessions() as db:
             principal = await _principal(request, db)

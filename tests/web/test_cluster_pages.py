@@ -3,6 +3,7 @@ roles, tenant isolation, and what the proxy sends upstream (a test upstream echo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -21,7 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
 
 from api.state import AppState
 from rayplane.clusters.models import Cluster
@@ -48,9 +52,21 @@ async def _moved(request: Request) -> Response:
     return RedirectResponse(f"{request.base_url}elsewhere?x=1", status_code=302)
 
 
+async def _socket(websocket: WebSocket) -> None:
+    """Says which headers reached it, then echoes every message until the client closes."""
+    await websocket.accept()
+    await websocket.send_json({"path": websocket.url.path, "headers": dict(websocket.headers)})
+    try:
+        while True:
+            await websocket.send_text("echo: " + await websocket.receive_text())
+    except WebSocketDisconnect:
+        return
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    app = Starlette(routes=[Route("/moved", _moved), Route("/{path:path}", _echo, methods=["GET", "POST"])])
+    routes = [Route("/moved", _moved), WebSocketRoute("/ws/{path:path}", _socket)]
+    app = Starlette(routes=[*routes, Route("/{path:path}", _echo, methods=["GET", "POST"])])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -269,7 +285,13 @@ async def _running(session: AsyncSession, state: AppState, cluster_id: str, url:
 
 
 async def test_the_proxy_refuses_anonymous_callers_and_other_tenants(
-    org: Org, app_client: httpx.AsyncClient, factory: Factory, session: AsyncSession, state: AppState, upstream: str
+    org: Org,
+    app_client: httpx.AsyncClient,
+    factory: Factory,
+    session: AsyncSession,
+    state: AppState,
+    redis: Redis,
+    upstream: str,
 ) -> None:
     cluster_id = await _created(org, "dash")
     await _running(session, state, cluster_id, upstream)
@@ -283,6 +305,15 @@ async def test_the_proxy_refuses_anonymous_callers_and_other_tenants(
     stranger = await factory.actor(Role.OWNER)
     answer = await app_client.get(f"/clusters/{cluster_id}/dashboard/", headers=stranger.headers)
     assert answer.status_code == 404
+    # A signed-in browser of another organisation gets the console's 404 page.
+    other = await _browser(state, redis, factory, await factory.tenant(tid=str(uuid.uuid4())), Role.OWNER)
+    try:
+        page = await other.client.get(f"/clusters/{cluster_id}/dashboard/")
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert "script-src 'self';" in page.headers["content-security-policy"]
+    finally:
+        await other.client.aclose()
     slashless = await app_client.get(f"/clusters/{cluster_id}/dashboard?a=b")
     assert slashless.status_code == 308
     assert slashless.headers["location"] == f"/clusters/{cluster_id}/dashboard/?a=b"
@@ -326,3 +357,39 @@ async def test_the_proxy_sends_the_ray_token_and_never_the_callers_credential(
     assert write.status_code == 403
     escape = await app_client.get(f"/clusters/{cluster_id}/dashboard/a/%2E%2E/%2E%2E/x", headers=org.key.headers)
     assert escape.status_code == 404
+
+
+@pytest.fixture
+async def served(state: AppState) -> AsyncIterator[str]:
+    """The app on a real port, in this test's event loop (so it shares the test's database
+    transaction): httpx's in-process transport has no websockets."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(state.settings, state=state), port=port, log_level="warning"))
+    task = asyncio.ensure_future(server.serve())
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the app did not start"
+        await asyncio.sleep(0.02)
+    yield f"ws://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def test_websockets_are_relayed_with_the_ray_token_and_without_the_callers_key(
+    org: Org, served: str, session: AsyncSession, state: AppState, upstream: str
+) -> None:
+    cluster_id = await _created(org, "dash-socket")
+    await _running(session, state, cluster_id, upstream)
+    url = f"{served}/clusters/{cluster_id}/dashboard/ws/tail"
+    async with ws_connect(url, additional_headers=org.key.headers) as relayed:
+        hello = json.loads(await relayed.recv())
+        assert hello["path"] == "/ws/tail"
+        assert hello["headers"]["x-ray-authorization"] == f"Bearer {RAY_TOKEN}"
+        assert "authorization" not in hello["headers"]
+        await relayed.send("ping")
+        assert await relayed.recv() == "echo: ping"
+    with pytest.raises(InvalidStatus, match="403"):
+        async with ws_connect(url):
+            pass
