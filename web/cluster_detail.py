@@ -33,31 +33,13 @@ from web.cluster_form import refused
 from web.console import POLL_SECONDS, STOPPABLE, _context
 from web.forms import Visitor, checked_form, to_sign_in, visitor
 from web.render import error_page, page
+from web.wording import EXPLAIN, plain
 
 router = APIRouter(include_in_schema=False)
 EVENTS_SHOWN = 50
 EVENT_PAGES = 10  # events are read oldest first, 100 a page; the newest EVENTS_SHOWN are shown
 DASHBOARD_STATES = {"RUNNING", "UPDATING", "DEGRADED"}
 
-# Plain words for the causes the reconciler and providers record (by event code).
-EXPLAIN: dict[str, str] = {
-    "ProvisioningTimeout": "The nodes did not all come up in time; the cluster gave up waiting.",
-    "NodeLost": "A node stopped answering; Rayplane replaces it.",
-    "NodeEvicted": "The cloud took a node back (often a spot VM); Rayplane replaces it.",
-    "NodeStartFailed": "A node could not start; Rayplane tries again.",
-    "NotTriggerScaleUp": "The cloud could not add a node of this size now (quota or capacity).",
-    "HeadNotReady": "The head node is still starting.",
-    "RayNotInstalled": "Ray is not installed where the nodes run.",
-    "NoFreePorts": "No free network ports were left for a node on this machine.",
-    "PortTaken": "A port the cluster needs is used by something else.",
-    "StopIncomplete": "Some nodes were still running after the stop; Rayplane tries again.",
-    "TeardownIncomplete": "Some resources were still there after the delete; Rayplane tries again.",
-    "ProviderUnavailable": "The cloud could not be reached; Rayplane tries again.",
-    "KubernetesUnreachable": "The cloud account's compute service could not be reached; Rayplane tries again.",
-    "NoKubeconfig": "The cloud account is not set up for clusters yet.",
-    "RayTokenMissing": "The cluster's access token is missing; it gets one when it starts.",
-    "InvalidConfiguration": "The cluster's settings were refused by the cloud.",
-}
 ACTIONS: dict[str, tuple[Action | None, str, str]] = {
     "stop": (service.stop_cluster, "Stop", "Every node stops; the settings are kept and no compute is billed."),
     "start": (service.start_cluster, "Start", "The nodes start again with the same settings."),
@@ -77,7 +59,8 @@ def _events(rows: list[ClusterEvent]) -> list[EventRow]:
     out = []
     for e in reversed(rows[-EVENTS_SHOWN:]):
         what = f"{e.from_state or '…'} → {e.to_state}" if e.to_state else e.kind.replace("_", " ")
-        out.append(EventRow(e.at.strftime("%Y-%m-%d %H:%M:%S UTC"), what, e.reason or "", EXPLAIN.get(e.code or "")))
+        at = e.at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        out.append(EventRow(at, what, plain(e.reason or ""), EXPLAIN.get(e.code or "")))
     return out
 
 
@@ -113,7 +96,7 @@ def _view(cluster: Cluster) -> dict[str, Any]:
         "id": cluster.id,
         "name": cluster.name,
         "state": state,
-        "reason": cluster.state_reason or "",
+        "reason": plain(cluster.state_reason or ""),
         "desired": cluster.desired_state.value,
         "head_size": cluster.spec.head.vm_size,
         "head_alive": bool(((cluster.observed or {}).get("head") or {}).get("alive")),
