@@ -58,7 +58,10 @@ class EventRow:
 def _events(rows: list[ClusterEvent]) -> list[EventRow]:
     out = []
     for e in reversed(rows[-EVENTS_SHOWN:]):
-        what = f"{e.from_state or '…'} → {e.to_state}" if e.to_state else e.kind.replace("_", " ")
+        kind = e.kind.replace("_", " ")
+        what = kind
+        if e.to_state:
+            what = f"{e.from_state} → {e.to_state}" if e.from_state else f"{kind}: {e.to_state}"
         at = e.at.strftime("%Y-%m-%d %H:%M:%S UTC")
         out.append(EventRow(at, what, plain(e.reason or ""), EXPLAIN.get(e.code or "")))
     return out

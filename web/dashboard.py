@@ -9,7 +9,9 @@ Contract:
 - Who: the console's session, or ``Authorization: Bearer <API key or Entra token>``, of a
   member of the cluster's tenant. Reading (GET, HEAD, OPTIONS, websockets) needs a viewer;
   anything else a member (the Ray token lets the dashboard do everything, so a viewer's
-  proxy must not write). Another tenant's cluster, or none: 404. No credential: a browser
+  proxy must not write). A write on the session's strength must come from this site
+  (``SameSite=Lax`` and the ``Origin`` check stand in for the CSRF token the dashboard
+  does not send). Another tenant's cluster, or none: 404. No credential: a browser
   (GET without ``Authorization``) goes to sign-in and comes back, anything else gets 401.
 - Where: the cluster's ``dashboard_url`` as the reconciler last saw it (local: the head's
   dashboard port; Azure: the AKS API server's service proxy), with the headers and TLS
@@ -130,9 +132,21 @@ async def _principal(request: Request, db: AsyncSession) -> Principal | None:
         request.state.principal = principal
         return principal
     who = await visitor(request, db)
+    if who.principal is not None and request.method not in READS:
+        _same_origin(request)
     if who.user is not None and who.principal is None:
         raise Forbidden(who.no_tenant or "you are not a member of a Rayplane tenant")
     return who.principal
+
+
+def _same_origin(request: Request) -> None:
+    """A write on the session's strength must come from this site. The dashboard's requests
+    carry no CSRF token, so this stands in for one: ``SameSite=Lax`` already keeps the
+    session cookie off cross-site POSTs, and a browser's ``Origin`` (sent on every
+    cross-origin or non-GET fetch) must name this host."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise Forbidden("a change through the dashboard must come from this site")
 
 
 async def _upstream(request: Request, db: AsyncSession, principal: Principal, cluster_id: str, method: str) -> Upstream:
@@ -282,6 +296,8 @@ async def proxy_socket(websocket: WebSocket, cluster_id: str, path: str) -> None
             principal = await _principal(request, db)
             if principal is None:
                 raise Unauthenticated("sign in, or send an API key as Authorization: Bearer <key>")
+            if "authorization" not in request.headers:
+                _same_origin(request)  # no other site's page may open a socket on the session
             upstream = await _upstream(request, db, principal, cluster_id, "GET")
     except DomainError as exc:
         await websocket.close(code=1008, reason=exc.detail[:120])

@@ -349,6 +349,11 @@ async def test_the_proxy_sends_the_ray_token_and_never_the_callers_credential(
     assert seen["headers"]["cookie"] == "ray=1"
     assert seen["headers"]["x-ray-authorization"] == f"Bearer {RAY_TOKEN}"
 
+    cross_site = await org.member.client.post(
+        f"/clusters/{cluster_id}/dashboard/api/jobs/", json={}, headers={"Origin": "https://evil.example"}
+    )
+    assert cross_site.status_code == 403
+
     moved = await app_client.get(f"/clusters/{cluster_id}/dashboard/moved", headers=org.key.headers)
     assert moved.status_code == 302
     assert moved.headers["location"] == f"/clusters/{cluster_id}/dashboard/elsewhere?x=1"
@@ -392,4 +397,12 @@ async def test_websockets_are_relayed_with_the_ray_token_and_without_the_callers
         assert await relayed.recv() == "echo: ping"
     with pytest.raises(InvalidStatus, match="403"):
         async with ws_connect(url):
+            pass
+    # The console's session opens one from this site's pages, never from another site's.
+    cookie = {"Cookie": f"rayplane_session={org.member.client.cookies['rayplane_session']}"}
+    host = served.removeprefix("ws://")
+    async with ws_connect(url, additional_headers=cookie, origin=f"http://{host}") as relayed:  # type: ignore[arg-type]
+        assert json.loads(await relayed.recv())["path"] == "/ws/tail"
+    with pytest.raises(InvalidStatus, match="403"):
+        async with ws_connect(url, additional_headers=cookie, origin="https://evil.example"):  # type: ignore[arg-type]
             pass
