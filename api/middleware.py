@@ -71,6 +71,8 @@ _ZIP_ROUTE = re.compile(r"^/v1/clusters/[^/]+/packages$")
 _ZIP_TYPE = re.compile(r"^application/(zip|x-zip-compressed|octet-stream)\s*(;.*)?$", re.IGNORECASE)
 # The console's pages (web/) take HTML forms, urlencoded, and the browsers' CSP reports.
 _PAGE_ROUTE = re.compile(r"^/(console/|auth/|dev/|marketplace/landing|csp-report$)")
+# The Ray dashboard behind web/dashboard.py takes whatever the dashboard takes, as it is.
+_PROXY_ROUTE = re.compile(r"^/clusters/[^/]+/dashboard/")
 _PAGE_TYPE = re.compile(r"^application/(x-www-form-urlencoded|csp-report|reports\+json|json)\s*(;.*)?$", re.IGNORECASE)
 
 
@@ -133,7 +135,12 @@ class RequestContextMiddleware:
                 await domain_problem(refusal, instance=scope.get("path", "").replace(NUL, ""))(
                     scope, receive, send_wrapper
                 )
-            elif method in MUTATING and _has_body(scope) and not (content_type and accepted.match(content_type)):
+            elif (
+                method in MUTATING
+                and _has_body(scope)
+                and not (content_type and accepted.match(content_type))
+                and not _PROXY_ROUTE.match(scope.get("path", ""))
+            ):
                 await self._send_problem(
                     send_wrapper,
                     415,

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from api.app import create_app as create_api_app
 from api.state import AppState
 from rayplane.settings import Settings, get_settings
-from web import account, console, devtools, jobs, landing, signin, usage
+from web import account, cluster_detail, cluster_form, console, dashboard, devtools, jobs, landing, signin, usage
 from web.render import install_error_pages
 from web.security import PageSecurityHeaders, log
 
@@ -46,6 +46,9 @@ def install(app: FastAPI) -> FastAPI:
         usage.router,
         account.router,
         devtools.router,
+        cluster_form.router,
+        cluster_detail.router,
+        dashboard.router,
     ):
         app.include_router(router)
     app.add_api_route("/csp-report", csp_report, methods=["POST"], include_in_schema=False)

@@ -3,8 +3,9 @@
 Run ``.venv/bin/python -m tests.web.screenshots`` (about a minute): it starts the Azure emulator
 and ``rayplane dev`` as the browser tests do, buys Rayplane on the emulated Marketplace, and
 saves ``docs/img/landing.png`` (the landing page before activation), ``docs/img/console.png``
-(the console with a cluster that came up while it was open) and ``docs/img/usage.png`` (the
-usage page, with that cluster's usage in the chart and a budget set), at 1000 px wide.
+(the console with a cluster that came up while it was open), ``docs/img/cluster.png`` (that
+cluster's page: state, worker groups, events) and ``docs/img/usage.png`` (the usage page,
+with that cluster's usage in the chart and a budget set), at 1000 px wide.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ from tests.web.support import TIMEOUT_MS, Person, pick_account, stack_env
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "img"
 REDIS_DB = 3  # the browser tests use 4 and 5
-CLUSTER = {"name": "training", "head": {"vm_size": "Standard_D2s_v5"}, "worker_groups": []}
+CLUSTER = {
+    "name": "training",
+    "head": {"vm_size": "Standard_D2s_v5"},
+    "worker_groups": [{"name": "cpu", "vm_size": "Standard_D2s_v5", "min_nodes": 0, "max_nodes": 2}],
+}
 
 
 def main() -> None:
@@ -63,6 +68,9 @@ def shoot(emulator: EmulatorProcess, url: str, chromium: str, stack: Stack) -> N
         page.locator('[data-cluster="training"] [data-state="RUNNING"]').wait_for(timeout=240_000)
         page.screenshot(path=str(OUT / "console.png"), full_page=True)
         cid = created.json()["id"]
+        page.get_by_role("link", name="training").click()
+        page.locator('#live [data-state="RUNNING"]').wait_for(timeout=TIMEOUT_MS)
+        page.screenshot(path=str(OUT / "cluster.png"), full_page=True)
         shoot_usage(emulator, url, stack, buyer, page)
         buyer.api(emulator, stack, "DELETE", f"/v1/clusters/{cid}")
         browser.close()
@@ -74,7 +82,7 @@ def shoot(emulator: EmulatorProcess, url: str, chromium: str, stack: Stack) -> N
     wait_for(deleted, 180, "the screenshot's cluster to be deleted")
     market.close()
     admin.close()
-    print(f"wrote {OUT / 'landing.png'}, {OUT / 'console.png'} and {OUT / 'usage.png'}")
+    print(f"wrote {OUT / 'landing.png'}, {OUT / 'console.png'}, {OUT / 'cluster.png'} and {OUT / 'usage.png'}")
 
 
 def shoot_usage(emulator: EmulatorProcess, url: str, stack: Stack, buyer: Person, page: Any) -> None:
