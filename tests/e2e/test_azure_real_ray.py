@@ -121,6 +121,18 @@ def test_a_job_runs_on_its_clusters_real_ray(stack: Stack, azure: EmulatedAzure,
         nodes = wait_for(lambda: rows if len(rows := alive_nodes(client)) == 3 else None, 120, "3 alive Ray nodes")
         assert sum(1 for n in nodes if n["is_head_node"]) == 1
         assert sorted(n["resources_total"].get("GPU", 0) for n in nodes) == [0, 0, 1]
+        ray_version = version.json()["ray_version"]
+
+    # The same dashboard through Rayplane with only the caller's API key: Rayplane adds the AKS
+    # proxy's credential and the cluster's Ray token, and the dashboard's page loads.
+    through = stack.request("GET", f"/clusters/{cid}/dashboard/api/version")
+    assert through.status_code == 200, through.text
+    assert through.json()["ray_version"] == ray_version
+    page = stack.request("GET", f"/clusters/{cid}/dashboard/")
+    assert page.status_code == 200, page.text[:500]
+    assert "<html" in page.text.lower()
+    anonymous = httpx.get(f"{stack.url}/clusters/{cid}/dashboard/api/version", timeout=30)
+    assert anonymous.status_code == 401
 
     # A job through Rayplane: ray.init() joins the cluster (Ray's job supervisor sets RAY_ADDRESS).
     job = stack.request("POST", f"/v1/clusters/{cid}/jobs", json={"entrypoint": f'python -c "{PROBE}"'})
