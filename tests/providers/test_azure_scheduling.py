@@ -122,7 +122,34 @@ def test_a_gpu_group_that_cannot_be_scheduled_says_what_to_do() -> None:
     [event] = found.events
     assert event.code == "NotTriggerScaleUp"
     assert event.reason.startswith("the gpu pods cannot be scheduled: 0/3 nodes are available")
-    assert "Give the group a GPU VM size" in event.reason
-    assert "NVIDIA device plugin" in event.reason
+    # The pods ask for their VM size's GPUs: what is missing is the plugin that registers them.
+    assert f"kube-system/{manifests.DEVICE_PLUGIN_NAME}" in event.reason
+    assert "ImagePullBackOff" in event.reason
+    assert "nvcr.io" in event.reason
+    assert "retry the cluster" in event.reason
     assert found.fatal is not None
+    assert found.fatal.code == scheduling.UNSCHEDULABLE
+    assert "would advertise the GPUs they ask for" in found.fatal.reason
+    # Not the cpu/memory wording: room after reservations has nothing to do with it.
+    assert "reservations" not in found.fatal.reason
+    assert f"kube-system/{manifests.DEVICE_PLUGIN_NAME}" in found.fatal.reason
     assert scheduling.advice("0/1 nodes are available: 1 node(s) had untolerated taint") == ""
+
+
+def test_gpus_taken_on_a_pool_at_its_maximum_size_is_not_blamed_on_the_device_plugin() -> None:
+    message = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    said = "pod didn't trigger scale-up: 1 max node group size reached"
+    pending = scheduling.unschedulable([pod("g", "gpu", message)])
+    found = scheduling.causes(pending, [refusal("g", said, "2026-01-01T00:00:01Z")])
+    [event] = found.events
+    assert "raise the group's max_nodes" in event.reason
+    assert "device plugin" not in event.reason
+    assert found.fatal is None
+
+
+def test_a_refusal_short_of_cpu_and_gpus_keeps_the_room_wording() -> None:
+    said = "pod didn't trigger scale-up: 1 Insufficient cpu, 1 Insufficient nvidia.com/gpu"
+    pending = scheduling.unschedulable([pod("g", "gpu", "0/1 nodes are available: 1 Insufficient cpu.")])
+    found = scheduling.causes(pending, [refusal("g", said, "2026-01-01T00:00:01Z")])
+    assert found.fatal is not None
+    assert "after AKS's reservations and DaemonSets" in found.fatal.reason

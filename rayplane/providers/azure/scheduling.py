@@ -12,7 +12,11 @@ Two sources, as AKS's troubleshooting guides read them
   (https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/FAQ.md, "My pod is
   pending"). With an ``Insufficient <resource>`` among its reasons the pod is bigger than a node
   of its pool can ever offer after AKS's reservations and DaemonSets: no retry helps, so the
-  cluster fails with :data:`UNSCHEDULABLE`. Other reasons (a group at its maximum size, a pool
+  cluster fails with :data:`UNSCHEDULABLE`. ``Insufficient nvidia.com/gpu`` there means a new
+  node of the pool would advertise none of the GPUs its VM size has: Rayplane's pods ask for
+  exactly those, so nothing would register them (the NVIDIA device plugin cannot run there, as
+  when its image cannot be pulled), which no retry of Rayplane's fixes either -- the event says
+  what to check and that a retry of the cluster follows the fix. Other reasons (a group at its maximum size, a pool
   still being created so nothing matches the selector yet) may pass and are only reported.
 * Without such an event (the autoscaler's events expire after an hour, or it had nothing to
   say because the pool already has a node): ``Insufficient <resource>`` from the scheduler,
@@ -35,6 +39,7 @@ from rayplane.providers.base import ProviderEvent
 
 UNSCHEDULABLE = "Unschedulable"
 EVENT_KIND = "scheduling"
+GPU_SHORT = "Insufficient nvidia.com/gpu"
 
 
 @dataclass(frozen=True)
@@ -101,29 +106,47 @@ def causes(pending: Mapping[str, tuple[str, str]], events: Iterable[Mapping[str,
         if fatal is None and "Insufficient" in refusal:
             fatal = ProviderEvent(
                 EVENT_KIND,
-                f"the {group} pods can never be scheduled: no node of their pool has room for them after AKS's "
-                f"reservations and DaemonSets ({refusal}; the scheduler: {message})." + advice(refusal),
+                f"the {group} pods can never be scheduled: {_why_never(refusal)} ({refusal}; the scheduler: "
+                f"{message})." + advice(refusal),
                 UNSCHEDULABLE,
             )
     return Causes(tuple(messages), tuple(found), fatal)
 
 
+def _why_never(refusal: str) -> str:
+    """What the autoscaler's ``Insufficient`` refusal means for the pool: a new node would lack
+    the GPUs (its template node advertises none: the device plugin would not run there), or
+    room after AKS's reservations and DaemonSets."""
+    short_of_room = "Insufficient cpu" in refusal or "Insufficient memory" in refusal
+    if GPU_SHORT in refusal and not short_of_room:
+        return "no node of their pool would advertise the GPUs they ask for"
+    return "no node of their pool has room for them after AKS's reservations and DaemonSets"
+
+
 def advice(said: str) -> str:
     """What to do about what the scheduler and the autoscaler ``said``, as a sentence to
-    append ("" when there is nothing better to say than their own words)."""
-    if "Insufficient nvidia.com/gpu" in said:
+    append ("" when there is nothing better to say than their own words).
+
+    A pool at its maximum size comes first: then "Insufficient nvidia.com/gpu" from the
+    scheduler only means the GPUs of the nodes there are taken. Otherwise a GPU shortage is the
+    device plugin's: Rayplane's pods ask for exactly the GPUs their VM size has
+    (``manifests``), so a node of the pool lacks them only when nothing registers them."""
+    if "max node group size reached" in said:
+        return " What to do: the pool is at its maximum node count; raise the group's max_nodes."
+    if GPU_SHORT in said:
         return (
-            " What to do: no node of the pool offers the GPUs the pods ask for. Give the group a GPU VM "
-            "size; if it has one, the NVIDIA device plugin that Rayplane installs in kube-system is not "
-            "running on the pool's nodes (its pods' events in kube-system say why)."
+            " What to do: the group's VM size has GPUs, but the nodes of its pool advertise no nvidia.com/gpu: "
+            f"the NVIDIA device plugin that Rayplane installs (DaemonSet kube-system/{manifests.DEVICE_PLUGIN_NAME}) "
+            "is not running on them. `kubectl -n kube-system get pods -l name=nvidia-device-plugin-ds` shows why; "
+            f"ImagePullBackOff means the nodes cannot pull {manifests.DEVICE_PLUGIN_IMAGE.split(':')[0]} (allow the "
+            "cluster's egress to nvcr.io, or import the image into a registry it can read). Once it runs, retry "
+            "the cluster."
         )
     if "Insufficient cpu" in said or "Insufficient memory" in said:
         return (
             " What to do: each Ray pod takes one node of its group's VM size, less what AKS reserves; "
             "a larger VM size, or fewer DaemonSets on the nodes, makes room."
         )
-    if "max node group size reached" in said:
-        return " What to do: the pool is at its maximum node count; raise the group's max_nodes."
     return ""
 
 
