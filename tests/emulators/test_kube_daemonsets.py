@@ -124,6 +124,25 @@ def test_a_gpu_pod_scales_a_gpu_pool_up_only_once_the_device_plugin_is_installed
     env.wait_ready("rc", 1)
 
 
+def test_a_device_plugin_whose_image_cannot_be_pulled_registers_no_gpus(emulator: EmulatorProcess) -> None:
+    env = _env(emulator)
+    env.cluster.add_pool("gpu", autoscale=True, max_count=2, vcpus=6, memory_gib=112, gpus=1)
+    env.cluster.add_pool("fixed", vcpus=6, memory_gib=112, gpus=1, count=1)
+    gpu = {"requests": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}
+    with kube_knobs(emulator, missing_images=["nvcr.io/nvidia/k8s-device-plugin*"]):
+        env.install_device_plugin()
+        node = env.core.list_node(label_selector="agentpool=fixed").items[0]
+        assert "nvidia.com/gpu" not in (node.status.allocatable or {})
+        env.create(small_raycluster("rc", workers=1, pool="gpu", worker_resources=gpu))
+        event = wait_for(lambda: next(iter(_events(env, "NotTriggerScaleUp")), None), what="a refusal")
+        assert "Insufficient nvidia.com/gpu" in event.message
+        assert env.core.list_node(label_selector="agentpool=gpu").items == []
+    # The image pulls again: the plugin runs and the GPU pool grows for the pod.
+    node = env.core.list_node(label_selector="agentpool=fixed").items[0]
+    assert node.status.allocatable["nvidia.com/gpu"] == "1"
+    env.wait_ready("rc", 1)
+
+
 @pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")
 def test_kubectl_applies_the_device_plugin_and_the_gpu_appears(emulator: EmulatorProcess, tmp_path: Path) -> None:
     env = _env(emulator)

@@ -3,10 +3,12 @@ autoscaler's events; and the NVIDIA device plugin Rayplane installs for GPU node
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from rayplane.providers.azure import manifests, scheduling
+from rayplane.providers.azure.kube import Kube
 
 SCHEDULER = "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity/selector."
 
@@ -122,7 +124,98 @@ def test_a_gpu_group_that_cannot_be_scheduled_says_what_to_do() -> None:
     [event] = found.events
     assert event.code == "NotTriggerScaleUp"
     assert event.reason.startswith("the gpu pods cannot be scheduled: 0/3 nodes are available")
-    assert "Give the group a GPU VM size" in event.reason
-    assert "NVIDIA device plugin" in event.reason
+    # The pods ask for their VM size's GPUs: what is missing is the plugin that registers them.
+    assert f"kube-system/{manifests.DEVICE_PLUGIN_NAME}" in event.reason
+    assert "ImagePullBackOff" in event.reason
+    assert "nvcr.io" in event.reason
+    assert "retry the cluster" in event.reason
     assert found.fatal is not None
+    assert found.fatal.code == scheduling.UNSCHEDULABLE
+    assert "would advertise the GPUs they ask for" in found.fatal.reason
+    # Not the cpu/memory wording: room after reservations has nothing to do with it.
+    assert "reservations" not in found.fatal.reason
+    assert f"kube-system/{manifests.DEVICE_PLUGIN_NAME}" in found.fatal.reason
     assert scheduling.advice("0/1 nodes are available: 1 node(s) had untolerated taint") == ""
+
+
+def test_gpus_taken_on_a_pool_at_its_maximum_size_is_not_blamed_on_the_device_plugin() -> None:
+    message = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    said = "pod didn't trigger scale-up: 1 max node group size reached"
+    pending = scheduling.unschedulable([pod("g", "gpu", message)])
+    found = scheduling.causes(pending, [refusal("g", said, "2026-01-01T00:00:01Z")])
+    [event] = found.events
+    assert "raise the group's max_nodes" in event.reason
+    assert "device plugin" not in event.reason
+    assert found.fatal is None
+
+
+def test_a_refusal_short_of_cpu_and_gpus_keeps_the_room_wording() -> None:
+    said = "pod didn't trigger scale-up: 1 Insufficient cpu, 1 Insufficient nvidia.com/gpu"
+    pending = scheduling.unschedulable([pod("g", "gpu", "0/1 nodes are available: 1 Insufficient cpu.")])
+    found = scheduling.causes(pending, [refusal("g", said, "2026-01-01T00:00:01Z")])
+    assert found.fatal is not None
+    assert "after AKS's reservations and DaemonSets" in found.fatal.reason
+
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+GPU_SCHEDULER = (
+    "0/3 nodes are available: 1 Insufficient nvidia.com/gpu, 2 node(s) didn't match Pod's node affinity/selector."
+)
+
+
+def _gpu_node(gpus: str | None, ready_for: float) -> dict[str, Any]:
+    allocatable = {"cpu": "3860m", "memory": "24Gi", **({"nvidia.com/gpu": gpus} if gpus is not None else {})}
+    since = (NOW - timedelta(seconds=ready_for)).isoformat().replace("+00:00", "Z")
+    ready = {"type": "Ready", "status": "True", "lastTransitionTime": since}
+    return {"metadata": {"name": "aks-gpu-0"}, "status": {"allocatable": allocatable, "conditions": [ready]}}
+
+
+def test_a_ready_gpu_node_that_advertises_no_gpus_is_the_device_plugins_fault() -> None:
+    event = scheduling.no_gpus("gpu", GPU_SCHEDULER, _gpu_node(None, 120), NOW)
+    assert event is not None
+    assert event.code == scheduling.GPU_NOT_ADVERTISED
+    assert event.reason.startswith("the gpu pods cannot be scheduled: node aks-gpu-0 of their pool")
+    assert "advertises no nvidia.com/gpu" in event.reason
+    assert f"kube-system/{manifests.DEVICE_PLUGIN_NAME}" in event.reason
+    # The same text on every pass while it lasts (recorded once).
+    assert scheduling.no_gpus("gpu", GPU_SCHEDULER, _gpu_node("0", 120), NOW + timedelta(seconds=60)) == event
+
+
+def test_gpus_taken_or_not_yet_registered_are_not_blamed_on_the_device_plugin() -> None:
+    # The plugin registers a new node's GPUs within seconds of it being Ready.
+    assert scheduling.no_gpus("gpu", GPU_SCHEDULER, _gpu_node(None, 10), NOW) is None
+    # The node has its GPU; another pod holds it.
+    assert scheduling.no_gpus("gpu", GPU_SCHEDULER, _gpu_node("1", 600), NOW) is None
+    # The scheduler did not say the GPUs were short.
+    assert scheduling.no_gpus("gpu", SCHEDULER, _gpu_node(None, 600), NOW) is None
+    not_ready = _gpu_node(None, 600)
+    not_ready["status"]["conditions"][0]["status"] = "False"
+    assert scheduling.no_gpus("gpu", GPU_SCHEDULER, not_ready, NOW) is None
+
+
+class _Nodes:
+    """Kubernetes' node list for one pool, counting the calls."""
+
+    def __init__(self, nodes: list[dict[str, Any]]) -> None:
+        self.nodes, self.calls = nodes, 0
+
+    def list_items(self, path: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        assert path == "/api/v1/nodes"
+        assert params == [("labelSelector", f"{manifests.POOL_LABEL}=rpgpu")]
+        self.calls += 1
+        return self.nodes
+
+
+def test_gpus_unregistered_looks_at_the_pool_of_pods_short_of_gpus_only() -> None:
+    gpu_pod = pod("g1", "gpu", GPU_SCHEDULER)
+    gpu_pod["spec"] = {"nodeSelector": {manifests.POOL_LABEL: "rpgpu"}}
+    other = {**pod("g2", "gpu", GPU_SCHEDULER), "spec": gpu_pod["spec"]}
+    cpu_pod = {**pod("c", "cpu", SCHEDULER), "spec": {"nodeSelector": {manifests.POOL_LABEL: "rpcpu"}}}
+    pods = [gpu_pod, other, cpu_pod]
+    kube = _Nodes([_gpu_node(None, 120), {**_gpu_node("1", 120), "metadata": {"name": "aks-gpu-1"}}])
+    [event] = scheduling.gpus_unregistered(cast(Kube, kube), pods, scheduling.unschedulable(pods), NOW)
+    assert "aks-gpu-0" in event.reason
+    assert kube.calls == 1  # one list for the GPU pool; none for the cpu pool's pod
+    healthy = _Nodes([])
+    assert scheduling.gpus_unregistered(cast(Kube, healthy), [cpu_pod], scheduling.unschedulable([cpu_pod]), NOW) == ()
+    assert healthy.calls == 0

@@ -26,6 +26,7 @@ import base64
 import json
 import secrets
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,9 @@ class KubeAPI:
         self.fleet = fleet
         self.schemas = SchemaCache()
         self.ips = kinds.IpAllocator(objects)
+        # The config's ``missing_images``, set by the service: a device plugin with such an
+        # image advertises no GPUs on the nodes served here.
+        self.missing_images: Callable[[], Sequence[str]] = lambda: ()
 
     # -- clusters and types ------------------------------------------------------------------
     def ensure_cluster(self, cluster: str) -> None:
@@ -127,7 +131,7 @@ class KubeAPI:
             node = next((n for n in self.fleet.nodes(t.cluster) if n.name == t.name), None)
             if node is None:
                 raise err.not_found("nodes", "", t.name)
-            return nodeedits.render(self.objects, t.cluster, node)
+            return nodeedits.render(self.objects, t.cluster, node, self.missing_images())
         obj = self.objects.get(t.cluster, t.rtype.key, t.namespace, t.name)
         if obj is None:
             raise err.not_found(*t.kind_label, t.name)
@@ -140,7 +144,8 @@ class KubeAPI:
         except ValueError as exc:
             raise err.bad_request(str(exc)) from None
         if t.rtype is res.NODES:
-            items = [nodeedits.render(self.objects, t.cluster, n) for n in self.fleet.nodes(t.cluster)]
+            missing = self.missing_images()
+            items = [nodeedits.render(self.objects, t.cluster, n, missing) for n in self.fleet.nodes(t.cluster)]
         else:
             items = self.objects.select(
                 t.cluster, t.rtype.key, t.namespace if t.rtype.namespaced and t.namespace else None

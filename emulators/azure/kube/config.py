@@ -93,7 +93,9 @@ class ConfigUpdate(BaseModel):
       (default 60, KubeRay's ``RayClusterDeletionDelayDuration``).
     * ``missing_images`` -- ``fnmatch`` patterns of images no registry has for this emulator:
       a pod with one stays ``Pending`` with ``ErrImagePull`` then ``ImagePullBackOff``
-      (:mod:`~emulators.azure.kube.kubelet_faults`; default none).
+      (:mod:`~emulators.azure.kube.kubelet_faults`; default none). A device plugin
+      DaemonSet with such an image never runs: GPU nodes advertise no ``nvidia.com/gpu``
+      (:mod:`~emulators.azure.kube.deviceplugin`).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -15,10 +15,17 @@ selector and required affinity match the node's labels and its tolerations cover
 ``NoSchedule``/``NoExecute`` taints (as the DaemonSet controller decides; a booting node's
 ``not-ready`` taint aside, which DaemonSet pods tolerate). No pods are made for it: the node
 advertises its GPUs from the moment the DaemonSet targets it.
+
+A plugin whose image matches the config's ``missing_images`` (a cluster whose egress cannot
+reach ``nvcr.io``, or a mistyped tag) never starts: its pods would sit in
+``ImagePullBackOff``, no plugin registers with the kubelet, and the nodes advertise no GPUs --
+the scheduler says ``Insufficient nvidia.com/gpu`` and the autoscaler, whose template node runs
+the same DaemonSets, refuses to scale a GPU pool up for a GPU pod.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,13 +50,21 @@ def is_device_plugin(ds: Mapping[str, Any]) -> bool:
     return any(str(c.get("image") or "").startswith(PLUGIN_IMAGE) for c in containers)
 
 
-def plugins(objects: ObjectStore, cluster: str) -> list[Obj]:
-    """The cluster's device-plugin DaemonSets' pod specs (usually none or one)."""
-    return [
+def pulls(pod_spec: Mapping[str, Any], missing: Sequence[str]) -> bool:
+    """Whether every container image of ``pod_spec`` can be pulled (none matches ``missing``)."""
+    images = [str(c.get("image") or "") for c in pod_spec.get("containers") or []]
+    return not any(fnmatch.fnmatchcase(image, p) for image in images for p in missing)
+
+
+def plugins(objects: ObjectStore, cluster: str, missing: Sequence[str] = ()) -> list[Obj]:
+    """The pod specs of the cluster's device-plugin DaemonSets that can run (usually none or
+    one): those with an image matching a ``missing`` pattern never start."""
+    specs = [
         ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
         for ds in objects.iter_type(cluster, res.DAEMONSETS.key)
         if is_device_plugin(ds)
     ]
+    return [s for s in specs if pulls(s, missing)]
 
 
 def runs_on(pod_spec: Mapping[str, Any], labels: Mapping[str, str], taints: Sequence[Mapping[str, Any]]) -> bool:

@@ -23,6 +23,7 @@ Races: all on the event loop; a write compares with the latest rendering, and a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from emulators.azure.fleet import Node
@@ -69,13 +70,14 @@ def apply(node: Obj, override: Obj | None) -> Obj:
     return node
 
 
-def render(objects: ObjectStore, cluster: str, node: Node) -> Obj:
-    """The node as served: the fleet's rendering plus its override."""
-    return apply(_rendered(objects, cluster, node), override_of(objects, cluster, node.name))
+def render(objects: ObjectStore, cluster: str, node: Node, missing: Sequence[str] = ()) -> Obj:
+    """The node as served: the fleet's rendering plus its override. ``missing``: the config's
+    ``missing_images`` (a device plugin with such an image advertises no GPUs)."""
+    return apply(_rendered(objects, cluster, node, missing), override_of(objects, cluster, node.name))
 
 
-def _rendered(objects: ObjectStore, cluster: str, node: Node) -> Obj:
-    gpus = deviceplugin.advertised_gpus(node, deviceplugin.plugins(objects, cluster)) if node.gpus else 0
+def _rendered(objects: ObjectStore, cluster: str, node: Node, missing: Sequence[str] = ()) -> Obj:
+    gpus = deviceplugin.advertised_gpus(node, deviceplugin.plugins(objects, cluster, missing)) if node.gpus else 0
     return node_object(cluster, node, objects.resource_version, gpus=gpus)
 
 
@@ -107,9 +109,11 @@ def _check(node: Obj, name: str) -> None:
         raise err.invalid("Node", "", name, causes)
 
 
-def write(objects: ObjectStore, cluster: str, node: Node, content_type: str | None, body: Any) -> Obj:
+def write(
+    objects: ObjectStore, cluster: str, node: Node, content_type: str | None, body: Any, missing: Sequence[str] = ()
+) -> Obj:
     """A PATCH (``content_type`` set) or PUT of the node; the node as served afterwards."""
-    base = _rendered(objects, cluster, node)
+    base = _rendered(objects, cluster, node, missing)
     current = apply(clone(base), override_of(objects, cluster, node.name))
     if content_type is None:
         if not isinstance(body, dict):
@@ -152,7 +156,7 @@ def write(objects: ObjectStore, cluster: str, node: Node, content_type: str | No
                 objects.delete(cluster, OVERRIDES, "", node.name)
         else:
             objects.put(cluster, OVERRIDES, override)
-    return render(objects, cluster, node)
+    return render(objects, cluster, node, missing)
 
 
 def forget_missing(objects: ObjectStore, cluster: str, present: set[str]) -> None:

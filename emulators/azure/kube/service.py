@@ -52,6 +52,7 @@ class KubeService:
         self.feed = ChangeFeed(self.objects)
         ctx.stopping.append(self.feed.close)
         self.api = KubeAPI(self.objects, ctx.fleet)
+        self.api.missing_images = lambda: self.config.missing_images
         self.jobs = JobManager(ctx.store, ctx.settings.data_dir, self.config)
         self.serve = ServeManager(lambda: self.config.serve_deploy_seconds)
         self.dashboard = Dashboard(self.jobs, self.serve)

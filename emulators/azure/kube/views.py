@@ -174,7 +174,7 @@ async def node_write(request: Request, svc: KubeService, t: Target, body: Any) -
         raise err.not_found("nodes", "", t.name)
     content_type = request.headers.get("content-type", "") if request.method == "PATCH" else None
     before = bool((nodeedits.override_of(svc.objects, t.cluster, t.name) or {}).get("unschedulable"))
-    written = nodeedits.write(svc.objects, t.cluster, node, content_type, body)
+    written = nodeedits.write(svc.objects, t.cluster, node, content_type, body, svc.config.missing_images)
     after = bool((written.get("spec") or {}).get("unschedulable"))
     if before != after:
         svc.events.node_schedulable(t.cluster, written, schedulable=not after)

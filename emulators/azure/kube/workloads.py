@@ -113,7 +113,7 @@ class Workloads:
             state = "ready" if node.ready(now) else "joined"
             if known.get(node.name) in (state, "ready"):
                 continue
-            rendered = nodeedits.render(self.objects, cluster, node)
+            rendered = nodeedits.render(self.objects, cluster, node, self.config.missing_images)
             if node.name not in known:
                 self.events.node_lifecycle(cluster, rendered, "joined")
             if state == "ready":
@@ -136,7 +136,7 @@ class Workloads:
         """One pass over the cluster's pods; returns when the next timed change is due."""
         pools = self.fleet.pools(cluster)
         reserved = {p.spec.name: self._reserved(p.spec) for p in pools}
-        plugins = deviceplugin.plugins(self.objects, cluster)
+        plugins = deviceplugin.plugins(self.objects, cluster, self.config.missing_images)
         views = {
             n.name: node_view(n, n.ready(now), reserved.get(n.pool), deviceplugin.advertised_gpus(n, plugins))
             for n in nodes

@@ -410,7 +410,7 @@ class AzureProvider(Provider):
             nodes=nodes,
             node_details=tuple(details),
             messages=messages + found.messages,
-            events=found.events + podfaults.pod_faults(pods),
+            events=found.events + scheduling.gpus_unregistered(kube, pods, pending) + podfaults.pod_faults(pods),
             fatal=fatal,
         )
 

@@ -12,20 +12,32 @@ Two sources, as AKS's troubleshooting guides read them
   (https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/FAQ.md, "My pod is
   pending"). With an ``Insufficient <resource>`` among its reasons the pod is bigger than a node
   of its pool can ever offer after AKS's reservations and DaemonSets: no retry helps, so the
-  cluster fails with :data:`UNSCHEDULABLE`. Other reasons (a group at its maximum size, a pool
-  still being created so nothing matches the selector yet) may pass and are only reported.
+  cluster fails with :data:`UNSCHEDULABLE`. ``Insufficient nvidia.com/gpu`` there means a new
+  node of the pool would advertise none of the GPUs its VM size has: Rayplane's pods ask for
+  exactly those, so nothing would register them (the NVIDIA device plugin cannot run there, as
+  when its image cannot be pulled), which no retry of Rayplane's fixes either -- the event says
+  what to check and that a retry of the cluster follows the fix. Other reasons (a group at its
+  maximum size, a pool still being created so nothing matches the selector yet) may pass and
+  are only reported.
 * Without such an event (the autoscaler's events expire after an hour, or it had nothing to
   say because the pool already has a node): ``Insufficient <resource>`` from the scheduler,
   for a pod that asks more CPU or memory than a node of its pool offers once its DaemonSet
   pods have theirs, is final too -- every node of a pool is the same size (:func:`no_room`).
   It is judged from the node's ``allocatable`` and its DaemonSet pods, not from whether the
   node looks empty now, which a scheduler message written a moment earlier may not reflect.
+  ``Insufficient nvidia.com/gpu`` from the scheduler alone, with a node of the pool that has
+  been Ready for :data:`GPU_REGISTER_SECONDS` and advertises no ``nvidia.com/gpu``, is the
+  device plugin not running there (:func:`gpus_unregistered`) -- what an autoscaler that
+  takes a new node's GPUs from its VM size shows: it grows the pool and the node comes up
+  without them. Reported as an event, not final: the plugin may yet start, and the
+  provisioning timeout ends the wait.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -35,6 +47,11 @@ from rayplane.providers.base import ProviderEvent
 
 UNSCHEDULABLE = "Unschedulable"
 EVENT_KIND = "scheduling"
+GPU_SHORT = "Insufficient nvidia.com/gpu"
+# How long a Ready GPU node may advertise no GPUs before the device plugin counts as not
+# running: the plugin registers them within seconds of its pod starting on a new node.
+GPU_REGISTER_SECONDS = 60.0
+GPU_NOT_ADVERTISED = "GpuNotAdvertised"
 
 
 @dataclass(frozen=True)
@@ -101,29 +118,47 @@ def causes(pending: Mapping[str, tuple[str, str]], events: Iterable[Mapping[str,
         if fatal is None and "Insufficient" in refusal:
             fatal = ProviderEvent(
                 EVENT_KIND,
-                f"the {group} pods can never be scheduled: no node of their pool has room for them after AKS's "
-                f"reservations and DaemonSets ({refusal}; the scheduler: {message})." + advice(refusal),
+                f"the {group} pods can never be scheduled: {_why_never(refusal)} ({refusal}; the scheduler: "
+                f"{message})." + advice(refusal),
                 UNSCHEDULABLE,
             )
     return Causes(tuple(messages), tuple(found), fatal)
 
 
+def _why_never(refusal: str) -> str:
+    """What the autoscaler's ``Insufficient`` refusal means for the pool: a new node would lack
+    the GPUs (its template node advertises none: the device plugin would not run there), or
+    room after AKS's reservations and DaemonSets."""
+    short_of_room = "Insufficient cpu" in refusal or "Insufficient memory" in refusal
+    if GPU_SHORT in refusal and not short_of_room:
+        return "no node of their pool would advertise the GPUs they ask for"
+    return "no node of their pool has room for them after AKS's reservations and DaemonSets"
+
+
 def advice(said: str) -> str:
     """What to do about what the scheduler and the autoscaler ``said``, as a sentence to
-    append ("" when there is nothing better to say than their own words)."""
-    if "Insufficient nvidia.com/gpu" in said:
+    append ("" when there is nothing better to say than their own words).
+
+    A pool at its maximum size comes first: then "Insufficient nvidia.com/gpu" from the
+    scheduler only means the GPUs of the nodes there are taken. Otherwise a GPU shortage is the
+    device plugin's: Rayplane's pods ask for exactly the GPUs their VM size has
+    (``manifests``), so a node of the pool lacks them only when nothing registers them."""
+    if "max node group size reached" in said:
+        return " What to do: the pool is at its maximum node count; raise the group's max_nodes."
+    if GPU_SHORT in said:
         return (
-            " What to do: no node of the pool offers the GPUs the pods ask for. Give the group a GPU VM "
-            "size; if it has one, the NVIDIA device plugin that Rayplane installs in kube-system is not "
-            "running on the pool's nodes (its pods' events in kube-system say why)."
+            " What to do: the group's VM size has GPUs, but the nodes of its pool advertise no nvidia.com/gpu: "
+            f"the NVIDIA device plugin that Rayplane installs (DaemonSet kube-system/{manifests.DEVICE_PLUGIN_NAME}) "
+            "is not running on them. `kubectl -n kube-system get pods -l name=nvidia-device-plugin-ds` shows why; "
+            f"ImagePullBackOff means the nodes cannot pull {manifests.DEVICE_PLUGIN_IMAGE.split(':')[0]} (allow the "
+            "cluster's egress to nvcr.io, or import the image into a registry it can read). Once it runs, retry "
+            "the cluster."
         )
     if "Insufficient cpu" in said or "Insufficient memory" in said:
         return (
             " What to do: each Ray pod takes one node of its group's VM size, less what AKS reserves; "
             "a larger VM size, or fewer DaemonSets on the nodes, makes room."
         )
-    if "max node group size reached" in said:
-        return " What to do: the pool is at its maximum node count; raise the group's max_nodes."
     return ""
 
 
@@ -228,3 +263,55 @@ def first_no_room(kube: Kube, pods: list[dict[str, Any]], pending: dict[str, tup
         if fatal is not None:
             return fatal
     return None
+
+
+def _ready_since(node: Mapping[str, Any]) -> datetime | None:
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready" and cond.get("status") == "True":
+            try:
+                return datetime.fromisoformat(str(cond.get("lastTransitionTime")).replace("Z", "+00:00"))
+            except ValueError:
+                return None
+    return None
+
+
+def no_gpus(group: str, message: str, node: Mapping[str, Any], now: datetime) -> ProviderEvent | None:
+    """The event when the scheduler found ``Insufficient nvidia.com/gpu`` for the ``group``'s
+    pods and ``node``, of their pool, has been Ready for :data:`GPU_REGISTER_SECONDS` without
+    advertising any: nothing registered its GPUs (the text names the node, nothing that changes
+    from one pass to the next)."""
+    if GPU_SHORT not in message:
+        return None
+    if quantity(((node.get("status") or {}).get("allocatable") or {}).get("nvidia.com/gpu", 0)) > 0:
+        return None
+    since = _ready_since(node)
+    if since is None or (now - since).total_seconds() < GPU_REGISTER_SECONDS:
+        return None
+    name = (node.get("metadata") or {}).get("name")
+    return ProviderEvent(
+        EVENT_KIND,
+        f"the {group} pods cannot be scheduled: node {name} of their pool has been Ready since "
+        f"{since.isoformat()} but advertises no nvidia.com/gpu (the scheduler: {message})." + advice(GPU_SHORT),
+        GPU_NOT_ADVERTISED,
+    )
+
+
+def gpus_unregistered(
+    kube: Kube, pods: list[dict[str, Any]], pending: dict[str, tuple[str, str]], now: datetime | None = None
+) -> tuple[ProviderEvent, ...]:
+    """:func:`no_gpus` for the nodes of each pool whose pods the scheduler found short of GPUs
+    (a node list per such pool, none otherwise): one event per node without its GPUs."""
+    now = now or datetime.now(UTC)
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    found: dict[ProviderEvent, None] = {}
+    checked: set[str] = set()
+    for name, (group, message) in sorted(pending.items()):
+        pool = ((by_name[name].get("spec") or {}).get("nodeSelector") or {}).get(manifests.POOL_LABEL)
+        if GPU_SHORT not in message or not pool or pool in checked:
+            continue
+        checked.add(pool)
+        for node in kube.list_items("/api/v1/nodes", [("labelSelector", f"{manifests.POOL_LABEL}={pool}")]):
+            event = no_gpus(group, message, node, now)
+            if event is not None:
+                found[event] = None
+    return tuple(found)
