@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from api.common import problems
 from api.deps import Caller, Session, app_state
 from api.routing import Router
-from rayplane.clusters import logs
+from rayplane.clusters import logs, logstores
 from rayplane.clusters.logs import LogListOut, LogSearchOut
 from rayplane.clusters.repository import ClusterRepository
 from rayplane.common.errors import NotFound
@@ -36,6 +36,11 @@ def log_store(request: Request) -> LogStore:
         return _stores[where]
 
 
+async def cluster_store(request: Request, session: Session, caller: Caller, cluster_id: str) -> LogStore:
+    """Where ``cluster_id``'s logs are: the customer's account for an Azure cluster, else ours."""
+    return await logstores.store_for(session, caller, cluster_id, app_state(request).settings, log_store(request))
+
+
 @router.get("/logs", name="logs.list", response_model=LogListOut, responses=problems(404, 422))
 async def list_logs(
     cluster_id: str,
@@ -46,7 +51,8 @@ async def list_logs(
     component: str | None = Query(None, max_length=63, description="Only this component's (`raylet`, `worker` …)"),
 ) -> LogListOut:
     """The cluster's stored log files by node and component, with their sizes."""
-    files = await logs.list_files(session, caller, cluster_id, log_store(request), node=node, component=component)
+    store = await cluster_store(request, session, caller, cluster_id)
+    files = await logs.list_files(session, caller, cluster_id, store, node=node, component=component)
     return LogListOut(cluster_id=cluster_id, items=[logs.file_out(f) for f in files])
 
 
@@ -57,7 +63,7 @@ async def list_logs(
     responses={**problems(404), 200: {**ZIP, "description": "The node's stored logs, as <node>/<path>"}},
 )
 async def node_zip(cluster_id: str, node: str, request: Request, session: Session, caller: Caller) -> Response:
-    store = log_store(request)
+    store = await cluster_store(request, session, caller, cluster_id)
     files = await logs.list_files(session, caller, cluster_id, store, node=node)
     if not files:
         raise NotFound(f"no stored logs of node {node}")
@@ -96,7 +102,7 @@ async def read_log(
     """A byte range (``offset``, ``length``), the last lines (``tail``), or (``follow=true``) a
     ``text/plain`` stream from ``offset`` (or after ``tail``) that ends once the file stops
     growing and the cluster no longer runs."""
-    store = log_store(request)
+    store = await cluster_store(request, session, caller, cluster_id)
     key = await logs.file_key(session, caller, cluster_id, node, path)
     if not follow:
         data = await logs.read(store, key, offset=offset, length=length, tail=tail)
@@ -135,4 +141,5 @@ async def search_job_log(
 ) -> LogSearchOut:
     """Lines of the job's stored driver log that contain ``q``, with their numbers; works
     after the cluster is deleted."""
-    return await logs.search_job_log(session, caller, cluster_id, job_id, log_store(request), q, limit)
+    store = await cluster_store(request, session, caller, cluster_id)
+    return await logs.search_job_log(session, caller, cluster_id, job_id, store, q, limit)

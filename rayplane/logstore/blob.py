@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from datetime import datetime
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
@@ -32,10 +33,13 @@ class BlobLogStore(LogStore):
         self._lock = threading.Lock()
 
     @classmethod
-    def for_account(cls, account_url: str, container: str, credential: TokenCredential) -> BlobLogStore:
+    def for_account(
+        cls, account_url: str, container: str, credential: TokenCredential, *, ca_bundle: str | None = None
+    ) -> BlobLogStore:
         """A store in a customer's account, reached with an Entra token (``credential``): the
         account has no shared keys. Its container is made by ARM, so none is created here."""
-        store = cls("", container, service=BlobServiceClient(account_url, credential=credential))
+        kwargs: dict[str, Any] = {"connection_verify": ca_bundle} if ca_bundle else {}
+        store = cls("", container, service=BlobServiceClient(account_url, credential=credential, **kwargs))
         store._ready = True
         return store
 

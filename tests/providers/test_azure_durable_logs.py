@@ -156,6 +156,12 @@ def test_a_cluster_gets_its_sink_identity_and_shipper_once(settings: Settings, e
             timeout=30,
             what="the RayCluster's pods",
         )
+        # The sidecar's requests come off Ray's: the pods are still scheduled on their nodes.
+        wait_for(
+            lambda: all(p["status"].get("phase") == "Running" for p in kube.pods(namespace, "ray.io/cluster")),
+            timeout=90,
+            what="the pods running",
+        )
         for pod in pods:
             assert pod["metadata"]["labels"][shipper.USE_LABEL] == "true"
             assert shipper.CONTAINER in [x["name"] for x in pod["spec"]["containers"]]

@@ -138,3 +138,24 @@ def test_pod_shipper_ships_the_session_and_a_final_pass(tmp_path: Path) -> None:
     assert not thread.is_alive()
     assert store.read(key) == b"one\ntwo\n"
     assert [f.path for f in store.files("ten_1", "clu_1")] == ["raylet.out"]
+
+
+def _milli(value: str) -> int:
+    return int(value[:-1]) if value.endswith("m") else int(value[:-2])
+
+
+def test_the_pod_still_fits_its_node() -> None:
+    plain = manifests.ray_cluster(_target(SPEC), replicas={})
+    shipped = shipper.with_shipper(plain)
+    groups = [(plain["spec"]["headGroupSpec"], shipped["spec"]["headGroupSpec"])]
+    groups += list(zip(plain["spec"]["workerGroupSpecs"], shipped["spec"]["workerGroupSpecs"], strict=True))
+    for before, after in groups:
+        old = before["template"]["spec"]["containers"][0]["resources"]["requests"]
+        pod = after["template"]["spec"]["containers"]
+        for kind in ("cpu", "memory"):
+            total = sum(_milli(c["resources"]["requests"][kind]) for c in pod)
+            assert total == _milli(old[kind]), kind
+        limit = sum(_milli(c["resources"]["limits"]["memory"]) for c in pod)
+        assert limit == _milli(before["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"])
+        memory = int(before["rayStartParams"]["memory"]) - shipper.SIDECAR_MEMORY_MIB * 1024 * 1024
+        assert after["rayStartParams"]["memory"] == str(memory)

@@ -115,6 +115,15 @@ class Storage:
         except Exception as exc:
             raise classify(exc, f"reading storage account {name}") from exc
 
+    def find(self, rg: str, region: str) -> LogSink | None:
+        """The cloud's sink if its account exists (one GET, no write): for the read side."""
+        name = account_name(self.subscription_id, rg, region)
+        found = self._get(rg, name)
+        if found is None:
+            return None
+        endpoints = (found.get("properties") or {}).get("primaryEndpoints") or {}
+        return LogSink(name, CONTAINER, str(endpoints.get("blob") or ""), str(found.get("id") or ""))
+
     def ensure(self, rg: str, region: str, retention_days: int) -> LogSink | None:
         """The cloud's log sink, made or corrected as needed; None while the account is being created."""
         name = account_name(self.subscription_id, rg, region)

@@ -14,11 +14,12 @@ sidecar): for subscriptions where Rayplane may not create role assignments.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rayplane.providers.azure.logsink import LogSink, Storage
-from rayplane.providers.azure.shipper import objects, with_shipper
+from rayplane.providers.azure.shipper import objects, with_service_shipper, with_shipper
 from rayplane.providers.azure.workload import ShipperIdentity, WorkloadIdentities
 from rayplane.providers.base import ClusterTarget, TerminalError
 
@@ -119,6 +120,19 @@ def ship(
     if logs is None:
         return None
     return with_shipper(raycluster), objects(logs, namespace)
+
+
+def ship_service(
+    settings: Settings, h: CloudHandle, target: ClusterTarget, namespace: str, state: dict[str, Any]
+) -> tuple[Callable[[dict[str, Any]], dict[str, Any]], list[dict[str, Any]]] | None:
+    """For a RayService: a function adding the shipper to its ``rayClusterConfig`` and the
+    objects to apply before it; None while the storage account is being created."""
+    if not enabled(target.cloud_config):
+        return (lambda manifest: manifest), []
+    logs = ensure(settings, h, target, namespace, state)
+    if logs is None:
+        return None
+    return with_service_shipper, objects(logs, namespace)
 
 
 def remove(settings: Settings, h: CloudHandle, namespace: str, state: dict[str, Any]) -> None:

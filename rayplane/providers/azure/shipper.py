@@ -32,8 +32,13 @@ IMAGE = f"rayplane:{__version__}"
 USE_LABEL = "azure.workload.identity/use"
 CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
 TENANT_ID_ANNOTATION = "azure.workload.identity/tenant-id"
-# Tailing a few files and appending blocks: small and bounded, so the Ray pod still fits its node.
-RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}
+# Tailing a few files and appending blocks: small and bounded. A Ray pod fills its node, so the
+# Ray container gives up what the sidecar requests (its memory limit too: the pod's sum stays).
+SIDECAR_CPU_M, SIDECAR_MEMORY_MIB = 50, 64
+RESOURCES = {
+    "requests": {"cpu": f"{SIDECAR_CPU_M}m", "memory": f"{SIDECAR_MEMORY_MIB}Mi"},
+    "limits": {"cpu": "200m", "memory": f"{SIDECAR_MEMORY_MIB}Mi"},
+}
 # Enough for the final pass after Ray's own preStop (``ray stop``).
 GRACE_SECONDS = 60
 
@@ -101,19 +106,53 @@ def with_pod_shipper(template: dict[str, Any]) -> dict[str, Any]:
         {"name": CONFIG_VOLUME, "configMap": {"name": CONFIG_MAP}},
     ]
     spec["volumes"] = volumes
+    had = any(c.get("name") == CONTAINER for c in spec.get("containers", []))
     containers = [c for c in spec.get("containers", []) if c.get("name") != CONTAINER]
     ray = containers[0]
+    if not had:
+        _shrink(ray.setdefault("resources", {}))
     mounts = [m for m in ray.get("volumeMounts", []) if m.get("name") != VOLUME]
     ray["volumeMounts"] = [*mounts, {"name": VOLUME, "mountPath": RAY_ROOT}]
     spec["containers"] = [*containers, sidecar()]
     return out
 
 
+def _shrink(resources: dict[str, Any]) -> None:
+    """Take the sidecar's CPU and memory off the Ray container's (``<n>m`` and ``<n>Mi`` as
+    :mod:`.manifests` writes them), never below a tenth of what it had."""
+    for kind in ("requests", "limits"):
+        values = resources.get(kind) or {}
+        cpu = str(values.get("cpu", ""))
+        if kind == "requests" and cpu.endswith("m"):
+            values["cpu"] = f"{max(int(cpu[:-1]) - SIDECAR_CPU_M, int(cpu[:-1]) // 10)}m"
+        memory = str(values.get("memory", ""))
+        if memory.endswith("Mi"):
+            values["memory"] = f"{max(int(memory[:-2]) - SIDECAR_MEMORY_MIB, int(memory[:-2]) // 10)}Mi"
+
+
+def _group(group: dict[str, Any]) -> None:
+    """One group (head or workers) of a RayCluster spec, in place: the pod template with the
+    shipper, and Ray's memory (bytes) as much smaller as its container became."""
+    if any(c.get("name") == CONTAINER for c in group["template"].get("spec", {}).get("containers", [])):
+        return
+    group["template"] = with_pod_shipper(group["template"])
+    params = group.get("rayStartParams") or {}
+    if str(params.get("memory", "")).isdigit():
+        params["memory"] = str(int(params["memory"]) - SIDECAR_MEMORY_MIB * 1024 * 1024)
+
+
 def with_shipper(raycluster: dict[str, Any]) -> dict[str, Any]:
     """A RayCluster (or a RayService's ``rayClusterConfig``) with the shipper in every pod."""
     out = copy.deepcopy(raycluster)
     spec = out["spec"]
-    spec["headGroupSpec"]["template"] = with_pod_shipper(spec["headGroupSpec"]["template"])
+    _group(spec["headGroupSpec"])
     for group in spec.get("workerGroupSpecs", []):
-        group["template"] = with_pod_shipper(group["template"])
+        _group(group)
+    return out
+
+
+def with_service_shipper(rayservice: dict[str, Any]) -> dict[str, Any]:
+    """A RayService with the shipper in every pod of the clusters KubeRay makes from it."""
+    out = copy.deepcopy(rayservice)
+    out["spec"]["rayClusterConfig"] = with_shipper({"spec": out["spec"]["rayClusterConfig"]})["spec"]
     return out
