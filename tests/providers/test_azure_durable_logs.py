@@ -7,6 +7,7 @@ shipper; teardown removes the identity and its role assignment and keeps the acc
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -21,11 +22,12 @@ from pydantic import SecretStr
 
 from emulators.azure.kube.testing import wait_for
 from emulators.azure.server import EmulatorProcess
-from rayplane.providers.azure import logsink, manifests, shipper, workload
+from rayplane.providers.azure import logsink, manifests, monitors, shipper, workload
 from rayplane.providers.azure.podship import ShipperConfig
 from rayplane.providers.azure.provider import AzureProvider
 from rayplane.providers.base import ClusterTarget, GroupTarget, NodeShape
 from rayplane.settings import Settings
+from tests.support.emulators import kube_knobs
 
 APP_ID = str(uuid.uuid4())
 RG = "ml"
@@ -90,7 +92,9 @@ def test_a_cluster_gets_its_sink_identity_and_shipper_once(settings: Settings, e
     }
     before = emulator.request_json("GET", "/_emulator/arm/config")
     emulator.request_json("PUT", "/_emulator/arm/config", {"operation_seconds": 0.2, "retry_after": 0})
+    knobs = contextlib.ExitStack()
     try:
+        knobs.enter_context(kube_knobs(emulator, node_boot_seconds=0.3))
         provider = AzureProvider(settings)
         target = _target(config, "clu_logs1")
         state: dict[str, Any] = {}
@@ -174,6 +178,19 @@ def test_a_cluster_gets_its_sink_identity_and_shipper_once(settings: Settings, e
             identity.client_id
         )
 
+        # Managed Prometheus: no PodMonitor until its CRD exists (the addon installs it), then one
+        # selecting the cluster's pods and scraping Ray's metrics port.
+        assert kube.get(monitors.GROUP_VERSION, "PodMonitor", f"{state['name']}-ray", namespace) is None
+        kube.apply(_podmonitor_crd())
+        monitors._missing.clear()  # the absence seen above is remembered for 10 minutes
+        state = provider.ensure(target, state).state
+        monitor = kube.get(monitors.GROUP_VERSION, "PodMonitor", f"{state['name']}-ray", namespace)
+        assert monitor is not None
+        assert monitor["spec"]["selector"] == {"matchLabels": {"ray.io/cluster": state["name"]}}
+        assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+        pod_ports = {p["name"] for c in pods[0]["spec"]["containers"] for p in c.get("ports", [])}
+        assert "metrics" in pod_ports
+
         # Teardown: identity (and its credential) and the role assignment go; the account stays.
         wait_for(lambda: not provider.teardown(target, state).state, timeout=30, what="the teardown")
         with pytest.raises(ResourceNotFoundError):
@@ -182,6 +199,7 @@ def test_a_cluster_gets_its_sink_identity_and_shipper_once(settings: Settings, e
         assert c["storage"].storage_accounts.get_properties(RG, name).name == name
         assert manifests.resource_name(target)[0] == namespace
     finally:
+        knobs.close()
         emulator.request_json("PUT", "/_emulator/arm/config", before)
 
 
@@ -195,3 +213,30 @@ def _writes_from(counts: dict[str, Any]) -> int:
 
 def _writes(emulator: EmulatorProcess) -> int:
     return _writes_from(_counts(emulator))
+
+
+def _podmonitor_crd() -> dict[str, Any]:
+    """The CRD managed Prometheus installs (its schema kept open here: only the kind matters)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": monitors.CRD},
+        "spec": {
+            "group": "azmonitoring.coreos.com",
+            "names": {
+                "kind": "PodMonitor",
+                "plural": "podmonitors",
+                "singular": "podmonitor",
+                "listKind": "PodMonitorList",
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rayplane.providers.azure.logsink import LogSink, Storage
+from rayplane.providers.azure.monitors import monitors
 from rayplane.providers.azure.shipper import objects, with_service_shipper, with_shipper
 from rayplane.providers.azure.workload import ShipperIdentity, WorkloadIdentities
 from rayplane.providers.base import ClusterTarget, TerminalError
@@ -112,14 +113,16 @@ def ship(
     raycluster: dict[str, Any],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """``raycluster`` with the shipper sidecar in every pod and the objects to apply before it
-    (service account, shipper config); unchanged with none when the cloud opted out; None while
-    the storage account is being created."""
+    (service account, shipper config, and the PodMonitor where managed Prometheus reads it);
+    unchanged when the cloud opted out of durable logs; None while the storage account is being
+    created."""
+    metrics = monitors(h.kube, namespace, raycluster["metadata"]["name"])
     if not enabled(target.cloud_config):
-        return raycluster, []
+        return raycluster, metrics
     logs = ensure(settings, h, target, namespace, state)
     if logs is None:
         return None
-    return with_shipper(raycluster), objects(logs, namespace)
+    return with_shipper(raycluster), [*objects(logs, namespace), *metrics]
 
 
 def ship_service(
