@@ -122,7 +122,7 @@ def ship(
     logs = ensure(settings, h, target, namespace, state)
     if logs is None:
         return None
-    return with_shipper(raycluster), [*objects(logs, namespace), *metrics]
+    return with_shipper(raycluster, settings.azure_log_shipper_image), [*objects(logs, namespace), *metrics]
 
 
 def ship_service(
@@ -135,7 +135,8 @@ def ship_service(
     logs = ensure(settings, h, target, namespace, state)
     if logs is None:
         return None
-    return with_service_shipper, objects(logs, namespace)
+    image = settings.azure_log_shipper_image
+    return (lambda manifest: with_service_shipper(manifest, image)), objects(logs, namespace)
 
 
 def remove(settings: Settings, h: CloudHandle, namespace: str, state: dict[str, Any]) -> None:

@@ -92,7 +92,7 @@ def sidecar(image: str = IMAGE) -> dict[str, Any]:
     }
 
 
-def with_pod_shipper(template: dict[str, Any]) -> dict[str, Any]:
+def with_pod_shipper(template: dict[str, Any], image: str = IMAGE) -> dict[str, Any]:
     """A pod template (its first container being Ray's) with the shipper added; a copy."""
     out = copy.deepcopy(template)
     labels = out.setdefault("metadata", {}).setdefault("labels", {})
@@ -113,7 +113,7 @@ def with_pod_shipper(template: dict[str, Any]) -> dict[str, Any]:
         _shrink(ray.setdefault("resources", {}))
     mounts = [m for m in ray.get("volumeMounts", []) if m.get("name") != VOLUME]
     ray["volumeMounts"] = [*mounts, {"name": VOLUME, "mountPath": RAY_ROOT}]
-    spec["containers"] = [*containers, sidecar()]
+    spec["containers"] = [*containers, sidecar(image)]
     return out
 
 
@@ -130,29 +130,29 @@ def _shrink(resources: dict[str, Any]) -> None:
             values["memory"] = f"{max(int(memory[:-2]) - SIDECAR_MEMORY_MIB, int(memory[:-2]) // 10)}Mi"
 
 
-def _group(group: dict[str, Any]) -> None:
+def _group(group: dict[str, Any], image: str) -> None:
     """One group (head or workers) of a RayCluster spec, in place: the pod template with the
     shipper, and Ray's memory (bytes) as much smaller as its container became."""
     if any(c.get("name") == CONTAINER for c in group["template"].get("spec", {}).get("containers", [])):
         return
-    group["template"] = with_pod_shipper(group["template"])
+    group["template"] = with_pod_shipper(group["template"], image)
     params = group.get("rayStartParams") or {}
     if str(params.get("memory", "")).isdigit():
         params["memory"] = str(int(params["memory"]) - SIDECAR_MEMORY_MIB * 1024 * 1024)
 
 
-def with_shipper(raycluster: dict[str, Any]) -> dict[str, Any]:
+def with_shipper(raycluster: dict[str, Any], image: str = IMAGE) -> dict[str, Any]:
     """A RayCluster (or a RayService's ``rayClusterConfig``) with the shipper in every pod."""
     out = copy.deepcopy(raycluster)
     spec = out["spec"]
-    _group(spec["headGroupSpec"])
+    _group(spec["headGroupSpec"], image)
     for group in spec.get("workerGroupSpecs", []):
-        _group(group)
+        _group(group, image)
     return out
 
 
-def with_service_shipper(rayservice: dict[str, Any]) -> dict[str, Any]:
+def with_service_shipper(rayservice: dict[str, Any], image: str = IMAGE) -> dict[str, Any]:
     """A RayService with the shipper in every pod of the clusters KubeRay makes from it."""
     out = copy.deepcopy(rayservice)
-    out["spec"]["rayClusterConfig"] = with_shipper({"spec": out["spec"]["rayClusterConfig"]})["spec"]
+    out["spec"]["rayClusterConfig"] = with_shipper({"spec": out["spec"]["rayClusterConfig"]}, image)["spec"]
     return out
