@@ -161,8 +161,11 @@ def test_a_cluster_gets_its_sink_identity_and_shipper_once(settings: Settings, e
             what="the RayCluster's pods",
         )
         # The sidecar's requests come off Ray's: the pods are still scheduled on their nodes.
+        # (Reconciling on meanwhile, as the workers do: the pool's creation settles with it.)
         wait_for(
-            lambda: all(p["status"].get("phase") == "Running" for p in kube.pods(namespace, "ray.io/cluster")),
+            lambda: (
+                applied() and all(p["status"].get("phase") == "Running" for p in kube.pods(namespace, "ray.io/cluster"))
+            ),
             timeout=90,
             what="the pods running",
         )
