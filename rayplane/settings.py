@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     azure_pool_grace_seconds: int = Field(default=1800, ge=0)
     azure_pool_gc_interval_seconds: float = Field(default=60.0, gt=0)
     azure_kubernetes_version: str | None = None
+    # The image of the log shipper sidecar in Azure Ray pods (Rayplane's own image, which runs
+    # ``python -m rayplane.providers.azure.podship``): docs/observability.md.
+    azure_log_shipper_image: str = "rayplane:0.1.0"
     demo_azure: bool = False
     # ``rayplane dev`` starts the Azure emulator as Entra ID and the Marketplace for the console
     # (ops/demo_azure.py ConsoleDemo). Default: on in dev mode when the emulator is installed

@@ -5,6 +5,7 @@ searched. Each route of a service is its cluster route's body with another ``Log
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import AsyncIterator
 
@@ -14,7 +15,7 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from api.common import problems
 from api.deps import Caller, Session, app_state
 from api.routing import Router
-from rayplane.clusters import logs
+from rayplane.clusters import logs, logstores
 from rayplane.clusters.logs import LogListOut, LogSearchOut, LogSource
 from rayplane.clusters.values import ClusterKind
 from rayplane.common.errors import NotFound
@@ -39,6 +40,18 @@ def log_store(request: Request) -> LogStore:
         return _stores[where]
 
 
+async def located(request: Request, session: Session, src: LogSource) -> tuple[LogSource, LogStore]:
+    """Where ``src``'s files are: the customer's own storage account for a cluster on an Azure
+    cloud with durable logs (its pods' shippers write there), else the deployment's store.
+    On Azure a service's pods ship under the service's id, every version together (their node
+    names carry their version's cluster), so its logs are listed as one source."""
+    default = log_store(request)
+    store = await logstores.store_for(session, src.tenant, src.cloud_id, app_state(request).settings, default)
+    if store is not default and src.version is not None:
+        src = dataclasses.replace(src, stored=src.owner, version=None)
+    return src, store
+
+
 NodeQuery = Query(None, max_length=63, description="Only this node's files (`head`, `<group>-<n>`)")
 ComponentQuery = Query(None, max_length=63, description="Only this component's (`raylet`, `worker` …)")
 CursorQuery = Query(None, max_length=2048, description="From a previous page's `next_cursor`")
@@ -47,9 +60,16 @@ VersionQuery = Query(None, ge=1, le=2**31 - 1, description="The service's versio
 
 
 async def _list(
-    request: Request, src: LogSource, node: str | None, component: str | None, cursor: str | None, limit: int
+    request: Request,
+    session: Session,
+    src: LogSource,
+    node: str | None,
+    component: str | None,
+    cursor: str | None,
+    limit: int,
 ) -> LogListOut:
-    found = await logs.list_files(src, log_store(request), node=node, component=component, cursor=cursor, limit=limit)
+    src, store = await located(request, session, src)
+    found = await logs.list_files(src, store, node=node, component=component, cursor=cursor, limit=limit)
     return LogListOut(
         cluster_id=src.stored,
         version=src.version,
@@ -70,7 +90,7 @@ async def list_logs(
     limit: int = LimitQuery,
 ) -> LogListOut:
     """The cluster's stored log files by node and component, with their sizes, in name order."""
-    return await _list(request, await logs.source(session, caller, cluster_id), node, component, cursor, limit)
+    return await _list(request, session, await logs.source(session, caller, cluster_id), node, component, cursor, limit)
 
 
 @router.get(SERVICE + "/logs", name="logs.list_service", response_model=LogListOut, responses=problems(404, 422))
@@ -87,11 +107,11 @@ async def list_service_logs(
 ) -> LogListOut:
     """One version's stored log files (each version of a service is a cluster of its own)."""
     src = await logs.source(session, caller, service_id, kind=ClusterKind.SERVICE, version=version)
-    return await _list(request, src, node, component, cursor, limit)
+    return await _list(request, session, src, node, component, cursor, limit)
 
 
-async def _zip(request: Request, src: LogSource, node: str) -> Response:
-    store = log_store(request)
+async def _zip(request: Request, session: Session, src: LogSource, node: str) -> Response:
+    src, store = await located(request, session, src)
     found = await logs.list_files(src, store, node=node)
     if not found.items:
         raise NotFound(f"no stored logs of node {node}")
@@ -113,7 +133,7 @@ _ZIP_RESPONSES = {**problems(404), 200: {**ZIP, "description": "The node's store
 
 @router.get(CLUSTER + "/logs/{node}.zip", name="logs.zip", response_class=Response, responses=_ZIP_RESPONSES)
 async def node_zip(cluster_id: str, node: str, request: Request, session: Session, caller: Caller) -> Response:
-    return await _zip(request, await logs.source(session, caller, cluster_id), node)
+    return await _zip(request, session, await logs.source(session, caller, cluster_id), node)
 
 
 @router.get(SERVICE + "/logs/{node}.zip", name="logs.zip_service", response_class=Response, responses=_ZIP_RESPONSES)
@@ -126,7 +146,7 @@ async def service_node_zip(
     version: int | None = VersionQuery,
 ) -> Response:
     src = await logs.source(session, caller, service_id, kind=ClusterKind.SERVICE, version=version)
-    return await _zip(request, src, node)
+    return await _zip(request, session, src, node)
 
 
 OffsetQuery = Query(0, ge=0, le=2**53, description="First byte")
@@ -138,6 +158,7 @@ _READ_RESPONSES = {**problems(404, 422), 200: {**TEXT, "description": "The file'
 
 async def _read(
     request: Request,
+    session: Session,
     src: LogSource,
     node: str,
     path: str,
@@ -146,7 +167,7 @@ async def _read(
     tail: int | None,
     follow: bool,
 ) -> Response:
-    store = log_store(request)
+    src, store = await located(request, session, src)
     key = src.key(node, path)
     if not follow:
         data = await logs.read(store, key, offset=offset, length=length, tail=tail)
@@ -188,7 +209,7 @@ async def read_log(
     ``text/plain`` stream from ``offset`` (or after ``tail``) that ends once the file stops
     growing and the cluster no longer runs."""
     src = await logs.source(session, caller, cluster_id)
-    return await _read(request, src, node, path, offset, length, tail, follow)
+    return await _read(request, session, src, node, path, offset, length, tail, follow)
 
 
 @router.get(
@@ -213,7 +234,7 @@ async def read_service_log(
     """As for a cluster, of one version of the service; a follow ends once that version no
     longer runs (retired by a rollout, or the service stopped) and the file is quiet."""
     src = await logs.source(session, caller, service_id, kind=ClusterKind.SERVICE, version=version)
-    return await _read(request, src, node, path, offset, length, tail, follow)
+    return await _read(request, session, src, node, path, offset, length, tail, follow)
 
 
 @router.get(

@@ -78,6 +78,7 @@ class LogSource:
     stored: str
     kind: ClusterKind = ClusterKind.CLUSTER
     version: int | None = None
+    cloud_id: str | None = None
 
     def key(self, node: str, path: str) -> LogKey:
         """A file of this source; 404 for a name no shipper could have stored."""
@@ -101,14 +102,14 @@ async def source(
     if kind is ClusterKind.CLUSTER:
         if version is not None:
             raise InvalidInput.on("query.version", "only a service has versions")
-        return LogSource(row.tenant_id, row.id, row.id)
+        return LogSource(row.tenant_id, row.id, row.id, cloud_id=row.cloud_id)
     assert row.service is not None, "a service row has a ServiceSpec"
     newest = row.service.version
     progress = (row.observed or {}).get("service") or {}
     wanted = version if version is not None else int(progress.get("active_version") or newest)
     if not 1 <= wanted <= newest:
         raise NotFound(f"service {owner_id} has no version {wanted} (its versions are 1 to {newest})")
-    return LogSource(row.tenant_id, row.id, version_cluster_id(row.id, wanted), kind, wanted)
+    return LogSource(row.tenant_id, row.id, version_cluster_id(row.id, wanted), kind, wanted, row.cloud_id)
 
 
 async def still_writing(session: AsyncSession, src: LogSource) -> bool:

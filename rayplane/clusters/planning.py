@@ -55,6 +55,7 @@ def cluster_target(
     pool_demand: Mapping[str, int] | None = None,
     ray_token: str = "",
     tenant_id: str = "",
+    log_retention_days: int | None = None,
 ) -> ClusterTarget:
     """What a provider is asked to make: the spec's shapes with each group's count now."""
     groups = tuple(
@@ -80,6 +81,7 @@ def cluster_target(
         ray_token=ray_token,
         gcs_fault_tolerance=spec.head.gcs_fault_tolerance,
         tenant_id=tenant_id,
+        log_retention_days=log_retention_days,
     )
 
 

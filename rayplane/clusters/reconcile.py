@@ -43,6 +43,7 @@ from rayplane.providers.base import (
     ray_headers,
 )
 from rayplane.settings import Settings
+from rayplane.tenants import store as tenant_store
 from rayplane.usage import store as usage
 
 log = get_logger("rayplane.reconcile")
@@ -82,6 +83,7 @@ class Snapshot:
     rollback_requested: bool = False
     rollback_reason: str | None = None
     tenant_id: str = ""
+    log_retention_days: int | None = None
 
 
 @dataclass
@@ -185,6 +187,7 @@ class Reconciler:
                 rollback_requested=c.rollback_requested,
                 rollback_reason=c.rollback_reason,
                 tenant_id=c.tenant_id,
+                log_retention_days=tenant_store.log_retention_days(session, c.tenant_id),
             )
 
     def _pool_demand(self, session: Session, cloud: Cloud | None) -> dict[str, int]:
@@ -209,6 +212,7 @@ class Reconciler:
             snap.pool_demand,
             snap.ray_token or "",
             snap.tenant_id,
+            snap.log_retention_days,
         )
 
     def _jobs_auth(self, provider: Provider, snap: Snapshot) -> job_sync.Auth:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from datetime import datetime
+from typing import Any
 
 from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
@@ -24,11 +26,22 @@ MAX_BLOCK = 4 * 1024 * 1024
 
 
 class BlobLogStore(LogStore):
-    def __init__(self, connection_string: str, container: str) -> None:
-        self._service = BlobServiceClient.from_connection_string(connection_string)
+    def __init__(self, connection_string: str, container: str, *, service: BlobServiceClient | None = None) -> None:
+        self._service = service or BlobServiceClient.from_connection_string(connection_string)
         self._name = container
         self._ready = False
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_account(
+        cls, account_url: str, container: str, credential: TokenCredential, *, ca_bundle: str | None = None
+    ) -> BlobLogStore:
+        """A store in a customer's account, reached with an Entra token (``credential``): the
+        account has no shared keys. Its container is made by ARM, so none is created here."""
+        kwargs: dict[str, Any] = {"connection_verify": ca_bundle} if ca_bundle else {}
+        store = cls("", container, service=BlobServiceClient(account_url, credential=credential, **kwargs))
+        store._ready = True
+        return store
 
     def _container(self) -> ContainerClient:
         client = self._service.get_container_client(self._name)

@@ -142,6 +142,8 @@ class ClusterTarget:
     gcs_fault_tolerance: bool = False
     # The owning tenant: the first part of the names its logs are stored under.
     tenant_id: str = ""
+    # The tenant's log retention in days (None: the deployment's default).
+    log_retention_days: int | None = None
 
 
 def gcs_storage_namespace(cluster_id: str) -> str:

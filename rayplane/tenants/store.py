@@ -14,3 +14,9 @@ def log_retention_windows(session: Session) -> dict[str, int]:
         select(Tenant.id, Tenant.log_retention_days).where(Tenant.log_retention_days.is_not(None))
     ).all()
     return {tid: int(days) for tid, days in rows if days is not None}
+
+
+def log_retention_days(session: Session, tenant_id: str) -> int | None:
+    """The tenant's own log retention, or None (the deployment's default)."""
+    days = session.execute(select(Tenant.log_retention_days).where(Tenant.id == tenant_id)).scalar_one_or_none()
+    return None if days is None else int(days)

@@ -131,8 +131,14 @@ def test_a_job_runs_on_its_clusters_real_ray(stack: Stack, azure: EmulatedAzure,
     page = stack.request("GET", f"/clusters/{cid}/dashboard/")
     assert page.status_code == 200, page.text[:500]
     assert "<html" in page.text.lower()
+    # Nobody signed in: a browser's GET is sent to sign-in and back; no Ray data without access.
     anonymous = httpx.get(f"{stack.url}/clusters/{cid}/dashboard/api/version", timeout=30)
-    assert anonymous.status_code == 401
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"].startswith("/auth/sign-in?next=")
+    forged = httpx.get(
+        f"{stack.url}/clusters/{cid}/dashboard/api/version", headers={"Authorization": "Bearer nope"}, timeout=30
+    )
+    assert forged.status_code == 401
 
     # A job through Rayplane: ray.init() joins the cluster (Ray's job supervisor sets RAY_ADDRESS).
     job = stack.request("POST", f"/v1/clusters/{cid}/jobs", json={"entrypoint": f'python -c "{PROBE}"'})

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, HTTPException
 from pydantic import ValidationError
 
-from emulators.azure.arm import cloud, routes
+from emulators.azure.arm import cloud, identities, routes, storage
 from emulators.azure.arm.admin import ArmConfig, FailNext, ResetRequest
 from emulators.azure.arm.errors import ArmError
 from emulators.azure.arm.lifecycle import StoppedClusterGuard
@@ -152,6 +152,8 @@ def create_admin_router(ctx: EmulatorContext) -> APIRouter:
             wiped = svc.docs.wipe()
             svc.directory.wipe()
             svc.roles.wipe()
+            storage.wipe(svc)
+            identities.wipe(svc)
             for key in wiped:
                 svc.ops.forget_cluster(key)
         return {"config": svc.admin.config.model_dump(), "clusters_deleted": wiped}

@@ -64,6 +64,9 @@ class ArmConfig(BaseModel):
     #: Subscriptions whose requests are authorized even while ``enforce_roles`` is off (so one test
     #: can enforce roles in its own subscription on the shared emulator).
     enforce_roles_subscriptions: list[str] = Field(default_factory=list)
+    #: The blob endpoint storage accounts report (``{account}`` is replaced by the account's name);
+    #: None: Azure's ``https://{account}.blob.core.windows.net/``. Tests name an Azurite here.
+    blob_endpoint: str | None = None
 
     def enforces_roles(self, subscription: str) -> bool:
         """Whether requests in ``subscription`` are authorized against role assignments."""

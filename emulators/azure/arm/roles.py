@@ -102,6 +102,17 @@ BUILT_IN_ROLES: dict[str, RoleDefinition] = {
             ("*/read",),
         ),
         RoleDefinition(
+            "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+            "Storage Blob Data Contributor",
+            "Allows for read, write and delete access to Azure Storage blob containers and data",
+            (
+                "Microsoft.Storage/storageAccounts/blobServices/containers/delete",
+                "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+                "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+                "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+            ),
+        ),
+        RoleDefinition(
             "ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8",
             "Azure Kubernetes Service Contributor Role",
             "Grants access to read and write Azure Kubernetes Service clusters",

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulators.azure.arm import authorization, cloud, clusters, gate, lifecycle, pools, roles
+from emulators.azure.arm import authorization, cloud, clusters, gate, identities, lifecycle, pools, roles, storage
 from emulators.azure.arm.errors import ArmError
 from emulators.azure.arm.operations import status_document
 from emulators.azure.arm.service import ArmService, Call
@@ -43,7 +43,10 @@ _AUTHZ = r"providers/Microsoft\.Authorization"
 #: Any scope below a subscription: a resource group, or a resource in one.
 _UNDER = rf"(?P<under>/resourceGroups/{_SEG}(?:/providers/.+)?)?"
 #: Resource types whose api-versions are not AKS's: any well-formed version is accepted.
-_ANY_VERSION = ("Microsoft.Resources/", "Microsoft.Authorization/")
+_ANY_VERSION = ("Microsoft.Resources/", "Microsoft.Authorization/", "Microsoft.Storage/", "Microsoft.ManagedIdentity/")
+_RG = rf"(?P<sub>{_SEG})/resourceGroups/(?P<rg>{_SEG})"
+_ACCOUNT = rf"{_RG}/providers/Microsoft\.Storage/storageAccounts/(?P<account>{_SEG})"
+_IDENTITY = rf"{_RG}/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/(?P<identity>{_SEG})"
 
 
 async def _operation_status(svc: ArmService, call: Call) -> Response:
@@ -85,6 +88,36 @@ async def _admin_credentials(svc: ArmService, call: Call) -> Response:
 
 #: (pattern after ``/subscriptions/``, {method: handler}, ARM resource type for error messages)
 _TABLE: list[tuple[re.Pattern[str], dict[str, Handler], str]] = [
+    (
+        re.compile(rf"^{_ACCOUNT}/blobServices/default/containers/(?P<container>{_SEG})$", re.IGNORECASE),
+        {"GET": storage.get_container, "PUT": storage.put_container, "DELETE": storage.delete_container},
+        storage.CONTAINER_TYPE,
+    ),
+    (
+        re.compile(rf"^{_ACCOUNT}/managementPolicies/default$", re.IGNORECASE),
+        {"GET": storage.get_policy, "PUT": storage.put_policy, "DELETE": storage.delete_policy},
+        storage.POLICY_TYPE,
+    ),
+    (
+        re.compile(rf"^{_ACCOUNT}$", re.IGNORECASE),
+        {"GET": storage.get_account, "PUT": storage.put_account, "DELETE": storage.delete_account},
+        storage.ACCOUNT_TYPE,
+    ),
+    (
+        re.compile(rf"^{_IDENTITY}/federatedIdentityCredentials/(?P<fic>{_SEG})$", re.IGNORECASE),
+        {"GET": identities.get_credential, "PUT": identities.put_credential, "DELETE": identities.delete_credential},
+        identities.FIC_TYPE,
+    ),
+    (
+        re.compile(rf"^{_IDENTITY}/federatedIdentityCredentials$", re.IGNORECASE),
+        {"GET": identities.list_credentials},
+        identities.FIC_TYPE,
+    ),
+    (
+        re.compile(rf"^{_IDENTITY}$", re.IGNORECASE),
+        {"GET": identities.get_identity, "PUT": identities.put_identity, "DELETE": identities.delete_identity},
+        identities.IDENTITY_TYPE,
+    ),
     (
         re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/roleAssignments/(?P<ra>{_SEG})$", re.IGNORECASE),
         {

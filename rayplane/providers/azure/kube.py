@@ -39,6 +39,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "RayJob": ("rayjobs", True),
     "RayService": ("rayservices", True),
     "Gateway": ("gateways", True),
+    "PodMonitor": ("podmonitors", True),
 }
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rayplane.providers.azure import access, manifests, podfaults, pools, scheduling
+from rayplane.providers.azure import access, manifests, observability, podfaults, pools, scheduling
 from rayplane.providers.azure.aks import SPOT_FALLBACK_CODES, Aks, LroStep
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.providers.azure.kube import Kube
@@ -44,7 +44,9 @@ from rayplane.providers.base import (
 from rayplane.settings import Settings
 
 if TYPE_CHECKING:
+    from rayplane.providers.azure.logsink import LogSink, Storage
     from rayplane.providers.azure.services import AzureServiceRunner
+    from rayplane.providers.azure.workload import WorkloadIdentities
 
 POOL_CACHE_SECONDS = 30.0
 KUBECONFIG_CACHE_SECONDS = 600.0
@@ -57,7 +59,8 @@ BUSY_STATES = frozenset(
 
 @dataclass
 class CloudHandle:
-    """What this process knows about one cloud's AKS cluster (memory only)."""
+    """What this process knows about one cloud's AKS cluster (memory only); for durable logs
+    (``observability``) its ARM clients and the confirmed sink, retention and OIDC issuer."""
 
     aks: Aks
     resource_group: str
@@ -68,6 +71,9 @@ class CloudHandle:
     kube_at: float = 0.0
     pools: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    storage: Storage | None = None
+    identities: WorkloadIdentities | None = None
+    log_sink: tuple[LogSink, int, str] | None = None
 
 
 def _props(resource: dict[str, Any] | None) -> dict[str, Any]:
@@ -332,6 +338,10 @@ class AzureProvider(Provider):
         replicas = {g.name: g.count for g in effective.groups}
         obj = manifests.ray_cluster(effective, replicas=replicas, suspend=False)
         secrets = [manifests.auth_secret(target), *self.gcs_secret(kube, target)]
+        shipped = observability.ship(self.settings, self.handle(target.cloud_config), target, namespace, state, obj)
+        if shipped is None:
+            return state  # the logs' storage account is being created: look again next pass
+        obj, secrets = shipped[0], secrets + shipped[1]
         # The digest covers the Secrets too (the token's is a one-way hash of 32 random bytes):
         # they are written before the RayCluster that names them, and again if they change.
         digest = hashlib.sha256(json.dumps([obj, *secrets], sort_keys=True).encode()).hexdigest()[:16]
@@ -434,6 +444,7 @@ class AzureProvider(Provider):
                 # GCS keys from Redis: the namespace goes once the RayCluster has.
                 raise RetriableError("waiting for KubeRay to delete the head's GCS keys", code="GcsCleanupPending")
             kube.delete("v1", "Namespace", state["namespace"])
+            observability.remove(self.settings, self.handle(target.cloud_config), state["namespace"], state)
         return Step({})
 
     def jobs_endpoint(self, state: dict[str, Any]) -> str | None:

@@ -69,7 +69,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from rayplane.providers.azure import manifests, reads
+from rayplane.providers.azure import manifests, observability, reads
 from rayplane.providers.azure import rayservice as rsv
 from rayplane.providers.azure.kube import Kube
 from rayplane.providers.azure.rayservice import ServiceStatus
@@ -175,16 +175,21 @@ class AzureServiceRunner:
         if active is not None and work != active and pending is None:
             st.update(pending=work, failure=None)
             events.append(_event("RolloutStarted", f"version {work} starting beside version {active}"))
+        ft = rsv.service_target(target)
+        handle = self.provider.handle(target.cloud_config)
+        shipped = observability.ship_service(self.provider.settings, handle, ft, st["namespace"], st["provider"])
+        if shipped is None:  # the logs' storage account is being created
+            return self._step(st, events, ServicePhase.PROVISIONING, None)
         if work == v:
             replicas = {g.name: g.count for g in effective.groups}
-            manifest = rsv.ray_service(effective, serve, rollout, replicas=replicas)
+            manifest = shipped[0](rsv.ray_service(effective, serve, rollout, replicas=replicas))
         else:  # the wanted number failed: the active version keeps its own spec
             manifest = st["versions"][str(active)]["manifest"]
-        ft = rsv.service_target(target)
         objects = [
             manifests.namespace(ft),
             manifests.auth_secret(ft),
             *self.provider.gcs_secret(kube, ft),
+            *shipped[1],
             manifest,
         ]
         # The digest covers the Secrets too: they are written before the RayService naming them.
@@ -241,6 +246,8 @@ class AzureServiceRunner:
             if kube.list_items(f"/apis/ray.io/v1/namespaces/{st['namespace']}/rayclusters", []):
                 raise RetriableError("waiting for KubeRay to delete the RayClusters", code="GcsCleanupPending")
             kube.delete("v1", "Namespace", st["namespace"])
+            handle = self.provider.handle(st["cloud"])
+            observability.remove(self.provider.settings, handle, st["namespace"], st.get("provider") or {})
         return ServiceStep({}, ServiceProgress(ServicePhase.PROVISIONING, None, None, 0, (), None))
 
     def observe(self, service_id: str, want: VersionTarget, state: dict[str, Any]) -> dict[int, Observation]:
