@@ -33,7 +33,7 @@ from rayplane.clusters.values import ClusterKind, State
 from rayplane.common.errors import NotFound
 from rayplane.common.principal import Principal, Role
 from rayplane.db.base import utcnow
-from web.cluster_detail import EVENT_PAGES, _events
+from web.cluster_detail import EVENT_PAGES, event_rows
 from web.console import POLL_SECONDS
 from web.forms import visitor
 from web.metrics_page import REFRESH_SECONDS, figures, pick_range, ranges
@@ -174,7 +174,7 @@ async def service_page(service_id: str, request: Request, db: Session, range: st
         request,
         "service.html",
         s=view(row),
-        events=_events(await _events_of(db, who.principal, row.id)),
+        events=event_rows(await _events_of(db, who.principal, row.id)),
         poll=POLL_SECONDS,
         chart=await figures(request, db, who.principal, row, key, utcnow()),
         ranges=ranges(key),
@@ -194,7 +194,7 @@ async def service_live(service_id: str, request: Request, db: Session) -> Respon
         row = await service.get_cluster(db, who.principal, service_id, kind=SERVICE)
     except NotFound:  # gone meanwhile, or never this tenant's: the page itself says so
         return back
-    events = _events(await _events_of(db, who.principal, row.id))
+    events = event_rows(await _events_of(db, who.principal, row.id))
     return page(request, "service_live.html", s=view(row), events=events)
 
 

@@ -17,8 +17,10 @@ from api.state import AppState
 from rayplane.common.principal import Role
 from rayplane.db.base import utcnow
 from rayplane.metrics import store
+from rayplane.metrics.schemas import MetricsOut
 from rayplane.metrics.tiers import on_grid
 from tests.web.pagekit import Org, api, organisation
+from web.metrics_page import CLUSTER_CHARTS, chart_data
 
 SPEC = {"name": "charts", "head": {"vm_size": "Standard_D2s_v5"}, "worker_groups": []}
 GIB = 2**30
@@ -131,3 +133,24 @@ async def test_another_tenant_and_a_signed_out_poll_get_nothing(
         answer = await anonymous.get(f"/console/clusters/{cid}/metrics.json")
         assert answer.status_code == 401
         assert (await anonymous.get(f"/console/clusters/{cid}/metrics")).status_code == 303  # to sign in
+
+
+def test_the_gpu_chart_is_drawn_only_for_a_cluster_with_gpus() -> None:
+    start = on_grid(utcnow(), timedelta(minutes=1))
+    out = MetricsOut.model_validate(
+        {
+            "cluster_id": "cls_x",
+            "from": start,
+            "to": start + timedelta(minutes=2),
+            "step_seconds": 30,
+            "resolution_seconds": 15,
+            "series": [
+                {"name": "gpu_utilization_percent", "group": None, "points": [(start + timedelta(seconds=30), 70.0)]},
+                {"name": "gpu_utilization_percent", "group": "gpu", "points": [(start, 1.0)]},
+            ],
+        }
+    )
+    with_gpus = chart_data(out, CLUSTER_CHARTS, gpu=True, range_key="1h")
+    [gpu] = [c for c in with_gpus["charts"] if c["key"] == "gpu"]
+    assert gpu["series"][0]["values"] == [None, 70.0, None, None]
+    assert "gpu" not in [c["key"] for c in chart_data(out, CLUSTER_CHARTS, gpu=False, range_key="1h")["charts"]]

@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 
 from api.state import AppState
 from rayplane.audit.models import AuditEntry
+from rayplane.clusters.models import Cluster
+from rayplane.clusters.states import transition
+from rayplane.clusters.values import State
 from rayplane.common.principal import Role
 from rayplane.db.base import utcnow
 from rayplane.metrics import store
@@ -141,3 +144,54 @@ async def test_the_service_charts_have_serves_figures(org: Org, state: AppState,
     assert [v for v in charts["errors"][0]["values"] if v is not None] == [2.0]  # percent
     p50, p99 = charts["latency"]
     assert ([v for v in p50["values"] if v is not None], p99["label"]) == ([8.0], "Slowest 1% (p99)")
+
+
+async def test_a_rollout_shows_its_split_versions_and_failure_and_rolls_back(
+    org: Org, state: AppState, session: AsyncSession
+) -> None:
+    svc = await call(state, org, "POST", "/v1/services", SERVICE)
+    await call(state, org, "PATCH", f"/v1/services/{svc['id']}", {"image": "img:2"})  # a new version
+    row = (await session.execute(select(Cluster).where(Cluster.id == svc["id"]))).scalar_one()
+    await session.refresh(row)
+
+    def roll_out(sync: Session) -> None:  # as the reconciler moves and observes it (the API never does)
+        for to in (State.PROVISIONING, State.RUNNING, State.ROLLING_OUT):
+            transition(sync, row, to, reason="test")
+        up = {"head": {"alive": True}, "groups": {}}
+        row.observed = {
+            **(row.observed or {}),
+            "service": {
+                "endpoint_url": "http://127.0.0.1:8000/svc/echo",
+                "active_version": 1,
+                "pending_version": 2,
+                "traffic_percent": 40,
+                "applications": [
+                    {"version": 1, "name": "echo", "status": "RUNNING", "message": ""},
+                    {"version": 2, "name": "echo", "status": "DEPLOYING", "message": "replicas starting"},
+                ],
+                "failure": None,
+            },
+            "versions": {"1": up, "2": {"head": {"alive": False}, "groups": {}}},
+        }
+        sync.flush()
+
+    await session.run_sync(roll_out)
+    await session.commit()
+    owner, viewer = org.people[Role.OWNER], org.people[Role.VIEWER]
+    listing = await viewer.client.get("/console/services/rows")
+    assert "60% v1 · 40% v2" in listing.text
+    assert "http://127.0.0.1:8000/svc/echo" in listing.text
+    page = await owner.client.get(f"/console/services/{svc['id']}")
+    assert 'data-state="ROLLING_OUT"' in page.text
+    assert 'data-traffic="40"' in page.text
+    assert "40% of new requests on v2" in page.text
+    assert '<tr data-version="1"><td>v1 (serving)</td><td>up</td>' in page.text
+    assert '<tr data-version="2"><td>v2 (rolling out)</td><td>not up</td>' in page.text
+    assert "replicas starting" in page.text
+    assert f'href="/console/services/{svc["id"]}/confirm/rollback"' in page.text
+    assert "confirm/rollback" not in (await viewer.client.get(f"/console/services/{svc['id']}")).text
+
+    rolled = await owner.post(f"/console/services/{svc['id']}/confirm/rollback")
+    assert rolled.status_code == 303
+    await session.refresh(row)
+    assert row.rollback_requested is True
