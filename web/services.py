@@ -77,6 +77,19 @@ ACTIONS: dict[str, tuple[Act, str, str]] = {
 }
 
 
+def split(active: int | None, pending: int | None, traffic: int) -> str:
+    """The traffic between the serving and the rolling-out version, in words."""
+    if active is None:
+        return "no traffic yet"
+    if pending is None:
+        return f"100% v{active}"
+    return f"{100 - traffic}% v{active} · {traffic}% v{pending}"
+
+
+def _role(number: int, out: ServiceOut) -> str:
+    return {out.active_version: "serving", out.pending_version: "rolling out"}.get(number, "")
+
+
 def view(row: Cluster) -> dict[str, Any]:
     """What the list and the page show of a service (``ServiceOut``, the API's shape)."""
     out = ServiceOut.of(row)
@@ -88,9 +101,7 @@ def view(row: Cluster) -> dict[str, Any]:
         versions.append(
             {
                 "number": int(number),
-                "role": "serving"
-                if int(number) == out.active_version
-                else ("rolling out" if int(number) == out.pending_version else ""),
+                "role": _role(int(number), out),
                 "head_up": bool((nodes.get("head") or {}).get("alive")),
                 "groups": [
                     {"name": name, "ready": g.get("ready", 0), "wanted": g.get("wanted", 0)}
@@ -110,9 +121,7 @@ def view(row: Cluster) -> dict[str, Any]:
         "active": out.active_version,
         "pending": pending,
         "traffic": out.traffic_percent,
-        "split": f"{100 - out.traffic_percent}% v{out.active_version} · {out.traffic_percent}% v{pending}"
-        if pending is not None and out.active_version is not None
-        else ("100% v" + str(out.active_version) if out.active_version is not None else "no traffic yet"),
+        "split": split(out.active_version, pending, out.traffic_percent),
         "strategy": str(out.rollout.get("strategy", "")).replace("_", "-"),
         "applications": [a.model_dump() for a in out.applications],
         "failure": plain(out.failure or ""),
