@@ -102,6 +102,7 @@ async def test_the_charts_json_has_the_seeded_figures_on_one_axis(
     assert '<script src="/static/metrics-chart.js" defer></script>' in page.text
     assert 'id="metrics-empty" class="note" hidden' in page.text
     assert f'href="/console/clusters/{cid}/metrics?range=30d"' in page.text
+    assert "<code>rayplane metrics charts --since 1h</code>" in page.text
     cluster_page = await viewer.client.get(f"/console/clusters/{cid}")
     assert f'href="/console/clusters/{cid}/metrics"' in cluster_page.text
 

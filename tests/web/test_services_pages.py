@@ -67,6 +67,7 @@ async def test_the_list_and_the_page_for_a_viewer_and_an_owner(org: Org, state: 
     assert "None reported yet." in page.text
     assert "/confirm/" not in page.text  # no write controls for a viewer
     assert f'data-source="/console/services/{svc["id"]}/metrics.json?range=1h"' in page.text
+    assert "<code>rayplane metrics --service echo --since 1h</code>" in page.text
     assert "kubernetes" not in page.text.lower()
     live = await viewer.client.get(f"/console/services/{svc['id']}/live")
     assert 'data-state="PENDING"' in live.text
