@@ -112,6 +112,16 @@ def pick_range(raw: str | None) -> str:
     return raw if raw in RANGES else DEFAULT_RANGE
 
 
+def latest(series: list[dict[str, Any]]) -> str:
+    """The chart in words, for those who do not see it: each series' newest value."""
+    said = []
+    for s in series:
+        value = next((v for v in reversed(s["values"]) if v is not None), None)
+        if value is not None:
+            said.append(f"{s['label']} {value:g}")
+    return "Latest: " + ", ".join(said) if said else "No figures in this range."
+
+
 def chart_data(out: MetricsOut, charts: tuple[Chart, ...], *, gpu: bool, range_key: str) -> dict[str, Any]:
     """The charts' columns on one axis: a stamp per step from ``from``, ``None`` for a gap.
     Only whole-cluster series (``group`` null) are drawn; ``empty`` when none has a point."""
@@ -134,7 +144,9 @@ def chart_data(out: MetricsOut, charts: tuple[Chart, ...], *, gpu: bool, range_k
                     values[index] = round(value * line.scale, 4)
                     empty = False
             series.append({"label": line.label, "values": values})
-        drawn.append({"key": chart.key, "title": chart.title, "unit": chart.unit, "series": series})
+        drawn.append(
+            {"key": chart.key, "title": chart.title, "unit": chart.unit, "series": series, "latest": latest(series)}
+        )
     return {
         "range": range_key,
         "step_seconds": step,

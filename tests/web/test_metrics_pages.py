@@ -93,6 +93,7 @@ async def test_the_charts_json_has_the_seeded_figures_on_one_axis(
     assert {v for v in used["values"] if v is not None} == {3.0}  # GiB
     assert all(v is None for v in total["values"])
     assert [s["label"] for s in charts["work"]["series"]][:2] == ["Tasks running", "Tasks waiting"]
+    assert (charts["cpu"]["latest"], charts["memory"]["latest"]) == ("Latest: CPU 5", "Latest: Used 3")
 
     # The page has the same data in its block, the picker, and what the script polls.
     page = await viewer.client.get(f"/console/clusters/{cid}/metrics")
@@ -116,6 +117,7 @@ async def test_ranges_map_to_steps_and_a_new_cluster_has_no_figures_yet(org: Org
         assert data["empty"] is True
     page = await owner.client.get(f"/console/clusters/{cid}/metrics", params={"range": "2d"})
     assert 'id="metrics-empty" class="note">No figures yet' in page.text
+    assert '<p class="note latest" id="latest-cpu">No figures in this range.</p>' in page.text
     assert f'<a href="/console/clusters/{cid}/metrics?range=2d" aria-current="true">' in page.text
 
 

@@ -1,7 +1,8 @@
 /* Draws a cluster's or service's charts with the vendored uPlot from the page's JSON data block
    (#metrics-data), then refreshes them by polling the JSON at #metrics[data-source] every
    data-refresh seconds: no inline script (the Content-Security-Policy), no reload. Each chart's
-   holder gets data-points (how many values it has) once drawn, for tests and assistive notes. */
+   holder gets data-points (how many values it has) once drawn; its #latest-<key> line says
+   the newest values in words. */
 (function () {
   "use strict";
   var COLOURS = ["#0b5cad", "#a40e26", "#116329", "#8a4b00"];
@@ -40,6 +41,8 @@
         }, columns, holder);
       }
       holder.setAttribute("data-points", String(points));
+      var said = document.getElementById("latest-" + c.key);
+      if (said) { said.textContent = c.latest; }
     });
   }
 
