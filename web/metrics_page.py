@@ -168,8 +168,9 @@ async def figures(
     is_service = cluster.kind == ClusterKind.SERVICE
     charts = SERVICE_CHARTS if is_service else CLUSTER_CHARTS
     names = [line.figure for chart in charts for line in chart.lines]
-    # Whole steps from a step-aligned start, so consecutive polls keep their stamps.
-    seconds = int(step.total_seconds())
+    # Never finer than the scrape interval (the service refuses that); whole steps from a
+    # step-aligned start, so consecutive polls keep their stamps.
+    seconds = max(int(step.total_seconds()), int(all_tiers[0].resolution.total_seconds()))
     hi = datetime.fromtimestamp(now.timestamp() - now.timestamp() % seconds + seconds, tz=now.tzinfo)
     lo, hi, width = metrics.window(hi - span, hi, seconds, now, all_tiers[0].resolution)
     out = await metrics.cluster_metrics(
