@@ -20,7 +20,20 @@ from starlette.responses import Response
 from api.app import create_app as create_api_app
 from api.state import AppState
 from rayplane.settings import Settings, get_settings
-from web import account, cluster_detail, cluster_form, console, dashboard, devtools, jobs, landing, signin, usage
+from web import (
+    account,
+    cluster_detail,
+    cluster_form,
+    console,
+    dashboard,
+    devtools,
+    jobs,
+    landing,
+    metrics_page,
+    services,
+    signin,
+    usage,
+)
 from web.render import install_error_pages
 from web.security import PageSecurityHeaders, log
 
@@ -48,6 +61,8 @@ def install(app: FastAPI) -> FastAPI:
         devtools.router,
         cluster_form.router,
         cluster_detail.router,
+        metrics_page.router,
+        services.router,
         dashboard.router,
     ):
         app.include_router(router)

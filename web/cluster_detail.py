@@ -55,7 +55,7 @@ class EventRow:
     explanation: str | None
 
 
-def _events(rows: list[ClusterEvent]) -> list[EventRow]:
+def event_rows(rows: list[ClusterEvent]) -> list[EventRow]:
     out = []
     for e in reversed(rows[-EVENTS_SHOWN:]):
         kind = e.kind.replace("_", " ")
@@ -126,7 +126,7 @@ async def _detail(
 ) -> Response:
     assert who.principal is not None
     cluster = await service.get_cluster(db, who.principal, cluster_id)
-    events = _events(await _all_events(db, who.principal, cluster.id))
+    events = event_rows(await _all_events(db, who.principal, cluster.id))
     context = _context(who, app_state(request).settings)
     return page(
         request,
@@ -160,7 +160,7 @@ async def live(cluster_id: str, request: Request, db: Session) -> Response:
         cluster = await service.get_cluster(db, who.principal, cluster_id)
     except NotFound:  # deleted meanwhile and purged, or never this tenant's: the page says so
         return Response(status_code=200, headers={"HX-Redirect": f"/console/clusters/{cluster_id}"})
-    events = _events(await _all_events(db, who.principal, cluster.id))
+    events = event_rows(await _all_events(db, who.principal, cluster.id))
     context = _context(who, app_state(request).settings)
     return page(request, "cluster_live.html", c=_view(cluster), events=events, **context)
 

@@ -4,8 +4,9 @@ Run ``.venv/bin/python -m tests.web.screenshots`` (about a minute): it starts th
 and ``rayplane dev`` as the browser tests do, buys Rayplane on the emulated Marketplace, and
 saves ``docs/img/landing.png`` (the landing page before activation), ``docs/img/console.png``
 (the console with a cluster that came up while it was open), ``docs/img/cluster.png`` (that
-cluster's page: state, worker groups, events) and ``docs/img/usage.png`` (the usage page,
-with that cluster's usage in the chart and a budget set), at 1000 px wide.
+cluster's page: state, worker groups, events), ``docs/img/metrics.png`` (its charts once a
+few minutes of figures are stored) and ``docs/img/usage.png`` (the usage page, with that
+cluster's usage in the chart and a budget set), at 1000 px wide.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def shoot(emulator: EmulatorProcess, url: str, chromium: str, stack: Stack) -> N
         page.locator('#live [data-state="RUNNING"]').wait_for(timeout=TIMEOUT_MS)
         page.screenshot(path=str(OUT / "cluster.png"), full_page=True)
         shoot_usage(emulator, url, stack, buyer, page)
+        shoot_metrics(url, cid, page)
         buyer.api(emulator, stack, "DELETE", f"/v1/clusters/{cid}")
         browser.close()
 
@@ -82,7 +84,7 @@ def shoot(emulator: EmulatorProcess, url: str, chromium: str, stack: Stack) -> N
     wait_for(deleted, 180, "the screenshot's cluster to be deleted")
     market.close()
     admin.close()
-    print(f"wrote {OUT / 'landing.png'}, {OUT / 'console.png'}, {OUT / 'cluster.png'} and {OUT / 'usage.png'}")
+    print(f"wrote {', '.join(str(OUT / f'{n}.png') for n in ('landing', 'console', 'cluster', 'metrics', 'usage'))}")
 
 
 def shoot_usage(emulator: EmulatorProcess, url: str, stack: Stack, buyer: Person, page: Any) -> None:
@@ -98,6 +100,17 @@ def shoot_usage(emulator: EmulatorProcess, url: str, stack: Stack, buyer: Person
     page.goto(f"{url}/console/usage")
     page.locator("#usage-chart canvas").wait_for(timeout=TIMEOUT_MS)
     page.screenshot(path=str(OUT / "usage.png"), full_page=True)
+
+
+def shoot_metrics(url: str, cid: str, page: Any) -> None:
+    """The cluster's charts once the scraper has stored a few minutes of figures (the page
+    polls them in; this waits on the CPU chart's count of values, with a deadline)."""
+    page.goto(f"{url}/console/clusters/{cid}/metrics")
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-chart=\"cpu\"]')?.getAttribute('data-points')) >= 4",
+        timeout=300_000,
+    )
+    page.screenshot(path=str(OUT / "metrics.png"), full_page=True)
 
 
 if __name__ == "__main__":
