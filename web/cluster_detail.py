@@ -31,7 +31,8 @@ from rayplane.common.principal import Principal, Role
 from rayplane.tenants.service import require_writable
 from web.cluster_form import refused
 from web.console import POLL_SECONDS, STOPPABLE, _context
-from web.forms import Visitor, checked_form, to_sign_in, visitor
+from web.forms import Visitor, checked_form, visitor
+from web.pagekit import member
 from web.render import error_page, page
 from web.wording import EXPLAIN, plain
 
@@ -112,15 +113,6 @@ def _view(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-async def _signed_in(request: Request, db: AsyncSession) -> Visitor | Response:
-    who = await visitor(request, db)
-    if who.user is None:
-        return to_sign_in(request)
-    if who.principal is None:
-        return error_page(request, 403, who.no_tenant or "no access", title="No Rayplane tenant")
-    return who
-
-
 async def _detail(
     request: Request, db: AsyncSession, who: Visitor, cluster_id: str, *, status: int = 200, **extra: Any
 ) -> Response:
@@ -142,9 +134,10 @@ async def _detail(
 
 @router.get("/console/clusters/{cluster_id}", name="web.cluster")
 async def detail(cluster_id: str, request: Request, db: Session) -> Response:
-    who = await _signed_in(request, db)
-    if isinstance(who, Response):
-        return who
+    found = await member(request, db)
+    if isinstance(found, Response):
+        return found  # sign-in, or the page for someone with no tenant
+    who = found.who
     response = await _detail(request, db, who, cluster_id)
     await who.store.save(who.session, response)
     return response
@@ -185,16 +178,9 @@ async def scale(cluster_id: str, request: Request, db: Session) -> Response:
     name = fields.get("group", "")
     groups = []
     index = None
-    for i, g in enumerate(cluster.spec.worker_groups):
-        values: dict[str, Any] = {
-            "name": g.name,
-            "vm_size": g.vm_size,
-            "min_nodes": g.min_nodes,
-            "max_nodes": g.max_nodes,
-            "spot": g.spot,
-            "fallback_to_on_demand": g.fallback_to_on_demand,
-        }
-        if g.name == name:
+    for i, group in enumerate(cluster.spec.to_json()["worker_groups"]):
+        values: dict[str, Any] = dict(group)  # the stored group as the API writes it
+        if values["name"] == name:
             index = i
             for key in ("min_nodes", "max_nodes"):
                 text = fields.get(key, "").strip()
@@ -223,9 +209,10 @@ async def confirm(cluster_id: str, action: str, request: Request, db: Session) -
     """ "Are you sure?" for stop, start and delete: a page with the form that does it."""
     if action not in ACTIONS:
         return error_page(request, 404, f"There is no page at {request.url.path}.")
-    who = await _signed_in(request, db)
-    if isinstance(who, Response):
-        return who
+    found = await member(request, db)
+    if isinstance(found, Response):
+        return found  # sign-in, or the page for someone with no tenant
+    who = found.who
     assert who.principal is not None
     cluster = await service.get_cluster(db, who.principal, cluster_id)
     if not who.principal.role.at_least(Role.MEMBER):

@@ -37,7 +37,8 @@ from rayplane.common.errors import Conflict, FieldError, InvalidInput
 from rayplane.common.principal import Principal, Role
 from rayplane.tenants.service import require_writable
 from web.console import _context
-from web.forms import Visitor, checked_form, to_sign_in, visitor
+from web.forms import Visitor, checked_form, visitor
+from web.pagekit import member
 from web.render import error_page, page
 
 router = APIRouter(include_in_schema=False)
@@ -186,15 +187,6 @@ async def _form_page(request: Request, db: AsyncSession, who: Visitor, draft: Dr
     )
 
 
-async def _member(request: Request, db: AsyncSession) -> Visitor | Response:
-    who = await visitor(request, db)
-    if who.user is None:
-        return to_sign_in(request)
-    if who.principal is None:
-        return error_page(request, 403, who.no_tenant or "no access", title="No Rayplane tenant")
-    return who
-
-
 def unaudited(request: Request) -> None:
     """A form post that changes nothing (the estimate, one more group) is not audited: the
     unit of work audits every POST of a known principal, so the principal is taken off the
@@ -215,9 +207,10 @@ async def refused(request: Request, db: AsyncSession, principal: Principal, stat
 
 @router.get("/console/clusters/new", name="web.cluster_new")
 async def new(request: Request, db: Session) -> Response:
-    who = await _member(request, db)
-    if isinstance(who, Response):
-        return who
+    found = await member(request, db)
+    if isinstance(found, Response):
+        return found  # sign-in, or the page for someone with no tenant
+    who = found.who
     if not who.principal or not who.principal.role.at_least(Role.MEMBER):
         response = error_page(request, 403, "viewers cannot create clusters; ask an owner or admin for the member role")
     else:
