@@ -257,6 +257,28 @@ async def test_confirmation_then_stop(org: Org) -> None:
     assert "<dt>Wanted</dt><dd>stopped</dd>" in live.text
 
 
+async def test_a_member_scales_a_group_and_bad_counts_are_named(org: Org) -> None:
+    cluster_id = await _created(org, "to-scale")
+    bad = await org.member.client.post(
+        f"/console/clusters/{cluster_id}/scale",
+        content=_form(org.member.csrf, group="cpu", min_nodes="x", max_nodes="3"),
+        headers=FORM,
+    )
+    assert bad.status_code == 422
+    assert "min_nodes: a whole number" in bad.text
+    done = await org.member.client.post(
+        f"/console/clusters/{cluster_id}/scale",
+        content=_form(org.member.csrf, group="cpu", min_nodes="1", max_nodes="3"),
+        headers=FORM,
+    )
+    assert done.status_code == 303, done.text
+    live = await org.member.client.get(f"/console/clusters/{cluster_id}/live")
+    row = re.search(r'<tr data-group="cpu">(.*?)</tr>', live.text, re.S)
+    assert row, live.text
+    assert "Standard_D2s_v5" in row.group(1)
+    assert "<td>1\u20133</td>" in row.group(1)  # fewest, en dash, most
+
+
 async def test_another_tenants_cluster_is_the_html_404(
     org: Org, state: AppState, redis: Redis, factory: Factory
 ) -> None:
