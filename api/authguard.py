@@ -25,6 +25,7 @@ The client address is the ASGI ``client`` (behind a proxy, run uvicorn with
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,9 +91,14 @@ async def _count_failure(state: AppState, counters: list[tuple[str, int]]) -> No
 
 
 async def authenticate(
-    state: AppState, session: AsyncSession, authorization: str | None, client: str | None
+    state: AppState,
+    session: AsyncSession | Callable[[], AsyncSession],
+    authorization: str | None,
+    client: str | None,
 ) -> Principal:
-    """The caller's ``Principal``, or ``Unauthenticated`` / ``Forbidden`` / ``RateLimited``."""
+    """The caller's ``Principal``, or ``Unauthenticated`` / ``Forbidden`` / ``RateLimited``.
+    ``session`` may be a function returning one, called only when the credential is checked
+    in the database (not for a cache hit, so a cached read opens no session for it)."""
     token = bearer_token(authorization)  # a missing or malformed header: 401, not counted
     known = _known_good(state, token)
     if known is not None:
@@ -102,8 +108,9 @@ async def authenticate(
     if counters:
         await _refuse_if_over(state, counters, now)
     try:
+        db = session if isinstance(session, AsyncSession) else session()
         return await check_credential(
-            session, authorization, hashing_key=state.hashing_key, validator=state.entra, cache=state.auth_cache
+            db, authorization, hashing_key=state.hashing_key, validator=state.entra, cache=state.auth_cache
         )
     except Unauthenticated:
         if counters:

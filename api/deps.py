@@ -93,63 +93,76 @@ class _UnitOfWork:
                 if exc is not None:
                     await session.rollback()
                     return False  # the exception goes on to the app's handlers
-                principal: Principal | None = getattr(request.state, "principal", None)
+                scope_state: dict[str, Any] = request.scope["state"]
+                principal: Principal | None = scope_state.get("principal")
                 if principal is not None and request.method in MUTATING:
                     route = request.scope.get("route")
                     status = getattr(route, "status_code", None) or 200
                     await record(session, principal, audit_event(request, status))
-                    request.state.audited = True
+                    scope_state["audited"] = True
                 # In autocommit every statement has committed already; only unflushed ORM
                 # changes would need the commit (its flush), so a clean read session just closes.
                 if not self.autocommit or session.new or session.dirty or session.deleted:
                     await session.commit()
             finally:
                 await session.close()
-            for hook in getattr(request.state, "after_commit", []):
+            for hook in request.scope["state"].get("after_commit", ()):
                 await hook()
         return False
 
 
-async def get_session(request: Request) -> AsyncSession:
-    """The request's session; its end (``_UnitOfWork``) is pushed on the exit stack FastAPI
-    closes after the endpoint returns and before the response starts, which is what a
-    generator dependency with ``scope="function"`` gets, without the generator, context
-    manager and cancel scope FastAPI builds around one on every request (a few percent of a
-    read's CPU in a profile of ``benchmarks/api_read.py``)."""
-    state = app_state(request)
-    read_sessions = state.read_sessions if request.method not in MUTATING else None
-    session = (read_sessions or state.sessions)()
-    stack: AsyncExitStack = request.scope[_FUNCTION_STACK]
-    stack.push_async_exit(_UnitOfWork(request, session, autocommit=read_sessions is not None))
+def request_session(request: Request) -> AsyncSession:
+    """The request's session, opened on first use and kept in the request's scope state: the
+    ``Session`` dependency and ``get_principal`` share it without one depending on the other
+    (FastAPI walks every declared sub-dependency on every request, cached or not). Its end
+    (``_UnitOfWork``) is pushed on the exit stack FastAPI closes after the endpoint returns and
+    before the response starts, which is what a generator dependency with ``scope="function"``
+    gets, without the generator, context manager and cancel scope FastAPI builds around one on
+    every request (a few percent of a read's CPU in a profile of ``benchmarks/api_read.py``)."""
+    scope_state: dict[str, Any] = request.scope["state"]
+    session: AsyncSession | None = scope_state.get("session")
+    if session is None:
+        state = app_state(request)
+        read_sessions = state.read_sessions if request.method not in MUTATING else None
+        session = scope_state["session"] = (read_sessions or state.sessions)()
+        stack: AsyncExitStack = request.scope[_FUNCTION_STACK]
+        stack.push_async_exit(_UnitOfWork(request, session, autocommit=read_sessions is not None))
     return session
+
+
+async def get_session(request: Request) -> AsyncSession:
+    """The ``Session`` dependency: ``request_session``."""
+    return request_session(request)
 
 
 def after_commit(request: Request, hook: Callable[[], Awaitable[None]]) -> None:
     """Run ``hook`` once the request's transaction has committed (never if it rolls back)."""
-    hooks: list[Callable[[], Awaitable[None]]] = getattr(request.state, "after_commit", [])
-    hooks.append(hook)
-    request.state.after_commit = hooks
+    request.scope["state"].setdefault("after_commit", []).append(hook)
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def get_principal(request: Request, session: Session) -> Principal:
+async def get_principal(request: Request) -> Principal:
+    """The caller, authenticated once per request (``api.limits`` may have done it before the
+    body was read); the rate limiter charged; a mutation refused on a read-only tenant. The
+    session is the request's own (``request_session``), taken only when it is needed: a
+    credential this process accepted within the auth cache's ttl needs none."""
     state = app_state(request)
-    # ``api.limits`` authenticates a request that carries a body before reading it.
-    principal: Principal | None = getattr(request.state, "principal", None)
+    scope_state: dict[str, Any] = request.scope["state"]
+    principal: Principal | None = scope_state.get("principal")
     if principal is None:
         client = request.client.host if request.client else None
         # Read from the request, not declared as a ``Header`` parameter: the header is not
         # documented per route (the security scheme documents it) and every declared
         # parameter costs each request a validation pass in FastAPI.
         authorization = request.headers.get("authorization")
-        principal = await authguard.authenticate(state, session, authorization, client)
-        request.state.principal = principal
+        principal = await authguard.authenticate(state, lambda: request_session(request), authorization, client)
+        scope_state["principal"] = principal
     structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
     await ratelimit.hit(state.redis, principal.tenant_id, state.settings.rate_limit_per_minute)
     if request.method in MUTATING:
-        await require_writable(session, principal.tenant_id)
+        await require_writable(request_session(request), principal.tenant_id)
     return principal
 
 

@@ -33,9 +33,10 @@ from api.nul import NUL, scope_refusal
 from api.problems import PROBLEM, domain_problem, problem_body
 from api.state import AppState
 from rayplane.audit.service import record
-from rayplane.logs import get_logger
+from rayplane.logs import get_logger, info_line
 
-log = get_logger("rayplane.api.access")
+ACCESS_LOGGER = "rayplane.api.access"
+log = get_logger(ACCESS_LOGGER)
 
 REQUESTS = Counter(
     "rayplane_http_requests_total", "HTTP requests by route template and status", ["method", "route", "status"]
@@ -167,14 +168,17 @@ class RequestContextMiddleware:
             audited_kind = method in MUTATING or state.get("audit_read")
             if audited_kind and status >= 400 and principal is not None and not state.get("audited"):
                 await self._audit_failure(scope, status)
-            log.info(
+            info_line(
+                ACCESS_LOGGER,
                 "request",
-                method=method,
-                path=scope.get("path"),
-                route=template,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-                tenant_id=getattr(principal, "tenant_id", None),
+                {
+                    "method": method,
+                    "path": scope.get("path"),
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "tenant_id": getattr(principal, "tenant_id", None),
+                },
             )
 
     async def _send_problem(self, send: Send, status: int, detail: str, scope: Scope) -> None:

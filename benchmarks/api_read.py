@@ -181,6 +181,19 @@ def running_server(label: str, factory: str, env: dict[str, str], log_dir: Path)
         stop_process_group(proc, timeout=STOP_TIMEOUT)
 
 
+def same_answer(real: Server, bare: Server, key: str, key_id: str) -> None:
+    """Both servers answer the same JSON document for the key ``key_id`` (the baseline does the
+    same data work as the real endpoint), else ``BenchmarkError``."""
+    with httpx.Client(timeout=5.0) as client:
+        ours = client.get(f"{real.base_url}/v1/api-keys/{key_id}", headers={"Authorization": f"Bearer {key}"})
+        theirs = client.get(f"{bare.base_url}/bare/{key_id}")
+    if ours.status_code != 200 or theirs.status_code != 200 or ours.json() != theirs.json():
+        raise BenchmarkError(
+            f"the baseline does not answer what the real endpoint answers:\n  real {ours.status_code} {ours.text}"
+            f"\n  bare {theirs.status_code} {theirs.text}"
+        )
+
+
 def wait_ready(server: Server, path: str, headers: dict[str, str], timeout: float = READY_TIMEOUT) -> None:
     """Poll ``path`` until it answers 200; fail fast if the process exits."""
     deadline = time.monotonic() + timeout
@@ -282,6 +295,7 @@ def benchmark(args: argparse.Namespace) -> int:
         wait_ready(real, "/readyz", {})
         wait_ready(real, f"/v1/api-keys/{first_id}", {"Authorization": f"Bearer {first_key}"})
         wait_ready(bare, f"/bare/{first_id}", {})
+        same_answer(real, bare, first_key, first_id)
         print(f"servers ready: real {real.base_url}  bare {bare.base_url}", flush=True)
 
         def argv_for(server: Server, duration: int) -> list[str]:

@@ -38,7 +38,11 @@ RESULTS = REPO / "benchmarks" / "RESULTS.md"
 BLOCK_START = "<!-- figures:start (written by benchmarks/api_read.py; edits inside this block are overwritten) -->"
 BLOCK_END = "<!-- figures:end -->"
 TARGET_RATIO = 0.7
-BARE_NOTE = "`SELECT id, name, prefix FROM api_keys WHERE id = :id` on the same rows, no auth, no middleware, no logs."
+BARE_NOTE = (
+    "`SELECT` of the nine columns the real endpoint returns (`id, name, prefix, role, created_by, created_at, "
+    "expires_at, revoked_at, last_used_at`) on the same rows, answered as the same JSON document (checked before "
+    "measuring), no auth, no middleware, no logs."
+)
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 

@@ -7,10 +7,12 @@ messages from third-party libraries routed through the standard ``logging`` modu
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO, cast
 
 import structlog
@@ -94,6 +96,10 @@ class _RootHandlerLogger:
         self.name = name
 
     def write(self, line: str) -> None:
+        _RootHandlerLogger.handler_write(line)
+
+    @staticmethod
+    def handler_write(line: str) -> None:
         handler = _RootHandlerLogger.handler
         if handler is None or handler not in logging.root.handlers:
             return
@@ -177,3 +183,28 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
 def get_logger(name: str) -> FilteringBoundLogger:
     """A structlog logger named ``name`` (``log.info("event", key=value)``)."""
     return cast(FilteringBoundLogger, structlog.get_logger(name))
+
+
+_DUMPS = json.JSONEncoder(default=repr, ensure_ascii=True).encode
+
+
+def info_line(logger: str, event: str, fields: dict[str, Any]) -> None:
+    """One INFO line, exactly as ``get_logger(logger).info(event, **fields)`` would write it in
+    the JSON format (the bound context variables, then ``fields``, ``event``, ``level``,
+    ``logger``, an ISO UTC ``timestamp``; sensitive keys dropped and keys masked), built in one
+    pass instead of through the processor chain: the access log writes one per request, and
+    the chain cost about 14 µs of a read's CPU where this costs about 4. In the console format,
+    or below INFO, it goes through the chain (or is dropped) like any other line."""
+    if logging.root.level > logging.INFO:
+        return
+    if not isinstance(_Renderers.current, structlog.processors.JSONRenderer):
+        get_logger(logger).info(event, **fields)
+        return
+    line: dict[str, Any] = structlog.contextvars.get_contextvars()
+    line.update(fields)
+    line["event"] = event
+    line["level"] = "info"
+    line["logger"] = logger
+    line["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    _redact(None, "info", line)
+    _RootHandlerLogger.handler_write(_DUMPS(line))

@@ -73,3 +73,48 @@ def test_mask_handles_keys_and_jwts() -> None:
     key = "rpk_" + "a" * 12 + "_" + "b" * 40
     jwt_like = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
     assert mask(f"x {key} y {jwt_like} z") == "x [redacted] y [redacted] z"
+
+
+def test_the_fast_access_line_is_what_the_processor_chain_writes(json_logs: io.StringIO) -> None:
+    """``info_line`` skips structlog's processors for speed; its line must not differ from
+    theirs: same keys and values (context variables included, keys masked), bar the time."""
+    import structlog
+
+    from rayplane.logs import info_line
+
+    key = "rpk_abcdefghijkl_" + "0123456789abcdefghijklmnopqrstuvwxyz0123"
+    fields = {"method": "GET", "path": f"/v1/x/{key}", "status": 200, "duration_ms": 1.25, "tenant_id": None}
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id="r-1")
+    try:
+        get_logger("rayplane.api.access").info("request", **fields)
+        info_line("rayplane.api.access", "request", fields)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    chain, fast = (json.loads(line) for line in json_logs.getvalue().splitlines())
+    assert chain.pop("timestamp").endswith("Z")
+    assert fast.pop("timestamp").endswith("Z")
+    assert fast == chain
+    assert key not in json_logs.getvalue()
+    assert fast["path"] == "/v1/x/[redacted]"
+    assert fast["request_id"] == "r-1"
+    assert fast["level"] == "info"
+    assert fast["logger"] == "rayplane.api.access"
+
+
+def test_the_fast_access_line_follows_the_level_and_the_console_format() -> None:
+    from rayplane.logs import info_line
+
+    stream = io.StringIO()
+    try:
+        configure_logging("WARNING", "json", stream=stream)
+        info_line("rayplane.api.access", "request", {"status": 200})
+        assert stream.getvalue() == ""
+        configure_logging("INFO", "console", stream=stream)
+        info_line("rayplane.api.access", "request", {"status": 201})
+        assert "request" in stream.getvalue()
+        assert "201" in stream.getvalue()
+        assert not stream.getvalue().lstrip().startswith("{")
+    finally:
+        configure_logging("INFO", "json")
+        logging.getLogger().handlers[:] = []
