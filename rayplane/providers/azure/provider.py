@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rayplane.providers.azure import access, manifests, observability, podfaults, pools, scheduling
+from rayplane.providers.azure import access, manifests, observability, podfaults, pools, scheduling, scrape_targets
 from rayplane.providers.azure.aks import SPOT_FALLBACK_CODES, Aks, LroStep
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.providers.azure.kube import Kube
@@ -92,7 +92,7 @@ def _step(state: dict[str, Any]) -> Step:
     return Step(state, events)
 
 
-class AzureProvider(Provider):
+class AzureProvider(scrape_targets.PodMetrics, Provider):
     kind = "azure"
 
     def __init__(self, settings: Settings) -> None:
