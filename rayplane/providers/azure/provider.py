@@ -117,13 +117,13 @@ class AzureProvider(scrape_targets.PodMetrics, Provider):
             return found
 
     def _kube(self, h: CloudHandle) -> Kube:
-        now = time.monotonic()
-        if h.kube is None or now - h.kube_at > KUBECONFIG_CACHE_SECONDS:
-            kube = Kube(h.aks.user_kubeconfig(h.resource_group, h.cluster))
-            if h.kube is not None:
-                h.kube.close()
-            h.kube, h.kube_at = kube, now
-        return h.kube
+        with h.lock:  # the metrics scrape's threads share a cloud's handle: one kubeconfig fetch
+            if h.kube is None or time.monotonic() - h.kube_at > KUBECONFIG_CACHE_SECONDS:
+                kube = Kube(h.aks.user_kubeconfig(h.resource_group, h.cluster))
+                if h.kube is not None:
+                    h.kube.close()
+                h.kube, h.kube_at = kube, time.monotonic()
+            return h.kube
 
     # -- AKS cluster ---------------------------------------------------------------------
     def _cluster_body(self, config: dict[str, Any]) -> dict[str, Any]:

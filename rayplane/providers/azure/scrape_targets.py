@@ -22,7 +22,10 @@ pending version's pods are both scraped during a rollout, as on the local provid
 Running pods with an IP: a Pending pod has nothing to answer (the proxy would refuse it).
 
 Races: the list is a moment's view; a pod deleted after it is one unanswered GET, which the
-scraper leaves out of that scrape.
+scraper leaves out of that scrape. The scraper calls this from several threads at once: they
+share the cloud's cached ``Kube`` (``AzureProvider._kube`` fetches a kubeconfig under the
+handle's lock, once per cloud); a kubeconfig refreshed while another thread still uses the old
+client may cost that cluster one scrape.
 """
 
 from __future__ import annotations
