@@ -45,7 +45,20 @@ class ScrapeResult:
     failed_nodes: int
 
 
-def _fetch(client: httpx.Client, target: MetricsTarget) -> NodeFigures | None:
+def _client(verify: str | bool) -> httpx.Client | None:
+    """A client for targets with this TLS ``verify`` (a CA file or a bool); None when the CA
+    file cannot be read (a kubeconfig's temporary CA gone): those targets go unanswered."""
+    try:
+        context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+    except (OSError, ssl.SSLError) as exc:
+        log.info("metrics_ca_unreadable", ca=str(verify), error=str(exc)[:300])
+        return None
+    return httpx.Client(timeout=TIMEOUT_SECONDS, trust_env=False, verify=context)
+
+
+def _fetch(client: httpx.Client | None, target: MetricsTarget) -> NodeFigures | None:
+    if client is None:
+        return None
     try:
         response = client.get(target.url, headers=dict(target.headers))
         response.raise_for_status()
@@ -82,16 +95,16 @@ class Scraper:
             found = list(pool.map(self._targets, clusters))
             work = [(c, targets) for c, targets in zip(clusters, found, strict=True) if targets]
             flat = [t for _, targets in work for t in targets]
-            clients: dict[str | bool, httpx.Client] = {}
+            clients: dict[str | bool, httpx.Client | None] = {}
             for t in flat:
                 if t.verify not in clients:
-                    verify = ssl.create_default_context(cafile=t.verify) if isinstance(t.verify, str) else t.verify
-                    clients[t.verify] = httpx.Client(timeout=TIMEOUT_SECONDS, trust_env=False, verify=verify)
+                    clients[t.verify] = _client(t.verify)
             try:
                 answers = list(pool.map(lambda t: _fetch(clients[t.verify], t), flat))
             finally:
                 for client in clients.values():
-                    client.close()
+                    if client is not None:
+                        client.close()
         written, i = 0, 0
         for c, targets in work:
             nodes = [a for a in answers[i : i + len(targets)] if a is not None]
