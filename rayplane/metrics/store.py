@@ -3,7 +3,7 @@ the rollups and pruning that keep the series bounded (``rayplane.metrics.tiers``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -45,13 +45,15 @@ class Scrapable:
     provider_state: dict[str, Any]
     observed: dict[str, Any]
     jobs: dict[str, int]
+    cloud_config: dict[str, Any] = field(default_factory=dict)
 
 
 def scrapable(session: Session) -> list[Scrapable]:
-    """Clusters and services whose nodes may run, with their cloud's kind, what the
-    reconciler last observed, and their PENDING and RUNNING jobs (over ``ix_jobs_active``)."""
+    """Clusters and services whose nodes may run, with their cloud's kind and config (how a
+    provider reaches the nodes, e.g. an AKS cluster's API server), what the reconciler last
+    observed, and their PENDING and RUNNING jobs (over ``ix_jobs_active``)."""
     rows = session.execute(
-        select(Cluster.id, Cloud.provider, Cluster.provider_state, Cluster.observed)
+        select(Cluster.id, Cloud.provider, Cluster.provider_state, Cluster.observed, Cloud.config)
         .join(Cloud, Cloud.id == Cluster.cloud_id)
         .where(Cluster.state.in_(SCRAPED))
     ).all()
@@ -65,7 +67,8 @@ def scrapable(session: Session) -> list[Scrapable]:
         ).all():
             jobs.setdefault(cid, {})[str(status).lower()] = int(n)
     return [
-        Scrapable(cid, prov, dict(state or {}), dict(obs or {}), jobs.get(cid, {})) for cid, prov, state, obs in rows
+        Scrapable(cid, prov, dict(state or {}), dict(obs or {}), jobs.get(cid, {}), dict(config or {}))
+        for cid, prov, state, obs, config in rows
     ]
 
 

@@ -44,11 +44,15 @@ class ProviderEvent:
 
 @dataclass(frozen=True)
 class MetricsTarget:
-    """One Ray node's metrics endpoint (``--metrics-export-port``) and the group it is of."""
+    """One Ray node's metrics endpoint (``--metrics-export-port``) and the group it is of;
+    ``headers`` and ``verify`` (httpx's TLS verify: a CA file or a bool) for a node reached
+    through an authenticated proxy (the AKS API server's pod proxy), none for a local node."""
 
     node: str
     group: str
     url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify: str | bool = True
 
 
 @dataclass(frozen=True)
@@ -249,10 +253,13 @@ class Provider(abc.ABC):
         supported (a create on such a cloud is refused with 422)."""
         return None
 
-    def metrics_targets(self, state: dict[str, Any]) -> tuple[MetricsTarget, ...]:
-        """The Prometheus endpoints of the cluster's running Ray nodes that the control plane
-        scrapes itself (``rayplane.metrics``); () where it does not (on AKS, Azure Monitor's
-        managed Prometheus scrapes the pods)."""
+    def metrics_targets(
+        self, state: dict[str, Any], cloud_config: Mapping[str, Any] | None = None
+    ) -> tuple[MetricsTarget, ...]:
+        """The Prometheus endpoints of the cluster's (or service's) running Ray nodes that the
+        control plane scrapes itself (``rayplane.metrics``), from its persisted ``state`` and
+        its cloud's config; () where it scrapes none. May call the cloud (bounded, a few
+        seconds at most) and raise: the scraper then skips that cluster for that scrape."""
         return ()
 
     @abc.abstractmethod

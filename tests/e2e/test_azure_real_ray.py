@@ -162,6 +162,15 @@ def test_a_job_runs_on_its_clusters_real_ray(stack: Stack, azure: EmulatedAzure,
     assert resources.get("CPU", 0) >= 2, logs  # the workers' CPUs (the head declares none)
     assert "Started a local Ray instance" not in logs
 
+    # Beat's scrape reached each real node's metrics export port through the API server's pod proxy.
+    def charted() -> set[str] | None:
+        params = {"names": "memory_total_bytes", "step": 5}
+        series = stack.request("GET", f"/v1/clusters/{cid}/metrics", params=params).json()["series"]
+        groups = {str(s["group"]) for s in series if s["points"] and s["group"]}
+        return groups if {"head", "cpu", "gpu"} <= groups else None
+
+    wait_for(charted, 90, "the real nodes' metrics through the pod proxy")
+
     # Nothing wrote the host's ~/.ray (the stack runs with HOME at a temporary directory).
     assert not (home / ".ray" / "auth_token").exists()
 

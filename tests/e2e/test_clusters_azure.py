@@ -135,3 +135,40 @@ def test_gpu_spot_cluster_lifecycle(stack: Stack, azure: EmulatedAzure) -> None:
     namespaces = [n.metadata.name for n in azure.core().list_namespace().items]
     assert "rp-" + cid.lower().replace("_", "-") not in namespaces
     wait_for(lambda: azure.rayplane_pools() == {}, 90, "unused pools to be deleted")
+
+
+def test_an_azure_clusters_charts_come_through_the_api_servers_pod_proxy(stack: Stack, azure: EmulatedAzure) -> None:
+    """Beat's scrape lists the cluster's Ray pods and GETs each one's metrics port through the
+    API server's pod proxy (the emulator's simulated Ray answers Ray's metric names, from the
+    node's declared resources): the API then answers series for the head and the worker group."""
+    body = {
+        "name": "charts",
+        "cloud": "azure-demo",
+        "head": {"vm_size": "Standard_D4s_v5"},
+        "worker_groups": [{"name": "cpu", "vm_size": "Standard_D4s_v5", "min_nodes": 1, "max_nodes": 1}],
+    }
+    r = stack.request("POST", "/v1/clusters", json=body)
+    assert r.status_code == 202, r.text
+    cid = r.json()["id"]
+    cluster = stack.wait_state(cid, "RUNNING", timeout=240)
+    names = "cpu_utilization_percent,memory_total_bytes,memory_used_bytes,nodes_ready"
+
+    def charted() -> dict[tuple[str, str | None], list[float]] | None:
+        answer = stack.request("GET", f"/v1/clusters/{cid}/metrics", params={"names": names, "step": 5})
+        assert answer.status_code == 200, answer.text
+        series = {(s["name"], s["group"]): [v for _, v in s["points"]] for s in answer.json()["series"]}
+        wanted = [
+            ("cpu_utilization_percent", "head"),
+            ("cpu_utilization_percent", "cpu"),
+            ("memory_total_bytes", "cpu"),
+        ]
+        return series if all(series.get(k) for k in wanted) else None
+
+    series = wait_for(charted, 120, "a scrape of the Azure cluster through the pod proxy")
+    assert all(0 < v <= 100 for v in series[("cpu_utilization_percent", "cpu")])
+    # What the worker's Ray node declares (its rayStartParams' memory) is the group's total.
+    worker = ray_cluster(azure, cluster)["spec"]["workerGroupSpecs"][0]
+    assert set(series[("memory_total_bytes", "cpu")]) == {float(worker["rayStartParams"]["memory"])}
+    assert max(series[("nodes_ready", "head")]) == 1
+    assert stack.request("DELETE", f"/v1/clusters/{cid}").status_code == 202
+    stack.wait_state(cid, "DELETED", timeout=120)

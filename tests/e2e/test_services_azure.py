@@ -225,6 +225,16 @@ def test_a_service_runs_behind_its_load_balancer(stack: Stack, azure: EmulatedAz
 
     wait_for(usage, 120, "the service's usage intervals")
 
+    # Charts: beat's scrape reaches the service's Ray pods (in clusters KubeRay named) through
+    # the API server's pod proxy.
+    def charted() -> set[str] | None:
+        params = {"names": "cpu_utilization_percent", "step": 5}
+        series = stack.request("GET", f"/v1/services/{SVC.id}/metrics", params=params).json()["series"]
+        groups = {str(s["group"]) for s in series if s["points"] and s["group"]}
+        return groups if "head" in groups and len(groups) >= 2 else None
+
+    wait_for(charted, 60, "the service's metrics through the pod proxy")
+
 
 def test_a_serve_config_change_applies_in_place(stack: Stack, azure: EmulatedAzure, code_url: str) -> None:
     before = active_cluster(azure)

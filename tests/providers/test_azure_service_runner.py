@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from emulators.azure.kube.testing import gateway_api_crds, wait_for
 from emulators.azure.server import EmulatorProcess
 from rayplane.clusters.serve import RolloutSpec, ServeSpec
-from rayplane.providers.azure import manifests
+from rayplane.metrics.series import Figure, node_figures
+from rayplane.providers.azure import manifests, monitors
 from rayplane.providers.azure.kube import Kube
 from rayplane.providers.azure.provider import AzureProvider
 from rayplane.providers.azure.services import AzureServiceRunner
@@ -241,6 +242,21 @@ def test_first_deploy_in_place_change_and_a_blue_green_rollout(new_service: NewS
 
     seen = wait_for(observed, what="version 1's head and worker observed")
     assert {n.node_id for n in seen.node_details} == set(_pod_names(svc, v1_cluster))
+
+    # Rayplane's own scrape: the service's Ray pods (KubeRay named their cluster) through the
+    # pod proxy; they carry the label the service's PodMonitor selects.
+    targets = svc.cloud.provider.metrics_targets(svc.state)
+    assert sorted(t.group for t in targets) == ["cpu", "head"]
+    assert {t.node for t in targets} == set(_pod_names(svc, v1_cluster))
+    label = monitors.cluster_label(svc.cluster_id)
+    for pod in svc.cloud.kube.pods(svc.namespace, f"ray.io/cluster={v1_cluster}"):
+        assert label.items() <= pod["metadata"]["labels"].items()
+    for t in targets:
+        verify = ssl.create_default_context(cafile=t.verify) if isinstance(t.verify, str) else t.verify
+        with httpx.Client(verify=verify, trust_env=False, timeout=10) as client:
+            answer = client.get(t.url, headers=dict(t.headers))
+        assert answer.status_code == 200, answer.text
+        assert Figure.MEMORY_TOTAL in node_figures(t.group, answer.text).figures
 
     # The Serve config alone, same version: applied in place on the same cluster.
     moved = _moved("v2", serve)

@@ -303,6 +303,11 @@ class RayNodes:
         head = self._head_of(rc_uid)
         return head.ports["dashboard"] if head is not None and head.up else None
 
+    def metrics_port(self, pod_uid: str) -> int | None:
+        """The metrics export port of the pod's serving node (the pod proxy's target), if any."""
+        node = self.nodes.get(pod_uid)
+        return node.ports["metrics"] if node is not None and node.up and not node.dead else None
+
     def log_path(self, pod_uid: str) -> Path | None:
         node = self.nodes.get(pod_uid)
         return None if node is None else node.directory / "start.log"

@@ -12,7 +12,7 @@ discovery go to :mod:`emulators.azure.kube.endpoints` first; bodies may be proto
 Every request needs ``Authorization: Bearer <token>`` where the token is a ``kube.token``
 document of this cluster (written by ARM's credential operations, or the admin route);
 anything else is a 401 ``Status``. Paths are parsed here and handed to :class:`KubeAPI`
-(verbs), the discovery documents, or the service proxy. Reads that ``kubectl`` makes beyond
+(verbs), the discovery documents, or the service and pod proxies. Reads that ``kubectl`` makes beyond
 plain JSON -- Table renderings, ``?watch=1`` streams -- and the unsupported exec/attach/port-forward
 subresources are answered by :mod:`emulators.azure.kube.views`, pod logs by
 :mod:`emulators.azure.kube.logs`, ``metrics.k8s.io`` by :mod:`emulators.azure.kube.metrics`,
@@ -136,6 +136,8 @@ class Dispatcher:
         plural = rest[0]
         if namespace and not group and plural == "services" and len(rest) >= 3 and rest[2] == "proxy":
             return await self.svc.proxy.handle(request, key, namespace, rest[1], "/".join(rest[3:]))
+        if namespace and not group and plural == "pods" and len(rest) >= 3 and rest[2] == "proxy":
+            return await self.svc.podproxy.handle(request, key, namespace, rest[1], "/".join(rest[3:]))
         rtype = self.svc.api.resolve(key, group, version, plural)
         if namespace and not rtype.namespaced:
             raise err.resource_not_found()

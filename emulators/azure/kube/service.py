@@ -1,8 +1,8 @@
 """Wiring of the Kubernetes surface: one :class:`KubeService` per emulator context.
 
 It owns the object store, the verbs, the controllers, the Ray job manager and dashboard, the
-service proxy and the control loop, and registers a ``cluster_deleted`` callback so that ARM
-deleting a managed cluster drops its Kubernetes objects and kills its Ray jobs. The loop runs
+service and pod proxies and the control loop, and registers a ``cluster_deleted`` callback so
+that ARM deleting a managed cluster drops its Kubernetes objects and kills its Ray jobs. The loop runs
 from the router's lifespan; on shutdown the loop stops and running Ray jobs are killed. Open
 watches end earlier, when the server starts shutting down (``EmulatorContext.stopping``), so
 that it need not wait for them.
@@ -27,6 +27,7 @@ from emulators.azure.kube.events import EventRecorder
 from emulators.azure.kube.jobs import JobManager
 from emulators.azure.kube.kuberay import KubeRayOperator
 from emulators.azure.kube.objects import ObjectStore
+from emulators.azure.kube.podproxy import PodProxy
 from emulators.azure.kube.proxy import ServiceProxy, ray_token
 from emulators.azure.kube.raynodes import RayNodes
 from emulators.azure.kube.rayservice import RayServiceController
@@ -59,6 +60,7 @@ class KubeService:
         self.raynodes = RayNodes(ctx.settings.data_dir, stop_seconds=lambda: self.config.ray_stop_seconds)
         self.raynodes.kill_stale()
         self.proxy = ServiceProxy(self.objects, self.dashboard, self.config, self.raynodes)
+        self.podproxy = PodProxy(self.objects, self.config, self.raynodes)
         self.workloads = Workloads(self.api, ctx.fleet, self.config)
         self.kuberay = KubeRayOperator(self.api, self.config)
         backend = ServeBackend(
@@ -110,4 +112,5 @@ class KubeService:
                 await task
             self.jobs.shutdown()
             await self.proxy.close()
+            await self.podproxy.close()
             self.raynodes.shutdown()

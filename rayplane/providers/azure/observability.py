@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rayplane.providers.azure import manifests
 from rayplane.providers.azure.logsink import LogSink, Storage
-from rayplane.providers.azure.monitors import monitors
+from rayplane.providers.azure.monitors import cluster_label, monitors, with_cluster_label
 from rayplane.providers.azure.shipper import objects, with_service_shipper, with_shipper
 from rayplane.providers.azure.workload import ShipperIdentity, WorkloadIdentities
 from rayplane.providers.base import ClusterTarget, TerminalError
@@ -128,15 +129,22 @@ def ship(
 def ship_service(
     settings: Settings, h: CloudHandle, target: ClusterTarget, namespace: str, state: dict[str, Any]
 ) -> tuple[Callable[[dict[str, Any]], dict[str, Any]], list[dict[str, Any]]] | None:
-    """For a RayService: a function adding the shipper to its ``rayClusterConfig`` and the
-    objects to apply before it; None while the storage account is being created."""
+    """For a RayService: a function labelling its pod templates with the cluster's id (what
+    its PodMonitor selects: KubeRay names the service's RayClusters itself) and adding the
+    shipper to its ``rayClusterConfig``, and the objects to apply before it (the PodMonitor
+    where managed Prometheus reads it); None while the storage account is being created."""
+    label = cluster_label(target.cluster_id)
+    metrics = monitors(h.kube, namespace, manifests.resource_name(target)[1], label)
     if not enabled(target.cloud_config):
-        return (lambda manifest: manifest), []
+        return (lambda manifest: with_cluster_label(manifest, label)), metrics
     logs = ensure(settings, h, target, namespace, state)
     if logs is None:
         return None
     image = settings.azure_log_shipper_image
-    return (lambda manifest: with_service_shipper(manifest, image)), objects(logs, namespace)
+    return (
+        (lambda manifest: with_service_shipper(with_cluster_label(manifest, label), image)),
+        [*objects(logs, namespace), *metrics],
+    )
 
 
 def remove(settings: Settings, h: CloudHandle, namespace: str, state: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rayplane.providers.azure import access, manifests, observability, podfaults, pools, scheduling
+from rayplane.providers.azure import access, manifests, observability, podfaults, pools, scheduling, scrape_targets
 from rayplane.providers.azure.aks import SPOT_FALLBACK_CODES, Aks, LroStep
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.providers.azure.kube import Kube
@@ -92,7 +92,7 @@ def _step(state: dict[str, Any]) -> Step:
     return Step(state, events)
 
 
-class AzureProvider(Provider):
+class AzureProvider(scrape_targets.PodMetrics, Provider):
     kind = "azure"
 
     def __init__(self, settings: Settings) -> None:
@@ -117,13 +117,13 @@ class AzureProvider(Provider):
             return found
 
     def _kube(self, h: CloudHandle) -> Kube:
-        now = time.monotonic()
-        if h.kube is None or now - h.kube_at > KUBECONFIG_CACHE_SECONDS:
-            kube = Kube(h.aks.user_kubeconfig(h.resource_group, h.cluster))
-            if h.kube is not None:
-                h.kube.close()
-            h.kube, h.kube_at = kube, now
-        return h.kube
+        with h.lock:  # the metrics scrape's threads share a cloud's handle: one kubeconfig fetch
+            if h.kube is None or time.monotonic() - h.kube_at > KUBECONFIG_CACHE_SECONDS:
+                kube = Kube(h.aks.user_kubeconfig(h.resource_group, h.cluster))
+                if h.kube is not None:
+                    h.kube.close()
+                h.kube, h.kube_at = kube, time.monotonic()
+            return h.kube
 
     # -- AKS cluster ---------------------------------------------------------------------
     def _cluster_body(self, config: dict[str, Any]) -> dict[str, Any]:

@@ -242,7 +242,7 @@ class LocalProvider(Provider):
             return None
         return ServeEndpoint(_dashboard_url(head), commands.DASHBOARD_HOST, head.ports[commands.SERVE_PORT])
 
-    def metrics_targets(self, state: dict[str, Any]) -> tuple[MetricsTarget, ...]:
+    def metrics_targets(self, state: dict[str, Any], cloud_config: object = None) -> tuple[MetricsTarget, ...]:
         return scrape_targets.targets(state)
 
     def ray_versions(self, cloud_config: dict[str, Any]) -> list[str]:
