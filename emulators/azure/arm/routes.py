@@ -133,6 +133,11 @@ _TABLE: list[tuple[re.Pattern[str], dict[str, Handler], str]] = [
         "Microsoft.Authorization/roleAssignments",
     ),
     (
+        re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/permissions$", re.IGNORECASE),
+        {"GET": authorization.list_permissions},
+        "Microsoft.Authorization/permissions",
+    ),
+    (
         re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/roleDefinitions/(?P<rd>{_SEG})$", re.IGNORECASE),
         {"GET": authorization.get_role_definition},
         "Microsoft.Authorization/roleDefinitions",
