@@ -5,6 +5,12 @@ one ARM GET (or, for a cloud naming ``log_storage_account_id``, that tenant-owne
 id), so logs stay readable for their retention after the cluster, its identity and its
 provider state are gone. Stores are cached per cloud and region in this process; a cloud
 whose account does not exist yet has none (the caller falls back to the deployment's store).
+
+**Outside production only:** an account whose blob endpoint is Azurite's development account on
+loopback (``http://127.0.0.1:<port>/devstoreaccount1/``, where the Azure emulator maps accounts
+for the demo and the tests) is read with that account's published well-known key, because
+Azurite takes bearer tokens only over HTTPS and only from Entra's own issuers. No real account
+has such an endpoint, and in production (``RAYPLANE_ENV=production``) the mapping is never made.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from __future__ import annotations
 import json
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
-from rayplane.logstore import LogStore
+from azure.core.credentials import AzureNamedKeyCredential
+
+from rayplane.logstore import AZURITE_ACCOUNT, AZURITE_KEY, LogStore
 from rayplane.logstore.blob import BlobLogStore
 from rayplane.providers.azure.credentials import credential_for
 from rayplane.providers.azure.logsink import Storage
@@ -39,6 +48,20 @@ def customer_store(settings: Settings, config: dict[str, Any]) -> LogStore | Non
     sink = storage.find(config["resource_group"], config["region"], named)
     if sink is None or not sink.blob_url:
         return None
-    store = BlobLogStore.for_account(sink.blob_url, sink.container, credential, ca_bundle=ca)
+    blob_credential = _development_key(settings, sink.blob_url) or credential
+    store = BlobLogStore.for_account(sink.blob_url, sink.container, blob_credential, ca_bundle=ca)
     with _lock:
         return _stores.setdefault(key, store)
+
+
+def _development_key(settings: Settings, url: str) -> AzureNamedKeyCredential | None:
+    """Azurite's development-account key for its loopback endpoint, outside production only."""
+    parts = urlsplit(url)
+    if (
+        settings.is_dev
+        and parts.scheme == "http"
+        and parts.hostname in ("127.0.0.1", "localhost")
+        and parts.path.strip("/") == AZURITE_ACCOUNT
+    ):
+        return AzureNamedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY)
+    return None
