@@ -161,26 +161,57 @@ def test_a_missing_account_is_terminal_and_names_the_fix(settings: Settings) -> 
     assert _storage(settings, config).find(RG, "eastus2", missing) is None  # the read side: no store yet
 
 
-def test_a_policy_rayplane_may_not_write_is_a_warning(settings: Settings, emulator: EmulatorProcess) -> None:
+def test_a_policy_rayplane_may_not_write_is_a_warning_event(settings: Settings, emulator: EmulatorProcess) -> None:
     config = _config()
     c = _clients(emulator, config)
     name = f"tl{uuid.uuid4().hex[:12]}"
     account_id = _tenants_account(c, name)
-    current = emulator.request_json("GET", "/_emulator/arm/config")["enforce_roles_subscriptions"]
+    config["log_storage_account_id"] = account_id
+    current = emulator.request_json("GET", "/_emulator/arm/config")
     emulator.request_json(
-        "PUT", "/_emulator/arm/config", {"enforce_roles_subscriptions": [*current, config["subscription_id"]]}
+        "PUT",
+        "/_emulator/arm/config",
+        {
+            "enforce_roles_subscriptions": [*current["enforce_roles_subscriptions"], config["subscription_id"]],
+            "operation_seconds": 0.2,
+            "retry_after": 0,
+        },
     )
+    knobs = contextlib.ExitStack()
     try:
-        # The tenant lets Rayplane read the account and make containers, not change its policy.
-        emulator.assign_role(account_id, "Reader", client_id=APP_ID)
+        knobs.enter_context(kube_knobs(emulator, node_boot_seconds=0.3))
+        # Rayplane's app: Contributor and the right to assign roles where the clusters run; on the
+        # tenant's account it may read, make containers and grant access, not change the policy.
+        emulator.assign_role(
+            f"/subscriptions/{config['subscription_id']}/resourceGroups/{RG}", "Contributor", client_id=APP_ID
+        )
+        emulator.assign_role(account_id, "User Access Administrator", client_id=APP_ID)
         emulator.assign_role(account_id, "Storage Blob Data Contributor", client_id=APP_ID)
-        sink, warning = _storage(settings, config).ensure_named(account_id, 30)
+        provider = AzureProvider(settings)
+        target = _target(config, "clu_named2")
+        state: dict[str, Any] = {}
+        events: list[Any] = []
+
+        def applied() -> bool:
+            nonlocal state
+            step = provider.ensure(target, state)
+            state = step.state
+            events.extend(step.events)
+            return bool(state.get("applied"))
+
+        wait_for(applied, timeout=60, what="the RayCluster applied despite the policy")
+        wait_for(lambda: not provider.teardown(target, state).state, timeout=30, what="the teardown")
     finally:
-        emulator.request_json("PUT", "/_emulator/arm/config", {"enforce_roles_subscriptions": current})
-    assert (sink.account, sink.account_id, sink.container) == (name, account_id, logsink.CONTAINER)
+        knobs.close()
+        emulator.request_json(
+            "PUT",
+            "/_emulator/arm/config",
+            {k: current[k] for k in ("enforce_roles_subscriptions", "operation_seconds", "retry_after")},
+        )
+    warnings = [e for e in events if e.kind == "logs"]
+    assert [e.code for e in warnings] == ["LifecyclePolicyNotWritten"]  # once, not on every pass
+    assert "AuthorizationFailed" in warnings[0].reason
+    assert logsink.POLICY_RULE in warnings[0].reason
     assert c["storage"].blob_containers.get(SHARED, name, logsink.CONTAINER).name == logsink.CONTAINER
-    assert warning is not None
-    assert "AuthorizationFailed" in warning
-    assert logsink.POLICY_RULE in warning
     rules = c["storage"].management_policies.get(SHARED, name, "default").as_dict()["properties"]["policy"]["rules"]
     assert [r["name"] for r in rules] == ["tenant-archive"]  # the tenant's policy untouched
