@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.mgmt.storage import StorageManagementClient
 from pydantic import SecretStr
 
 from emulators.azure.server import EmulatorProcess
@@ -185,3 +186,42 @@ def test_lighthouse_tokens_come_from_rayplanes_own_tenant(azure_settings: Settin
     assert (missing.status, missing.code) == ("ERROR", "RayplaneNotConfigured")
     home = azure_settings.model_copy(update={"azure_home_tenant_id": str(uuid.uuid4())})
     assert check_access(home, cfg).status == "READY"
+
+
+def test_a_tenant_named_log_account_must_exist_and_allow_role_assignments(
+    azure_settings: Settings, emulator: EmulatorProcess
+) -> None:
+    cfg = config()
+    account_id = (
+        f"/subscriptions/{cfg['subscription_id']}/resourceGroups/shared/providers/Microsoft.Storage/"
+        f"storageAccounts/tl{uuid.uuid4().hex[:12]}"
+    )
+    named = {**cfg, "log_storage_account_id": account_id}
+    missing = check_access(azure_settings, named)
+    assert (missing.status, missing.code) == ("ERROR", "LogStorageAccountNotFound")
+    assert '"durable_logs": false' in (missing.reason or "")
+
+    storage = StorageManagementClient(
+        credential_for(azure_settings, cfg),
+        cfg["subscription_id"],
+        base_url=azure_settings.azure_arm_url,
+        connection_verify=str(azure_settings.ca_bundle),
+    )
+    body = {"location": "eastus2", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}
+    storage.storage_accounts.begin_create("shared", account_id.rsplit("/", 1)[-1], body).result()
+    group = f"/subscriptions/{cfg['subscription_id']}/resourceGroups/ml"
+    current = emulator.request_json("GET", "/_emulator/arm/config")["enforce_roles_subscriptions"]
+    emulator.request_json(
+        "PUT", "/_emulator/arm/config", {"enforce_roles_subscriptions": [*current, cfg["subscription_id"]]}
+    )
+    try:
+        # Where the shippers' role goes is the tenant's account: the right is needed there, not on the group.
+        emulator.assign_role(group, "User Access Administrator", client_id=APP_ID)
+        emulator.assign_role(account_id, "Reader", client_id=APP_ID)
+        refused = check_access(azure_settings, named)
+        assert (refused.status, refused.code) == ("ERROR", "RoleAssignmentsNotPermitted")
+        assert "storage account" in (refused.reason or "")
+        emulator.assign_role(account_id, "User Access Administrator", client_id=APP_ID)
+        assert check_access(azure_settings, named).status == "READY"
+    finally:
+        emulator.request_json("PUT", "/_emulator/arm/config", {"enforce_roles_subscriptions": current})
