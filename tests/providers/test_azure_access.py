@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from azure.mgmt.storage import StorageManagementClient
+from azure.mgmt.storage.models import StorageAccountCreateParameters
 from pydantic import SecretStr
 
 from emulators.azure.server import EmulatorProcess
@@ -208,7 +209,9 @@ def test_a_tenant_named_log_account_must_exist_and_allow_role_assignments(
         connection_verify=str(azure_settings.ca_bundle),
     )
     body = {"location": "eastus2", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}
-    storage.storage_accounts.begin_create("shared", account_id.rsplit("/", 1)[-1], body).result()
+    storage.storage_accounts.begin_create(
+        "shared", account_id.rsplit("/", 1)[-1], StorageAccountCreateParameters(body)
+    ).result()
     group = f"/subscriptions/{cfg['subscription_id']}/resourceGroups/ml"
     current = emulator.request_json("GET", "/_emulator/arm/config")["enforce_roles_subscriptions"]
     emulator.request_json(
