@@ -92,7 +92,7 @@ def _made(aks: Aks, name: str, body: dict[str, Any]) -> None:
         step = aks.put_cluster("ml", name, {}, step.token)
 
 
-def test_an_existing_cluster_with_an_oidc_issuer_is_ready(azure_settings: Settings) -> None:
+def test_an_existing_cluster_needs_an_oidc_issuer_and_workload_identity(azure_settings: Settings) -> None:
     cfg = config(aks_mode="existing", aks_cluster_name="withissuer")
     aks = Aks(
         credential_for(azure_settings, cfg),
@@ -102,6 +102,12 @@ def test_an_existing_cluster_with_an_oidc_issuer_is_ready(azure_settings: Settin
     )
     pool = {"name": "system", "mode": "System", "count": 1, "vmSize": "Standard_D4s_v5"}
     properties = {"dnsPrefix": "w", "agentPoolProfiles": [pool], "oidcIssuerProfile": {"enabled": True}}
+    _made(aks, "withissuer", {"location": "eastus2", "properties": properties})
+    # An issuer but no workload identity webhook: the pods would get no token.
+    webhookless = check_access(azure_settings, cfg)
+    assert (webhookless.status, webhookless.code) == ("ERROR", "WorkloadIdentityDisabled")
+    assert "--enable-workload-identity" in (webhookless.reason or "")
+    properties["securityProfile"] = {"workloadIdentity": {"enabled": True}}
     _made(aks, "withissuer", {"location": "eastus2", "properties": properties})
     result = check_access(azure_settings, cfg)
     assert (result.status, result.code) == ("READY", None)

@@ -1,9 +1,10 @@
 """What a cloud with durable logs needs, checked when the cloud is registered (part of
 :func:`.access.check_access`), so a tenant learns it then rather than from every cluster failing:
 
-* **an OIDC issuer on the AKS cluster** (workload identity's token exchange needs it). Existing
-  mode: the named cluster's ``oidcIssuerProfile.issuerURL``. Managed mode: Rayplane creates the
-  cluster with the issuer on, so only a cluster of that name that already exists is read.
+* **an OIDC issuer and workload identity on the AKS cluster** (the token exchange's issuer, and
+  the webhook that gives pods the token). Existing mode: the named cluster's
+  ``oidcIssuerProfile.issuerURL`` and ``securityProfile.workloadIdentity.enabled``. Managed mode:
+  Rayplane creates the cluster with both on, so only a cluster of that name already there is read.
 * **the right to create role assignments** (``Microsoft.Authorization/roleAssignments/write``,
   which Contributor lacks) where the shippers' role goes: ARM's ``Microsoft.Authorization/
   permissions`` list of the caller (Permissions - List For Resource Group, api-version
@@ -55,16 +56,20 @@ def may(permissions: list[dict[str, Any]], action: str) -> bool:
 
 
 def _issuer_error(cluster: dict[str, Any] | None, rg: str, name: str) -> AccessCheck | None:
+    """The AKS cluster's OIDC issuer (the token exchange's issuer) and workload identity (the
+    webhook that projects the token into the pods) must both be on."""
     if cluster is None:
         return None
-    oidc = (cluster.get("properties") or {}).get("oidcIssuerProfile") or {}
-    if oidc.get("issuerURL") or oidc.get("issuer_url"):
-        return None
-    reason = (
-        f"AKS cluster {name} has no OIDC issuer, so Ray pods cannot use workload identity to ship logs: run "
-        f"`az aks update -g {rg} -n {name} --enable-oidc-issuer --enable-workload-identity`, {OFF}"
-    )
-    return AccessCheck("ERROR", reason, "OidcIssuerDisabled", [])
+    props = cluster.get("properties") or {}
+    oidc = props.get("oidcIssuerProfile") or {}
+    fix = f"run `az aks update -g {rg} -n {name} --enable-oidc-issuer --enable-workload-identity`, {OFF}"
+    if not (oidc.get("issuerURL") or oidc.get("issuer_url")):
+        reason = f"AKS cluster {name} has no OIDC issuer, so Ray pods cannot use workload identity to ship logs: {fix}"
+        return AccessCheck("ERROR", reason, "OidcIssuerDisabled", [])
+    if not ((props.get("securityProfile") or {}).get("workloadIdentity") or {}).get("enabled"):
+        reason = f"AKS cluster {name} has workload identity off, so no token reaches the Ray pods' log shippers: {fix}"
+        return AccessCheck("ERROR", reason, "WorkloadIdentityDisabled", [])
+    return None
 
 
 def _permissions(
