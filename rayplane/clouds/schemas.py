@@ -97,9 +97,9 @@ class AzureCloud(BaseModel):
 
     @field_validator("log_storage_account_id")
     @classmethod
-    def _same_subscription(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """The account must be in the cloud's subscription: the cloud's credential and the shippers'
-        role assignments are scoped to it."""
+    def _log_account(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A storage account's ARM id with a valid name, in the cloud's subscription (the cloud's
+        credential and the shippers' role assignments are scoped to it), and logs not turned off."""
         if value is None:
             return None
         found = _ACCOUNT_ID.match(value)
