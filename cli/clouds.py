@@ -77,12 +77,19 @@ def cloud_fields(c: Cloud) -> list[tuple[str, object]]:
             ("Tenant", config.get("tenant_id")),
             ("Access", config.get("auth_mode")),
             ("AKS", f"{config.get('aks_mode')} ({config.get('aks_cluster_name')})"),
+            ("Durable logs", _durable_logs(config)),
             ("Consent link", c.get("admin_consent_url")),
         ]
     elif config.get("capacity"):
         rows.append(("Capacity", config["capacity"]))
     rows += [("Ray versions", c.get("ray_versions")), ("Created", f"{c['created_at']} ({age(c['created_at'])} ago)")]
     return rows
+
+
+def _durable_logs(config: dict[str, Any]) -> str:
+    if config.get("durable_logs") is False:
+        return "off"
+    return f"on, in {config['log_storage_account_id']}" if config.get("log_storage_account_id") else "on"
 
 
 def wait_for_answer(api: RayplaneClient, cloud: Cloud, timeout: float) -> Cloud:
@@ -178,6 +185,20 @@ def add(
         str | None, typer.Option(help="Cloud name (default: azure-<resource group>).", metavar="NAME")
     ] = None,
     default: Annotated[bool, typer.Option("--default", help="Use it when a cluster names no cloud.")] = False,
+    durable_logs: Annotated[
+        bool,
+        typer.Option(
+            "--durable-logs/--no-durable-logs",
+            help="Ship Ray pods' logs into a storage account in the subscription (needs the right to assign roles).",
+        ),
+    ] = True,
+    log_storage_account: Annotated[
+        str | None,
+        typer.Option(
+            help="An existing storage account (ARM id, same subscription) for the logs, instead of a new one.",
+            metavar="ID",
+        ),
+    ] = None,
     wait_: WaitOption = False,
     timeout: TimeoutOption = 300,
     output: OutputOption = None,
@@ -209,6 +230,10 @@ def add(
         }
         if aks_cluster:
             azure["aks_cluster_name"] = aks_cluster
+        if not durable_logs:
+            azure["durable_logs"] = False
+        if log_storage_account:
+            azure["log_storage_account_id"] = log_storage_account
         body = {"name": name or _default_name(resource_group), "provider": provider, "azure": azure, "default": default}
         cloud = api.create_cloud(body)
         notice(f"Added cloud {cloud['name']} ({cloud['id']}): {cloud['status']}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class Capacity(BaseModel):
@@ -18,6 +19,14 @@ class Capacity(BaseModel):
 
 
 _GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# A storage account's ARM id (ARM compares the fixed segments case-insensitively; account names
+# are 3-24 lowercase letters and digits).
+_ACCOUNT_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+    r"/resourceGroups/[-\w\._\(\)]{0,89}[-\w_\(\)]/providers/Microsoft\.Storage/storageAccounts/(?P<name>[^/]+)$",
+    re.IGNORECASE,
+)
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 
 
 class GcsRedis(BaseModel):
@@ -69,12 +78,53 @@ class AzureCloud(BaseModel):
     gcs_redis: GcsRedis | None = Field(
         default=None, description="For clusters with head.gcs_fault_tolerance: the Redis their GCS uses"
     )
+    durable_logs: bool = Field(
+        default=True,
+        strict=True,
+        description="Ship every Ray pod's logs into a storage account in this subscription (needs the right to "
+        "create role assignments); false: no sidecar, no identity, no account",
+    )
+    log_storage_account_id: str | None = Field(
+        default=None,
+        max_length=300,
+        description="An existing storage account (ARM id, in this subscription) for the durable logs, instead of "
+        "one Rayplane creates; Rayplane adds the ray-logs container and its retention rule to it",
+        examples=[
+            "/subscriptions/3a9e5f21-7c4b-4e8d-a1f6-9b2c7d5e0f48/resourceGroups/ml-prod/providers/"
+            "Microsoft.Storage/storageAccounts/contosologs"
+        ],
+    )
+
+    @field_validator("log_storage_account_id")
+    @classmethod
+    def _log_account(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A storage account's ARM id with a valid name, in the cloud's subscription (the cloud's
+        credential and the shippers' role assignments are scoped to it), and logs not turned off."""
+        if value is None:
+            return None
+        found = _ACCOUNT_ID.match(value)
+        if found is None:
+            raise ValueError(
+                "must be a storage account's ARM id: /subscriptions/<subscription>/resourceGroups/<group>"
+                "/providers/Microsoft.Storage/storageAccounts/<account>"
+            )
+        if not _ACCOUNT_NAME.match(found.group("name")):
+            raise ValueError("a storage account's name is 3-24 lowercase letters and digits")
+        subscription = info.data.get("subscription_id")
+        if subscription and found.group("sub").lower() != str(subscription).lower():
+            raise ValueError(f"the storage account must be in the cloud's subscription {subscription}")
+        if info.data.get("durable_logs") is False:
+            raise ValueError("names the account of durable logs, which durable_logs: false turns off")
+        return value
 
     def config(self) -> dict[str, Any]:
-        """The stored config (``gcs_redis`` only when given, so other clouds read as before)."""
-        out = self.model_dump(exclude={"gcs_redis"})
+        """The stored config (``gcs_redis`` and ``log_storage_account_id`` only when given, so other
+        clouds read as before)."""
+        out = self.model_dump(exclude={"gcs_redis", "log_storage_account_id"})
         if self.gcs_redis is not None:
             out["gcs_redis"] = self.gcs_redis.model_dump(exclude_none=True)
+        if self.log_storage_account_id is not None:
+            out["log_storage_account_id"] = self.log_storage_account_id
         return out
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.credentials import TokenCredential
+from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
@@ -34,10 +34,17 @@ class BlobLogStore(LogStore):
 
     @classmethod
     def for_account(
-        cls, account_url: str, container: str, credential: TokenCredential, *, ca_bundle: str | None = None
+        cls,
+        account_url: str,
+        container: str,
+        credential: TokenCredential | AzureNamedKeyCredential,
+        *,
+        ca_bundle: str | None = None,
     ) -> BlobLogStore:
         """A store in a customer's account, reached with an Entra token (``credential``): the
-        account has no shared keys. Its container is made by ARM, so none is created here."""
+        account has no shared keys (a named key only for Azurite's development account outside
+        production, :mod:`rayplane.providers.azure.logreads`). Its container is made by ARM, so
+        none is created here."""
         kwargs: dict[str, Any] = {"connection_verify": ca_bundle} if ca_bundle else {}
         store = cls("", container, service=BlobServiceClient(account_url, credential=credential, **kwargs))
         store._ready = True

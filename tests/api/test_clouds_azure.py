@@ -21,6 +21,13 @@ APP_ID = str(uuid.uuid4())
 CUSTOMER_TID = str(uuid.uuid4())
 
 
+SUB = str(uuid.uuid4())
+
+
+def account(sub: str = SUB, kind: str = "Microsoft.Storage/storageAccounts", name: str = "contosologs") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/shared/providers/{kind}/{name}"
+
+
 def body(**azure: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "subscription_id": str(uuid.uuid4()),
@@ -64,6 +71,22 @@ async def _names(client: httpx.AsyncClient, actor: Actor) -> list[str]:
         ({**body(), "capacity": {"cpus": 4, "memory_gib": 8}}, "body.capacity"),
         ({"name": "laptop2", "provider": "local", "azure": body()["azure"]}, "body.azure"),
         ({**body(), "azure": {**body()["azure"], "client_secret": "x"}}, "body.azure.client_secret"),
+        (body(durable_logs="no"), "body.azure.durable_logs"),
+        (body(subscription_id=SUB, log_storage_account_id="contosologs"), "body.azure.log_storage_account_id"),
+        (
+            body(subscription_id=SUB, log_storage_account_id=account(kind="Microsoft.Compute/virtualMachines")),
+            "body.azure.log_storage_account_id",
+        ),
+        (
+            body(subscription_id=SUB, log_storage_account_id=account(name="Contoso_Logs")),
+            "body.azure.log_storage_account_id",
+        ),
+        # Another subscription's account: the cloud's credential and role assignments are scoped to its own.
+        (body(log_storage_account_id=account()), "body.azure.log_storage_account_id"),
+        (
+            body(subscription_id=SUB, durable_logs=False, log_storage_account_id=account()),
+            "body.azure.log_storage_account_id",
+        ),
     ],
 )
 async def test_bad_azure_input_is_a_problem_naming_the_field_and_creates_nothing(
@@ -107,6 +130,15 @@ async def test_create_starts_validating_nudges_the_check_and_offers_the_consent_
     assert query["redirect_uri"] == ["https://api.example.com/v1/clouds/consent"]
     got = (await azure_client.get(f"/v1/clouds/{cloud['id']}", headers=owner.headers)).json()
     assert got["admin_consent_url"] == cloud["admin_consent_url"]
+
+
+async def test_a_tenant_named_log_account_is_kept_in_the_config(azure_client: httpx.AsyncClient, owner: Actor) -> None:
+    r = await azure_client.post(
+        "/v1/clouds", headers=owner.headers, json=body(subscription_id=SUB, log_storage_account_id=account())
+    )
+    assert r.status_code == 201, r.text
+    config = r.json()["config"]
+    assert (config["log_storage_account_id"], config["durable_logs"]) == (account(), True)
 
 
 async def test_secret_free_modes_have_no_consent_url(azure_client: httpx.AsyncClient, owner: Actor) -> None:

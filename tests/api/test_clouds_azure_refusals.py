@@ -119,6 +119,14 @@ async def test_a_principal_without_a_role_sees_authorization_failed_and_which_ro
     emulator.assign_role(group, "Contributor", client_id=APP_ID)
     r = await client.post(f"/v1/clouds/{cloud['id']}:validate", headers=actor.headers)
     assert r.status_code == 202
+    # Contributor reaches AKS but may not create the log shippers' role assignments: said now,
+    # at registration, not by every cluster failing later.
+    checked = await _validated(client, actor, sync_sessions, provider, cloud["id"])
+    assert checked["status"] == "ERROR"
+    assert checked["status_reason"].startswith("RoleAssignmentsNotPermitted: ")
+    assert '"durable_logs": false' in checked["status_reason"]
+
+    emulator.assign_role(group, "User Access Administrator", client_id=APP_ID)
     checked = await _validated(client, actor, sync_sessions, provider, cloud["id"])
     assert (checked["status"], checked["status_reason"]) == ("READY", None)
 

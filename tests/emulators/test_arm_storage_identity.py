@@ -112,14 +112,23 @@ def test_storage_account_names_are_checked_and_global(emu: EmulatorProcess, sub:
 
 
 def test_blob_endpoint_can_name_another_service(emu: EmulatorProcess, sub: str) -> None:
+    earlier = _name()
+    _storage(emu, sub).storage_accounts.begin_create(RG, earlier, _account()).result()
     configure(emu, blob_endpoint="http://127.0.0.1:10000/{account}/")
     try:
         name = _name()
         made = _storage(emu, sub).storage_accounts.begin_create(RG, name, _account()).result()
         assert made.primary_endpoints is not None
         assert made.primary_endpoints.blob == f"http://127.0.0.1:10000/{name}/"
+        # An account made before the setting reports the endpoint configured now.
+        before = _storage(emu, sub).storage_accounts.get_properties(RG, earlier)
+        assert before.primary_endpoints is not None
+        assert before.primary_endpoints.blob == f"http://127.0.0.1:10000/{earlier}/"
     finally:
         configure(emu, blob_endpoint=None)
+    after = _storage(emu, sub).storage_accounts.get_properties(RG, earlier)
+    assert after.primary_endpoints is not None
+    assert after.primary_endpoints.blob == f"https://{earlier}.blob.core.windows.net/"
 
 
 def test_identity_and_federated_credentials(emu: EmulatorProcess, sub: str) -> None:

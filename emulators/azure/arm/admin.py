@@ -66,6 +66,7 @@ class ArmConfig(BaseModel):
     enforce_roles_subscriptions: list[str] = Field(default_factory=list)
     #: The blob endpoint storage accounts report (``{account}`` is replaced by the account's name);
     #: None: Azure's ``https://{account}.blob.core.windows.net/``. Tests name an Azurite here.
+    #: Applies to every answer from the time it is set, accounts made before included.
     blob_endpoint: str | None = None
 
     def enforces_roles(self, subscription: str) -> bool:

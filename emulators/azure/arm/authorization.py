@@ -6,7 +6,11 @@ REST API the Azure CLI's ``az role assignment create|list|delete`` and the porta
 * ``PUT|GET|DELETE {scope}/providers/Microsoft.Authorization/roleAssignments/{name}`` with
   ``{"properties": {"roleDefinitionId", "principalId", "principalType"}}``;
 * ``GET {scope}/providers/Microsoft.Authorization/roleAssignments`` (``$filter=principalId eq
-  '...'`` honoured), listing assignments at, above and below the scope.
+  '...'`` honoured), listing assignments at, above and below the scope;
+* ``GET {resource group or resource}/providers/Microsoft.Authorization/permissions`` (Permissions -
+  List For Resource Group / List For Resource): the caller's ``actions`` / ``notActions``, one
+  entry per role assigned to it at the scope or above. Where roles are not enforced every
+  caller may do everything, so the answer is one entry with ``actions: ["*"]``.
 
 Shapes from the Role Assignments and Role Definitions REST references (api-version 2022-04-01);
 any well-formed api-version is accepted. When roles are enforced these requests are
@@ -87,3 +91,10 @@ async def list_role_assignments(svc: ArmService, call: Call) -> Response:
     wanted = _filter(call)
     principal = wanted[1] if wanted is not None and wanted[0] == "principalid" else None
     return JSONResponse({"value": svc.roles.listed(_scope(call), principal)})
+
+
+async def list_permissions(svc: ArmService, call: Call) -> Response:
+    if not svc.admin.config.enforces_roles(call.params["sub"]):
+        everything = {"actions": ["*"], "notActions": [], "dataActions": [], "notDataActions": []}
+        return JSONResponse({"value": [everything]})
+    return JSONResponse({"value": svc.roles.permissions(str(call.claims.get("oid", "")), _scope(call))})

@@ -96,6 +96,12 @@ BUILT_IN_ROLES: dict[str, RoleDefinition] = {
             ),
         ),
         RoleDefinition(
+            "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+            "User Access Administrator",
+            "Lets you manage user access to Azure resources.",
+            ("*/read", "Microsoft.Authorization/*", "Microsoft.Support/*"),
+        ),
+        RoleDefinition(
             "acdd72a7-3385-48ef-bd42-f606fba81ae7",
             "Reader",
             "View all resources, but does not allow you to make any changes.",
@@ -249,6 +255,17 @@ class RoleAssignments:
             if role is not None and grants(role, action):
                 return True
         return False
+
+    def permissions(self, principal_id: str, scope: str) -> list[dict[str, list[str]]]:
+        """What ``Microsoft.Authorization/permissions`` lists for the principal at ``scope``: one
+        entry (actions, notActions, ...) per role assigned to it at that scope or above."""
+        found = []
+        for _, doc in self.store.scan(KIND):
+            role = BUILT_IN_ROLES.get(doc["role"])
+            if role is None or doc["principalId"].lower() != principal_id.lower() or not within(scope, doc["scope"]):
+                continue
+            found.append(role.body(None)["properties"]["permissions"][0])
+        return found
 
     def visible(self, principal_id: str, subscription: str) -> bool:
         """Whether the principal has any assignment in ``subscription`` (at it, above or below):

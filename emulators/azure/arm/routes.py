@@ -133,6 +133,11 @@ _TABLE: list[tuple[re.Pattern[str], dict[str, Handler], str]] = [
         "Microsoft.Authorization/roleAssignments",
     ),
     (
+        re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/permissions$", re.IGNORECASE),
+        {"GET": authorization.list_permissions},
+        "Microsoft.Authorization/permissions",
+    ),
+    (
         re.compile(rf"^(?P<sub>{_SEG}){_UNDER}/{_AUTHZ}/roleDefinitions/(?P<rd>{_SEG})$", re.IGNORECASE),
         {"GET": authorization.get_role_definition},
         "Microsoft.Authorization/roleDefinitions",
@@ -245,6 +250,9 @@ def create_router(svc: ArmService) -> APIRouter:
     @router.api_route("/subscriptions/{rest:path}", methods=["GET", "PUT", "POST", "DELETE", "PATCH"])
     async def dispatch(rest: str, request: Request) -> Response:
         method = request.method
+        # ARM reads empty path segments as absent: the SDKs send ``providers/Microsoft.Storage//
+        # storageAccounts/x`` for a resource with no parent path (Permissions - List For Resource).
+        rest = re.sub(r"/{2,}", "/", rest)
         matched = _match(rest.strip("/"))
         params = matched[0] if matched else {}
         cluster, resource = _attribution(svc, params, request.url.path)

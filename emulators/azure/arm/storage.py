@@ -15,8 +15,11 @@ Shapes from the Storage Resource Provider REST reference (api-version 2023-05-01
 any well-formed api-version is accepted. The account's ``primaryEndpoints.blob`` is
 ``https://{account}.blob.core.windows.net/`` unless :attr:`ArmConfig.blob_endpoint` names
 another (``{account}`` substituted): tests point it at Azurite so that blobs written through
-the account can be read back. Accounts are documents of kind ``arm.storage`` keyed by their
-lower-cased name, containers and policies of ``arm.storage.child`` keyed by their lower-cased id.
+the account can be read back. The endpoint is the setting's at the time of each answer (a GET
+of an account made earlier reports the endpoint configured now), so a test may map accounts
+only once the code that must see Azure's own endpoint is done with them. Accounts are
+documents of kind ``arm.storage`` keyed by their lower-cased name, containers and policies of
+``arm.storage.child`` keyed by their lower-cased id.
 """
 
 from __future__ import annotations
@@ -134,7 +137,9 @@ async def put_account(svc: ArmService, call: Call) -> Response:
 
 
 async def get_account(svc: ArmService, call: Call) -> Response:
-    return JSONResponse(_owned(svc, call))
+    doc = copy.deepcopy(_owned(svc, call))
+    doc["properties"]["primaryEndpoints"]["blob"] = _blob_endpoint(svc, doc["name"])
+    return JSONResponse(doc)
 
 
 async def delete_account(svc: ArmService, call: Call) -> Response:

@@ -15,11 +15,20 @@ so a retried pass costs reads only. Account names are global across Azure: a nam
 else holds answers ``StorageAccountAlreadyTaken``, reported as a terminal error naming the
 fix. Account creation is an LRO: one look per call (:class:`~.aks.StepPolling`); while it
 runs ``ensure`` returns None and the next pass looks again (the GET sees ``Creating``).
+
+**A tenant-named account** (the cloud's ``log_storage_account_id``, :meth:`Storage.ensure_named`):
+Rayplane creates and changes no account. It checks the account exists (a TerminalError naming
+the fix otherwise), makes the container if missing, and adds its retention rule to the account's
+lifecycle policy *beside* the rules already there. The tenant owns that account, so a policy
+Rayplane may not write is a warning (returned, recorded as a cluster event), not a failure: the
+logs then stay until the tenant's own rules delete them. The account's own settings (shared
+keys, TLS) are the tenant's and are left as they are.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,13 +38,19 @@ from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage.models import BlobContainer, ManagementPolicy, StorageAccountCreateParameters
 
 from rayplane.providers.azure.aks import StepPolling, classify, step
-from rayplane.providers.base import TerminalError
+from rayplane.providers.base import ProviderError, RetriableError, TerminalError
 
 CONTAINER = "ray-logs"
 POLICY_RULE = "rayplane-log-retention"
 ACCOUNT_PREFIX = "rplogs"
 # What an account must say for Rayplane to use it as is (else it is updated to say so).
 _HARDENED = {"allowSharedKeyAccess": False, "minimumTlsVersion": "TLS1_2", "supportsHttpsTrafficOnly": True}
+# An account's ARM id: what a cloud's ``log_storage_account_id`` must be (checked at the API too).
+ACCOUNT_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[-\w\._\(\)]{1,90})"
+    r"/providers/Microsoft\.Storage/storageAccounts/(?P<name>[a-z0-9]{3,24})$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,14 @@ def account_name(subscription_id: str, resource_group: str, region: str) -> str:
     """``rplogs`` + 18 hex digits of a hash: 24 lowercase alphanumerics, as Azure requires."""
     key = f"{subscription_id}|{resource_group}|{region}".lower()
     return ACCOUNT_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:18]
+
+
+def parse_account_id(account_id: str) -> tuple[str, str, str]:
+    """(subscription, resource group, account name) of an account's ARM id; ValueError otherwise."""
+    found = ACCOUNT_ID.match(account_id.strip())
+    if found is None:
+        raise ValueError(f"not the ARM id of a storage account: {account_id!r}")
+    return found.group("sub"), found.group("rg"), found.group("name")
 
 
 def account_body(region: str) -> dict[str, Any]:
@@ -81,6 +104,18 @@ def policy_body(retention_days: int) -> dict[str, Any]:
         },
     }
     return {"properties": {"policy": {"rules": [rule]}}}
+
+
+def merged_policy(current: dict[str, Any], retention_days: int) -> dict[str, Any]:
+    """``current`` (a management policy's JSON) with Rayplane's rule added or replaced and every
+    other rule kept: an account holds one policy, and a tenant's own rules must survive."""
+    rules = [
+        r
+        for r in ((current.get("properties") or {}).get("policy") or {}).get("rules") or []
+        if r.get("name") != POLICY_RULE
+    ]
+    ours = policy_body(retention_days)["properties"]["policy"]["rules"]
+    return {"properties": {"policy": {"rules": [*rules, *ours]}}}
 
 
 def _retention_of(policy: dict[str, Any]) -> int | None:
@@ -115,14 +150,45 @@ class Storage:
         except Exception as exc:
             raise classify(exc, f"reading storage account {name}") from exc
 
-    def find(self, rg: str, region: str) -> LogSink | None:
-        """The cloud's sink if its account exists (one GET, no write): for the read side."""
-        name = account_name(self.subscription_id, rg, region)
+    def find(self, rg: str, region: str, account_id: str | None = None) -> LogSink | None:
+        """The cloud's sink if its account exists (one GET, no write): for the read side. With
+        ``account_id`` (the cloud's ``log_storage_account_id``) that account, else the one
+        Rayplane names for the cloud."""
+        if account_id:
+            _, rg, name = parse_account_id(account_id)
+        else:
+            name = account_name(self.subscription_id, rg, region)
+        found = self._get(rg, name)
+        return None if found is None else _sink(name, found)
+
+    def ensure_named(self, account_id: str, retention_days: int) -> tuple[LogSink, str | None]:
+        """The sink in the tenant's own account ``account_id`` (never created or changed here):
+        its container made if missing, Rayplane's retention rule merged into its lifecycle
+        policy. Returns the sink and a warning when the policy could not be written (the
+        tenant's account: not a failure). TerminalError when the account does not exist."""
+        _, rg, name = parse_account_id(account_id)
         found = self._get(rg, name)
         if found is None:
-            return None
-        endpoints = (found.get("properties") or {}).get("primaryEndpoints") or {}
-        return LogSink(name, CONTAINER, str(endpoints.get("blob") or ""), str(found.get("id") or ""))
+            raise TerminalError(
+                f"the storage account {name} (the cloud's log_storage_account_id) was not found in resource "
+                f"group {rg}: create it, give Rayplane's app a role that can read it (Contributor or "
+                "Storage Account Contributor), or register the cloud without log_storage_account_id to let "
+                "Rayplane create one",
+                code="LogStorageAccountNotFound",
+            )
+        if (found.get("properties") or {}).get("provisioningState", "Succeeded") != "Succeeded":
+            raise RetriableError(f"storage account {name} is not ready yet", code="StorageAccountNotReady")
+        self._ensure_container(rg, name)
+        try:
+            self._ensure_policy(rg, name, retention_days)
+        except ProviderError as exc:
+            return _sink(name, found), (
+                f"could not write the lifecycle rule {POLICY_RULE} on storage account {name} ({exc.code}: "
+                f"{exc.message[:200]}); logs there are not deleted after {retention_days} days unless the "
+                "account's own lifecycle rules do it. Give Rayplane's app Storage Account Contributor on the "
+                "account, or add the rule yourself"
+            )
+        return _sink(name, found), None
 
     def ensure(self, rg: str, region: str, retention_days: int) -> LogSink | None:
         """The cloud's log sink, made or corrected as needed; None while the account is being created."""
@@ -151,9 +217,7 @@ class Storage:
             if not st.done:
                 return None
             found = st.resource or self._get(rg, name) or {}
-            props = dict(found.get("properties") or {})
-        endpoints = props.get("primaryEndpoints") or {}
-        sink = LogSink(name, CONTAINER, str(endpoints.get("blob") or ""), str(found.get("id") or ""))
+        sink = _sink(name, found)
         self._ensure_container(rg, name)
         self._ensure_policy(rg, name, retention_days)
         return sink
@@ -184,7 +248,12 @@ class Storage:
             return
         try:
             self.client.management_policies.create_or_update(
-                rg, name, "default", ManagementPolicy(policy_body(retention_days))
+                rg, name, "default", ManagementPolicy(merged_policy(current, retention_days))
             )
         except Exception as exc:
             raise classify(exc, f"writing the lifecycle policy of {name}") from exc
+
+
+def _sink(name: str, account: dict[str, Any]) -> LogSink:
+    endpoints = (account.get("properties") or {}).get("primaryEndpoints") or {}
+    return LogSink(name, CONTAINER, str(endpoints.get("blob") or ""), str(account.get("id") or ""))

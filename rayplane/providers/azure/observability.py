@@ -9,7 +9,10 @@ client id), which is what the read side (:func:`read_target`) and the teardown u
 cluster deleted after a deployment change is still cleaned up with the names it was made with.
 
 A cloud whose config says ``"durable_logs": false`` gets none of this (and its clusters no
-sidecar): for subscriptions where Rayplane may not create role assignments.
+sidecar): for subscriptions where Rayplane may not create role assignments. A cloud whose config
+names ``log_storage_account_id`` uses that account (the tenant's) instead of one Rayplane makes;
+if its lifecycle rule cannot be written the pass goes on and the cluster gets a warning event
+(once per worker process and cloud, when the sink is confirmed).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from rayplane.providers.azure.logsink import LogSink, Storage
 from rayplane.providers.azure.monitors import cluster_label, monitors, with_cluster_label
 from rayplane.providers.azure.shipper import objects, with_service_shipper, with_shipper
 from rayplane.providers.azure.workload import ShipperIdentity, WorkloadIdentities
-from rayplane.providers.base import ClusterTarget, TerminalError
+from rayplane.providers.base import ClusterTarget, ProviderEvent, TerminalError
 
 if TYPE_CHECKING:
     from rayplane.providers.azure.provider import CloudHandle
@@ -89,9 +92,17 @@ def ensure(
     storage, identities = _clients(settings, h, config)
     retention = target.log_retention_days or settings.log_retention_days
     if h.log_sink is None or h.log_sink[1] != retention:
-        sink = storage.ensure(h.resource_group, config["region"], retention)
-        if sink is None:
-            return None
+        named = config.get("log_storage_account_id")
+        if named:
+            sink, warning = storage.ensure_named(named, retention)
+            if warning:
+                # The provider's per-call events (``provider._EVENTS``), recorded on the cluster.
+                state.setdefault("_events", []).append(ProviderEvent("logs", warning, "LifecyclePolicyNotWritten"))
+        else:
+            made = storage.ensure(h.resource_group, config["region"], retention)
+            if made is None:
+                return None
+            sink = made
         h.log_sink = (sink, retention, _issuer(h))
     sink, _, issuer = h.log_sink
     recorded = state.get("logs") or {}
