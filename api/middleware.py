@@ -17,9 +17,9 @@ per request, which matters on the hot read path.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -33,9 +33,8 @@ from api.nul import NUL, scope_refusal
 from api.problems import PROBLEM, domain_problem, problem_body
 from api.state import AppState
 from rayplane.audit.service import record
-from rayplane.logs import get_logger, info_line
+from rayplane.logs import ACCESS_LOGGER, access_line, get_logger
 
-ACCESS_LOGGER = "rayplane.api.access"
 log = get_logger(ACCESS_LOGGER)
 
 REQUESTS = Counter(
@@ -113,7 +112,7 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -129,25 +128,14 @@ class RequestContextMiddleware:
 
         method = scope["method"]
         try:
-            content_type = _header(scope, b"content-type")
-            accepted = _accepted(scope.get("path", ""))
             refusal = scope_refusal(scope)
+            unsupported = self._unsupported_body(scope) if method in MUTATING else None
             if refusal is not None:
                 await domain_problem(refusal, instance=scope.get("path", "").replace(NUL, ""))(
                     scope, receive, send_wrapper
                 )
-            elif (
-                method in MUTATING
-                and _has_body(scope)
-                and not (content_type and accepted.match(content_type))
-                and not _PROXY_ROUTE.match(scope.get("path", ""))
-            ):
-                await self._send_problem(
-                    send_wrapper,
-                    415,
-                    f"send the body as {_wanted(accepted)}, not {content_type or 'no content type'}",
-                    scope,
-                )
+            elif unsupported is not None:
+                await self._send_problem(send_wrapper, 415, unsupported, scope)
             else:
                 await self.app(scope, receive, send_wrapper)
         except Exception as exc:
@@ -168,18 +156,28 @@ class RequestContextMiddleware:
             audited_kind = method in MUTATING or state.get("audit_read")
             if audited_kind and status >= 400 and principal is not None and not state.get("audited"):
                 await self._audit_failure(scope, status)
-            info_line(
-                ACCESS_LOGGER,
-                "request",
-                {
-                    "method": method,
-                    "path": scope.get("path"),
-                    "route": template,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "tenant_id": getattr(principal, "tenant_id", None),
-                },
+            access_line(
+                request_id=request_id,
+                method=method,
+                path=scope.get("path", ""),
+                route=template,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                tenant_id=getattr(principal, "tenant_id", None),
             )
+
+    @staticmethod
+    def _unsupported_body(scope: Scope) -> str | None:
+        """Why a mutating request's body is refused (415), or None: judged only for methods
+        that take a body, so a read pays for none of these matches."""
+        path = scope.get("path", "")
+        if not _has_body(scope) or _PROXY_ROUTE.match(path):
+            return None
+        content_type = _header(scope, b"content-type")
+        accepted = _accepted(path)
+        if content_type and accepted.match(content_type):
+            return None
+        return f"send the body as {_wanted(accepted)}, not {content_type or 'no content type'}"
 
     async def _send_problem(self, send: Send, status: int, detail: str, scope: Scope) -> None:
         body = json.dumps(problem_body(status, detail, instance=scope.get("path"))).encode()

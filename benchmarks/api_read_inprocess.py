@@ -191,9 +191,9 @@ async def _run(args: argparse.Namespace, env: dict[str, str], pairs: list[tuple[
         if args.profile:
             from rayplane.logs import configure_logging
 
-            configure_logging("INFO", "json", stream=log_stream)
             for name in names:
                 app, calls = apps[name]
+                configure_logging(VARIANTS.get(name, {}).get("RAYPLANE_LOG_LEVEL", "INFO"), "json", stream=log_stream)
                 profiler = cProfile.Profile()
                 profiler.enable()
                 await _drive(app, calls, args.requests, args.concurrency)

@@ -11,8 +11,8 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import MutableMapping
-from datetime import UTC, datetime
 from typing import Any, TextIO, cast
 
 import structlog
@@ -185,26 +185,60 @@ def get_logger(name: str) -> FilteringBoundLogger:
     return cast(FilteringBoundLogger, structlog.get_logger(name))
 
 
-_DUMPS = json.JSONEncoder(default=repr, ensure_ascii=True).encode
+# C-accelerated JSON string escaping, as ``json.dumps`` uses for a ``str`` (ASCII output).
+_STRING = json.encoder.encode_basestring_ascii
+ACCESS_LOGGER = "rayplane.api.access"
+_second: tuple[int, str] = (-1, "")
 
 
-def info_line(logger: str, event: str, fields: dict[str, Any]) -> None:
-    """One INFO line, exactly as ``get_logger(logger).info(event, **fields)`` would write it in
-    the JSON format (the bound context variables, then ``fields``, ``event``, ``level``,
-    ``logger``, an ISO UTC ``timestamp``; sensitive keys dropped and keys masked), built in one
-    pass instead of through the processor chain: the access log writes one per request, and
-    the chain cost about 14 µs of a read's CPU where this costs about 4. In the console format,
-    or below INFO, it goes through the chain (or is dropped) like any other line."""
+def _json_string(value: str | None) -> str:
+    return "null" if value is None else str(_STRING(mask(value)))
+
+
+def _timestamp() -> str:
+    """ISO 8601 in UTC with microseconds and ``Z``; the formatted second is kept, so a line
+    costs one clock read and one small format (the access log writes one per request)."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
+
+
+def access_line(
+    *,
+    request_id: str | None,
+    method: str,
+    path: str,
+    route: str,
+    status: int,
+    duration_ms: float,
+    tenant_id: str | None,
+) -> None:
+    """The API's access-log line: what ``get_logger(ACCESS_LOGGER).info("request", ...)`` writes
+    in the JSON format when the request id is the only bound context variable (the API binds
+    only it and the tenant, which is a field here), with the same keys, values and masking,
+    built as one string instead of through the processor chain. Measured in the API's read
+    path (``benchmarks/api_read_inprocess.py``, ``--variants shipped,warning-logs``) the chain
+    cost about 80 µs of a read's CPU; the keys are fixed and only strings need escaping. In the
+    console format the line goes through the chain; below INFO it is not written."""
     if logging.root.level > logging.INFO:
         return
     if not isinstance(_Renderers.current, structlog.processors.JSONRenderer):
-        get_logger(logger).info(event, **fields)
+        get_logger(ACCESS_LOGGER).info(
+            "request",
+            method=method,
+            path=path,
+            route=route,
+            status=status,
+            duration_ms=duration_ms,
+            tenant_id=tenant_id,
+        )
         return
-    line: dict[str, Any] = structlog.contextvars.get_contextvars()
-    line.update(fields)
-    line["event"] = event
-    line["level"] = "info"
-    line["logger"] = logger
-    line["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    _redact(None, "info", line)
-    _RootHandlerLogger.handler_write(_DUMPS(line))
+    _RootHandlerLogger.handler_write(
+        f'{{"request_id": {_json_string(request_id)}, "method": {_json_string(method)}, '
+        f'"path": {_json_string(path)}, "route": {_json_string(route)}, "status": {int(status)}, '
+        f'"duration_ms": {float(duration_ms)!r}, "tenant_id": {_json_string(tenant_id)}, '
+        f'"event": "request", "level": "info", "logger": "{ACCESS_LOGGER}", "timestamp": "{_timestamp()}"}}'
+    )

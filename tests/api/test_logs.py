@@ -76,42 +76,62 @@ def test_mask_handles_keys_and_jwts() -> None:
 
 
 def test_the_fast_access_line_is_what_the_processor_chain_writes(json_logs: io.StringIO) -> None:
-    """``info_line`` skips structlog's processors for speed; its line must not differ from
-    theirs: same keys and values (context variables included, keys masked), bar the time."""
+    """``access_line`` skips structlog's processors for speed; its line must not differ from
+    theirs: same keys and values (the bound request id included, keys masked), bar the time."""
     import structlog
 
-    from rayplane.logs import info_line
+    from rayplane.logs import ACCESS_LOGGER, access_line
 
     key = "rpk_abcdefghijkl_" + "0123456789abcdefghijklmnopqrstuvwxyz0123"
-    fields = {"method": "GET", "path": f"/v1/x/{key}", "status": 200, "duration_ms": 1.25, "tenant_id": None}
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id="r-1")
-    try:
-        get_logger("rayplane.api.access").info("request", **fields)
-        info_line("rayplane.api.access", "request", fields)
-    finally:
+    cases = [
+        {"method": "GET", "path": f"/v1/x/{key}", "route": "/v1/x/{id}", "status": 200, "duration_ms": 1.25},
+        {"method": "POST", "path": '/v1/\u00e9"\\\x00', "route": "unmatched", "status": 404, "duration_ms": 0.0},
+    ]
+    for fields, tenant in zip(cases, ["ten_1", None], strict=True):
+        json_logs.seek(0)
+        json_logs.truncate()
         structlog.contextvars.clear_contextvars()
-    chain, fast = (json.loads(line) for line in json_logs.getvalue().splitlines())
-    assert chain.pop("timestamp").endswith("Z")
-    assert fast.pop("timestamp").endswith("Z")
-    assert fast == chain
+        structlog.contextvars.bind_contextvars(request_id="r-1")
+        try:
+            get_logger(ACCESS_LOGGER).info("request", **fields, tenant_id=tenant)
+            access_line(request_id="r-1", tenant_id=tenant, **fields)  # type: ignore[arg-type]
+        finally:
+            structlog.contextvars.clear_contextvars()
+        chain, fast = (json.loads(line) for line in json_logs.getvalue().splitlines())
+        assert chain.pop("timestamp").endswith("Z")
+        assert fast.pop("timestamp").endswith("Z")
+        assert fast == chain
+        assert fast["request_id"] == "r-1"
+        assert fast["logger"] == ACCESS_LOGGER
+    assert chain["path"] == cases[1]["path"]
+
+
+def test_a_key_in_the_path_is_masked_in_the_access_line(json_logs: io.StringIO) -> None:
+    from rayplane.logs import access_line
+
+    key = "rpk_abcdefghijkl_" + "0123456789abcdefghijklmnopqrstuvwxyz0123"
+    access_line(
+        request_id=key, method="GET", path=f"/v1/{key}", route="unmatched", status=401, duration_ms=1, tenant_id=None
+    )
+    line = json.loads(json_logs.getvalue())
     assert key not in json_logs.getvalue()
-    assert fast["path"] == "/v1/x/[redacted]"
-    assert fast["request_id"] == "r-1"
-    assert fast["level"] == "info"
-    assert fast["logger"] == "rayplane.api.access"
+    assert line["path"] == "/v1/[redacted]"
+    assert line["request_id"] == "[redacted]"
 
 
 def test_the_fast_access_line_follows_the_level_and_the_console_format() -> None:
-    from rayplane.logs import info_line
+    from rayplane.logs import access_line
+
+    def write(status: int) -> None:
+        access_line(request_id="r", method="GET", path="/p", route="/p", status=status, duration_ms=1, tenant_id=None)
 
     stream = io.StringIO()
     try:
         configure_logging("WARNING", "json", stream=stream)
-        info_line("rayplane.api.access", "request", {"status": 200})
+        write(200)
         assert stream.getvalue() == ""
         configure_logging("INFO", "console", stream=stream)
-        info_line("rayplane.api.access", "request", {"status": 201})
+        write(201)
         assert "request" in stream.getvalue()
         assert "201" in stream.getvalue()
         assert not stream.getvalue().lstrip().startswith("{")
