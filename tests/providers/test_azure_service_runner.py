@@ -24,7 +24,7 @@ from emulators.azure.kube.testing import gateway_api_crds, wait_for
 from emulators.azure.server import EmulatorProcess
 from rayplane.clusters.serve import RolloutSpec, ServeSpec
 from rayplane.metrics.series import Figure, node_figures
-from rayplane.providers.azure import manifests, monitors
+from rayplane.providers.azure import manifests, monitors, observability
 from rayplane.providers.azure.kube import Kube
 from rayplane.providers.azure.provider import AzureProvider
 from rayplane.providers.azure.services import AzureServiceRunner
@@ -452,3 +452,31 @@ def test_an_incremental_rollout_of_a_failing_version_is_rolled_back_behind_the_g
     final = svc.until(2, broken, _running(1), spec=NEW_IMAGE, what="version 1 RUNNING after the rollback")
     assert final.state["clusters"] == {v1_cluster: 1}
     assert svc.routes() == {"fruit": "/fruit", "veg": "/veg"}
+
+
+def test_a_version_applied_before_the_cluster_label_keeps_its_cluster(
+    new_service: NewService, app_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upgrading Rayplane must not roll a running service for a label: a version whose
+    RayService an earlier Rayplane applied without ``rayplane.io/cluster-id`` on its pod
+    templates is applied again as it was, so KubeRay keeps its cluster. The earlier Rayplane
+    is this one with the labelling turned off for the first deploy."""
+    svc = new_service()
+    serve = serve_spec(str(app_dir))
+    with monkeypatch.context() as earlier:
+        earlier.setattr(observability, "with_cluster_label", lambda manifest, labels: manifest)
+        svc.until(1, serve, _running(1), what="version 1 RUNNING, deployed unlabelled")
+    [cluster] = svc.clusters()
+    before = svc.cloud.kube.get("ray.io/v1", "RayService", "shop", svc.namespace)
+    assert before is not None
+    assert not monitors.labelled(before)
+    svc.steps.clear()
+    svc.until(1, serve, _running(1), what="version 1 RUNNING after the upgrade")
+    # An in-place change of the same version (its Serve config) is applied, still unlabelled.
+    svc.until(1, _moved("v2", serve), _running(1), what="the new Serve config RUNNING")
+    after = svc.cloud.kube.get("ray.io/v1", "RayService", "shop", svc.namespace)
+    assert after is not None
+    assert not monitors.labelled(after)
+    assert svc.routes() == {"fruit": "/v2/fruit", "veg": "/v2/veg"}
+    assert svc.clusters() == [cluster]
+    assert "RolloutStarted" not in svc.codes()

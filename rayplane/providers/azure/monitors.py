@@ -53,6 +53,24 @@ def with_cluster_label(service: dict[str, Any], labels: Mapping[str, str]) -> di
     return out
 
 
+def labelled(service: Mapping[str, Any]) -> bool:
+    """Whether a RayService manifest's head pod template carries ``CLUSTER_ID_LABEL``."""
+    head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]
+    return CLUSTER_ID_LABEL in ((head.get("metadata") or {}).get("labels") or {})
+
+
+def without_cluster_label(service: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a RayService manifest with ``CLUSTER_ID_LABEL`` off every pod template (what a
+    version applied before the label keeps: see ``AzureServiceRunner.ensure``)."""
+    out = copy.deepcopy(service)
+    spec = out["spec"]["rayClusterConfig"]
+    for group in [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]:
+        labels = (group["template"].get("metadata") or {}).get("labels")
+        if labels:
+            labels.pop(CLUSTER_ID_LABEL, None)
+    return out
+
+
 def pod_monitor(namespace: str, cluster: str, match_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The PodMonitor ``<cluster>-ray``; it selects ``ray.io/cluster: <cluster>`` unless told
     which labels to match (a service's ``cluster_label``)."""

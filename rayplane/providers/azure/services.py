@@ -69,7 +69,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from rayplane.providers.azure import manifests, observability, reads
+from rayplane.providers.azure import manifests, monitors, observability, reads
 from rayplane.providers.azure import rayservice as rsv
 from rayplane.providers.azure.kube import Kube
 from rayplane.providers.azure.rayservice import ServiceStatus
@@ -183,6 +183,14 @@ class AzureServiceRunner:
         if work == v:
             replicas = {g.name: g.count for g in effective.groups}
             manifest = shipped[0](rsv.ray_service(effective, serve, rollout, replicas=replicas))
+            previous = (st["versions"].get(str(work)) or {}).get("manifest")
+            if previous is not None and not monitors.labelled(previous):
+                # Applied before a service's pods carried the cluster-id label: adding it now
+                # would change the RayService's cluster config, which KubeRay answers with a new
+                # cluster (a rollout, twice the nodes while it lasts) for a label. The version
+                # keeps its pods as they are; its PodMonitor matches from the next version on,
+                # and Rayplane's own scrape (by namespace) is unaffected.
+                manifest = monitors.without_cluster_label(manifest)
         else:  # the wanted number failed: the active version keeps its own spec
             manifest = st["versions"][str(active)]["manifest"]
         objects = [
