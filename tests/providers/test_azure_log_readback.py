@@ -12,11 +12,13 @@ an account that has no keys at all."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from typing import Any
 
 from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.exceptions import ResourceExistsError
 from azure.identity import ClientSecretCredential
 from azure.storage.blob import BlobServiceClient
 
@@ -53,10 +55,14 @@ def test_the_read_side_reads_what_the_shipper_wrote(emulator: EmulatorProcess, a
         assert found == made
         assert found.blob_url == endpoint
 
-        # Azurite has no ARM: the container ARM made is made here too (tests only).
+        # Azurite has no ARM: the container ARM made is made here too (tests only). The one
+        # Azurite of the test session stands for every account, so another test (the API's
+        # read-back, tests/e2e/test_logs_azure.py) may have made it first; blobs are kept apart
+        # by their tenant and cluster ids.
         key = AzureNamedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY)
         service = BlobServiceClient(found.blob_url, credential=key)
-        service.get_container_client(CONTAINER).create_container()
+        with contextlib.suppress(ResourceExistsError):
+            service.get_container_client(CONTAINER).create_container()
         store = BlobLogStore("", found.container, service=service)
 
         # The shipper writes a session's logs ...
