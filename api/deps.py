@@ -23,6 +23,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import authguard, ratelimit
+from api.headers import header
 from api.state import AppState
 from rayplane.audit.service import AuditEvent, record
 from rayplane.common.principal import Principal
@@ -174,9 +175,7 @@ async def get_principal(request: Request) -> Principal:
         # documented per route (the security scheme documents it) and every declared
         # parameter costs each request a validation pass in FastAPI. ASGI servers give
         # header names in lower case.
-        authorization = next(
-            (bytes(v).decode("latin-1") for k, v in request.scope["headers"] if k == b"authorization"), None
-        )
+        authorization = header(request.scope, b"authorization")
         principal = await authguard.authenticate(
             state, lambda: request_session(request), authorization, client[0] if client else None
         )

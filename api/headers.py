@@ -22,6 +22,17 @@ from starlette.types import Message, Scope
 SECRET_ROUTES = frozenset({"api_keys.create", "clusters.ray_token"})
 
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the request header ``name`` (lower case, as ASGI servers give
+    names), read straight from the scope: no Starlette ``Headers`` object on the hot path."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
 _NO_STORE = (b"cache-control", b"no-store")
 
 

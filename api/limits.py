@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import authguard
 from api.deps import get_principal
+from api.headers import header
 from api.state import AppState
 from rayplane.settings import Settings
 
@@ -73,15 +74,8 @@ class Refused(HTTPException):
         self.cause = cause
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
 def _content_length(scope: Scope) -> int | None:
-    raw = _header(scope, b"content-length")
+    raw = header(scope, b"content-length")
     try:
         return int(raw) if raw is not None else None
     except ValueError:
@@ -126,14 +120,14 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is None:
+        if scope["method"] == "OPTIONS" and header(scope, b"access-control-request-method") is None:
             allowed = self._allowed(scope)
             if allowed:
                 await Response(status_code=204, headers={"Allow": ", ".join(allowed)})(scope, receive, send)
                 return
         length = _content_length(scope)
         state: AppState | None = getattr(getattr(scope.get("app"), "state", None), "rayplane", None)
-        if state is None or not ((length or 0) > 0 or _header(scope, b"transfer-encoding") is not None):
+        if state is None or not ((length or 0) > 0 or header(scope, b"transfer-encoding") is not None):
             await self.app(scope, receive, send)
             return
         await self.app(scope, self._gated(scope, receive, state, length), send)
@@ -175,7 +169,7 @@ class RequestLimits:
         try:
             async with state.sessions() as session:
                 principal = await authguard.authenticate(
-                    state, session, _header(scope, b"authorization"), client[0] if client else None
+                    state, session, header(scope, b"authorization"), client[0] if client else None
                 )
                 await session.commit()  # authenticating may note the key's last use
         except Exception as exc:

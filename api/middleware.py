@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import MUTATING, audit_event
-from api.headers import with_security_headers
+from api.headers import header, with_security_headers
 from api.nul import NUL, scope_refusal
 from api.problems import PROBLEM, domain_problem, problem_body
 from api.state import AppState
@@ -76,18 +76,11 @@ _PROXY_ROUTE = re.compile(r"^/clusters/[^/]+/dashboard/")
 _PAGE_TYPE = re.compile(r"^application/(x-www-form-urlencoded|csp-report|reports\+json|json)\s*(;.*)?$", re.IGNORECASE)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
 def _has_body(scope: Scope) -> bool:
-    length = _header(scope, b"content-length")
+    length = header(scope, b"content-length")
     if length is not None:
         return length.strip() not in ("", "0")
-    return _header(scope, b"transfer-encoding") is not None
+    return header(scope, b"transfer-encoding") is not None
 
 
 def _wanted(accepted: re.Pattern[str]) -> str:
@@ -111,7 +104,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        incoming = _header(scope, b"x-request-id")
+        incoming = header(scope, b"x-request-id")
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
@@ -173,7 +166,7 @@ class RequestContextMiddleware:
         path = scope.get("path", "")
         if not _has_body(scope) or _PROXY_ROUTE.match(path):
             return None
-        content_type = _header(scope, b"content-type")
+        content_type = header(scope, b"content-type")
         accepted = _accepted(path)
         if content_type and accepted.match(content_type):
             return None
